@@ -1,0 +1,323 @@
+//! The declarative `irsa.yaml` model.
+
+use serde::{Deserialize, Serialize};
+
+use crate::issuer::{IssuerUrl, JwksPath, S3Location};
+use crate::key::Algorithm;
+
+/// The `apiVersion` this build reads and writes.
+pub const API_VERSION: &str = "irsa.dev/v1alpha1";
+/// The `kind` of the config document.
+pub const KIND: &str = "IrsaConfig";
+/// Default token audience for AWS STS.
+pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
+
+/// Problems in `irsa.yaml`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// YAML syntax or shape.
+    #[error("irsa.yaml is not valid: {0}")]
+    Yaml(String),
+    /// Semantic problems, one per line.
+    #[error("irsa.yaml has {} problem(s):\n  - {}", .0.len(), .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+/// The whole `irsa.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IrsaConfig {
+    /// Must be [`API_VERSION`].
+    pub api_version: String,
+    /// Must be [`KIND`].
+    pub kind: String,
+    /// Cluster name; prefixes role names and tags AWS resources.
+    pub cluster: String,
+    /// Where tokens' issuer is served.
+    pub issuer: IssuerConfig,
+    /// Signing keys, in publication order.
+    pub keys: Vec<KeyConfig>,
+    /// Role bindings.
+    #[serde(default)]
+    pub bindings: Vec<Binding>,
+}
+
+/// The issuer section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The issuer URL (`--service-account-issuer`).
+    pub url: IssuerUrl,
+    /// The S3 bucket that hosts the documents, if irsa publishes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Location>,
+    /// Where the JWKS lives under the issuer.
+    #[serde(default)]
+    pub jwks_path: JwksPath,
+}
+
+/// Lifecycle of a signing key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// The apiserver signs with it.
+    Active,
+    /// Published ahead of becoming active.
+    Next,
+    /// No longer signs; published until its tokens expire.
+    Retired,
+}
+
+/// One signing key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Public key file, relative to `irsa.yaml`.
+    pub public_key: String,
+    /// Private key file, relative to `irsa.yaml`; absent when kept elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+    /// Signing algorithm.
+    pub algorithm: Algorithm,
+    /// Lifecycle state.
+    pub state: KeyState,
+    /// When the key was created (RFC 3339), for rotation decisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+}
+
+/// A service account (or pattern) bound to an IAM role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Binding {
+    /// Namespace.
+    pub namespace: String,
+    /// Service account name, or a pattern with `*`.
+    pub service_account: String,
+    /// IAM role name; defaults to `{cluster}-{namespace}-{serviceAccount}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_name: Option<String>,
+    /// Managed policy ARNs to attach.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policy_arns: Vec<String>,
+    /// Inline policies by name (JSON policy documents written as YAML).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub inline_policies: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Token audience; defaults to `sts.amazonaws.com`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Maximum session duration in seconds (3600-43200).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_session_duration: Option<u32>,
+}
+
+impl Binding {
+    /// The role name, explicit or derived.
+    pub fn role_name(&self, cluster: &str) -> String {
+        self.role_name.clone().unwrap_or_else(|| {
+            let sa = self.service_account.replace('*', "any");
+            let mut name = format!("{cluster}-{}-{sa}", self.namespace);
+            name.truncate(64);
+            name
+        })
+    }
+    /// The audience, explicit or default.
+    pub fn audience(&self) -> &str {
+        self.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE)
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+impl IrsaConfig {
+    /// Parses and validates `irsa.yaml` text.
+    pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
+        let cfg: Self = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Renders deterministic YAML with a header comment.
+    pub fn to_yaml(&self) -> String {
+        let body = serde_yaml::to_string(self).unwrap_or_default();
+        format!("# irsa configuration: the single source of truth for this cluster's issuer, keys and roles.\n# Documents, trust policies and apiserver flags are derived from it (`irsa render`, `irsa validate`).\n{body}")
+    }
+
+    /// Checks every rule, reporting all problems at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut p = Vec::new();
+        if self.api_version != API_VERSION {
+            p.push(format!(
+                "apiVersion is {:?}; this irsa reads {API_VERSION:?}",
+                self.api_version
+            ));
+        }
+        if self.kind != KIND {
+            p.push(format!("kind is {:?}; expected {KIND:?}", self.kind));
+        }
+        if !is_dns_label(&self.cluster) || self.cluster.len() > 32 {
+            p.push(format!(
+                "cluster {:?} must be 1-32 lower-case letters, digits or '-'",
+                self.cluster
+            ));
+        }
+        if let Some(s3) = &self.issuer.s3 {
+            if let Err(e) = S3Location::new(&s3.bucket, &s3.region, &s3.prefix) {
+                p.push(e.to_string());
+            } else if s3.prefix.starts_with('/') || s3.prefix.ends_with('/') {
+                p.push(format!(
+                    "issuer.s3.prefix {:?} must not start or end with '/'",
+                    s3.prefix
+                ));
+            }
+        }
+        let active = self
+            .keys
+            .iter()
+            .filter(|k| k.state == KeyState::Active)
+            .count();
+        if active != 1 {
+            p.push(format!(
+                "keys: exactly one key must be `state: active`, found {active}"
+            ));
+        }
+        let mut publics: Vec<&str> = Vec::new();
+        for k in &self.keys {
+            if publics.contains(&k.public_key.as_str()) {
+                p.push(format!("keys: {:?} is listed twice", k.public_key));
+            }
+            publics.push(&k.public_key);
+        }
+        let mut seen: Vec<(String, String)> = Vec::new();
+        let mut roles: Vec<String> = Vec::new();
+        for b in &self.bindings {
+            let at = format!("binding {}/{}", b.namespace, b.service_account);
+            if !is_dns_label(&b.namespace) {
+                p.push(format!(
+                    "{at}: namespace must be a DNS label (lower-case letters, digits, '-')"
+                ));
+            }
+            let pattern_ok =
+                b.service_account == "*" || is_dns_subdomain(&b.service_account.replace('*', "x"));
+            if !pattern_ok {
+                p.push(format!(
+                    "{at}: serviceAccount must be a DNS subdomain name, or a pattern with '*'"
+                ));
+            }
+            let key = (b.namespace.clone(), b.service_account.clone());
+            if seen.contains(&key) {
+                p.push(format!("{at}: bound twice; merge the two entries"));
+            }
+            seen.push(key);
+            let role = b.role_name(&self.cluster);
+            let role_ok = !role.is_empty()
+                && role.len() <= 64
+                && role
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+            if !role_ok {
+                p.push(format!("{at}: role name {role:?} must be 1-64 characters of letters, digits and +=,.@_-"));
+            }
+            if roles.contains(&role) {
+                p.push(format!(
+                    "{at}: role name {role:?} is used by another binding; set roleName"
+                ));
+            }
+            roles.push(role);
+            if let Some(d) = b.max_session_duration {
+                if !(3600..=43200).contains(&d) {
+                    p.push(format!(
+                        "{at}: maxSessionDuration {d} must be between 3600 and 43200 seconds"
+                    ));
+                }
+            }
+            for arn in &b.policy_arns {
+                if !arn.starts_with("arn:")
+                    || arn.split(':').count() < 6
+                    || !arn.contains(":policy/")
+                {
+                    p.push(format!(
+                        "{at}: {arn:?} is not a policy ARN (arn:aws:iam::aws:policy/NAME)"
+                    ));
+                }
+            }
+            if b.audience.as_deref() == Some("") {
+                p.push(format!(
+                    "{at}: audience is empty; omit it for sts.amazonaws.com"
+                ));
+            }
+        }
+        if p.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(p))
+        }
+    }
+
+    /// The active key.
+    pub fn active_key(&self) -> Option<&KeyConfig> {
+        self.keys.iter().find(|k| k.state == KeyState::Active)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+apiVersion: irsa.dev/v1alpha1
+kind: IrsaConfig
+cluster: demo
+issuer:
+  url: https://irsa-demo-oidc.s3.us-east-1.amazonaws.com/demo
+  s3: {bucket: irsa-demo-oidc, region: us-east-1, prefix: demo}
+keys:
+  - {publicKey: keys/a.pub, privateKey: keys/a.key, algorithm: RS256, state: active}
+bindings:
+  - {namespace: default, serviceAccount: s3-echoer, policyArns: [arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess]}
+"#;
+
+    #[test]
+    fn parses_and_round_trips() {
+        let cfg = IrsaConfig::from_yaml(GOOD).expect("valid");
+        assert_eq!(cfg.issuer.jwks_path, JwksPath::OpenidV1Jwks);
+        assert_eq!(cfg.bindings[0].role_name("demo"), "demo-default-s3-echoer");
+        assert_eq!(cfg.bindings[0].audience(), DEFAULT_AUDIENCE);
+        assert_eq!(IrsaConfig::from_yaml(&cfg.to_yaml()).expect("valid"), cfg);
+    }
+
+    #[test]
+    fn reports_every_problem() {
+        let bad = GOOD
+            .replace("state: active", "state: next")
+            .replace("v1alpha1", "v9")
+            .replace("namespace: default", "namespace: Default");
+        let err = IrsaConfig::from_yaml(&bad)
+            .expect_err("invalid")
+            .to_string();
+        assert!(err.contains("3 problem(s)"), "{err}");
+        assert!(err.contains("exactly one key"));
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_issuer_are_rejected() {
+        assert!(
+            IrsaConfig::from_yaml(&GOOD.replace("cluster: demo", "cluster: demo\nclustr: x"))
+                .is_err()
+        );
+        let err = IrsaConfig::from_yaml(&GOOD.replace("amazonaws.com/demo", "amazonaws.com/demo/"))
+            .expect_err("slash");
+        assert!(err.to_string().contains("ends with '/'"), "{err}");
+    }
+}

@@ -1,0 +1,22 @@
+//! Pure logic of irsa: keys and their `kid`, JWKS and discovery documents,
+//! issuer URLs, JWT decoding and verification, the `irsa.yaml` model and
+//! the issuer-bundle checks. No network, no async, no file system.
+
+pub mod b64;
+pub mod checks;
+pub mod config;
+pub mod discovery;
+pub mod issuer;
+pub mod jwks;
+pub mod jwt;
+pub mod key;
+pub mod parse;
+pub mod private;
+pub mod verify;
+
+pub use config::IrsaConfig;
+pub use discovery::Discovery;
+pub use issuer::{IssuerUrl, JwksPath, S3Location};
+pub use jwks::{Jwk, Jwks};
+pub use key::{Algorithm, Curve, Kid, PublicKey};
+pub use private::PrivateKey;
