@@ -1,1 +1,88 @@
-fn main() {}
+//! `irsa`: IAM Roles for Service Accounts on any Kubernetes cluster.
+//!
+//! Exit codes: 0 success; 1 a check failed (`validate`, `token verify`);
+//! 2 usage or input error (bad flags, unreadable or invalid files).
+
+mod bundle;
+mod cmd;
+mod fetch;
+mod fsutil;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// IAM Roles for Service Accounts on any Kubernetes cluster.
+#[derive(Parser)]
+#[command(name = "irsa", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    /// Log verbosity for progress messages on stderr (error, warn, info, debug).
+    #[arg(long, global = true, default_value = "warn", env = "IRSA_LOG")]
+    log: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a complete demo issuer bundle in a new directory (no AWS, no cluster).
+    Demo(cmd::init::DemoArgs),
+    /// Create irsa.yaml, a signing key pair and the issuer documents.
+    Init(cmd::init::InitArgs),
+    /// Signing key management.
+    #[command(subcommand)]
+    Keys(cmd::keys::KeysCommand),
+    /// Build a JWKS from public or private keys in any common format.
+    Jwks(cmd::docs::JwksArgs),
+    /// Build an OIDC discovery document.
+    Discovery(cmd::docs::DiscoveryArgs),
+    /// Regenerate the issuer documents of a bundle from irsa.yaml.
+    Render(cmd::docs::RenderArgs),
+    /// Check keys, JWKS and discovery document locally and as served.
+    Validate(cmd::validate::ValidateArgs),
+    /// Decode or verify service-account tokens.
+    #[command(subcommand)]
+    Token(cmd::token::TokenCommand),
+}
+
+/// An error that maps to exit code 1 (a check failed, already reported).
+#[derive(Debug)]
+pub struct ChecksFailed;
+
+impl std::fmt::Display for ChecksFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("one or more checks failed")
+    }
+}
+
+impl std::error::Error for ChecksFailed {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let result = match cli.command {
+        Command::Demo(a) => cmd::init::demo(a),
+        Command::Init(a) => cmd::init::init(a),
+        Command::Keys(c) => cmd::keys::run(c),
+        Command::Jwks(a) => cmd::docs::jwks(a),
+        Command::Discovery(a) => cmd::docs::discovery(a),
+        Command::Render(a) => cmd::docs::render(a),
+        Command::Validate(a) => cmd::validate::run(a),
+        Command::Token(c) => cmd::token::run(c),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<ChecksFailed>() => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("irsa: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! An issuer bundle on disk: `irsa.yaml`, key files and the documents
+//! laid out as they are served.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use irsa_core::config::KeyConfig;
+use irsa_core::issuer::DISCOVERY_PATH;
+use irsa_core::parse::parse_keys;
+use irsa_core::{Algorithm, Discovery, IrsaConfig, Jwks, PublicKey};
+
+use crate::fsutil;
+
+/// Config file name inside a bundle directory.
+pub const CONFIG_FILE: &str = "irsa.yaml";
+/// Directory under the bundle holding the documents as served.
+pub const ISSUER_DIR: &str = "issuer";
+
+/// A loaded bundle.
+pub struct Bundle {
+    /// The bundle directory.
+    pub dir: PathBuf,
+    /// The parsed config.
+    pub config: IrsaConfig,
+}
+
+/// A key listed in `irsa.yaml`, with its public half read from disk.
+pub struct BundleKey {
+    /// The config entry.
+    pub entry: KeyConfig,
+    /// The public key.
+    pub public: PublicKey,
+}
+
+/// The two rendered documents.
+pub struct Documents {
+    /// Discovery document JSON.
+    pub discovery: String,
+    /// JWKS JSON.
+    pub jwks: String,
+}
+
+/// Renders both documents for `config` and its keys, deterministically.
+pub fn render(config: &IrsaConfig, keys: &[(PublicKey, Algorithm)]) -> Documents {
+    let jwks = Jwks::build(keys.iter().map(|(k, a)| (k, *a)), false);
+    let discovery = Discovery::for_issuer(
+        &config.issuer.url,
+        config.issuer.jwks_path,
+        &jwks.algorithms(),
+    );
+    Documents {
+        discovery: discovery.to_json(),
+        jwks: jwks.to_json(),
+    }
+}
+
+impl Bundle {
+    /// Reads `DIR/irsa.yaml`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(CONFIG_FILE);
+        let text = fs::read_to_string(&path).with_context(|| {
+            format!("cannot read {}; create a bundle with `irsa init --cluster NAME --bucket B --region R --dir {}`", path.display(), dir.display())
+        })?;
+        let config =
+            IrsaConfig::from_yaml(&text).with_context(|| format!("in {}", path.display()))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            config,
+        })
+    }
+
+    /// Path of a file named in `irsa.yaml` (relative to the bundle).
+    pub fn resolve(&self, file: &str) -> PathBuf {
+        self.dir.join(file)
+    }
+
+    /// Where the discovery document is written.
+    pub fn discovery_path(&self) -> PathBuf {
+        self.dir.join(ISSUER_DIR).join(DISCOVERY_PATH)
+    }
+
+    /// Where the JWKS is written.
+    pub fn jwks_path(&self) -> PathBuf {
+        self.dir
+            .join(ISSUER_DIR)
+            .join(self.config.issuer.jwks_path.as_str())
+    }
+
+    /// Reads every key's public half, checking it fits its algorithm.
+    pub fn keys(&self) -> Result<Vec<BundleKey>> {
+        let mut out = Vec::new();
+        for entry in &self.config.keys {
+            let path = self.resolve(&entry.public_key);
+            let bytes = fs::read(&path).with_context(|| {
+                format!(
+                    "cannot read public key {} listed in irsa.yaml",
+                    path.display()
+                )
+            })?;
+            let mut found = parse_keys(&bytes).with_context(|| format!("in {}", path.display()))?;
+            if found.len() != 1 {
+                anyhow::bail!(
+                    "{} holds {} keys; irsa.yaml needs one key per file",
+                    path.display(),
+                    found.len()
+                );
+            }
+            let public = found.remove(0).public;
+            public
+                .check_algorithm(entry.algorithm)
+                .with_context(|| format!("key {} in irsa.yaml", entry.public_key))?;
+            out.push(BundleKey {
+                entry: entry.clone(),
+                public,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Renders the documents from the config and key files.
+    pub fn render(&self) -> Result<Documents> {
+        let keys: Vec<(PublicKey, Algorithm)> = self
+            .keys()?
+            .into_iter()
+            .map(|k| (k.public, k.entry.algorithm))
+            .collect();
+        Ok(render(&self.config, &keys))
+    }
+
+    /// Writes rendered documents to `DIR/issuer/...`.
+    pub fn write_documents(&self, docs: &Documents) -> Result<()> {
+        fsutil::write_atomic(
+            &self.discovery_path(),
+            docs.discovery.as_bytes(),
+            fsutil::PUBLIC,
+        )?;
+        fsutil::write_atomic(&self.jwks_path(), docs.jwks.as_bytes(), fsutil::PUBLIC)?;
+        Ok(())
+    }
+}

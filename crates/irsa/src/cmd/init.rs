@@ -1,0 +1,280 @@
+//! `irsa init` and `irsa demo`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use irsa_core::config::{
+    Binding, IrsaConfig, IssuerConfig, KeyConfig, KeyState, API_VERSION, KIND,
+};
+use irsa_core::{Algorithm, IssuerUrl, JwksPath, PrivateKey, S3Location};
+
+use crate::bundle::{self, Bundle, CONFIG_FILE, ISSUER_DIR};
+use crate::fsutil;
+
+/// Private key path inside a bundle.
+pub const PRIVATE_KEY_FILE: &str = "keys/sa-signer.key";
+/// Public key path inside a bundle.
+pub const PUBLIC_KEY_FILE: &str = "keys/sa-signer.pub";
+
+/// Arguments of `irsa init`.
+#[derive(Args)]
+pub struct InitArgs {
+    /// Cluster name (lower-case letters, digits, '-'); prefixes role names.
+    #[arg(long)]
+    pub cluster: String,
+    /// Issuer URL when the documents are served by something other than S3 (https, no trailing slash).
+    #[arg(long, help_heading = "Issuer")]
+    pub issuer: Option<String>,
+    /// S3 bucket that will serve the issuer documents.
+    #[arg(long, help_heading = "Issuer", requires = "region")]
+    pub bucket: Option<String>,
+    /// Region of the S3 bucket.
+    #[arg(long, help_heading = "Issuer", requires = "bucket")]
+    pub region: Option<String>,
+    /// Key prefix inside the bucket (e.g. the cluster name).
+    #[arg(long, help_heading = "Issuer", default_value = "", requires = "bucket")]
+    pub prefix: String,
+    /// Path of the JWKS under the issuer.
+    #[arg(long, help_heading = "Issuer", default_value = "openid/v1/jwks", value_parser = parse_jwks_path)]
+    pub jwks_path: JwksPath,
+    /// Directory of the bundle.
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Signing algorithm of the new key.
+    #[arg(long, default_value = "RS256", value_parser = parse_init_alg)]
+    pub algorithm: Algorithm,
+    /// Replace an existing irsa.yaml, key pair and documents.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// Arguments of `irsa demo`.
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Directory to create (must not exist or be empty); default: a new ./irsa-demo[-N].
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+fn parse_jwks_path(s: &str) -> Result<JwksPath, String> {
+    match s {
+        "openid/v1/jwks" => Ok(JwksPath::OpenidV1Jwks),
+        "keys.json" => Ok(JwksPath::KeysJson),
+        other => Err(format!(
+            "{other:?} is not supported: use openid/v1/jwks or keys.json"
+        )),
+    }
+}
+
+fn parse_init_alg(s: &str) -> Result<Algorithm, String> {
+    match crate::cmd::keys::parse_alg(s)? {
+        a @ (Algorithm::RS256 | Algorithm::ES256) => Ok(a),
+        other => Err(format!(
+            "{other} is not offered by init: use RS256 or ES256 (or `irsa keys generate`)"
+        )),
+    }
+}
+
+/// What `init` produced, for the summary.
+pub struct Created {
+    /// The bundle.
+    pub bundle: Bundle,
+    /// The new key's kid.
+    pub kid: String,
+}
+
+/// Creates a bundle; checks everything before writing anything.
+pub fn create(a: &InitArgs, bindings: Vec<Binding>) -> Result<Created> {
+    let s3 = match (&a.bucket, &a.region) {
+        (Some(b), Some(r)) => Some(S3Location::new(b, r, &a.prefix)?),
+        _ => None,
+    };
+    let url = match (&a.issuer, &s3) {
+        (Some(u), _) => IssuerUrl::parse(u)?,
+        (None, Some(s3)) => IssuerUrl::for_s3(s3),
+        (None, None) => bail!("no issuer: pass --bucket B --region R [--prefix P] to serve from S3, or --issuer https://HOST/PATH"),
+    };
+    let config = IrsaConfig {
+        api_version: API_VERSION.into(),
+        kind: KIND.into(),
+        cluster: a.cluster.clone(),
+        issuer: IssuerConfig {
+            url,
+            s3,
+            jwks_path: a.jwks_path,
+        },
+        keys: vec![KeyConfig {
+            public_key: PUBLIC_KEY_FILE.into(),
+            private_key: Some(PRIVATE_KEY_FILE.into()),
+            algorithm: a.algorithm,
+            state: KeyState::Active,
+            created: Some(crate::cmd::rfc3339(crate::cmd::now())),
+        }],
+        bindings,
+    };
+    config.validate()?;
+    let bundle = Bundle {
+        dir: a.dir.clone(),
+        config,
+    };
+    let private_path = bundle.resolve(PRIVATE_KEY_FILE);
+    let public_path = bundle.resolve(PUBLIC_KEY_FILE);
+    let config_path = a.dir.join(CONFIG_FILE);
+    let (disc, jwks) = (bundle.discovery_path(), bundle.jwks_path());
+    fsutil::ensure_writable(
+        &[&config_path, &private_path, &public_path, &disc, &jwks],
+        a.force,
+    )?;
+
+    let key = PrivateKey::generate(a.algorithm, 2048)?;
+    let docs = bundle::render(&bundle.config, &[(key.public_key().clone(), a.algorithm)]);
+    fsutil::write_atomic(&private_path, key.to_pem().as_bytes(), fsutil::PRIVATE)?;
+    fsutil::write_atomic(
+        &public_path,
+        key.public_key().to_pem().as_bytes(),
+        fsutil::PUBLIC,
+    )?;
+    fsutil::write_atomic(
+        &a.dir.join("keys/.gitignore"),
+        b"# never commit signing keys\n*.key\n",
+        fsutil::PUBLIC,
+    )?;
+    bundle.write_documents(&docs)?;
+    fsutil::write_atomic(
+        &config_path,
+        bundle.config.to_yaml().as_bytes(),
+        fsutil::PUBLIC,
+    )?;
+    Ok(Created {
+        kid: key.public_key().kid().0,
+        bundle,
+    })
+}
+
+/// Runs `irsa init`.
+pub fn init(a: InitArgs) -> Result<()> {
+    let created = create(&a, Vec::new())?;
+    print_summary(&created, false);
+    Ok(())
+}
+
+fn free_demo_dir() -> PathBuf {
+    let mut n = 1;
+    loop {
+        let dir = if n == 1 {
+            PathBuf::from("irsa-demo")
+        } else {
+            PathBuf::from(format!("irsa-demo-{n}"))
+        };
+        if !dir.exists() {
+            return dir;
+        }
+        n += 1;
+    }
+}
+
+fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|mut d| d.next().is_none())
+        .unwrap_or(false)
+}
+
+/// Runs `irsa demo`.
+pub fn demo(a: DemoArgs) -> Result<()> {
+    let dir = match a.dir {
+        Some(d) if d.exists() && !is_empty_dir(&d) => {
+            bail!("{} exists and is not empty; the demo only writes into a new directory: pass another --dir", d.display())
+        }
+        Some(d) => d,
+        None => free_demo_dir(),
+    };
+    let args = InitArgs {
+        cluster: "demo".into(),
+        issuer: None,
+        bucket: Some("irsa-demo-oidc".into()),
+        region: Some("us-east-1".into()),
+        prefix: "demo".into(),
+        jwks_path: JwksPath::OpenidV1Jwks,
+        dir,
+        algorithm: Algorithm::RS256,
+        force: false,
+    };
+    let binding = Binding {
+        namespace: "default".into(),
+        service_account: "s3-echoer".into(),
+        role_name: None,
+        policy_arns: vec!["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess".into()],
+        inline_policies: Default::default(),
+        audience: None,
+        max_session_duration: None,
+    };
+    let created = create(&args, vec![binding])?;
+    let report = crate::cmd::validate::check_bundle(&created.bundle, None)
+        .context("validating the demo bundle")?;
+    if report.failed() {
+        crate::output::print_report(&report, crate::output::Format::Text);
+        bail!("the demo bundle failed its own validation; this is a bug in irsa");
+    }
+    print_summary(&created, true);
+    println!(
+        "validated: {} checks passed (`irsa validate {}` to see them)",
+        report.checks.len(),
+        created.bundle.dir.display()
+    );
+    Ok(())
+}
+
+fn print_summary(c: &Created, demo: bool) {
+    let b = &c.bundle;
+    let d = b.dir.display();
+    let key = &b.config.keys[0];
+    println!(
+        "Created issuer bundle for cluster {:?} in {d}/",
+        b.config.cluster
+    );
+    println!("  {d}/{CONFIG_FILE:<40} declarative config (issuer, keys, bindings)");
+    println!(
+        "  {d}/{PRIVATE_KEY_FILE:<40} signing key, {} (mode 0600, never commit)",
+        key.algorithm
+    );
+    println!("  {d}/{PUBLIC_KEY_FILE:<40} public key, kid {}", c.kid);
+    let rel = |p: &Path| {
+        p.strip_prefix(&b.dir)
+            .map(|r| r.display().to_string())
+            .unwrap_or_default()
+    };
+    println!("  {d}/{:<40} discovery document", rel(&b.discovery_path()));
+    println!("  {d}/{:<40} JWKS", rel(&b.jwks_path()));
+    println!();
+    println!("Issuer: {}", b.config.issuer.url);
+    for binding in &b.config.bindings {
+        println!(
+            "Binding: {}/{} -> role {} ({})",
+            binding.namespace,
+            binding.service_account,
+            binding.role_name(&b.config.cluster),
+            binding.policy_arns.join(", ")
+        );
+    }
+    println!();
+    println!("Next steps:");
+    match &b.config.issuer.s3 {
+        Some(s3) => println!(
+            "  1. publish {d}/{ISSUER_DIR}/ to s3://{}/{} with Content-Type application/json (irsa apply does this)",
+            s3.bucket, s3.prefix
+        ),
+        None => println!("  1. serve {d}/{ISSUER_DIR}/ at {} over HTTPS as application/json", b.config.issuer.url),
+    }
+    println!("  2. copy the key pair to the control plane (e.g. /etc/kubernetes/pki/) and start kube-apiserver with:");
+    println!("       --service-account-issuer={}", b.config.issuer.url);
+    println!("       --service-account-key-file=.../sa-signer.pub   (keep the existing key file too while migrating)");
+    println!("       --service-account-signing-key-file=.../sa-signer.key");
+    println!(
+        "  3. check what you serve: irsa validate {d} --issuer {}",
+        b.config.issuer.url
+    );
+    if demo {
+        println!("  (demo: bucket irsa-demo-oidc is a placeholder; run `irsa init --cluster NAME --bucket YOUR-BUCKET --region R` for a real cluster)");
+    }
+}

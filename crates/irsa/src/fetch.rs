@@ -1,0 +1,137 @@
+//! HTTPS fetches of issuer documents (rustls), as STS would make them:
+//! no redirects, a short timeout, certificate verification on.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+/// Largest document irsa reads.
+const MAX_BODY: usize = 1 << 20;
+
+/// One HTTP response.
+pub struct Fetched {
+    /// Final URL.
+    pub url: String,
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type` header.
+    pub content_type: Option<String>,
+    /// `Cache-Control` header.
+    pub cache_control: Option<String>,
+    /// `Location` header (for redirects).
+    pub location: Option<String>,
+    /// Body as text (lossy UTF-8), at most 1 MiB.
+    pub body: String,
+}
+
+/// An HTTPS client configured for issuer checks.
+pub struct Fetcher {
+    client: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// A `HOST=ADDR:PORT` override of DNS resolution (like curl's `--resolve`).
+#[derive(Clone, Debug)]
+pub struct Resolve {
+    /// Host name as in the URL.
+    pub host: String,
+    /// Address to connect to.
+    pub addr: SocketAddr,
+}
+
+/// Parses `HOST=ADDR:PORT`.
+pub fn parse_resolve(s: &str) -> Result<Resolve, String> {
+    let (host, addr) = s.split_once('=').ok_or_else(|| {
+        format!("{s:?} is not HOST=ADDR:PORT (e.g. oidc.example.com=127.0.0.1:8443)")
+    })?;
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("{addr:?} is not ADDR:PORT: {e}"))?;
+    Ok(Resolve {
+        host: host.to_string(),
+        addr,
+    })
+}
+
+impl Fetcher {
+    /// Builds a client; `ca` replaces the trusted roots with one PEM bundle.
+    pub fn new(ca: Option<&Path>, resolves: &[Resolve]) -> Result<Self> {
+        let mut builder = reqwest::Client::builder()
+            .https_only(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("irsa/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("cannot read --ca-cert {}", ca.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
+                format!("--ca-cert {} is not a PEM certificate bundle", ca.display())
+            })?;
+            if certs.is_empty() {
+                bail!("--ca-cert {} holds no certificate", ca.display());
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        for r in resolves {
+            builder = builder.resolve(&r.host, r.addr);
+        }
+        let client = builder.build().context("cannot build the HTTPS client")?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")?;
+        Ok(Self { client, runtime })
+    }
+
+    /// GETs `url`; the error text carries the whole cause chain (TLS details included).
+    pub fn get(&self, url: &str) -> Result<Fetched, String> {
+        self.runtime.block_on(async {
+            let resp = self.client.get(url).send().await.map_err(|e| chain(&e))?;
+            let header = |name: &str| {
+                resp.headers()
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from)
+            };
+            let content_type = header("content-type");
+            let cache_control = header("cache-control");
+            let location = header("location");
+            let status = resp.status().as_u16();
+            let final_url = resp.url().to_string();
+            let mut body = Vec::new();
+            let mut resp = resp;
+            while let Some(chunk) = resp.chunk().await.map_err(|e| chain(&e))? {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_BODY {
+                    return Err(format!(
+                        "response is larger than {MAX_BODY} bytes; STS only reads small documents"
+                    ));
+                }
+            }
+            Ok(Fetched {
+                url: final_url,
+                status,
+                content_type,
+                cache_control,
+                location,
+                body: String::from_utf8_lossy(&body).into_owned(),
+            })
+        })
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.contains(&text) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
