@@ -405,9 +405,8 @@ mod tests {
             "https://acme.s3.cn-north-1.amazonaws.com.cn"
         );
         assert_eq!(l.key(DISCOVERY_PATH), ".well-known/openid-configuration");
-        for l in [&S3Location::new("acme-oidc", "eu-west-1", "a/b").expect("valid")] {
-            assert!(IssuerUrl::parse(IssuerUrl::for_s3(l).as_str()).is_ok());
-        }
+        let nested = S3Location::new("acme-oidc", "eu-west-1", "a/b").expect("valid");
+        assert!(IssuerUrl::parse(IssuerUrl::for_s3(&nested).as_str()).is_ok());
     }
 
     #[test]

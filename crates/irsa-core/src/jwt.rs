@@ -248,7 +248,7 @@ fn check_claims(jwt: &DecodedJwt, opts: &VerifyOptions) -> Result<(), JwtError> 
         });
     }
     let auds = jwt.audiences();
-    if !auds.iter().any(|a| *a == opts.audience) {
+    if !auds.contains(&opts.audience) {
         return Err(JwtError::Audience {
             expected: opts.audience.clone(),
             actual: auds,

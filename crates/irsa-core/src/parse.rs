@@ -46,22 +46,20 @@ pub enum ParseError {
     #[error("not a key: expected PEM, DER, an OpenSSH public key (ssh-rsa/ecdsa-sha2-*), a JWKS, or a Kubernetes Secret with tls.crt/tls.key")]
     NotAKey,
     /// A structure was recognised but its key is not acceptable.
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Key {
         /// Where in the input.
         context: String,
         /// What is wrong.
-        #[source]
-        source: KeyError,
+        error: KeyError,
     },
     /// A private key was recognised but is unusable.
-    #[error("{context}: {source}")]
+    #[error("{context}: {error}")]
     Private {
         /// Where in the input.
         context: String,
         /// What is wrong.
-        #[source]
-        source: PrivateKeyError,
+        error: PrivateKeyError,
     },
     /// A Kubernetes Secret that cannot be used.
     #[error("Secret {name}: {problem}")]
@@ -190,26 +188,26 @@ fn parse_pem(text: &str) -> Result<Vec<LoadedKey>, ParseError> {
             "CERTIFICATE" => LoadedKey::public(public_from_cert(der, &context)?, context),
             "RSA PRIVATE KEY" => {
                 let key =
-                    PrivateKey::from_rsa_pkcs1(Zeroizing::new(der.to_vec())).map_err(|source| {
+                    PrivateKey::from_rsa_pkcs1(Zeroizing::new(der.to_vec())).map_err(|error| {
                         ParseError::Private {
                             context: context.clone(),
-                            source,
+                            error,
                         }
                     })?;
                 LoadedKey::private(key, context)
             }
             "PRIVATE KEY" => {
-                let key = PrivateKey::from_pkcs8(der).map_err(|source| ParseError::Private {
+                let key = PrivateKey::from_pkcs8(der).map_err(|error| ParseError::Private {
                     context: context.clone(),
-                    source,
+                    error,
                 })?;
                 LoadedKey::private(key, context)
             }
             "EC PRIVATE KEY" => {
                 let key =
-                    PrivateKey::from_sec1(der, None).map_err(|source| ParseError::Private {
+                    PrivateKey::from_sec1(der, None).map_err(|error| ParseError::Private {
                         context: context.clone(),
-                        source,
+                        error,
                     })?;
                 LoadedKey::private(key, context)
             }
@@ -236,24 +234,24 @@ fn parse_pem(text: &str) -> Result<Vec<LoadedKey>, ParseError> {
 }
 
 fn public_from_spki(der: &[u8], context: &str) -> Result<PublicKey, ParseError> {
-    PublicKey::from_spki_der(der).map_err(|source| ParseError::Key {
+    PublicKey::from_spki_der(der).map_err(|error| ParseError::Key {
         context: context.into(),
-        source,
+        error,
     })
 }
 
 fn public_from_pkcs1(der: &[u8], context: &str) -> Result<PublicKey, ParseError> {
     let key = pkcs1::RsaPublicKey::from_der(der).map_err(|e| ParseError::Key {
         context: context.into(),
-        source: KeyError::Malformed {
+        error: KeyError::Malformed {
             what: "RSA public key",
             detail: e.to_string(),
         },
     })?;
-    PublicKey::rsa(key.modulus.as_bytes(), key.public_exponent.as_bytes()).map_err(|source| {
+    PublicKey::rsa(key.modulus.as_bytes(), key.public_exponent.as_bytes()).map_err(|error| {
         ParseError::Key {
             context: context.into(),
-            source,
+            error,
         }
     })
 }
@@ -261,7 +259,7 @@ fn public_from_pkcs1(der: &[u8], context: &str) -> Result<PublicKey, ParseError>
 fn public_from_cert(der: &[u8], context: &str) -> Result<PublicKey, ParseError> {
     let cert = x509_cert::Certificate::from_der(der).map_err(|e| ParseError::Key {
         context: context.into(),
-        source: KeyError::Malformed {
+        error: KeyError::Malformed {
             what: "X.509 certificate",
             detail: e.to_string(),
         },
@@ -272,7 +270,7 @@ fn public_from_cert(der: &[u8], context: &str) -> Result<PublicKey, ParseError> 
         .to_der()
         .map_err(|e| ParseError::Key {
             context: context.into(),
-            source: KeyError::Malformed {
+            error: KeyError::Malformed {
                 what: "certificate public key",
                 detail: e.to_string(),
             },
@@ -289,25 +287,25 @@ fn parse_der(der: &[u8]) -> Result<LoadedKey, ParseError> {
         return Ok(LoadedKey::public(public_from_cert(der, &context)?, context));
     }
     if pkcs8::PrivateKeyInfo::from_der(der).is_ok() {
-        let key = PrivateKey::from_pkcs8(der).map_err(|source| ParseError::Private {
+        let key = PrivateKey::from_pkcs8(der).map_err(|error| ParseError::Private {
             context: context.clone(),
-            source,
+            error,
         })?;
         return Ok(LoadedKey::private(key, context));
     }
     if pkcs1::RsaPrivateKey::from_der(der).is_ok() {
-        let key = PrivateKey::from_rsa_pkcs1(Zeroizing::new(der.to_vec())).map_err(|source| {
+        let key = PrivateKey::from_rsa_pkcs1(Zeroizing::new(der.to_vec())).map_err(|error| {
             ParseError::Private {
                 context: context.clone(),
-                source,
+                error,
             }
         })?;
         return Ok(LoadedKey::private(key, context));
     }
     if sec1::EcPrivateKey::from_der(der).is_ok() {
-        let key = PrivateKey::from_sec1(der, None).map_err(|source| ParseError::Private {
+        let key = PrivateKey::from_sec1(der, None).map_err(|error| ParseError::Private {
             context: context.clone(),
-            source,
+            error,
         })?;
         return Ok(LoadedKey::private(key, context));
     }
@@ -357,9 +355,9 @@ fn from_ssh_key_data(data: &ssh_key::public::KeyData) -> Result<PublicKey, Parse
             kind: other.algorithm().to_string(),
         }),
     };
-    key.map_err(|source| ParseError::Key {
+    key.map_err(|error| ParseError::Key {
         context: "OpenSSH public key".into(),
-        source,
+        error,
     })
 }
 
@@ -407,9 +405,9 @@ fn parse_jwks(text: &str) -> Result<Vec<LoadedKey>, ParseError> {
     };
     let mut out = Vec::new();
     for (i, jwk) in jwks.keys.iter().enumerate() {
-        let public = jwk.public_key().map_err(|source| ParseError::Key {
+        let public = jwk.public_key().map_err(|error| ParseError::Key {
             context: format!("JWK {}", i + 1),
-            source,
+            error,
         })?;
         out.push(LoadedKey {
             public,
@@ -426,7 +424,7 @@ fn parse_jwks(text: &str) -> Result<Vec<LoadedKey>, ParseError> {
 
 fn parse_secret(text: &str) -> Result<Vec<LoadedKey>, ParseError> {
     let secret: Secret = serde_yaml::from_str(text).map_err(|e| ParseError::Secret {
-        name: "<unparsed>".into(),
+        name: "(unparsed)".into(),
         problem: format!("not a valid Kubernetes Secret ({e}); `data` values must be base64, `stringData` values plain text"),
     })?;
     let name = secret

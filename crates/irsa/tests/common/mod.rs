@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: the irsa binary, OpenSSL, files.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod https;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
