@@ -10,6 +10,7 @@ pub mod issuer;
 pub mod jwks;
 pub mod jwt;
 pub mod key;
+pub mod mutate;
 pub mod parse;
 pub mod private;
 pub mod verify;
