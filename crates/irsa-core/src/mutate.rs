@@ -351,7 +351,7 @@ pub fn mutate_pod(
         ),
     ] {
         for (i, c) in containers.iter().enumerate() {
-            if skip.iter().any(|s| *s == c.name) {
+            if skip.contains(&c.name) {
                 continue;
             }
             let ops = container_ops(&format!("/spec/{field}/{i}"), c, &env_plan, &mount_path);
