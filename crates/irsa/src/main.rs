@@ -44,6 +44,9 @@ enum Command {
     /// Decode or verify service-account tokens.
     #[command(subcommand)]
     Token(cmd::token::TokenCommand),
+    /// The pod identity webhook: serve, certificates, install manifests.
+    #[command(subcommand)]
+    Webhook(cmd::webhook::WebhookCommand),
 }
 
 /// An error that maps to exit code 1 (a check failed, already reported).
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Render(a) => cmd::docs::render(a),
         Command::Validate(a) => cmd::validate::run(a),
         Command::Token(c) => cmd::token::run(c),
+        Command::Webhook(c) => cmd::webhook::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

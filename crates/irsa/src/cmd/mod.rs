@@ -5,6 +5,7 @@ pub mod init;
 pub mod keys;
 pub mod token;
 pub mod validate;
+pub mod webhook;
 
 /// Current Unix time in seconds.
 pub fn now() -> i64 {

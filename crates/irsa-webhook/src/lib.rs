@@ -1,0 +1,15 @@
+//! The irsa pod identity webhook: a drop-in replacement for
+//! `amazon-eks-pod-identity-webhook`.
+//!
+//! Transport (TLS with hot reload, HTTP routing, body limits, metrics) lives
+//! here; the mutation itself is the pure [`irsa_core::mutate::mutate_pod`].
+
+pub mod admission;
+pub mod cache;
+pub mod metrics;
+pub mod server;
+pub mod settings;
+pub mod tls;
+
+pub use server::{run, Running};
+pub use settings::Settings;

@@ -1,0 +1,149 @@
+//! Prometheus metrics (OpenMetrics text on the metrics port). Names follow
+//! the Go webhook where dashboards use them (`http_request_count`,
+//! `pod_identity_webhook_pod_count`, `pod_identity_webhook_missing_sa_count`);
+//! latency is in seconds.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of a served request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// HTTP method.
+    pub verb: String,
+    /// URL path (only known routes; others are `other`).
+    pub path: String,
+    /// HTTP status.
+    pub code: String,
+}
+
+/// Labels of a latency observation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PathLabels {
+    /// HTTP method.
+    pub verb: String,
+    /// URL path.
+    pub path: String,
+}
+
+/// A single `outcome`/`method`/`result` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Kind {
+    /// The value.
+    pub kind: String,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+/// All webhook metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests served.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Request latency in seconds.
+    pub latency: Family<PathLabels, Histogram, fn() -> Histogram>,
+    /// Admissions by outcome (`mutated`, `already_mutated`, `no_role`, `not_pod`, `invalid`, ...).
+    pub mutations: Family<Kind, Counter>,
+    /// Pods for which a patch was built (`method="sts_web_identity"`).
+    pub pod_count: Family<Kind, Counter>,
+    /// ServiceAccounts found neither in the cache nor by the API fallback.
+    pub missing_sa: Counter,
+    /// API fallback lookups by result (`found`, `not_found`, `failed`).
+    pub sa_api_lookups: Family<Kind, Counter>,
+    /// Cached ServiceAccounts.
+    pub cache_size: Gauge,
+    /// 1 once the ServiceAccount cache has synced.
+    pub cache_ready: Gauge,
+    /// Certificate reloads by result (`ok`, `error`).
+    pub tls_reloads: Family<Kind, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let m = Self {
+            requests: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram),
+            mutations: Family::default(),
+            pod_count: Family::default(),
+            missing_sa: Counter::default(),
+            sa_api_lookups: Family::default(),
+            cache_size: Gauge::default(),
+            cache_ready: Gauge::default(),
+            tls_reloads: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "http_request_count",
+            "Requests served, by verb, path and code",
+            m.requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "Request latency in seconds",
+            m.latency.clone(),
+        );
+        registry.register(
+            "irsa_webhook_admissions",
+            "Admission reviews by outcome (label kind)",
+            m.mutations.clone(),
+        );
+        registry.register(
+            "pod_identity_webhook_pod_count",
+            "Pods mutated, by method (label kind)",
+            m.pod_count.clone(),
+        );
+        registry.register(
+            "pod_identity_webhook_missing_sa_count",
+            "ServiceAccounts not found for a pod",
+            m.missing_sa.clone(),
+        );
+        registry.register(
+            "irsa_webhook_sa_api_lookups",
+            "Direct API lookups on a cache miss, by result (label kind)",
+            m.sa_api_lookups.clone(),
+        );
+        registry.register(
+            "irsa_webhook_sa_cache_size",
+            "ServiceAccounts in the cache",
+            m.cache_size.clone(),
+        );
+        registry.register(
+            "irsa_webhook_sa_cache_ready",
+            "1 once the ServiceAccount cache has synced",
+            m.cache_ready.clone(),
+        );
+        registry.register(
+            "irsa_webhook_tls_reloads",
+            "Serving certificate reloads by result (label kind)",
+            m.tls_reloads.clone(),
+        );
+        Self { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// Increments a one-label family.
+    pub fn inc(family: &Family<Kind, Counter>, kind: &str) {
+        family
+            .get_or_create(&Kind {
+                kind: kind.to_string(),
+            })
+            .inc();
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

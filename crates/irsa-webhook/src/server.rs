@@ -1,0 +1,325 @@
+//! The HTTPS admission server and the plain-HTTP metrics server.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use kube::Client;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admission::Handler;
+use crate::cache::SaStore;
+use crate::metrics::{Metrics, PathLabels, RequestLabels};
+use crate::settings::Settings;
+use crate::tls::{server_config, ReloadingCert};
+
+/// A running webhook.
+pub struct Running {
+    /// Where /mutate is served.
+    pub addr: SocketAddr,
+    /// Where /metrics is served.
+    pub metrics_addr: SocketAddr,
+    /// The ServiceAccount cache.
+    pub store: SaStore,
+    /// The metrics.
+    pub metrics: Arc<Metrics>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    server: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting connections and drains in-flight requests.
+    pub fn shutdown(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits for the server to finish after [`Running::shutdown`].
+    pub async fn wait(self) {
+        let _ = self.server.await;
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+type Body = Full<Bytes>;
+
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r
+}
+
+struct State {
+    handler: Handler,
+    max_body: usize,
+}
+
+async fn route(req: Request<Incoming>, state: Arc<State>) -> Response<Body> {
+    let start = Instant::now();
+    let verb = req.method().to_string();
+    let path = match req.uri().path() {
+        p @ ("/mutate" | "/healthz" | "/readyz") => p.to_string(),
+        _ => "other".to_string(),
+    };
+    let response = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
+        (&Method::GET, "/readyz") => {
+            if state.handler.store.is_ready() {
+                text(StatusCode::OK, "ok")
+            } else {
+                text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service account cache not synced yet",
+                )
+            }
+        }
+        (&Method::POST, "/mutate") => mutate(req, &state).await,
+        (_, "/mutate") => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "use POST with an AdmissionReview",
+        ),
+        _ => text(StatusCode::NOT_FOUND, "not found"),
+    };
+    let metrics = &state.handler.metrics;
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            verb: verb.clone(),
+            path: path.clone(),
+            code: response.status().as_u16().to_string(),
+        })
+        .inc();
+    metrics
+        .latency
+        .get_or_create(&PathLabels { verb, path })
+        .observe(start.elapsed().as_secs_f64());
+    response
+}
+
+async fn mutate(req: Request<Incoming>, state: &State) -> Response<Body> {
+    let content_type = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    if !mime.eq_ignore_ascii_case("application/json") {
+        return text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/json\n",
+        );
+    }
+    let body = match Limited::new(req.into_body(), state.max_body)
+        .collect()
+        .await
+    {
+        Ok(b) => b.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "AdmissionReview larger than --max-request-bytes\n",
+            )
+        }
+        Err(_) => return text(StatusCode::BAD_REQUEST, "cannot read the request body\n"),
+    };
+    let review = state.handler.review(&body).await;
+    let bytes = serde_json::to_vec(&review).unwrap_or_default();
+    let mut r = Response::new(Full::new(Bytes::from(bytes)));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+/// Builds the kube client from `--kubeconfig` or the in-cluster environment.
+pub async fn client(settings: &Settings) -> Result<Client> {
+    let config = match &settings.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(
+                kubeconfig,
+                &kube::config::KubeConfigOptions::default(),
+            )
+            .await
+            .with_context(|| format!("kubeconfig {} is not usable", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("no in-cluster configuration; pass --kubeconfig")?,
+    };
+    Client::try_from(config).context("cannot build the Kubernetes client")
+}
+
+/// Starts the webhook. With `client`, the ServiceAccount cache is kept in
+/// sync by a watch; `store` may be pre-filled (benchmarks, tests).
+pub async fn run(
+    settings: Settings,
+    client: Option<Client>,
+    store: Option<SaStore>,
+) -> Result<Running> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let certs = Arc::new(
+        ReloadingCert::load(&settings.tls_cert, &settings.tls_key, provider.clone()).context(
+            "cannot load the serving certificate (create one with `irsa webhook certs`)",
+        )?,
+    );
+    let acceptor =
+        tokio_rustls::TlsAcceptor::from(Arc::new(server_config(certs.clone(), provider)?));
+    let metrics = Arc::new(Metrics::default());
+    let mutation = settings.mutation();
+    let store = store.unwrap_or_else(|| SaStore::new(&mutation.annotation_prefix));
+    let mut tasks = Vec::new();
+    if let Some(client) = client.clone() {
+        tasks.push(tokio::spawn(store.clone().watch(client)));
+    }
+    let reload_every = Duration::from_secs(settings.tls_reload_seconds.max(1));
+    let reload_metrics = metrics.clone();
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(reload_every);
+        loop {
+            tick.tick().await;
+            match certs.reload() {
+                Ok(true) => {
+                    tracing::info!("serving certificate reloaded");
+                    Metrics::inc(&reload_metrics.tls_reloads, "ok");
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "serving certificate not reloaded; keeping the current one");
+                    Metrics::inc(&reload_metrics.tls_reloads, "error");
+                }
+            }
+        }
+    }));
+
+    let listener = TcpListener::bind((settings.bind_address, settings.port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}:{}",
+                settings.bind_address, settings.port
+            )
+        })?;
+    let metrics_listener = TcpListener::bind((settings.bind_address, settings.metrics_port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}:{} for metrics",
+                settings.bind_address, settings.metrics_port
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    let metrics_addr = metrics_listener.local_addr()?;
+    tracing::info!(%addr, %metrics_addr, "webhook listening");
+
+    let handler = Handler {
+        store: store.clone(),
+        client,
+        config: Arc::new(mutation),
+        lookup_timeout: settings.lookup_timeout(),
+        metrics: metrics.clone(),
+    };
+    let state = Arc::new(State {
+        handler,
+        max_body: settings.max_request_bytes,
+    });
+    let (shutdown, mut stop) = watch::channel(false);
+    let drain = Duration::from_secs(settings.shutdown_seconds);
+
+    let m = metrics.clone();
+    let s = store.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = metrics_listener.accept().await else {
+                continue;
+            };
+            let (m, s) = (m.clone(), s.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (m, s) = (m.clone(), s.clone());
+                    async move {
+                        let r = if req.uri().path() == "/metrics" {
+                            m.cache_size.set(i64::try_from(s.len()).unwrap_or(i64::MAX));
+                            m.cache_ready.set(i64::from(s.is_ready()));
+                            let mut r = Response::new(Full::new(Bytes::from(m.encode())));
+                            r.headers_mut().insert(
+                                hyper::header::CONTENT_TYPE,
+                                hyper::header::HeaderValue::from_static(
+                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                ),
+                            );
+                            r
+                        } else {
+                            text(StatusCode::NOT_FOUND, "not found")
+                        };
+                        Ok::<_, Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            });
+        }
+    }));
+
+    let server = tokio::spawn(async move {
+        let graceful = GracefulShutdown::new();
+        loop {
+            tokio::select! {
+                _ = stop.changed() => break,
+                accepted = listener.accept() => {
+                    let Ok((tcp, peer)) = accepted else { continue };
+                    let _ = tcp.set_nodelay(true);
+                    let acceptor = acceptor.clone();
+                    let state = state.clone();
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                            Ok(Ok(tls)) => tls,
+                            Ok(Err(error)) => {
+                                tracing::debug!(%error, %peer, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                        let svc = hyper::service::service_fn(move |req| {
+                            let state = state.clone();
+                            async move { Ok::<_, Infallible>(route(req, state).await) }
+                        });
+                        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc);
+                        let _ = watcher.watch(conn).await;
+                    });
+                }
+            }
+        }
+        drop(listener);
+        if tokio::time::timeout(drain, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("in-flight requests did not finish within the drain period");
+        }
+    });
+    Ok(Running {
+        addr,
+        metrics_addr,
+        store,
+        metrics,
+        shutdown,
+        tasks,
+        server,
+    })
+}

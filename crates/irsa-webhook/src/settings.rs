@@ -1,0 +1,142 @@
+//! Webhook flags, compatible with `amazon-eks-pod-identity-webhook` where
+//! they make sense; every flag can also be set by an `IRSA_*` variable.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use irsa_core::mutate::{clamp_expiration, MutationConfig, DEFAULT_MOUNT_PATH, DEFAULT_PREFIX};
+
+/// `irsa webhook serve` flags.
+#[derive(Args, Debug, Clone)]
+pub struct Settings {
+    /// HTTPS port for /mutate, /healthz and /readyz.
+    #[arg(
+        long,
+        default_value_t = 443,
+        env = "IRSA_PORT",
+        help_heading = "Server"
+    )]
+    pub port: u16,
+    /// Plain-HTTP port for /metrics.
+    #[arg(
+        long,
+        default_value_t = 9999,
+        env = "IRSA_METRICS_PORT",
+        help_heading = "Server"
+    )]
+    pub metrics_port: u16,
+    /// Address to listen on.
+    #[arg(
+        long,
+        default_value = "0.0.0.0",
+        env = "IRSA_BIND_ADDRESS",
+        help_heading = "Server"
+    )]
+    pub bind_address: IpAddr,
+    /// Serving certificate (PEM, chain allowed); reloaded when it changes.
+    #[arg(
+        long,
+        default_value = "/etc/webhook/certs/tls.crt",
+        env = "IRSA_TLS_CERT",
+        help_heading = "Server"
+    )]
+    pub tls_cert: PathBuf,
+    /// Serving key (PEM); reloaded together with the certificate.
+    #[arg(
+        long,
+        default_value = "/etc/webhook/certs/tls.key",
+        env = "IRSA_TLS_KEY",
+        help_heading = "Server"
+    )]
+    pub tls_key: PathBuf,
+    /// How often to check the certificate files for changes, in seconds.
+    #[arg(
+        long,
+        default_value_t = 2,
+        env = "IRSA_TLS_RELOAD_SECONDS",
+        help_heading = "Server"
+    )]
+    pub tls_reload_seconds: u64,
+    /// Largest accepted AdmissionReview body, in bytes.
+    #[arg(long, default_value_t = 3 * 1024 * 1024, env = "IRSA_MAX_REQUEST_BYTES", help_heading = "Server")]
+    pub max_request_bytes: usize,
+    /// Seconds to drain in-flight requests on SIGTERM.
+    #[arg(
+        long,
+        default_value_t = 10,
+        env = "IRSA_SHUTDOWN_SECONDS",
+        help_heading = "Server"
+    )]
+    pub shutdown_seconds: u64,
+
+    /// Kubeconfig file; in-cluster configuration when empty.
+    #[arg(long, env = "IRSA_KUBECONFIG", help_heading = "Kubernetes")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Milliseconds to wait for a direct API GET when a ServiceAccount is not cached yet.
+    #[arg(
+        long,
+        default_value_t = 2000,
+        env = "IRSA_SA_LOOKUP_TIMEOUT_MS",
+        help_heading = "Kubernetes"
+    )]
+    pub sa_lookup_timeout_ms: u64,
+
+    /// Annotation prefix on ServiceAccounts and pods.
+    #[arg(long, default_value = DEFAULT_PREFIX, env = "IRSA_ANNOTATION_PREFIX", help_heading = "Injection")]
+    pub annotation_prefix: String,
+    /// Default token audience (ServiceAccount annotation `audience` overrides).
+    #[arg(
+        long,
+        default_value = "sts.amazonaws.com",
+        env = "IRSA_TOKEN_AUDIENCE",
+        help_heading = "Injection"
+    )]
+    pub token_audience: String,
+    /// Where the token volume is mounted.
+    #[arg(long, default_value = DEFAULT_MOUNT_PATH, env = "IRSA_TOKEN_MOUNT_PATH", help_heading = "Injection")]
+    pub token_mount_path: String,
+    /// Default token lifetime in seconds (at least 600).
+    #[arg(
+        long,
+        default_value_t = 86400,
+        env = "IRSA_TOKEN_EXPIRATION",
+        help_heading = "Injection"
+    )]
+    pub token_expiration: i64,
+    /// Inject AWS_DEFAULT_REGION and AWS_REGION with this value.
+    #[arg(
+        long,
+        default_value = "",
+        env = "IRSA_AWS_DEFAULT_REGION",
+        help_heading = "Injection"
+    )]
+    pub aws_default_region: String,
+    /// Inject AWS_STS_REGIONAL_ENDPOINTS=regional unless the ServiceAccount says otherwise.
+    #[arg(long, env = "IRSA_STS_REGIONAL_ENDPOINT", help_heading = "Injection")]
+    pub sts_regional_endpoint: bool,
+    /// Set this pod fsGroup when a mutated pod has none, so non-root containers can read the token.
+    #[arg(long, env = "IRSA_FS_GROUP", help_heading = "Injection")]
+    pub fs_group: Option<i64>,
+}
+
+impl Settings {
+    /// The mutation settings.
+    pub fn mutation(&self) -> MutationConfig {
+        MutationConfig {
+            annotation_prefix: self.annotation_prefix.trim_end_matches('/').to_string(),
+            audience: self.token_audience.clone(),
+            mount_path: self.token_mount_path.clone(),
+            token_expiration: clamp_expiration(self.token_expiration),
+            region: (!self.aws_default_region.is_empty()).then(|| self.aws_default_region.clone()),
+            regional_sts: self.sts_regional_endpoint,
+            fs_group: self.fs_group,
+        }
+    }
+
+    /// The API fallback timeout.
+    pub fn lookup_timeout(&self) -> Duration {
+        Duration::from_millis(self.sa_lookup_timeout_ms)
+    }
+}

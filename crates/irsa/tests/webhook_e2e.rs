@@ -1,0 +1,468 @@
+//! The webhook end to end against a real kube-apiserver (the shared test
+//! bed): the apiserver calls `irsa webhook serve` through a
+//! MutatingWebhookConfiguration and stores the mutated pods.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::testbed::Testbed;
+use common::*;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, WebhookClientConfig,
+};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::ByteString;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use serde_json::{json, Value};
+
+const ROLE: &str = "arn:aws:iam::111122223333:role/s3-reader";
+const ISSUER: &str = "https://oidc.irsa.test/e2e";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The webhook process; killed on drop.
+struct Webhook {
+    child: Child,
+    port: u16,
+    metrics_port: u16,
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_webhook(dir: &Path, kubeconfig: &Path) -> Webhook {
+    let (port, metrics_port) = (free_port(), free_port());
+    let log = std::fs::File::create(dir.join("webhook.log")).unwrap();
+    let child = irsa()
+        .current_dir(dir)
+        .args([
+            "webhook",
+            "serve",
+            "--bind-address",
+            "127.0.0.1",
+            "--tls-cert",
+            "certs/tls.crt",
+            "--tls-key",
+            "certs/tls.key",
+        ])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--metrics-port",
+            &metrics_port.to_string(),
+            "--aws-default-region",
+            "us-west-2",
+        ])
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--log", "info"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Webhook {
+        child,
+        port,
+        metrics_port,
+    }
+}
+
+fn https_client(dir: &Path) -> reqwest::Client {
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(dir.join("certs/ca.crt")).unwrap()).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+async fn wait_ready(dir: &Path, port: u16) {
+    let client = https_client(dir);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client
+            .get(format!("https://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+        {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhook not ready in 30 s: {}",
+            std::fs::read_to_string(dir.join("webhook.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn register(client: &kube::Client, dir: &Path, port: u16) {
+    let ca = std::fs::read(dir.join("certs/ca.crt")).unwrap();
+    let config = MutatingWebhookConfiguration {
+        metadata: ObjectMeta {
+            name: Some("irsa-e2e".into()),
+            ..Default::default()
+        },
+        webhooks: Some(vec![MutatingWebhook {
+            name: "pod-identity-webhook.irsa.dev".into(),
+            admission_review_versions: vec!["v1".into()],
+            side_effects: "None".into(),
+            failure_policy: Some("Ignore".into()),
+            reinvocation_policy: Some("IfNeeded".into()),
+            timeout_seconds: Some(5),
+            client_config: WebhookClientConfig {
+                url: Some(format!("https://127.0.0.1:{port}/mutate")),
+                ca_bundle: Some(ByteString(ca)),
+                service: None,
+            },
+            rules: Some(vec![RuleWithOperations {
+                api_groups: Some(vec!["".into()]),
+                api_versions: Some(vec!["v1".into()]),
+                operations: Some(vec!["CREATE".into()]),
+                resources: Some(vec!["pods".into()]),
+                scope: None,
+            }]),
+            ..Default::default()
+        }]),
+    };
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    api.create(&PostParams::default(), &config).await.unwrap();
+    // The apiserver picks up webhook configurations asynchronously.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+}
+
+async fn namespace(client: &kube::Client, name: &str) {
+    let api: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    api.create(&PostParams::default(), &ns).await.unwrap();
+}
+
+async fn service_account(client: &kube::Client, ns: &str, name: &str, role: Option<&str>) {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let mut meta = ObjectMeta {
+        name: Some(name.into()),
+        ..Default::default()
+    };
+    if let Some(role) = role {
+        meta.annotations =
+            Some([("eks.amazonaws.com/role-arn".to_string(), role.to_string())].into());
+    }
+    api.create(
+        &PostParams::default(),
+        &ServiceAccount {
+            metadata: meta,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+}
+
+/// Creates a pod from JSON and returns it as the apiserver stored it.
+async fn create_pod(client: &kube::Client, ns: &str, pod: Value) -> Value {
+    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let pod: Pod = serde_json::from_value(pod).unwrap();
+    let stored = api.create(&PostParams::default(), &pod).await.unwrap();
+    serde_json::to_value(stored).unwrap()
+}
+
+fn simple_pod(name: &str, sa: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+           "spec": {"serviceAccountName": sa, "containers": [{"name": "app", "image": "busybox"}]}})
+}
+
+fn env_of(pod: &Value, container: usize) -> Vec<(String, String)> {
+    pod["spec"]["containers"][container]["env"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|e| {
+                    (
+                        e["name"].as_str().unwrap().to_string(),
+                        e["value"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn has_token_volume(pod: &Value) -> bool {
+    pod["spec"]["volumes"]
+        .as_array()
+        .is_some_and(|v| v.iter().any(|v| v["name"] == "aws-iam-token"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_against_real_apiserver() {
+    let t = tempdir();
+    let d = t.path();
+    assert!(run_in(
+        d,
+        &["init", "--cluster", "e2e", "--issuer", ISSUER, "--dir", "b"]
+    )
+    .status
+    .success());
+    let Some(bed) = Testbed::start(
+        d,
+        &d.join("b/keys/sa-signer.key"),
+        &d.join("b/keys/sa-signer.pub"),
+        ISSUER,
+    ) else {
+        return;
+    };
+    let out = run_in(
+        d,
+        &[
+            "webhook",
+            "certs",
+            "--ip",
+            "127.0.0.1",
+            "--out-dir",
+            "certs",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let client = bed.client().await;
+
+    // The cache-miss path on its own: an empty store asks the API server.
+    namespace(&client, "e2e-lookup").await;
+    service_account(&client, "e2e-lookup", "direct", Some(ROLE)).await;
+    let store = irsa_webhook::cache::SaStore::new("eks.amazonaws.com");
+    let found = store
+        .lookup(
+            Some(&client),
+            "e2e-lookup",
+            "direct",
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(
+        matches!(found, irsa_webhook::cache::Lookup::Fetched(Some(_))),
+        "{found:?}"
+    );
+    assert_eq!(found.identity().unwrap().role_arn.as_deref(), Some(ROLE));
+    let missing = store
+        .lookup(
+            Some(&client),
+            "e2e-lookup",
+            "nobody",
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(
+        matches!(missing, irsa_webhook::cache::Lookup::NotFound),
+        "{missing:?}"
+    );
+
+    let webhook = start_webhook(d, &bed.kubeconfig);
+    wait_ready(d, webhook.port).await;
+    register(&client, d, webhook.port).await;
+
+    // 1. A pod with a role: env, volume, mount added; probes and other fields intact.
+    namespace(&client, "e2e-basic").await;
+    service_account(&client, "e2e-basic", "s3", Some(ROLE)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pod = create_pod(&client, "e2e-basic", json!({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "full", "labels": {"app": "x"}},
+        "spec": {"serviceAccountName": "s3",
+                 "securityContext": {"runAsNonRoot": true, "runAsUser": 1000},
+                 "initContainers": [{"name": "init", "image": "busybox", "env": [{"name": "A", "value": "1"}]}],
+                 "containers": [{"name": "app", "image": "busybox",
+                                 "readinessProbe": {"grpc": {"port": 5000}},
+                                 "startupProbe": {"exec": {"command": ["true"]}},
+                                 "resources": {"limits": {"memory": "64Mi"}},
+                                 "securityContext": {"readOnlyRootFilesystem": true}}]}})).await;
+    let names: Vec<String> = env_of(&pod, 0).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "AWS_DEFAULT_REGION",
+            "AWS_REGION",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE"
+        ],
+        "{pod}"
+    );
+    assert!(env_of(&pod, 0).contains(&("AWS_ROLE_ARN".into(), ROLE.into())));
+    assert!(has_token_volume(&pod));
+    let vol = pod["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "aws-iam-token")
+        .unwrap();
+    assert_eq!(
+        vol["projected"]["sources"][0]["serviceAccountToken"]["audience"],
+        "sts.amazonaws.com"
+    );
+    assert_eq!(
+        vol["projected"]["sources"][0]["serviceAccountToken"]["expirationSeconds"],
+        86400
+    );
+    let mounts = pod["spec"]["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap();
+    assert!(mounts.iter().any(|m| m["name"] == "aws-iam-token"
+        && m["mountPath"] == "/var/run/secrets/eks.amazonaws.com/serviceaccount"
+        && m["readOnly"] == true));
+    assert_eq!(
+        pod["spec"]["containers"][0]["readinessProbe"]["grpc"]["port"],
+        5000
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["startupProbe"]["exec"]["command"],
+        json!(["true"])
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["resources"]["limits"]["memory"],
+        "64Mi"
+    );
+    assert_eq!(
+        pod["spec"]["containers"][0]["securityContext"]["readOnlyRootFilesystem"],
+        true
+    );
+    assert_eq!(pod["spec"]["securityContext"]["runAsUser"], 1000);
+    let init_env: Vec<String> = pod["spec"]["initContainers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        init_env,
+        [
+            "A",
+            "AWS_DEFAULT_REGION",
+            "AWS_REGION",
+            "AWS_ROLE_ARN",
+            "AWS_WEB_IDENTITY_TOKEN_FILE"
+        ]
+    );
+    // The apiserver's own service-account volume is still there next to ours.
+    assert!(pod["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|v| v["name"].as_str().unwrap().starts_with("kube-api-access-")));
+
+    // 2. The race: ServiceAccount and pod created back to back.
+    namespace(&client, "e2e-race").await;
+    for i in 0..5 {
+        let sa = format!("racer-{i}");
+        service_account(&client, "e2e-race", &sa, Some(ROLE)).await;
+        let pod = create_pod(&client, "e2e-race", simple_pod(&format!("p{i}"), &sa)).await;
+        assert!(has_token_volume(&pod), "race {i}: pod not mutated: {pod}");
+    }
+
+    // 3. An annotation changed on a live ServiceAccount reaches the next pod.
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), "e2e-basic");
+    let role2 = "arn:aws:iam::111122223333:role/other";
+    sas.patch(
+        "s3",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"eks.amazonaws.com/role-arn": role2}}})),
+    )
+    .await
+    .unwrap();
+    let mut seen = String::new();
+    for i in 0..20 {
+        let pod = create_pod(
+            &client,
+            "e2e-basic",
+            simple_pod(&format!("after-{i}"), "s3"),
+        )
+        .await;
+        seen = env_of(&pod, 0)
+            .into_iter()
+            .find(|(n, _)| n == "AWS_ROLE_ARN")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        if seen == role2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(seen, role2, "the changed role never reached a new pod");
+
+    // 4. No role: the pod is stored exactly as sent (no volume, no env).
+    service_account(&client, "e2e-basic", "plain", None).await;
+    let pod = create_pod(&client, "e2e-basic", simple_pod("plain", "plain")).await;
+    assert!(
+        !has_token_volume(&pod) && env_of(&pod, 0).is_empty(),
+        "{pod}"
+    );
+
+    // 5. Metrics tell what happened.
+    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", webhook.metrics_port))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("irsa_webhook_admissions_total{kind=\"mutated\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("irsa_webhook_admissions_total{kind=\"no_role\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("irsa_webhook_sa_cache_ready 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("http_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+
+    // 6. SIGTERM: the webhook drains and exits cleanly.
+    let mut webhook = webhook;
+    let pid = webhook.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = webhook.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "webhook did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+
+    // 7. Webhook gone + failurePolicy Ignore: pods are still admitted (unmutated).
+    let pod = create_pod(&client, "e2e-basic", simple_pod("while-down", "s3")).await;
+    assert!(!has_token_volume(&pod), "{pod}");
+    drop(bed);
+}
