@@ -36,7 +36,19 @@ fn with_types(mut review: AdmissionReview<DynamicObject>) -> Value {
             kind: "AdmissionReview".into(),
         };
     }
-    serde_json::to_value(&review).unwrap_or_else(|_| Value::Null)
+    let mut value = serde_json::to_value(&review).unwrap_or(Value::Null);
+    // kube-core serialises the patch bytes as a number array; the wire format
+    // (and the Go webhook) uses a base64 string.
+    if let Some(patch) = value.pointer_mut("/response/patch") {
+        if let Some(bytes) = patch.as_array().map(|a| {
+            a.iter()
+                .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect::<Vec<u8>>()
+        }) {
+            *patch = Value::String(irsa_core::b64::encode_std(&bytes));
+        }
+    }
+    value
 }
 
 impl Handler {
@@ -46,7 +58,17 @@ impl Handler {
 
     /// Answers one AdmissionReview body with an AdmissionReview JSON value.
     pub async fn review(&self, body: &[u8]) -> Value {
-        let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
+        // Some callers omit the review's TypeMeta; kube-core's type requires it.
+        let parsed = serde_json::from_slice::<Value>(body).map(|mut v| {
+            if let Some(obj) = v.as_object_mut() {
+                obj.entry("apiVersion")
+                    .or_insert_with(|| Value::from("admission.k8s.io/v1"));
+                obj.entry("kind")
+                    .or_insert_with(|| Value::from("AdmissionReview"));
+            }
+            v
+        });
+        let review: AdmissionReview<DynamicObject> = match parsed.and_then(serde_json::from_value) {
             Ok(r) => r,
             Err(e) => {
                 self.outcome("invalid");

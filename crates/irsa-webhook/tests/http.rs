@@ -1,0 +1,425 @@
+//! The admission server over real TLS with real AdmissionReview JSON: the
+//! response shape, bad requests, readiness and certificate hot reload.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use irsa_webhook::cache::SaStore;
+use irsa_webhook::{run, Running, Settings};
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+use serde_json::{json, Value};
+
+const ROLE: &str = "arn:aws:iam::111122223333:role/s3-reader";
+
+/// Writes a CA (ca.crt) and a 127.0.0.1 serving pair (tls.crt/tls.key) into `dir`.
+fn write_certs(dir: &Path, cn: &str) {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let mut params = CertificateParams::new(vec![cn.to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let key = KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &ca).unwrap();
+    std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
+    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+}
+
+fn settings(dir: &Path) -> Settings {
+    Settings {
+        port: 0,
+        metrics_port: 0,
+        bind_address: "127.0.0.1".parse().unwrap(),
+        tls_cert: dir.join("tls.crt"),
+        tls_key: dir.join("tls.key"),
+        tls_reload_seconds: 1,
+        max_request_bytes: 64 * 1024,
+        shutdown_seconds: 5,
+        kubeconfig: None,
+        sa_lookup_timeout_ms: 100,
+        annotation_prefix: "eks.amazonaws.com".into(),
+        token_audience: "sts.amazonaws.com".into(),
+        token_mount_path: "/var/run/secrets/eks.amazonaws.com/serviceaccount".into(),
+        token_expiration: 86400,
+        aws_default_region: String::new(),
+        sts_regional_endpoint: false,
+        fs_group: None,
+    }
+}
+
+fn store_with_role() -> SaStore {
+    let store = SaStore::new("eks.amazonaws.com");
+    let annotations: BTreeMap<String, String> =
+        [("eks.amazonaws.com/role-arn".to_string(), ROLE.to_string())].into();
+    store.apply("default", "s3", Some(&annotations));
+    store
+}
+
+fn client(ca_dir: &Path) -> reqwest::Client {
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(ca_dir.join("ca.crt")).unwrap()).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+fn review(with_types: bool) -> Value {
+    let mut r = json!({
+        "request": {
+            "uid": "918ef1dc-928f-4525-99ef-988389f263c3",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "default", "operation": "CREATE",
+            "userInfo": {"username": "admin"},
+            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                       "spec": {"serviceAccountName": "s3", "containers": [{"name": "app", "image": "amazonlinux"}]}},
+            "dryRun": false
+        }
+    });
+    if with_types {
+        r["apiVersion"] = json!("admission.k8s.io/v1");
+        r["kind"] = json!("AdmissionReview");
+    }
+    r
+}
+
+async fn post(
+    c: &reqwest::Client,
+    running: &Running,
+    body: Vec<u8>,
+    content_type: &str,
+) -> (u16, String) {
+    let r = c
+        .post(format!("https://{}/mutate", running.addr))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admission_review_responses() {
+    let t = tempfile::tempdir().unwrap();
+    write_certs(t.path(), "webhook");
+    let running = run(settings(t.path()), None, Some(store_with_role()))
+        .await
+        .unwrap();
+    let c = client(t.path());
+
+    for with_types in [true, false] {
+        let (status, body) = post(
+            &c,
+            &running,
+            serde_json::to_vec(&review(with_types)).unwrap(),
+            "application/json",
+        )
+        .await;
+        assert_eq!(status, 200);
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            v["apiVersion"], "admission.k8s.io/v1",
+            "TypeMeta always present: {v}"
+        );
+        assert_eq!(v["kind"], "AdmissionReview");
+        assert_eq!(v["response"]["uid"], "918ef1dc-928f-4525-99ef-988389f263c3");
+        assert_eq!(v["response"]["allowed"], true);
+        assert_eq!(v["response"]["patchType"], "JSONPatch");
+        let patch = base64::engine::general_purpose::STANDARD
+            .decode(v["response"]["patch"].as_str().unwrap())
+            .unwrap();
+        let patch: Value = serde_json::from_slice(&patch).unwrap();
+        let paths: Vec<&str> = patch
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|op| op["path"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "/spec/volumes",
+                "/spec/containers/0/env",
+                "/spec/containers/0/volumeMounts"
+            ]
+        );
+    }
+
+    // Unknown ServiceAccount and no API client: admitted, no patch.
+    let mut other = review(true);
+    other["request"]["object"]["spec"]["serviceAccountName"] = json!("nobody");
+    let (_, body) = post(
+        &c,
+        &running,
+        serde_json::to_vec(&other).unwrap(),
+        "application/json",
+    )
+    .await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["response"]["allowed"], true);
+    assert!(v["response"].get("patch").is_none(), "{v}");
+
+    // Not a pod create: admitted untouched.
+    let mut update = review(true);
+    update["request"]["operation"] = json!("UPDATE");
+    let (_, body) = post(
+        &c,
+        &running,
+        serde_json::to_vec(&update).unwrap(),
+        "application/json",
+    )
+    .await;
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["response"]
+        .get("patch")
+        .is_none());
+
+    // Malformed requests: a clear error, a well-formed review, never a crash.
+    for bad in [
+        &b"{"[..],
+        b"",
+        b"[]",
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#,
+        br#"{"request":{"object":"a string"}}"#,
+    ] {
+        let (status, body) = post(&c, &running, bad.to_vec(), "application/json").await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(bad));
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["response"]["allowed"], false, "{v}");
+        assert!(!v["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .is_empty());
+        assert_eq!(v["apiVersion"], "admission.k8s.io/v1");
+    }
+    let mut not_pod = review(true);
+    not_pod["request"]["object"]["spec"]["containers"] = json!("nope");
+    let (_, body) = post(
+        &c,
+        &running,
+        serde_json::to_vec(&not_pod).unwrap(),
+        "application/json",
+    )
+    .await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["response"]["allowed"], false);
+    assert!(
+        v["response"]["status"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a Pod"),
+        "{v}"
+    );
+
+    assert_eq!(
+        post(&c, &running, b"{}".to_vec(), "application/xml")
+            .await
+            .0,
+        415
+    );
+    assert_eq!(
+        post(&c, &running, vec![b' '; 100 * 1024], "application/json")
+            .await
+            .0,
+        413
+    );
+    let get = c
+        .get(format!("https://{}/mutate", running.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405);
+    let health = c
+        .get(format!("https://{}/healthz", running.addr))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (health.status().as_u16(), health.text().await.unwrap()),
+        (200, "ok".to_string())
+    );
+    assert_eq!(
+        c.get(format!("https://{}/nope", running.addr))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    // Ready only once the cache has synced.
+    let ready = |c: reqwest::Client, addr| async move {
+        c.get(format!("https://{addr}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(ready(c.clone(), running.addr).await, 503);
+    running.store.replace(HashMap::new());
+    assert_eq!(ready(c.clone(), running.addr).await, 200);
+
+    let metrics = reqwest::get(format!("http://{}/metrics", running.metrics_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("irsa_webhook_admissions_total{kind=\"invalid\"} 6"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("http_request_count_total{verb=\"POST\",path=\"/mutate\",code=\"415\"} 1"),
+        "{metrics}"
+    );
+    running.shutdown();
+    running.wait().await;
+}
+
+fn peer_cert_cn_marker(pem: &str) -> Vec<u8> {
+    let der = pem
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<String>();
+    base64::engine::general_purpose::STANDARD
+        .decode(der)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_reload_without_failed_requests() {
+    let t = tempfile::tempdir().unwrap();
+    let live = t.path().join("live");
+    std::fs::create_dir(&live).unwrap();
+    // Kubelet-style layout: tls.crt -> ..data/tls.crt, ..data -> a timestamped dir.
+    let gen1 = t.path().join("gen1");
+    std::fs::create_dir(&gen1).unwrap();
+    write_certs(&gen1, "first");
+    std::os::unix::fs::symlink(&gen1, live.join("..data")).unwrap();
+    for f in ["tls.crt", "tls.key"] {
+        std::os::unix::fs::symlink(Path::new("..data").join(f), live.join(f)).unwrap();
+    }
+    let running = run(settings(&live), None, Some(store_with_role()))
+        .await
+        .unwrap();
+    let addr = running.addr;
+
+    // Clients trusting either CA, so requests succeed across the swap.
+    let gen2 = t.path().join("gen2");
+    std::fs::create_dir(&gen2).unwrap();
+    write_certs(&gen2, "second");
+    let both = [gen1.join("ca.crt"), gen2.join("ca.crt")]
+        .iter()
+        .map(|p| reqwest::Certificate::from_pem(&std::fs::read(p).unwrap()).unwrap())
+        .collect::<Vec<_>>();
+    let body = serde_json::to_vec(&review(true)).unwrap();
+    let load = tokio::spawn(async move {
+        let (mut ok, mut failed) = (0u32, Vec::new());
+        let deadline = Instant::now() + Duration::from_secs(6);
+        while Instant::now() < deadline && ok + (failed.len() as u32) < 5000 {
+            // A new connection each time, so each request does a fresh handshake.
+            let c = reqwest::Client::builder()
+                .tls_certs_only(both.clone())
+                .build()
+                .unwrap();
+            match c
+                .post(format!("https://{addr}/mutate"))
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+            {
+                Ok(r) if r.status() == 200 => ok += 1,
+                Ok(r) => failed.push(format!("HTTP {}", r.status())),
+                Err(e) => failed.push(format!("{e:?}")),
+            }
+        }
+        (ok, failed)
+    });
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Atomic swap of the ..data symlink, as kubelet does for Secret volumes.
+    std::os::unix::fs::symlink(&gen2, t.path().join("tmp-link")).unwrap();
+    std::fs::rename(t.path().join("tmp-link"), live.join("..data")).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let served = fetch_leaf(addr, &gen2.join("ca.crt")).await;
+    assert_eq!(
+        served,
+        peer_cert_cn_marker(&std::fs::read_to_string(gen2.join("tls.crt")).unwrap()),
+        "new certificate served"
+    );
+
+    // A broken key keeps the current pair.
+    let gen3 = t.path().join("gen3");
+    std::fs::create_dir(&gen3).unwrap();
+    std::fs::copy(gen2.join("tls.crt"), gen3.join("tls.crt")).unwrap();
+    std::fs::write(
+        gen3.join("tls.key"),
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&gen3, t.path().join("tmp-link")).unwrap();
+    std::fs::rename(t.path().join("tmp-link"), live.join("..data")).unwrap();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let (ok, failed) = load.await.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {} requests failed during reloads: {:?}",
+        failed.len(),
+        ok as usize + failed.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert!(ok > 10, "load loop ran ({ok} requests)");
+    assert_eq!(
+        fetch_leaf(addr, &gen2.join("ca.crt")).await.len(),
+        served.len(),
+        "still serving after a bad key"
+    );
+    let metrics = reqwest::get(format!("http://{}/metrics", running.metrics_addr))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("irsa_webhook_tls_reloads_total{kind=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("irsa_webhook_tls_reloads_total{kind=\"error\"}"),
+        "{metrics}"
+    );
+    running.shutdown();
+    running.wait().await;
+}
+
+/// The DER of the leaf certificate a fresh TLS connection receives.
+async fn fetch_leaf(addr: std::net::SocketAddr, ca: &Path) -> Vec<u8> {
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(ca).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let tls = connector.connect(name, tcp).await.unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}

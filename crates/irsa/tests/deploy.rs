@@ -1,0 +1,262 @@
+//! The install manifests: `kubectl kustomize deploy/...` and
+//! `irsa webhook manifests` render objects that parse into k8s-openapi types
+//! and carry the settings the webhook relies on.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
+use serde_json::Value;
+
+fn workspace() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+fn docs(yaml: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(yaml)
+        .map(|d| serde::Deserialize::deserialize(d).unwrap())
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+fn kustomize(dir: &str) -> Vec<Value> {
+    let out = Command::new("kubectl")
+        .args(["kustomize", dir])
+        .current_dir(workspace())
+        .output()
+        .expect("kubectl is installed (scripts/test installs it)");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    docs(&String::from_utf8(out.stdout).unwrap())
+}
+
+fn typed<T: serde::de::DeserializeOwned>(v: &Value) -> T {
+    serde_json::from_value(v.clone())
+        .unwrap_or_else(|e| panic!("{} does not parse: {e}", v["kind"]))
+}
+
+/// Parses every object into its k8s-openapi type and checks the important settings.
+fn check_objects(objects: &[Value], namespace: &str) -> MutatingWebhookConfiguration {
+    let mut webhook = None;
+    let mut kinds = Vec::new();
+    for v in objects {
+        let kind = v["kind"].as_str().unwrap().to_string();
+        match kind.as_str() {
+            "Namespace" => assert_eq!(
+                typed::<Namespace>(v).metadata.name.as_deref(),
+                Some(namespace)
+            ),
+            "ServiceAccount" => drop(typed::<ServiceAccount>(v)),
+            "ClusterRole" => {
+                let rules = typed::<ClusterRole>(v).rules.unwrap();
+                assert_eq!(rules.len(), 1);
+                assert_eq!(
+                    rules[0].resources.as_deref(),
+                    Some(&["serviceaccounts".to_string()][..])
+                );
+                assert_eq!(rules[0].verbs, ["get", "list", "watch"], "minimal RBAC");
+            }
+            "ClusterRoleBinding" => assert_eq!(
+                typed::<ClusterRoleBinding>(v).subjects.unwrap()[0]
+                    .namespace
+                    .as_deref(),
+                Some(namespace)
+            ),
+            "Deployment" => {
+                let d: Deployment = typed(v);
+                let spec = d.spec.unwrap();
+                assert_eq!(spec.replicas, Some(2));
+                let pod = spec.template.spec.unwrap();
+                assert_eq!(pod.security_context.unwrap().run_as_non_root, Some(true));
+                let c = &pod.containers[0];
+                let sc = c.security_context.clone().unwrap();
+                assert_eq!(sc.read_only_root_filesystem, Some(true));
+                assert_eq!(sc.allow_privilege_escalation, Some(false));
+                assert!(c.resources.as_ref().unwrap().requests.is_some());
+                assert_eq!(
+                    c.readiness_probe
+                        .as_ref()
+                        .unwrap()
+                        .http_get
+                        .as_ref()
+                        .unwrap()
+                        .path
+                        .as_deref(),
+                    Some("/readyz")
+                );
+                check_args_exist(c.args.as_ref().unwrap());
+            }
+            "PodDisruptionBudget" => assert!(typed::<PodDisruptionBudget>(v)
+                .spec
+                .unwrap()
+                .min_available
+                .is_some()),
+            "Service" => drop(typed::<Service>(v)),
+            "Secret" => {
+                let s: Secret = typed(v);
+                assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
+                assert!(s.data.unwrap().contains_key("tls.key"));
+            }
+            "MutatingWebhookConfiguration" => {
+                webhook = Some(typed::<MutatingWebhookConfiguration>(v))
+            }
+            "Issuer" | "Certificate" => assert_eq!(v["apiVersion"], "cert-manager.io/v1"),
+            other => panic!("unexpected kind {other}"),
+        }
+        if let Some(ns) = v["metadata"]["namespace"].as_str() {
+            assert_eq!(ns, namespace, "{kind} in the wrong namespace");
+        }
+        kinds.push(kind);
+    }
+    for want in [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Deployment",
+        "PodDisruptionBudget",
+        "Service",
+        "MutatingWebhookConfiguration",
+    ] {
+        assert!(kinds.iter().any(|k| k == want), "{want} missing");
+    }
+    let webhook = webhook.unwrap();
+    let w = &webhook.webhooks.as_ref().unwrap()[0];
+    assert_eq!(w.failure_policy.as_deref(), Some("Ignore"));
+    assert_eq!(w.side_effects, "None");
+    assert_eq!(w.admission_review_versions, ["v1"]);
+    assert_eq!(w.reinvocation_policy.as_deref(), Some("IfNeeded"));
+    assert_eq!(
+        w.client_config.service.as_ref().unwrap().path.as_deref(),
+        Some("/mutate")
+    );
+    let ns_sel = serde_json::to_string(&w.namespace_selector).unwrap();
+    assert!(
+        ns_sel.contains(namespace),
+        "never blocks its own namespace: {ns_sel}"
+    );
+    let obj_sel = serde_json::to_string(&w.object_selector).unwrap();
+    assert!(
+        obj_sel.contains("eks.amazonaws.com/skip-pod-identity-webhook")
+            && obj_sel.contains("DoesNotExist")
+    );
+    webhook
+}
+
+/// Every `--flag` in the Deployment is a flag `irsa webhook serve` knows.
+fn check_args_exist(args: &[String]) {
+    assert_eq!(&args[..2], ["webhook", "serve"]);
+    let help = stdout(
+        &irsa()
+            .args(["webhook", "serve", "--help"])
+            .output()
+            .unwrap(),
+    );
+    for a in &args[2..] {
+        let flag = a.split('=').next().unwrap();
+        assert!(
+            help.contains(&format!("{flag} ")) || help.contains(&format!("{flag}\n")),
+            "{flag} is not a flag of irsa webhook serve"
+        );
+    }
+}
+
+#[test]
+fn kustomize_base_and_cert_manager_overlay_render() {
+    check_objects(&kustomize("deploy/base"), "irsa-system");
+    let objects = kustomize("deploy/cert-manager");
+    let webhook = check_objects(&objects, "irsa-system");
+    assert_eq!(
+        webhook
+            .metadata
+            .annotations
+            .unwrap()
+            .get("cert-manager.io/inject-ca-from")
+            .map(String::as_str),
+        Some("irsa-system/irsa-webhook")
+    );
+    assert!(objects.iter().any(|o| o["kind"] == "Certificate"));
+}
+
+#[test]
+fn manifests_command_fills_ca_bundle_and_secret() {
+    let t = tempdir();
+    let d = t.path();
+    let out = run_in(
+        d,
+        &[
+            "webhook",
+            "certs",
+            "--namespace",
+            "pods-iam",
+            "--out-dir",
+            "certs",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(d.join("certs/tls.key"))
+            .unwrap()
+            .permissions(),
+    ) & 0o777;
+    assert_eq!(mode, 0o600);
+    // The serving certificate names the Service and chains to the CA (checked by OpenSSL).
+    let verify = openssl(d, &["verify", "-CAfile", "certs/ca.crt", "certs/tls.crt"]);
+    assert!(String::from_utf8_lossy(&verify).contains("OK"));
+    let text = String::from_utf8(openssl(
+        d,
+        &[
+            "x509",
+            "-in",
+            "certs/tls.crt",
+            "-noout",
+            "-ext",
+            "subjectAltName",
+        ],
+    ))
+    .unwrap();
+    assert!(text.contains("DNS:irsa-webhook.pods-iam.svc"), "{text}");
+
+    let out = run_in(
+        d,
+        &[
+            "webhook",
+            "manifests",
+            "--cert-dir",
+            "certs",
+            "--namespace",
+            "pods-iam",
+            "--aws-default-region",
+            "eu-west-1",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let objects = docs(&stdout(&out));
+    let webhook = check_objects(&objects, "pods-iam");
+    let bundle = webhook.webhooks.unwrap()[0]
+        .client_config
+        .ca_bundle
+        .clone()
+        .unwrap();
+    assert_eq!(bundle.0, std::fs::read(d.join("certs/ca.crt")).unwrap());
+    assert!(objects.iter().any(|o| o["kind"] == "Secret"));
+    assert!(stdout(&out).contains("--aws-default-region=eu-west-1"));
+
+    let out = run_in(d, &["webhook", "certs", "--out-dir", "certs"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "never overwrites keys without --force"
+    );
+}
