@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{
     Container, EnvVar, Pod, ProjectedVolumeSource, ServiceAccountTokenProjection, Volume,
     VolumeMount, VolumeProjection,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// Name of the projected token volume.
@@ -221,15 +221,35 @@ pub struct PatchOp {
     pub op: &'static str,
     /// JSON pointer.
     pub path: String,
-    /// Value to add.
-    pub value: Value,
+    /// Value to add (typed, serialised straight into the patch).
+    pub value: PatchValue,
 }
 
-fn add(path: String, value: impl Serialize) -> PatchOp {
+/// The values irsa adds, as k8s-openapi types.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum PatchValue {
+    /// A new `volumes` array.
+    Volumes(Vec<Volume>),
+    /// One volume.
+    Volume(Box<Volume>),
+    /// A new `env` array.
+    Envs(Vec<EnvVar>),
+    /// One env var.
+    Env(EnvVar),
+    /// A new `volumeMounts` array.
+    Mounts(Vec<VolumeMount>),
+    /// One mount.
+    Mount(VolumeMount),
+    /// Anything else (fsGroup, securityContext).
+    Json(Value),
+}
+
+fn add(path: String, value: PatchValue) -> PatchOp {
     PatchOp {
         op: "add",
         path,
-        value: serde_json::to_value(value).unwrap_or(Value::Null),
+        value,
     }
 }
 
@@ -261,19 +281,29 @@ pub struct Outcome {
 #[error("request object is not a Pod: {0}")]
 pub struct MutateError(pub String);
 
-/// Computes the patch for `pod` (raw JSON as sent by the apiserver).
+/// Reads a pod from the JSON the apiserver sent.
+pub fn parse_pod(json: &str) -> Result<Pod, MutateError> {
+    serde_json::from_str(json).map_err(|e| MutateError(e.to_string()))
+}
+
+/// Computes the patch for `pod` (as a JSON value), see [`mutate`].
 pub fn mutate_pod(
     pod_json: &Value,
     sa: Option<&SaIdentity>,
     cfg: &MutationConfig,
 ) -> Result<Outcome, MutateError> {
-    let pod: Pod =
-        serde_json::from_value(pod_json.clone()).map_err(|e| MutateError(e.to_string()))?;
+    let pod = Pod::deserialize(pod_json).map_err(|e| MutateError(e.to_string()))?;
+    Ok(mutate(pod, sa, cfg))
+}
+
+/// Computes the patch for a pod. Only `add` operations with paths into the
+/// pod as received: fields this crate does not know are never touched.
+pub fn mutate(pod: Pod, sa: Option<&SaIdentity>, cfg: &MutationConfig) -> Outcome {
     let Some(role_arn) = sa.and_then(|s| s.role_arn.as_deref()) else {
-        return Ok(Outcome {
+        return Outcome {
             patch: Vec::new(),
             decision: Decision::NoRole,
-        });
+        };
     };
     let sa = sa.cloned().unwrap_or_default();
     let spec = pod.spec.unwrap_or_default();
@@ -330,9 +360,15 @@ pub fn mutate_pod(
             ..Default::default()
         };
         if spec.volumes.is_none() {
-            patch.push(add("/spec/volumes".into(), vec![volume]));
+            patch.push(add(
+                "/spec/volumes".into(),
+                PatchValue::Volumes(vec![volume]),
+            ));
         } else {
-            patch.push(add("/spec/volumes/0".into(), volume));
+            patch.push(add(
+                "/spec/volumes/0".into(),
+                PatchValue::Volume(Box::new(volume)),
+            ));
         }
     }
 
@@ -370,10 +406,13 @@ pub fn mutate_pod(
             if spec.security_context.is_none() {
                 patch.push(add(
                     "/spec/securityContext".into(),
-                    serde_json::json!({ "fsGroup": gid }),
+                    PatchValue::Json(serde_json::json!({ "fsGroup": gid })),
                 ));
             } else {
-                patch.push(add("/spec/securityContext/fsGroup".into(), gid));
+                patch.push(add(
+                    "/spec/securityContext/fsGroup".into(),
+                    PatchValue::Json(gid.into()),
+                ));
             }
         }
     }
@@ -384,7 +423,7 @@ pub fn mutate_pod(
             containers: changed,
         }
     };
-    Ok(Outcome { patch, decision })
+    Outcome { patch, decision }
 }
 
 struct EnvPlan<'a> {
@@ -422,9 +461,12 @@ fn container_ops(base: &str, c: &Container, plan: &EnvPlan<'_>, mount_path: &str
     }
     let mut ops = Vec::new();
     if c.env.is_none() && !new.is_empty() {
-        ops.push(add(format!("{base}/env"), new));
+        ops.push(add(format!("{base}/env"), PatchValue::Envs(new)));
     } else {
-        ops.extend(new.into_iter().map(|v| add(format!("{base}/env/-"), v)));
+        ops.extend(
+            new.into_iter()
+                .map(|v| add(format!("{base}/env/-"), PatchValue::Env(v))),
+        );
     }
     let mounts = c.volume_mounts.as_deref().unwrap_or_default();
     if !mounts.iter().any(|m| m.name == VOLUME_NAME) {
@@ -435,9 +477,15 @@ fn container_ops(base: &str, c: &Container, plan: &EnvPlan<'_>, mount_path: &str
             ..Default::default()
         };
         if c.volume_mounts.is_none() {
-            ops.push(add(format!("{base}/volumeMounts"), vec![mount]));
+            ops.push(add(
+                format!("{base}/volumeMounts"),
+                PatchValue::Mounts(vec![mount]),
+            ));
         } else {
-            ops.push(add(format!("{base}/volumeMounts/-"), mount));
+            ops.push(add(
+                format!("{base}/volumeMounts/-"),
+                PatchValue::Mount(mount),
+            ));
         }
     }
     ops

@@ -1,18 +1,110 @@
-//! Admission transport: decode an `AdmissionReview`, look up the
-//! ServiceAccount, call the pure mutation, encode the response. Every
-//! failure becomes a well-formed response; nothing here panics.
+//! Admission transport: decode an `admission.k8s.io/v1` AdmissionReview,
+//! look up the ServiceAccount, call the pure mutation, encode the response.
+//! Every failure becomes a well-formed response; nothing here panics.
+//!
+//! The request is decoded into a borrowed view (the pod stays raw until it
+//! is parsed once into a k8s-openapi `Pod`) and the response is written
+//! straight from a small struct: this path runs for every pod created in
+//! the cluster, so it avoids intermediate `serde_json::Value` trees.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use irsa_core::mutate::{mutate_pod, Decision, MutationConfig, SaIdentity};
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::{DynamicObject, TypeMeta};
+use irsa_core::mutate::{mutate, parse_pod, Decision, MutationConfig, SaIdentity};
+use kube::core::GroupVersionKind;
 use kube::Client;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::cache::{Lookup, SaStore};
 use crate::metrics::Metrics;
+
+/// The parts of an AdmissionReview the webhook reads.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "apiVersion", borrow)]
+    api_version: Option<&'a str>,
+    #[serde(borrow)]
+    kind: Option<&'a str>,
+    #[serde(borrow)]
+    request: Option<RequestView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RequestView<'a> {
+    uid: String,
+    kind: Option<GroupVersionKind>,
+    namespace: Option<String>,
+    operation: Option<String>,
+    #[serde(borrow)]
+    object: Option<&'a RawValue>,
+}
+
+/// The response review, in the field order the Go webhook writes.
+#[derive(Serialize)]
+struct ReviewOut<'a> {
+    kind: &'a str,
+    #[serde(rename = "apiVersion")]
+    api_version: &'a str,
+    response: Answer,
+}
+
+/// An `AdmissionResponse`.
+#[derive(Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Answer {
+    uid: String,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut>,
+    /// Base64 of the JSON Patch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct StatusOut {
+    message: String,
+    code: u16,
+    reason: &'static str,
+}
+
+impl Answer {
+    fn allow(uid: String) -> Self {
+        Self {
+            uid,
+            allowed: true,
+            ..Default::default()
+        }
+    }
+    fn deny(uid: String, message: String) -> Self {
+        Self {
+            uid,
+            allowed: false,
+            status: Some(StatusOut {
+                message,
+                code: 400,
+                reason: "BadRequest",
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+fn encode(api_version: Option<&str>, kind: Option<&str>, answer: Answer) -> Vec<u8> {
+    let out = ReviewOut {
+        kind: kind.filter(|k| !k.is_empty()).unwrap_or("AdmissionReview"),
+        api_version: api_version
+            .filter(|v| !v.is_empty())
+            .unwrap_or("admission.k8s.io/v1"),
+        response: answer,
+    };
+    serde_json::to_vec(&out).unwrap_or_default()
+}
 
 /// Everything an admission needs.
 #[derive(Clone)]
@@ -29,106 +121,61 @@ pub struct Handler {
     pub metrics: Arc<Metrics>,
 }
 
-fn with_types(mut review: AdmissionReview<DynamicObject>) -> Value {
-    if review.types.api_version.is_empty() || review.types.kind.is_empty() {
-        review.types = TypeMeta {
-            api_version: "admission.k8s.io/v1".into(),
-            kind: "AdmissionReview".into(),
-        };
-    }
-    let mut value = serde_json::to_value(&review).unwrap_or(Value::Null);
-    // kube-core serialises the patch bytes as a number array; the wire format
-    // (and the Go webhook) uses a base64 string.
-    if let Some(patch) = value.pointer_mut("/response/patch") {
-        if let Some(bytes) = patch.as_array().map(|a| {
-            a.iter()
-                .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
-                .collect::<Vec<u8>>()
-        }) {
-            *patch = Value::String(irsa_core::b64::encode_std(&bytes));
-        }
-    }
-    value
-}
-
 impl Handler {
-    fn outcome(&self, kind: &str) {
-        Metrics::inc(&self.metrics.mutations, kind);
+    fn outcome(&self, kind: &'static str) {
+        self.metrics.admission(kind);
     }
 
-    /// Answers one AdmissionReview body with an AdmissionReview JSON value.
-    pub async fn review(&self, body: &[u8]) -> Value {
-        // Some callers omit the review's TypeMeta; kube-core's type requires it.
-        let parsed = serde_json::from_slice::<Value>(body).map(|mut v| {
-            if let Some(obj) = v.as_object_mut() {
-                obj.entry("apiVersion")
-                    .or_insert_with(|| Value::from("admission.k8s.io/v1"));
-                obj.entry("kind")
-                    .or_insert_with(|| Value::from("AdmissionReview"));
-            }
-            v
-        });
-        let review: AdmissionReview<DynamicObject> = match parsed.and_then(serde_json::from_value) {
-            Ok(r) => r,
+    /// Answers one AdmissionReview body with the response review's JSON bytes.
+    pub async fn review(&self, body: &[u8]) -> Vec<u8> {
+        let envelope: Envelope<'_> = match serde_json::from_slice(body) {
+            Ok(e) => e,
             Err(e) => {
                 self.outcome("invalid");
-                return with_types(
-                    AdmissionResponse::invalid(format!("cannot decode AdmissionReview: {e}"))
-                        .into_review(),
+                return encode(
+                    None,
+                    None,
+                    Answer::deny(String::new(), format!("cannot decode AdmissionReview: {e}")),
                 );
             }
         };
-        let types = review.types.clone();
-        let request: AdmissionRequest<DynamicObject> = match review.try_into() {
-            Ok(r) => r,
-            Err(_) => {
-                self.outcome("invalid");
-                return with_types(
-                    AdmissionResponse::invalid("AdmissionReview has no request").into_review(),
-                );
-            }
+        let Some(req) = envelope.request else {
+            self.outcome("invalid");
+            let answer = Answer::deny(String::new(), "AdmissionReview has no request".into());
+            return encode(envelope.api_version, envelope.kind, answer);
         };
-        let mut response = AdmissionResponse::from(&request);
-        response.types = types;
-        let response = self.respond(&request, response).await;
-        with_types(response.into_review())
+        let answer = self.respond(req).await;
+        encode(envelope.api_version, envelope.kind, answer)
     }
 
-    async fn respond(
-        &self,
-        req: &AdmissionRequest<DynamicObject>,
-        response: AdmissionResponse,
-    ) -> AdmissionResponse {
-        if req.kind.kind != "Pod" || req.operation != Operation::Create {
+    async fn respond(&self, req: RequestView<'_>) -> Answer {
+        let uid = req.uid;
+        let is_pod = req.kind.as_ref().is_none_or(|k| k.kind == "Pod");
+        if !is_pod || req.operation.as_deref().unwrap_or("CREATE") != "CREATE" {
             self.outcome("ignored");
-            return response;
+            return Answer::allow(uid);
         }
-        let Some(object) = &req.object else {
+        let Some(object) = req.object else {
             self.outcome("ignored");
-            return response;
+            return Answer::allow(uid);
         };
-        let pod = match serde_json::to_value(object) {
-            Ok(v) => v,
+        let pod = match parse_pod(object.get()) {
+            Ok(p) => p,
             Err(e) => {
                 self.outcome("invalid");
-                return response.deny(format!("cannot read the pod: {e}"));
+                return Answer::deny(uid, e.to_string());
             }
         };
         let namespace = req
             .namespace
-            .clone()
-            .or_else(|| {
-                pod.pointer("/metadata/namespace")
-                    .and_then(Value::as_str)
-                    .map(String::from)
-            })
+            .or_else(|| pod.metadata.namespace.clone())
             .unwrap_or_else(|| "default".into());
         let sa_name = pod
-            .pointer("/spec/serviceAccountName")
-            .and_then(Value::as_str)
-            .unwrap_or("default")
-            .to_string();
-        let span = tracing::info_span!("admission", uid = %req.uid, namespace = %namespace, service_account = %sa_name);
+            .spec
+            .as_ref()
+            .and_then(|s| s.service_account_name.clone())
+            .unwrap_or_else(|| "default".into());
+        let span = tracing::debug_span!("admission", uid = %uid, namespace = %namespace, service_account = %sa_name);
         let _enter = span.enter();
 
         let lookup = self
@@ -142,67 +189,49 @@ impl Handler {
             .await;
         match &lookup {
             Lookup::Cached(_) => {}
-            Lookup::Fetched(_) => Metrics::inc(&self.metrics.sa_api_lookups, "found"),
+            Lookup::Fetched(_) => self.metrics.api_lookup("found"),
             Lookup::NotFound => {
-                Metrics::inc(&self.metrics.sa_api_lookups, "not_found");
+                self.metrics.api_lookup("not_found");
                 self.metrics.missing_sa.inc();
             }
             Lookup::Failed(error) => {
-                Metrics::inc(&self.metrics.sa_api_lookups, "failed");
+                self.metrics.api_lookup("failed");
                 self.metrics.missing_sa.inc();
                 tracing::warn!(%error, "service account not cached and the API lookup failed; pod admitted without credentials");
             }
         }
         let identity = lookup.identity();
-        let mut warnings = Vec::new();
+        let mut answer = Answer::allow(uid);
         if let Some(arn) = identity.as_ref().and_then(|i| i.role_arn.as_deref()) {
             if !SaIdentity::role_arn_looks_valid(arn) {
                 tracing::warn!(
                     role_arn = arn,
                     "role-arn annotation does not look like an IAM role ARN"
                 );
-                warnings.push(format!(
+                answer.warnings.push(format!(
                     "{}/role-arn {arn:?} does not look like an IAM role ARN",
                     self.config.annotation_prefix
                 ));
             }
         }
-        let outcome = match mutate_pod(&pod, identity.as_deref(), &self.config) {
-            Ok(o) => o,
-            Err(e) => {
-                self.outcome("invalid");
-                return response.deny(e.to_string());
-            }
-        };
-        let mut response = response;
-        if !warnings.is_empty() {
-            response.warnings = Some(warnings);
-        }
+        let outcome = mutate(pod, identity.as_deref(), &self.config);
         match outcome.decision {
-            Decision::NoRole => {
-                self.outcome("no_role");
-                response
-            }
-            Decision::AlreadyMutated => {
-                self.outcome("already_mutated");
-                response
-            }
-            Decision::Mutated { containers } => {
-                let patch: Result<json_patch::Patch, _> =
-                    serde_json::to_value(&outcome.patch).and_then(serde_json::from_value);
-                match patch.map(|p| response.clone().with_patch(p)) {
-                    Ok(Ok(r)) => {
-                        self.outcome("mutated");
-                        Metrics::inc(&self.metrics.pod_count, "sts_web_identity");
-                        tracing::info!(containers, "pod mutated");
-                        r
-                    }
-                    _ => {
-                        self.outcome("invalid");
-                        response.deny("cannot encode the patch")
-                    }
+            Decision::NoRole => self.outcome("no_role"),
+            Decision::AlreadyMutated => self.outcome("already_mutated"),
+            Decision::Mutated { containers } => match serde_json::to_vec(&outcome.patch) {
+                Ok(bytes) => {
+                    self.outcome("mutated");
+                    self.metrics.pod_mutated();
+                    tracing::debug!(containers, "pod mutated");
+                    answer.patch = Some(irsa_core::b64::encode_std(&bytes));
+                    answer.patch_type = Some("JSONPatch");
                 }
-            }
+                Err(e) => {
+                    self.outcome("invalid");
+                    return Answer::deny(answer.uid, format!("cannot encode the patch: {e}"));
+                }
+            },
         }
+        answer
     }
 }

@@ -10,31 +10,31 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-/// Labels of a served request.
+/// Labels of a served request (static strings: no allocation per request).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// HTTP method.
-    pub verb: String,
-    /// URL path (only known routes; others are `other`).
-    pub path: String,
+    /// HTTP method (`GET`, `POST`, or `other`).
+    pub verb: &'static str,
+    /// URL path (known routes; others are `other`).
+    pub path: &'static str,
     /// HTTP status.
-    pub code: String,
+    pub code: u16,
 }
 
 /// Labels of a latency observation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PathLabels {
     /// HTTP method.
-    pub verb: String,
+    pub verb: &'static str,
     /// URL path.
-    pub path: String,
+    pub path: &'static str,
 }
 
-/// A single `outcome`/`method`/`result` label.
+/// A single `kind` label (outcome, method or result).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Kind {
     /// The value.
-    pub kind: String,
+    pub kind: &'static str,
 }
 
 fn latency_histogram() -> Histogram {
@@ -129,13 +129,28 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Increments a one-label family.
-    pub fn inc(family: &Family<Kind, Counter>, kind: &str) {
-        family
+    /// Counts an admission outcome.
+    pub fn admission(&self, kind: &'static str) {
+        self.mutations.get_or_create(&Kind { kind }).inc();
+    }
+
+    /// Counts a mutated pod.
+    pub fn pod_mutated(&self) {
+        self.pod_count
             .get_or_create(&Kind {
-                kind: kind.to_string(),
+                kind: "sts_web_identity",
             })
             .inc();
+    }
+
+    /// Counts an API fallback lookup.
+    pub fn api_lookup(&self, kind: &'static str) {
+        self.sa_api_lookups.get_or_create(&Kind { kind }).inc();
+    }
+
+    /// Counts a certificate reload.
+    pub fn tls_reload(&self, kind: &'static str) {
+        self.tls_reloads.get_or_create(&Kind { kind }).inc();
     }
 
     /// The exposition text.

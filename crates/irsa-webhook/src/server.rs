@@ -67,10 +67,16 @@ struct State {
 
 async fn route(req: Request<Incoming>, state: Arc<State>) -> Response<Body> {
     let start = Instant::now();
-    let verb = req.method().to_string();
+    let verb = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        _ => "other",
+    };
     let path = match req.uri().path() {
-        p @ ("/mutate" | "/healthz" | "/readyz") => p.to_string(),
-        _ => "other".to_string(),
+        "/mutate" => "/mutate",
+        "/healthz" => "/healthz",
+        "/readyz" => "/readyz",
+        _ => "other",
     };
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
@@ -95,9 +101,9 @@ async fn route(req: Request<Incoming>, state: Arc<State>) -> Response<Body> {
     metrics
         .requests
         .get_or_create(&RequestLabels {
-            verb: verb.clone(),
-            path: path.clone(),
-            code: response.status().as_u16().to_string(),
+            verb,
+            path,
+            code: response.status().as_u16(),
         })
         .inc();
     metrics
@@ -133,8 +139,7 @@ async fn mutate(req: Request<Incoming>, state: &State) -> Response<Body> {
         }
         Err(_) => return text(StatusCode::BAD_REQUEST, "cannot read the request body\n"),
     };
-    let review = state.handler.review(&body).await;
-    let bytes = serde_json::to_vec(&review).unwrap_or_default();
+    let bytes = state.handler.review(&body).await;
     let mut r = Response::new(Full::new(Bytes::from(bytes)));
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -194,12 +199,12 @@ pub async fn run(
             match certs.reload() {
                 Ok(true) => {
                     tracing::info!("serving certificate reloaded");
-                    Metrics::inc(&reload_metrics.tls_reloads, "ok");
+                    reload_metrics.tls_reload("ok");
                 }
                 Ok(false) => {}
                 Err(error) => {
                     tracing::warn!(%error, "serving certificate not reloaded; keeping the current one");
-                    Metrics::inc(&reload_metrics.tls_reloads, "error");
+                    reload_metrics.tls_reload("error");
                 }
             }
         }

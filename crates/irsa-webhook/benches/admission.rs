@@ -1,0 +1,317 @@
+//! `/mutate` over TLS with keep-alive at fixed concurrency, next to a bare
+//! hyper+rustls server answering a canned AdmissionReview in the same run;
+//! then resident memory with 100k ServiceAccounts in the cache.
+//! Run with `cargo bench -p irsa-webhook --bench admission`.
+//! Everything listens on 127.0.0.1; every loop is bounded in count and time.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use irsa_webhook::cache::SaStore;
+use irsa_webhook::Settings;
+use rcgen::{CertificateParams, KeyPair, SanType};
+use rustls::pki_types::pem::PemObject;
+
+const CONCURRENCY: usize = 16;
+const DURATION: Duration = Duration::from_secs(5);
+const MAX_REQUESTS: usize = 2_000_000;
+
+fn certs(dir: &Path) {
+    let mut params = CertificateParams::new(vec!["bench".to_string()]).unwrap();
+    params
+        .subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+}
+
+fn review() -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "918ef1dc-928f-4525-99ef-988389f263c3",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "default", "operation": "CREATE", "userInfo": {"username": "admin"},
+            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+                "spec": {"serviceAccountName": "s3", "containers": [
+                    {"name": "app", "image": "amazonlinux", "env": [{"name": "A", "value": "1"}],
+                     "volumeMounts": [{"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}]},
+                    {"name": "sidecar", "image": "envoy"}],
+                    "volumes": [{"name": "kube-api-access", "projected": {"sources": []}}]}}
+        }
+    }))
+    .unwrap()
+}
+
+fn settings(dir: &Path) -> Settings {
+    Settings {
+        port: 0,
+        metrics_port: 0,
+        bind_address: "127.0.0.1".parse().unwrap(),
+        tls_cert: dir.join("tls.crt"),
+        tls_key: dir.join("tls.key"),
+        tls_reload_seconds: 60,
+        max_request_bytes: 3 << 20,
+        shutdown_seconds: 1,
+        kubeconfig: None,
+        sa_lookup_timeout_ms: 100,
+        annotation_prefix: "eks.amazonaws.com".into(),
+        token_audience: "sts.amazonaws.com".into(),
+        token_mount_path: "/var/run/secrets/eks.amazonaws.com/serviceaccount".into(),
+        token_expiration: 86400,
+        aws_default_region: "us-west-2".into(),
+        sts_regional_endpoint: true,
+        fs_group: None,
+    }
+}
+
+/// A bare server: TLS + HTTP/1.1 + a fixed response body, nothing else.
+async fn bare_server(dir: &Path, canned: Bytes) -> SocketAddr {
+    let chain = rustls::pki_types::CertificateDer::pem_file_iter(dir.join("tls.crt"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_file(dir.join("tls.key")).unwrap();
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(chain, key)
+    .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let (acceptor, canned) = (acceptor.clone(), canned.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let canned = canned.clone();
+                        async move {
+                            let _ = req.into_body().collect().await;
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(canned)))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+struct Result_ {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    errors: usize,
+}
+
+async fn load(addr: SocketAddr, body: Bytes) -> Result_ {
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .dangerous()
+    .with_custom_certificate_verifier(Arc::new(NoVerify))
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CONCURRENCY {
+        let (connector, body) = (connector.clone(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            tcp.set_nodelay(true).unwrap();
+            let tls = connector
+                .connect(
+                    rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+                    tcp,
+                )
+                .await
+                .unwrap();
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let (mut lat, mut errors) = (Vec::new(), 0usize);
+            while start.elapsed() < DURATION && lat.len() < MAX_REQUESTS / CONCURRENCY {
+                let req = hyper::Request::post("/mutate")
+                    .header("content-type", "application/json")
+                    .header("host", "127.0.0.1")
+                    .body(Full::new(body.clone()))
+                    .unwrap();
+                let t = Instant::now();
+                match sender.send_request(req).await {
+                    Ok(resp) if resp.status() == 200 => {
+                        let _ = resp.into_body().collect().await;
+                        lat.push(t.elapsed());
+                    }
+                    _ => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        let (l, e) = t.await.unwrap();
+        all.extend(l);
+        errors += e;
+    }
+    let elapsed = start.elapsed();
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    Result_ {
+        rps: all.len() as f64 / elapsed.as_secs_f64(),
+        p50: pct(0.50),
+        p99: pct(0.99),
+        errors,
+    }
+}
+
+#[derive(Debug)]
+struct NoVerify;
+
+impl rustls::client::danger::ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn verify_tls13_signature(
+        &self,
+        _: &[u8],
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        rustls::crypto::aws_lc_rs::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = tempfile::tempdir().unwrap();
+        certs(dir.path());
+        let store = SaStore::new("eks.amazonaws.com");
+        let role: BTreeMap<String, String> = [("eks.amazonaws.com/role-arn".to_string(), "arn:aws:iam::111122223333:role/s3-reader".to_string())].into();
+        store.apply("default", "s3", Some(&role));
+        let ours = irsa_webhook::run(settings(dir.path()), None, Some(store.clone())).await.unwrap();
+        let body = Bytes::from(review());
+
+        // The canned answer is the webhook's real answer, so both send the same bytes.
+        let canned = {
+            let h = irsa_webhook::admission::Handler {
+                store: store.clone(),
+                client: None,
+                config: Arc::new(settings(dir.path()).mutation()),
+                lookup_timeout: Duration::from_millis(100),
+                metrics: Arc::default(),
+            };
+            let t = Instant::now();
+            let n = 20_000;
+            for _ in 0..n {
+                std::hint::black_box(h.review(&body).await);
+            }
+            println!("Handler::review alone: {:.1} µs per admission (single thread, {n} runs)", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+            let t = Instant::now();
+            for _ in 0..n {
+                let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                std::hint::black_box(irsa_core::mutate::mutate_pod(&v["request"]["object"], store.get("default", "s3").unwrap().as_deref(), &settings(dir.path()).mutation()).unwrap());
+            }
+            println!("parse + mutate_pod alone: {:.1} µs per admission", t.elapsed().as_secs_f64() * 1e6 / n as f64);
+            Bytes::from(h.review(&body).await)
+        };
+        let bare = bare_server(dir.path(), canned).await;
+
+        println!("POST /mutate over TLS, keep-alive, {CONCURRENCY} connections, {}s each, 127.0.0.1", DURATION.as_secs());
+        let _warm = load(bare, body.clone()).await;
+        let b = load(bare, body.clone()).await;
+        let o = load(ours.addr, body.clone()).await;
+        println!("{:<24} {:>12} {:>10} {:>10} {:>7}", "server", "admissions/s", "p50 (µs)", "p99 (µs)", "errors");
+        for (name, r) in [("bare hyper+rustls", &b), ("irsa webhook", &o)] {
+            println!("{name:<24} {:>12.0} {:>10} {:>10} {:>7}", r.rps, r.p50.as_micros(), r.p99.as_micros(), r.errors);
+        }
+        println!("ratio: throughput {:.2}x (goal >= 0.9x), p99 {:.2}x (goal <= 1.2x)", o.rps / b.rps, o.p99.as_secs_f64() / b.p99.as_secs_f64());
+
+        let before = rss_kib();
+        let annotations: BTreeMap<String, String> = [
+            ("eks.amazonaws.com/role-arn".to_string(), "arn:aws:iam::111122223333:role/some-application-role".to_string()),
+            ("eks.amazonaws.com/token-expiration".to_string(), "3600".to_string()),
+        ]
+        .into();
+        for i in 0..100_000 {
+            let ns = format!("namespace-{:04}", i % 2000);
+            let name = format!("service-account-{i:06}");
+            store.apply(&ns, &name, (i % 4 == 0).then_some(&annotations));
+        }
+        let after = rss_kib();
+        println!(
+            "ServiceAccount cache: {} entries (1 in 4 with a role); process RSS {:.1} MiB (cache added {:.1} MiB; goal <= 64 MiB)",
+            store.len(),
+            after as f64 / 1024.0,
+            (after.saturating_sub(before)) as f64 / 1024.0
+        );
+        ours.shutdown();
+        ours.wait().await;
+    });
+}
