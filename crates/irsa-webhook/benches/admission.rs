@@ -73,6 +73,7 @@ fn settings(dir: &Path) -> Settings {
         aws_default_region: "us-west-2".into(),
         sts_regional_endpoint: true,
         fs_group: None,
+        go_compat: Default::default(),
     }
 }
 

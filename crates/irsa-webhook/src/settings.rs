@@ -119,6 +119,82 @@ pub struct Settings {
     /// Set this pod fsGroup when a mutated pod has none, so non-root containers can read the token.
     #[arg(long, env = "IRSA_FS_GROUP", help_heading = "Injection")]
     pub fs_group: Option<i64>,
+
+    /// Flags of amazon-eks-pod-identity-webhook that irsa accepts and ignores.
+    #[command(flatten)]
+    pub go_compat: GoCompat,
+}
+
+/// Flags of the Go webhook that have no meaning here; accepted (hidden) so an
+/// existing Deployment's arguments keep working, with a warning at start-up.
+#[derive(Args, Debug, Clone, Default)]
+pub struct GoCompat {
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    in_cluster: Option<String>,
+    #[arg(long, hide = true)]
+    namespace: Option<String>,
+    #[arg(long, hide = true)]
+    service_name: Option<String>,
+    #[arg(long, hide = true)]
+    tls_secret: Option<String>,
+    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
+    logtostderr: Option<String>,
+    #[arg(short = 'v', long = "v", hide = true)]
+    verbosity: Option<String>,
+    #[arg(long, hide = true)]
+    resync_period: Option<String>,
+    #[arg(long, hide = true)]
+    service_account_lookup_grace_period: Option<String>,
+    #[arg(long, hide = true)]
+    tls_min_version: Option<String>,
+}
+
+impl GoCompat {
+    /// One line per ignored flag that was set, for start-up warnings.
+    pub fn ignored(&self) -> Vec<String> {
+        let GoCompat {
+            in_cluster,
+            namespace,
+            service_name,
+            tls_secret,
+            logtostderr,
+            verbosity,
+            resync_period,
+            service_account_lookup_grace_period,
+            tls_min_version,
+        } = self;
+        let mut out = Vec::new();
+        if in_cluster.as_deref().is_some_and(|v| v != "false") {
+            out.push("--in-cluster=true (CSR-issued certificates) is not supported: irsa serves --tls-cert/--tls-key".to_string());
+        }
+        for (name, value, why) in [
+            ("--namespace", namespace, "only used by --in-cluster"),
+            ("--service-name", service_name, "only used by --in-cluster"),
+            ("--tls-secret", tls_secret, "only used by --in-cluster"),
+            ("--logtostderr", logtostderr, "irsa always logs to stderr"),
+            ("-v", verbosity, "use --log debug"),
+            (
+                "--resync-period",
+                resync_period,
+                "irsa's watch needs no resync",
+            ),
+            (
+                "--service-account-lookup-grace-period",
+                service_account_lookup_grace_period,
+                "irsa asks the API server on a miss (--sa-lookup-timeout-ms)",
+            ),
+            (
+                "--tls-min-version",
+                tls_min_version,
+                "irsa always requires TLS 1.2 or later",
+            ),
+        ] {
+            if value.is_some() {
+                out.push(format!("{name} is ignored: {why}"));
+            }
+        }
+        out
+    }
 }
 
 impl Settings {

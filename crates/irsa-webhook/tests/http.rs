@@ -49,6 +49,7 @@ fn settings(dir: &Path) -> Settings {
         aws_default_region: String::new(),
         sts_regional_endpoint: false,
         fs_group: None,
+        go_compat: Default::default(),
     }
 }
 

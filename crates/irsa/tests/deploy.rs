@@ -260,3 +260,36 @@ fn manifests_command_fills_ca_bundle_and_secret() {
         "never overwrites keys without --force"
     );
 }
+
+#[test]
+fn go_webhook_deployment_arguments_are_accepted() {
+    // The arguments the Go webhook's own deploy/ passes; irsa must parse them.
+    let t = tempdir();
+    let out = run_in(
+        t.path(),
+        &[
+            "webhook",
+            "serve",
+            "--in-cluster=false",
+            "--namespace=default",
+            "--service-name=pod-identity-webhook",
+            "--annotation-prefix=eks.amazonaws.com",
+            "--token-audience=sts.amazonaws.com",
+            "--logtostderr",
+            "--port=18443",
+            "--tls-cert=missing.crt",
+            "--tls-key=missing.key",
+            "--kubeconfig=missing.kubeconfig",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--namespace is ignored") && err.contains("--logtostderr is ignored"),
+        "{err}"
+    );
+    assert!(
+        err.contains("missing.kubeconfig"),
+        "the flags parsed and the run failed only on the missing kubeconfig: {err}"
+    );
+}

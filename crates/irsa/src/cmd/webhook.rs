@@ -109,6 +109,9 @@ fn serve(settings: irsa_webhook::Settings) -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
+    for warning in settings.go_compat.ignored() {
+        eprintln!("irsa webhook: warning: {warning}");
+    }
     runtime.block_on(async move {
         let client = irsa_webhook::server::client(&settings).await?;
         let running = irsa_webhook::run(settings, Some(client), None).await?;
