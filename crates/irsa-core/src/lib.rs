@@ -12,7 +12,9 @@ pub mod jwt;
 pub mod key;
 pub mod mutate;
 pub mod parse;
+pub mod plan;
 pub mod private;
+pub mod trust;
 pub mod verify;
 
 pub use config::IrsaConfig;

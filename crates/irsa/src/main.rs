@@ -39,6 +39,12 @@ enum Command {
     Discovery(cmd::docs::DiscoveryArgs),
     /// Regenerate the issuer documents of a bundle from irsa.yaml.
     Render(cmd::docs::RenderArgs),
+    /// Show what would change in S3 and IAM to match irsa.yaml (read-only).
+    Plan(cmd::aws::PlanArgs),
+    /// Make S3 and IAM match irsa.yaml; idempotent.
+    Apply(cmd::aws::ApplyArgs),
+    /// Remove what irsa created for this cluster (owned resources only).
+    Destroy(cmd::aws::ApplyArgs),
     /// Check keys, JWKS and discovery document locally and as served.
     Validate(cmd::validate::ValidateArgs),
     /// Decode or verify service-account tokens.
@@ -77,6 +83,9 @@ fn main() -> ExitCode {
         Command::Jwks(a) => cmd::docs::jwks(a),
         Command::Discovery(a) => cmd::docs::discovery(a),
         Command::Render(a) => cmd::docs::render(a),
+        Command::Plan(a) => cmd::aws::plan(a),
+        Command::Apply(a) => cmd::aws::apply(a),
+        Command::Destroy(a) => cmd::aws::destroy(a),
         Command::Validate(a) => cmd::validate::run(a),
         Command::Token(c) => cmd::token::run(c),
         Command::Webhook(c) => cmd::webhook::run(c),
@@ -84,6 +93,9 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<ChecksFailed>() => ExitCode::from(1),
+        Err(e) if e.is::<cmd::aws::ExitWith>() => {
+            ExitCode::from(e.downcast_ref::<cmd::aws::ExitWith>().map_or(1, |x| x.0))
+        }
         Err(e) => {
             eprintln!("irsa: {e:#}");
             ExitCode::from(2)

@@ -1,5 +1,6 @@
 //! One module per subcommand; each is a thin layer over `irsa-core`.
 
+pub mod aws;
 pub mod docs;
 pub mod init;
 pub mod keys;

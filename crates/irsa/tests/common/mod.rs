@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod https;
+pub mod moto;
 pub mod testbed;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,690 @@
+//! AWS adapter of irsa: reads the actual S3 and IAM state a [`Desired`]
+//! state cares about and executes plan [`Change`]s with the real
+//! aws-sdk-rust clients. Decisions (what to change, what is owned) are
+//! made by the pure [`irsa_core::plan`]; this crate only talks to AWS.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_sdk_iam::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use irsa_core::plan::{Action, Actual, ActualProvider, ActualRole, Change, Desired, OWNER_TAG};
+use serde_json::Value;
+
+/// Failures talking to AWS.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    /// An API call failed.
+    #[error("{operation} failed: {message}")]
+    Call {
+        /// The operation, e.g. `iam:CreateRole`.
+        operation: &'static str,
+        /// Error code and message from AWS.
+        message: String,
+    },
+    /// AWS returned something irsa cannot read.
+    #[error("{0}")]
+    Unexpected(String),
+}
+
+fn call_err<E: ProvideErrorMetadata + std::fmt::Debug>(operation: &'static str, e: E) -> AwsError {
+    let message = match (e.code(), e.message()) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.to_string(),
+        _ => format!("{e:?}"),
+    };
+    AwsError::Call { operation, message }
+}
+
+/// Clients plus counters of the calls made.
+pub struct Aws {
+    s3: aws_sdk_s3::Client,
+    iam: aws_sdk_iam::Client,
+    sts: aws_sdk_sts::Client,
+    reads: AtomicUsize,
+    writes: AtomicUsize,
+}
+
+/// Where to connect.
+#[derive(Debug, Clone, Default)]
+pub struct Connect {
+    /// Named profile.
+    pub profile: Option<String>,
+    /// Region override.
+    pub region: Option<String>,
+}
+
+fn decode_policy(text: &str) -> Value {
+    let decoded = percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned();
+    serde_json::from_str(&decoded).unwrap_or(Value::String(decoded))
+}
+
+fn tags_iam(tags: &BTreeMap<String, String>) -> Vec<aws_sdk_iam::types::Tag> {
+    tags.iter()
+        .filter_map(|(k, v)| {
+            aws_sdk_iam::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .ok()
+        })
+        .collect()
+}
+
+/// The role path irsa creates roles under, so a cluster's roles can be listed.
+pub fn role_path(cluster: &str) -> String {
+    format!("/irsa/{cluster}/")
+}
+
+impl Aws {
+    /// Clients from the default chain (env, profile, SSO, IMDS, web identity),
+    /// honouring `AWS_ENDPOINT_URL` (S3 then uses path-style addressing).
+    pub async fn connect(c: &Connect) -> Self {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(p) = &c.profile {
+            loader = loader.profile_name(p);
+        }
+        if let Some(r) = &c.region {
+            loader = loader.region(aws_config::Region::new(r.clone()));
+        }
+        let shared = loader.load().await;
+        let custom_endpoint = std::env::var_os("AWS_ENDPOINT_URL").is_some();
+        let s3_config = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(custom_endpoint)
+            .build();
+        Self {
+            s3: aws_sdk_s3::Client::from_conf(s3_config),
+            iam: aws_sdk_iam::Client::new(&shared),
+            sts: aws_sdk_sts::Client::new(&shared),
+            reads: AtomicUsize::new(0),
+            writes: AtomicUsize::new(0),
+        }
+    }
+
+    fn read(&self) {
+        self.reads.fetch_add(1, Ordering::Relaxed);
+    }
+    fn write(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (reads, writes) made so far.
+    pub fn counts(&self) -> (usize, usize) {
+        (
+            self.reads.load(Ordering::Relaxed),
+            self.writes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// The caller's account ID.
+    pub async fn account_id(&self) -> Result<String, AwsError> {
+        self.read();
+        let who = self
+            .sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| call_err("sts:GetCallerIdentity", e))?;
+        who.account()
+            .map(String::from)
+            .ok_or_else(|| AwsError::Unexpected("GetCallerIdentity returned no account".into()))
+    }
+
+    /// Reads everything `desired` is about.
+    pub async fn read_actual(&self, desired: &Desired) -> Result<Actual, AwsError> {
+        let mut actual = Actual::default();
+        if let Some(s3) = &desired.s3 {
+            self.read();
+            let exists = match self.s3.head_bucket().bucket(&s3.bucket).send().await {
+                Ok(_) => true,
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => false,
+                Err(e) => return Err(call_err("s3:HeadBucket", e)),
+            };
+            if exists {
+                self.read();
+                let tags = match self.s3.get_bucket_tagging().bucket(&s3.bucket).send().await {
+                    Ok(t) => t
+                        .tag_set()
+                        .iter()
+                        .map(|t| (t.key().to_string(), t.value().to_string()))
+                        .collect(),
+                    Err(e) if e.code() == Some("NoSuchTagSet") => BTreeMap::new(),
+                    Err(e) => return Err(call_err("s3:GetBucketTagging", e)),
+                };
+                actual.bucket = Some(tags);
+                self.read();
+                actual.public_policy_allowed = match self
+                    .s3
+                    .get_public_access_block()
+                    .bucket(&s3.bucket)
+                    .send()
+                    .await
+                {
+                    Ok(r) => r.public_access_block_configuration().is_some_and(|c| {
+                        !c.block_public_policy().unwrap_or(false)
+                            && !c.restrict_public_buckets().unwrap_or(false)
+                    }),
+                    Err(e) if e.code() == Some("NoSuchPublicAccessBlockConfiguration") => false,
+                    Err(e) => return Err(call_err("s3:GetPublicAccessBlock", e)),
+                };
+                self.read();
+                actual.bucket_policy =
+                    match self.s3.get_bucket_policy().bucket(&s3.bucket).send().await {
+                        Ok(p) => p.policy().and_then(|p| serde_json::from_str(p).ok()),
+                        Err(e) if e.code() == Some("NoSuchBucketPolicy") => None,
+                        Err(e) => return Err(call_err("s3:GetBucketPolicy", e)),
+                    };
+                for key in desired.objects.keys() {
+                    self.read();
+                    match self
+                        .s3
+                        .get_object()
+                        .bucket(&s3.bucket)
+                        .key(key)
+                        .send()
+                        .await
+                    {
+                        Ok(o) => {
+                            let ct = o.content_type().unwrap_or("").to_string();
+                            let body = o.body.collect().await.map_err(|e| {
+                                AwsError::Unexpected(format!(
+                                    "reading s3://{}/{key}: {e}",
+                                    s3.bucket
+                                ))
+                            })?;
+                            actual.objects.insert(
+                                key.clone(),
+                                (String::from_utf8_lossy(&body.into_bytes()).into_owned(), ct),
+                            );
+                        }
+                        Err(e) if e.code() == Some("NoSuchKey") => {}
+                        Err(e) => return Err(call_err("s3:GetObject", e)),
+                    }
+                }
+            }
+        }
+
+        self.read();
+        let providers = self
+            .iam
+            .list_open_id_connect_providers()
+            .send()
+            .await
+            .map_err(|e| call_err("iam:ListOpenIDConnectProviders", e))?;
+        let suffix = format!(":oidc-provider/{}", desired.provider_host_path);
+        if let Some(arn) = providers
+            .open_id_connect_provider_list()
+            .iter()
+            .filter_map(|p| p.arn())
+            .find(|a| a.ends_with(&suffix))
+        {
+            self.read();
+            let p = self
+                .iam
+                .get_open_id_connect_provider()
+                .open_id_connect_provider_arn(arn)
+                .send()
+                .await
+                .map_err(|e| call_err("iam:GetOpenIDConnectProvider", e))?;
+            actual.provider = Some(ActualProvider {
+                arn: arn.to_string(),
+                client_ids: p.client_id_list().iter().cloned().collect(),
+                tags: p
+                    .tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect(),
+            });
+        }
+
+        for role in &desired.roles {
+            if let Some(r) = self.read_role(&role.name).await? {
+                actual.roles.insert(role.name.clone(), r);
+            }
+        }
+        self.read();
+        let listed = self
+            .iam
+            .list_roles()
+            .path_prefix(role_path(&desired.cluster))
+            .send()
+            .await
+            .map_err(|e| call_err("iam:ListRoles", e))?;
+        for r in listed.roles() {
+            let name = r.role_name().to_string();
+            if actual.roles.contains_key(&name) {
+                if actual.roles[&name].tags.get(OWNER_TAG) == Some(&desired.cluster) {
+                    actual.orphans.insert(name);
+                }
+                continue;
+            }
+            if let Some(role) = self.read_role(&name).await? {
+                if role.tags.get(OWNER_TAG) == Some(&desired.cluster) {
+                    actual.orphans.insert(name);
+                }
+            }
+        }
+        Ok(actual)
+    }
+
+    async fn read_role(&self, name: &str) -> Result<Option<ActualRole>, AwsError> {
+        self.read();
+        let role = match self.iam.get_role().role_name(name).send().await {
+            Ok(r) => r,
+            Err(e) if e.code() == Some("NoSuchEntity") => return Ok(None),
+            Err(e) => return Err(call_err("iam:GetRole", e)),
+        };
+        let Some(role) = role.role() else {
+            return Ok(None);
+        };
+        self.read();
+        let tags = self
+            .iam
+            .list_role_tags()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| call_err("iam:ListRoleTags", e))?;
+        self.read();
+        let attached = self
+            .iam
+            .list_attached_role_policies()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| call_err("iam:ListAttachedRolePolicies", e))?;
+        self.read();
+        let inline_names = self
+            .iam
+            .list_role_policies()
+            .role_name(name)
+            .send()
+            .await
+            .map_err(|e| call_err("iam:ListRolePolicies", e))?;
+        let mut inline = BTreeMap::new();
+        for policy in inline_names.policy_names() {
+            self.read();
+            let doc = self
+                .iam
+                .get_role_policy()
+                .role_name(name)
+                .policy_name(policy)
+                .send()
+                .await
+                .map_err(|e| call_err("iam:GetRolePolicy", e))?;
+            inline.insert(policy.clone(), decode_policy(doc.policy_document()));
+        }
+        Ok(Some(ActualRole {
+            trust: role
+                .assume_role_policy_document()
+                .map(decode_policy)
+                .unwrap_or(Value::Null),
+            managed: attached
+                .attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_arn().map(String::from))
+                .collect::<BTreeSet<_>>(),
+            inline,
+            max_session: role.max_session_duration().unwrap_or(3600),
+            tags: tags
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+        }))
+    }
+
+    /// Whether the bucket holds objects other than `ours`.
+    pub async fn bucket_has_other_objects(
+        &self,
+        bucket: &str,
+        ours: &BTreeSet<String>,
+    ) -> Result<bool, AwsError> {
+        self.read();
+        let list = match self
+            .s3
+            .list_objects_v2()
+            .bucket(bucket)
+            .max_keys(10)
+            .send()
+            .await
+        {
+            Ok(l) => l,
+            Err(e) if e.code() == Some("NoSuchBucket") => return Ok(false),
+            Err(e) => return Err(call_err("s3:ListObjectsV2", e)),
+        };
+        Ok(list
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .any(|k| !ours.contains(k)))
+    }
+
+    /// Executes one change.
+    pub async fn execute(&self, desired: &Desired, change: &Change) -> Result<(), AwsError> {
+        let bucket = desired
+            .s3
+            .as_ref()
+            .map(|s| s.bucket.clone())
+            .unwrap_or_default();
+        match &change.action {
+            Action::CreateBucket => {
+                let region = desired
+                    .s3
+                    .as_ref()
+                    .map(|s| s.region.clone())
+                    .unwrap_or_default();
+                let mut req = self.s3.create_bucket().bucket(&bucket);
+                if region != "us-east-1" {
+                    let cfg = aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                            region.as_str(),
+                        ))
+                        .build();
+                    req = req.create_bucket_configuration(cfg);
+                }
+                self.write();
+                req.send()
+                    .await
+                    .map_err(|e| call_err("s3:CreateBucket", e))?;
+                let tags: Vec<aws_sdk_s3::types::Tag> = desired
+                    .owner_tags()
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        aws_sdk_s3::types::Tag::builder()
+                            .key(k)
+                            .value(v)
+                            .build()
+                            .ok()
+                    })
+                    .collect();
+                let tagging = aws_sdk_s3::types::Tagging::builder()
+                    .set_tag_set(Some(tags))
+                    .build()
+                    .map_err(|e| AwsError::Unexpected(e.to_string()))?;
+                self.write();
+                self.s3
+                    .put_bucket_tagging()
+                    .bucket(&bucket)
+                    .tagging(tagging)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("s3:PutBucketTagging", e))?;
+            }
+            Action::AllowPublicPolicy => {
+                let cfg = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(true)
+                    .ignore_public_acls(true)
+                    .block_public_policy(false)
+                    .restrict_public_buckets(false)
+                    .build();
+                self.write();
+                self.s3
+                    .put_public_access_block()
+                    .bucket(&bucket)
+                    .public_access_block_configuration(cfg)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("s3:PutPublicAccessBlock", e))?;
+            }
+            Action::PutBucketPolicy(policy) => {
+                self.write();
+                self.s3
+                    .put_bucket_policy()
+                    .bucket(&bucket)
+                    .policy(policy.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| call_err("s3:PutBucketPolicy", e))?;
+            }
+            Action::PutObject { key, body } => {
+                self.write();
+                self.s3
+                    .put_object()
+                    .bucket(&bucket)
+                    .key(key)
+                    .content_type("application/json")
+                    .cache_control("max-age=300")
+                    .body(ByteStream::from(body.clone().into_bytes()))
+                    .send()
+                    .await
+                    .map_err(|e| call_err("s3:PutObject", e))?;
+            }
+            Action::CreateProvider => {
+                self.write();
+                self.iam
+                    .create_open_id_connect_provider()
+                    .url(format!("https://{}", desired.provider_host_path))
+                    .set_client_id_list(Some(desired.client_ids.iter().cloned().collect()))
+                    .set_tags(Some(tags_iam(&desired.owner_tags())))
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:CreateOpenIDConnectProvider", e))?;
+            }
+            Action::AddClientId(id) => {
+                let arn = self.provider_arn(desired).await?;
+                self.write();
+                self.iam
+                    .add_client_id_to_open_id_connect_provider()
+                    .open_id_connect_provider_arn(arn)
+                    .client_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:AddClientIDToOpenIDConnectProvider", e))?;
+            }
+            Action::TagProvider => {
+                let arn = self.provider_arn(desired).await?;
+                self.write();
+                self.iam
+                    .tag_open_id_connect_provider()
+                    .open_id_connect_provider_arn(arn)
+                    .set_tags(Some(tags_iam(&desired.owner_tags())))
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:TagOpenIDConnectProvider", e))?;
+            }
+            Action::CreateRole(role) => {
+                self.write();
+                self.iam
+                    .create_role()
+                    .role_name(&role.name)
+                    .path(role_path(&desired.cluster))
+                    .assume_role_policy_document(role.trust.to_string())
+                    .max_session_duration(role.max_session)
+                    .description(format!(
+                        "IRSA role for cluster {} (managed by irsa)",
+                        desired.cluster
+                    ))
+                    .set_tags(Some(tags_iam(&role.tags)))
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:CreateRole", e))?;
+            }
+            Action::UpdateTrust(name, trust) => {
+                self.write();
+                self.iam
+                    .update_assume_role_policy()
+                    .role_name(name)
+                    .policy_document(trust.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:UpdateAssumeRolePolicy", e))?;
+            }
+            Action::UpdateMaxSession(name, secs) => {
+                self.write();
+                self.iam
+                    .update_role()
+                    .role_name(name)
+                    .max_session_duration(*secs)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:UpdateRole", e))?;
+            }
+            Action::TagRole(name, tags) => {
+                self.write();
+                self.iam
+                    .tag_role()
+                    .role_name(name)
+                    .set_tags(Some(tags_iam(tags)))
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:TagRole", e))?;
+            }
+            Action::AttachPolicy(name, arn) => {
+                self.write();
+                self.iam
+                    .attach_role_policy()
+                    .role_name(name)
+                    .policy_arn(arn)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:AttachRolePolicy", e))?;
+            }
+            Action::DetachPolicy(name, arn) => {
+                self.write();
+                self.iam
+                    .detach_role_policy()
+                    .role_name(name)
+                    .policy_arn(arn)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:DetachRolePolicy", e))?;
+            }
+            Action::PutInline(name, policy, doc) => {
+                self.write();
+                self.iam
+                    .put_role_policy()
+                    .role_name(name)
+                    .policy_name(policy)
+                    .policy_document(doc.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:PutRolePolicy", e))?;
+            }
+            Action::DeleteInline(name, policy) => {
+                self.write();
+                self.iam
+                    .delete_role_policy()
+                    .role_name(name)
+                    .policy_name(policy)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:DeleteRolePolicy", e))?;
+            }
+            Action::DeleteRole(name) => {
+                if let Some(role) = self.read_role(name).await? {
+                    for arn in &role.managed {
+                        self.write();
+                        self.iam
+                            .detach_role_policy()
+                            .role_name(name)
+                            .policy_arn(arn)
+                            .send()
+                            .await
+                            .map_err(|e| call_err("iam:DetachRolePolicy", e))?;
+                    }
+                    for policy in role.inline.keys() {
+                        self.write();
+                        self.iam
+                            .delete_role_policy()
+                            .role_name(name)
+                            .policy_name(policy)
+                            .send()
+                            .await
+                            .map_err(|e| call_err("iam:DeleteRolePolicy", e))?;
+                    }
+                    self.write();
+                    self.iam
+                        .delete_role()
+                        .role_name(name)
+                        .send()
+                        .await
+                        .map_err(|e| call_err("iam:DeleteRole", e))?;
+                }
+            }
+            Action::DeleteProvider(arn) => {
+                self.write();
+                self.iam
+                    .delete_open_id_connect_provider()
+                    .open_id_connect_provider_arn(arn)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:DeleteOpenIDConnectProvider", e))?;
+            }
+            Action::DeleteObject(key) => {
+                self.write();
+                self.s3
+                    .delete_object()
+                    .bucket(&bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("s3:DeleteObject", e))?;
+            }
+            Action::DeleteBucketPolicy => {
+                self.write();
+                self.s3
+                    .delete_bucket_policy()
+                    .bucket(&bucket)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("s3:DeleteBucketPolicy", e))?;
+            }
+            Action::DeleteBucket => {
+                self.write();
+                self.s3
+                    .delete_bucket()
+                    .bucket(&bucket)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("s3:DeleteBucket", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn provider_arn(&self, desired: &Desired) -> Result<String, AwsError> {
+        self.read();
+        let providers = self
+            .iam
+            .list_open_id_connect_providers()
+            .send()
+            .await
+            .map_err(|e| call_err("iam:ListOpenIDConnectProviders", e))?;
+        let suffix = format!(":oidc-provider/{}", desired.provider_host_path);
+        providers
+            .open_id_connect_provider_list()
+            .iter()
+            .filter_map(|p| p.arn())
+            .find(|a| a.ends_with(&suffix))
+            .map(String::from)
+            .ok_or_else(|| {
+                AwsError::Unexpected(format!(
+                    "OIDC provider for {} disappeared",
+                    desired.provider_host_path
+                ))
+            })
+    }
+
+    /// STS AssumeRoleWithWebIdentity (used by tests and `doctor`).
+    pub async fn assume_role_with_web_identity(
+        &self,
+        role_arn: &str,
+        token: &str,
+    ) -> Result<String, AwsError> {
+        let out = self
+            .sts
+            .assume_role_with_web_identity()
+            .role_arn(role_arn)
+            .role_session_name("irsa-check")
+            .web_identity_token(token)
+            .send()
+            .await
+            .map_err(|e| call_err("sts:AssumeRoleWithWebIdentity", e))?;
+        out.assumed_role_user()
+            .map(|u| u.arn().to_string())
+            .ok_or_else(|| AwsError::Unexpected("no assumed role user".into()))
+    }
+}

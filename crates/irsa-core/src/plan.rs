@@ -1,0 +1,674 @@
+//! Desired AWS state derived from `irsa.yaml`, actual state as read, and
+//! the diff between them: a [`Plan`] of [`Change`]s. Pure: the AWS adapter
+//! reads [`Actual`] and executes the changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde_json::{json, Value};
+
+use crate::config::IrsaConfig;
+use crate::issuer::{S3Location, DISCOVERY_PATH};
+use crate::trust::{partition, trust_policy};
+
+/// Tag that marks a resource as created by irsa for a cluster.
+pub const OWNER_TAG: &str = "irsa.dev/cluster";
+
+/// What one role should look like.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredRole {
+    /// Role name.
+    pub name: String,
+    /// Trust policy.
+    pub trust: Value,
+    /// Managed policy ARNs.
+    pub managed: BTreeSet<String>,
+    /// Inline policies by name.
+    pub inline: BTreeMap<String, Value>,
+    /// Maximum session duration in seconds.
+    pub max_session: i32,
+    /// Tags (owner tag included).
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The whole desired state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// Cluster name (owner tag value).
+    pub cluster: String,
+    /// Where the documents go, if irsa publishes to S3.
+    pub s3: Option<S3Location>,
+    /// Object key → body of the two documents.
+    pub objects: BTreeMap<String, String>,
+    /// Bucket policy granting public read of exactly those objects.
+    pub bucket_policy: Option<Value>,
+    /// Provider URL without `https://`.
+    pub provider_host_path: String,
+    /// Provider client IDs (the audiences bindings use).
+    pub client_ids: BTreeSet<String>,
+    /// Roles.
+    pub roles: Vec<DesiredRole>,
+}
+
+impl Desired {
+    /// Derives the desired state from the config and rendered documents.
+    pub fn from_config(
+        cfg: &IrsaConfig,
+        account: &str,
+        region: &str,
+        discovery: &str,
+        jwks: &str,
+    ) -> Self {
+        let part = partition(cfg.issuer.s3.as_ref().map_or(region, |s| s.region.as_str()));
+        let owner = |extra: &[(&str, &str)]| {
+            let mut tags: BTreeMap<String, String> =
+                [(OWNER_TAG.to_string(), cfg.cluster.clone())].into();
+            tags.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            tags
+        };
+        let mut objects = BTreeMap::new();
+        let mut bucket_policy = None;
+        if let Some(s3) = &cfg.issuer.s3 {
+            let keys = [
+                s3.key(DISCOVERY_PATH),
+                s3.key(cfg.issuer.jwks_path.as_str()),
+            ];
+            objects.insert(keys[0].clone(), discovery.to_string());
+            objects.insert(keys[1].clone(), jwks.to_string());
+            let resources: Vec<String> = keys
+                .iter()
+                .map(|k| format!("arn:{part}:s3:::{}/{k}", s3.bucket))
+                .collect();
+            bucket_policy = Some(json!({
+                "Version": "2012-10-17",
+                "Statement": [{
+                    "Sid": format!("IrsaPublicIssuer{}", cfg.cluster.replace('-', "")),
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:GetObject",
+                    "Resource": resources,
+                }]
+            }));
+        }
+        let roles = cfg
+            .bindings
+            .iter()
+            .map(|b| DesiredRole {
+                name: b.role_name(&cfg.cluster),
+                trust: trust_policy(part, account, &cfg.issuer.url, b),
+                managed: b.policy_arns.iter().cloned().collect(),
+                inline: b.inline_policies.clone().into_iter().collect(),
+                max_session: b.max_session_duration.map_or(3600, |d| d as i32),
+                tags: owner(&[(
+                    "irsa.dev/service-account",
+                    &format!("{}.{}", b.namespace, b.service_account.replace('*', "_")),
+                )]),
+            })
+            .collect();
+        Self {
+            cluster: cfg.cluster.clone(),
+            s3: cfg.issuer.s3.clone(),
+            objects,
+            bucket_policy,
+            provider_host_path: cfg.issuer.url.host_path().to_string(),
+            client_ids: cfg
+                .bindings
+                .iter()
+                .map(|b| b.audience().to_string())
+                .chain(std::iter::once(crate::config::DEFAULT_AUDIENCE.to_string()))
+                .collect(),
+            roles,
+        }
+    }
+
+    /// The owner tags.
+    pub fn owner_tags(&self) -> BTreeMap<String, String> {
+        [(OWNER_TAG.to_string(), self.cluster.clone())].into()
+    }
+}
+
+/// A role as read from IAM.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ActualRole {
+    /// Trust policy (decoded JSON).
+    pub trust: Value,
+    /// Attached managed policies.
+    pub managed: BTreeSet<String>,
+    /// Inline policies.
+    pub inline: BTreeMap<String, Value>,
+    /// Max session duration.
+    pub max_session: i32,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The provider as read from IAM.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ActualProvider {
+    /// ARN.
+    pub arn: String,
+    /// Client IDs.
+    pub client_ids: BTreeSet<String>,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// Actual state, as read by the adapter.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Actual {
+    /// Bucket tags when the bucket exists (None: no bucket).
+    pub bucket: Option<BTreeMap<String, String>>,
+    /// Whether Block Public Access already allows a public bucket policy.
+    pub public_policy_allowed: bool,
+    /// Current bucket policy.
+    pub bucket_policy: Option<Value>,
+    /// Object key → (body, content type) for the objects irsa manages.
+    pub objects: BTreeMap<String, (String, String)>,
+    /// The provider for the issuer, if it exists.
+    pub provider: Option<ActualProvider>,
+    /// Roles named by bindings that exist.
+    pub roles: BTreeMap<String, ActualRole>,
+    /// Other roles tagged as owned by this cluster (left over from removed bindings).
+    pub orphans: BTreeSet<String>,
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Create the bucket.
+    CreateBucket,
+    /// Allow bucket policies to grant public read (ACLs stay blocked).
+    AllowPublicPolicy,
+    /// Put the bucket policy.
+    PutBucketPolicy(Value),
+    /// Upload one document.
+    PutObject {
+        /// Key.
+        key: String,
+        /// Body.
+        body: String,
+    },
+    /// Create the OIDC provider.
+    CreateProvider,
+    /// Add a client ID.
+    AddClientId(String),
+    /// Tag the provider as owned.
+    TagProvider,
+    /// Create a role with trust policy, session duration and tags.
+    CreateRole(DesiredRole),
+    /// Replace a role's trust policy.
+    UpdateTrust(String, Value),
+    /// Change max session duration.
+    UpdateMaxSession(String, i32),
+    /// Re-tag a role.
+    TagRole(String, BTreeMap<String, String>),
+    /// Attach a managed policy.
+    AttachPolicy(String, String),
+    /// Detach a managed policy.
+    DetachPolicy(String, String),
+    /// Put an inline policy.
+    PutInline(String, String, Value),
+    /// Delete an inline policy.
+    DeleteInline(String, String),
+    /// Delete a role (after detaching everything).
+    DeleteRole(String),
+    /// Delete the OIDC provider.
+    DeleteProvider(String),
+    /// Delete one document.
+    DeleteObject(String),
+    /// Delete the bucket policy.
+    DeleteBucketPolicy,
+    /// Delete the (empty) bucket.
+    DeleteBucket,
+}
+
+/// A change with its human rendering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// `+` create, `~` update, `-` delete.
+    pub symbol: char,
+    /// Resource description.
+    pub resource: String,
+    /// What changes.
+    pub detail: String,
+    /// The step.
+    pub action: Action,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:<60} {}", self.symbol, self.resource, self.detail)
+    }
+}
+
+/// The diff.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Changes in execution order.
+    pub changes: Vec<Change>,
+    /// Resources irsa will not touch, with the reason and fix.
+    pub conflicts: Vec<String>,
+}
+
+fn change(
+    symbol: char,
+    resource: impl Into<String>,
+    detail: impl Into<String>,
+    action: Action,
+) -> Change {
+    Change {
+        symbol,
+        resource: resource.into(),
+        detail: detail.into(),
+        action,
+    }
+}
+
+/// Computes the changes that make `actual` match `desired`. Resources that
+/// exist without this cluster's owner tag are reported as conflicts, never
+/// changed, unless their name is in `adopt`.
+pub fn diff(desired: &Desired, actual: &Actual, adopt: &BTreeSet<String>) -> Plan {
+    let mut plan = Plan::default();
+    let owned = |tags: &BTreeMap<String, String>| tags.get(OWNER_TAG) == Some(&desired.cluster);
+    if let Some(s3) = &desired.s3 {
+        let bucket = &s3.bucket;
+        let bucket_res = format!("s3 bucket {bucket}");
+        let bucket_owned = match &actual.bucket {
+            None => {
+                plan.changes.push(change(
+                    '+',
+                    &bucket_res,
+                    format!(
+                        "region {}, tagged {OWNER_TAG}={}",
+                        s3.region, desired.cluster
+                    ),
+                    Action::CreateBucket,
+                ));
+                true
+            }
+            Some(tags) => owned(tags) || adopt.contains(bucket),
+        };
+        if bucket_owned {
+            if !actual.public_policy_allowed {
+                plan.changes.push(change(
+                    '~',
+                    format!("{bucket_res} public access block"),
+                    "ACLs blocked; a bucket policy may grant public read",
+                    Action::AllowPublicPolicy,
+                ));
+            }
+            if let Some(policy) = &desired.bucket_policy {
+                if actual.bucket_policy.as_ref() != Some(policy) {
+                    let what = if actual.bucket_policy.is_some() {
+                        "replace"
+                    } else {
+                        "public s3:GetObject on the two documents only"
+                    };
+                    plan.changes.push(change(
+                        '~',
+                        format!("{bucket_res} policy"),
+                        what,
+                        Action::PutBucketPolicy(policy.clone()),
+                    ));
+                }
+            }
+        } else {
+            plan.conflicts.push(format!(
+                "{bucket_res} exists and is not tagged {OWNER_TAG}={}: irsa uploads the documents but leaves its policy and public access settings to you (grant public s3:GetObject on them), or pass --adopt {bucket}",
+                desired.cluster
+            ));
+        }
+        for (key, body) in &desired.objects {
+            let res = format!("s3://{bucket}/{key}");
+            match actual.objects.get(key) {
+                None => plan.changes.push(change(
+                    '+',
+                    res,
+                    "application/json",
+                    Action::PutObject {
+                        key: key.clone(),
+                        body: body.clone(),
+                    },
+                )),
+                Some((b, ct)) if b != body || ct != "application/json" => {
+                    let why = if b != body {
+                        "content differs"
+                    } else {
+                        "Content-Type is not application/json"
+                    };
+                    plan.changes.push(change(
+                        '~',
+                        res,
+                        why,
+                        Action::PutObject {
+                            key: key.clone(),
+                            body: body.clone(),
+                        },
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    let provider_res = format!("iam oidc-provider {}", desired.provider_host_path);
+    match &actual.provider {
+        None => plan.changes.push(change(
+            '+',
+            &provider_res,
+            format!("client ids {:?}", desired.client_ids),
+            Action::CreateProvider,
+        )),
+        Some(p) if owned(&p.tags) || adopt.contains(&desired.provider_host_path) => {
+            for id in desired.client_ids.difference(&p.client_ids) {
+                plan.changes.push(change(
+                    '~',
+                    &provider_res,
+                    format!("add client id {id}"),
+                    Action::AddClientId(id.clone()),
+                ));
+            }
+            if !owned(&p.tags) {
+                plan.changes.push(change(
+                    '~',
+                    &provider_res,
+                    "adopt: tag as owned",
+                    Action::TagProvider,
+                ));
+            }
+        }
+        Some(p) => {
+            let missing: Vec<&String> = desired.client_ids.difference(&p.client_ids).collect();
+            if !missing.is_empty() {
+                plan.conflicts.push(format!("{provider_res} exists without {OWNER_TAG}={} and lacks client ids {missing:?}: add them yourself or pass --adopt {}", desired.cluster, desired.provider_host_path));
+            }
+        }
+    }
+    for role in &desired.roles {
+        let res = format!("iam role {}", role.name);
+        let Some(act) = actual.roles.get(&role.name) else {
+            plan.changes.push(change(
+                '+',
+                &res,
+                format!(
+                    "{} managed, {} inline policies",
+                    role.managed.len(),
+                    role.inline.len()
+                ),
+                Action::CreateRole(role.clone()),
+            ));
+            for arn in &role.managed {
+                plan.changes.push(change(
+                    '+',
+                    format!("{res} policy"),
+                    arn,
+                    Action::AttachPolicy(role.name.clone(), arn.clone()),
+                ));
+            }
+            for (name, doc) in &role.inline {
+                plan.changes.push(change(
+                    '+',
+                    format!("{res} inline policy"),
+                    name,
+                    Action::PutInline(role.name.clone(), name.clone(), doc.clone()),
+                ));
+            }
+            continue;
+        };
+        if !owned(&act.tags) && !adopt.contains(&role.name) {
+            plan.conflicts.push(format!(
+                "{res} exists and is not tagged {OWNER_TAG}={}: irsa will not modify it; rename the binding (roleName) or pass --adopt {} to take it over",
+                desired.cluster, role.name
+            ));
+            continue;
+        }
+        if act.trust != role.trust {
+            plan.changes.push(change(
+                '~',
+                &res,
+                "trust policy",
+                Action::UpdateTrust(role.name.clone(), role.trust.clone()),
+            ));
+        }
+        if act.max_session != role.max_session {
+            plan.changes.push(change(
+                '~',
+                &res,
+                format!("max session {} -> {}", act.max_session, role.max_session),
+                Action::UpdateMaxSession(role.name.clone(), role.max_session),
+            ));
+        }
+        let missing_tags = role.tags.iter().any(|(k, v)| act.tags.get(k) != Some(v));
+        if missing_tags {
+            plan.changes.push(change(
+                '~',
+                &res,
+                "tags",
+                Action::TagRole(role.name.clone(), role.tags.clone()),
+            ));
+        }
+        for arn in role.managed.difference(&act.managed) {
+            plan.changes.push(change(
+                '+',
+                format!("{res} policy"),
+                arn,
+                Action::AttachPolicy(role.name.clone(), arn.clone()),
+            ));
+        }
+        for arn in act.managed.difference(&role.managed) {
+            plan.changes.push(change(
+                '-',
+                format!("{res} policy"),
+                arn,
+                Action::DetachPolicy(role.name.clone(), arn.clone()),
+            ));
+        }
+        for (name, doc) in &role.inline {
+            if act.inline.get(name) != Some(doc) {
+                plan.changes.push(change(
+                    '~',
+                    format!("{res} inline policy"),
+                    name,
+                    Action::PutInline(role.name.clone(), name.clone(), doc.clone()),
+                ));
+            }
+        }
+        for name in act.inline.keys().filter(|n| !role.inline.contains_key(*n)) {
+            plan.changes.push(change(
+                '-',
+                format!("{res} inline policy"),
+                name,
+                Action::DeleteInline(role.name.clone(), name.clone()),
+            ));
+        }
+    }
+    for orphan in &actual.orphans {
+        if !desired.roles.iter().any(|r| &r.name == orphan) {
+            plan.changes.push(change(
+                '-',
+                format!("iam role {orphan}"),
+                "no longer bound in irsa.yaml",
+                Action::DeleteRole(orphan.clone()),
+            ));
+        }
+    }
+    plan
+}
+
+/// The changes that remove what irsa created for this cluster, in
+/// dependency order: roles, provider, documents, bucket policy, bucket.
+pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> Plan {
+    let mut plan = Plan::default();
+    let owned = |tags: &BTreeMap<String, String>| tags.get(OWNER_TAG) == Some(&desired.cluster);
+    let mut roles: BTreeSet<String> = actual.orphans.clone();
+    roles.extend(
+        actual
+            .roles
+            .iter()
+            .filter(|(_, r)| owned(&r.tags))
+            .map(|(n, _)| n.clone()),
+    );
+    for (name, role) in &actual.roles {
+        if !owned(&role.tags) {
+            plan.conflicts.push(format!(
+                "iam role {name} is not tagged {OWNER_TAG}={}: left alone",
+                desired.cluster
+            ));
+        }
+    }
+    for name in roles {
+        plan.changes.push(change(
+            '-',
+            format!("iam role {name}"),
+            "with its policies",
+            Action::DeleteRole(name),
+        ));
+    }
+    if let Some(p) = &actual.provider {
+        if owned(&p.tags) {
+            plan.changes.push(change(
+                '-',
+                format!("iam oidc-provider {}", desired.provider_host_path),
+                "",
+                Action::DeleteProvider(p.arn.clone()),
+            ));
+        } else {
+            plan.conflicts.push(format!(
+                "iam oidc-provider {} is not tagged {OWNER_TAG}={}: left alone",
+                desired.provider_host_path, desired.cluster
+            ));
+        }
+    }
+    if let Some(s3) = &desired.s3 {
+        for key in actual.objects.keys() {
+            plan.changes.push(change(
+                '-',
+                format!("s3://{}/{key}", s3.bucket),
+                "",
+                Action::DeleteObject(key.clone()),
+            ));
+        }
+        if let Some(tags) = &actual.bucket {
+            if owned(tags) {
+                if actual.bucket_policy.is_some() {
+                    plan.changes.push(change(
+                        '-',
+                        format!("s3 bucket {} policy", s3.bucket),
+                        "",
+                        Action::DeleteBucketPolicy,
+                    ));
+                }
+                if bucket_empty_after {
+                    plan.changes.push(change(
+                        '-',
+                        format!("s3 bucket {}", s3.bucket),
+                        "",
+                        Action::DeleteBucket,
+                    ));
+                } else {
+                    plan.conflicts
+                        .push(format!("s3 bucket {} holds other objects: kept", s3.bucket));
+                }
+            }
+        }
+    }
+    plan
+}
+
+/// Whether the plan writes anything.
+impl Plan {
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> IrsaConfig {
+        IrsaConfig::from_yaml(
+            "apiVersion: irsa.dev/v1alpha1\nkind: IrsaConfig\ncluster: demo\nissuer:\n  url: https://b.s3.us-east-1.amazonaws.com/demo\n  s3: {bucket: b-oidc, region: us-east-1, prefix: demo}\nkeys:\n- {publicKey: k.pub, algorithm: RS256, state: active}\nbindings:\n- {namespace: default, serviceAccount: app, policyArns: [arn:aws:iam::aws:policy/ReadOnlyAccess]}\n",
+        )
+        .expect("valid")
+    }
+
+    #[test]
+    fn fresh_then_converged_then_drift() {
+        let desired =
+            Desired::from_config(&cfg(), "111122223333", "us-east-1", "{}", "{\"keys\":[]}");
+        let plan = diff(&desired, &Actual::default(), &BTreeSet::new());
+        let symbols: String = plan.changes.iter().map(|c| c.symbol).collect();
+        assert_eq!(
+            symbols,
+            "+~~+++++",
+            "{:#?}",
+            plan.changes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        );
+        assert!(plan.conflicts.is_empty());
+        let role = &desired.roles[0];
+        let converged = Actual {
+            bucket: Some(desired.owner_tags()),
+            public_policy_allowed: true,
+            bucket_policy: desired.bucket_policy.clone(),
+            objects: desired
+                .objects
+                .iter()
+                .map(|(k, v)| (k.clone(), (v.clone(), "application/json".into())))
+                .collect(),
+            provider: Some(ActualProvider {
+                arn: "a".into(),
+                client_ids: desired.client_ids.clone(),
+                tags: desired.owner_tags(),
+            }),
+            roles: [(
+                role.name.clone(),
+                ActualRole {
+                    trust: role.trust.clone(),
+                    managed: role.managed.clone(),
+                    inline: BTreeMap::new(),
+                    max_session: 3600,
+                    tags: role.tags.clone(),
+                },
+            )]
+            .into(),
+            orphans: [role.name.clone()].into(),
+        };
+        assert!(diff(&desired, &converged, &BTreeSet::new()).is_empty());
+        let mut drift = converged.clone();
+        drift
+            .roles
+            .get_mut(&role.name)
+            .expect("role")
+            .managed
+            .clear();
+        drift
+            .roles
+            .get_mut(&role.name)
+            .expect("role")
+            .tags
+            .remove("irsa.dev/service-account");
+        let plan = diff(&desired, &drift, &BTreeSet::new());
+        assert_eq!(plan.changes.len(), 2, "{:?}", plan.changes);
+        // Not ours: a conflict, never a change.
+        let mut foreign = converged;
+        foreign
+            .roles
+            .get_mut(&role.name)
+            .expect("role")
+            .tags
+            .clear();
+        foreign.roles.get_mut(&role.name).expect("role").max_session = 7200;
+        let plan = diff(&desired, &foreign, &BTreeSet::new());
+        assert!(
+            plan.changes.is_empty() && plan.conflicts.len() == 1,
+            "{plan:?}"
+        );
+        assert!(!diff(&desired, &foreign, &[role.name.clone()].into())
+            .changes
+            .is_empty());
+    }
+}

@@ -1,0 +1,270 @@
+//! `irsa plan`, `irsa apply`, `irsa destroy`: AWS made to match irsa.yaml.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use irsa_aws::{Aws, Connect};
+use irsa_core::plan::{self, Desired, Plan};
+
+use crate::bundle::{Bundle, CONFIG_FILE};
+use crate::output::Format;
+use crate::ChecksFailed;
+
+/// Options shared by plan, apply and destroy.
+#[derive(Args, Clone)]
+pub struct Common {
+    /// The config file.
+    #[arg(short = 'f', long = "file", default_value = CONFIG_FILE)]
+    pub file: PathBuf,
+    /// AWS profile.
+    #[arg(long, env = "AWS_PROFILE", help_heading = "AWS")]
+    pub profile: Option<String>,
+    /// AWS region (default: the issuer bucket's region, then the AWS chain).
+    #[arg(long, help_heading = "AWS")]
+    pub region: Option<String>,
+    /// Take over an existing resource without irsa's owner tag (role name, bucket, or provider host/path).
+    #[arg(long, value_name = "NAME")]
+    pub adopt: Vec<String>,
+}
+
+/// Arguments of `irsa plan`.
+#[derive(Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Exit 0 with no changes, 2 with changes, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Format,
+}
+
+/// Arguments of `irsa apply` and `irsa destroy`.
+#[derive(Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub common: Common,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Output format of the summary.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Format,
+}
+
+/// An error carrying a specific exit code.
+#[derive(Debug)]
+pub struct ExitWith(pub u8);
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
+struct Context_ {
+    bundle: Bundle,
+    desired: Desired,
+    aws: Aws,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")
+}
+
+async fn load(c: &Common) -> Result<Context_> {
+    let dir = c
+        .file
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let bundle = Bundle::load(&dir)?;
+    let docs = bundle.render()?;
+    let region = c
+        .region
+        .clone()
+        .or_else(|| bundle.config.issuer.s3.as_ref().map(|s| s.region.clone()));
+    let aws = Aws::connect(&Connect {
+        profile: c.profile.clone(),
+        region: region.clone(),
+    })
+    .await;
+    let account = aws
+        .account_id()
+        .await
+        .context("cannot identify the AWS account (check credentials: env, profile, SSO)")?;
+    let desired = Desired::from_config(
+        &bundle.config,
+        &account,
+        region.as_deref().unwrap_or("us-east-1"),
+        &docs.discovery,
+        &docs.jwks,
+    );
+    Ok(Context_ {
+        bundle,
+        desired,
+        aws,
+    })
+}
+
+fn print_plan(plan: &Plan, format: Format, title: &str) {
+    if format == Format::Json {
+        let changes: Vec<_> = plan
+            .changes
+            .iter()
+            .map(|c| serde_json::json!({"action": c.symbol.to_string(), "resource": c.resource, "detail": c.detail}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"changes": changes, "conflicts": plan.conflicts})
+        );
+        return;
+    }
+    if plan.changes.is_empty() {
+        println!("{title}: no changes; AWS matches irsa.yaml.");
+    } else {
+        println!("{title}:");
+        for c in &plan.changes {
+            println!("  {c}");
+        }
+        let count = |s: char| plan.changes.iter().filter(|c| c.symbol == s).count();
+        println!(
+            "{} to create, {} to change, {} to delete.",
+            count('+'),
+            count('~'),
+            count('-')
+        );
+    }
+    for conflict in &plan.conflicts {
+        println!("  ! {conflict}");
+    }
+}
+
+fn adopt(c: &Common) -> BTreeSet<String> {
+    c.adopt.iter().cloned().collect()
+}
+
+/// Runs `irsa plan`.
+pub fn plan(a: PlanArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let ctx = load(&a.common).await?;
+        let actual = ctx.aws.read_actual(&ctx.desired).await?;
+        let plan = plan::diff(&ctx.desired, &actual, &adopt(&a.common));
+        print_plan(
+            &plan,
+            a.output,
+            &format!("Plan for cluster {}", ctx.bundle.config.cluster),
+        );
+        let (reads, writes) = ctx.aws.counts();
+        eprintln!("({reads} AWS reads, {writes} writes)");
+        if a.detailed_exitcode && !plan.is_empty() {
+            return Err(ExitWith(2).into());
+        }
+        Ok(())
+    })
+}
+
+fn confirm(what: &str) -> Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("{what} needs confirmation but stdin is not a terminal: pass --auto-approve");
+    }
+    print!("{what}? Type 'yes' to continue: ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(line.trim() == "yes")
+}
+
+async fn execute(ctx: &Context_, plan: &Plan, format: Format, verb: &str) -> Result<()> {
+    let total = plan.changes.len();
+    for (i, change) in plan.changes.iter().enumerate() {
+        eprintln!("[{}/{total}] {change}", i + 1);
+        ctx.aws.execute(&ctx.desired, change).await.with_context(|| format!("{verb} stopped at: {change} (re-run to continue; completed steps are not repeated)"))?;
+    }
+    let (reads, writes) = ctx.aws.counts();
+    if format == Format::Json {
+        println!(
+            "{}",
+            serde_json::json!({"changes": total, "reads": reads, "writes": writes, "conflicts": plan.conflicts})
+        );
+    } else {
+        println!(
+            "{verb} complete: {total} change(s), {writes} AWS write call(s), {reads} read call(s)."
+        );
+    }
+    Ok(())
+}
+
+/// Runs `irsa apply`.
+pub fn apply(a: ApplyArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let ctx = load(&a.common).await?;
+        let actual = ctx.aws.read_actual(&ctx.desired).await?;
+        let plan = plan::diff(&ctx.desired, &actual, &adopt(&a.common));
+        if a.output == Format::Text {
+            print_plan(
+                &plan,
+                a.output,
+                &format!("Plan for cluster {}", ctx.bundle.config.cluster),
+            );
+        }
+        if plan.is_empty() {
+            return execute(&ctx, &plan, a.output, "apply")
+                .await
+                .and_then(|()| conflicts_fail(&plan));
+        }
+        if !a.auto_approve && !confirm("Apply these changes")? {
+            bail!("apply cancelled; nothing was changed");
+        }
+        execute(&ctx, &plan, a.output, "apply").await?;
+        conflicts_fail(&plan)
+    })
+}
+
+fn conflicts_fail(plan: &Plan) -> Result<()> {
+    if plan.conflicts.is_empty() {
+        Ok(())
+    } else {
+        eprintln!(
+            "irsa: {} resource(s) were left alone (see ! above)",
+            plan.conflicts.len()
+        );
+        Err(ChecksFailed.into())
+    }
+}
+
+/// Runs `irsa destroy`.
+pub fn destroy(a: ApplyArgs) -> Result<()> {
+    runtime()?.block_on(async {
+        let ctx = load(&a.common).await?;
+        let actual = ctx.aws.read_actual(&ctx.desired).await?;
+        let ours: BTreeSet<String> = ctx.desired.objects.keys().cloned().collect();
+        let empty_after = match &ctx.desired.s3 {
+            Some(s3) => !ctx.aws.bucket_has_other_objects(&s3.bucket, &ours).await?,
+            None => false,
+        };
+        let plan = plan::destroy(&ctx.desired, &actual, empty_after);
+        if a.output == Format::Text {
+            print_plan(
+                &plan,
+                a.output,
+                &format!("Destroy for cluster {}", ctx.bundle.config.cluster),
+            );
+        }
+        if !plan.is_empty() && !a.auto_approve && !confirm("Destroy these resources")? {
+            bail!("destroy cancelled; nothing was changed");
+        }
+        execute(&ctx, &plan, a.output, "destroy").await
+    })
+}

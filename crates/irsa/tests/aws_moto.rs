@@ -1,0 +1,254 @@
+//! plan / apply / destroy against a real AWS API server (moto), reached by
+//! the real aws-sdk-rust clients inside the irsa binary.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+use common::moto::Moto;
+use common::*;
+use serde_json::Value;
+
+fn irsa_aws(dir: &Path, moto: &Moto, args: &[&str]) -> Output {
+    let mut cmd = irsa();
+    cmd.current_dir(dir).args(args);
+    for (k, v) in moto.env() {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn summary(out: &Output) -> Value {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        stdout(out),
+        stderr(out)
+    );
+    json(stdout(out).lines().last().unwrap().as_bytes())
+}
+
+fn setup(dir: &Path) {
+    let out = run_in(
+        dir,
+        &[
+            "init",
+            "--cluster",
+            "prod",
+            "--bucket",
+            "acme-oidc",
+            "--region",
+            "eu-west-1",
+            "--prefix",
+            "prod",
+            "--dir",
+            ".",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let yaml = std::fs::read_to_string(dir.join("irsa.yaml")).unwrap();
+    let yaml = yaml.replace(
+        "bindings: []",
+        "bindings:\n- namespace: app\n  serviceAccount: s3-echoer\n  policyArns: [arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess]\n  inlinePolicies:\n    read-bucket: {Version: '2012-10-17', Statement: [{Effect: Allow, Action: 's3:GetObject', Resource: 'arn:aws:s3:::data/*'}]}\n- namespace: batch\n  serviceAccount: 'job-*'\n",
+    );
+    assert!(yaml.contains("s3-echoer"), "bindings inserted: {yaml}");
+    std::fs::write(dir.join("irsa.yaml"), yaml).unwrap();
+}
+
+#[test]
+fn apply_is_idempotent_repairs_drift_respects_ownership_and_destroys() {
+    let moto = Moto::start();
+    let t = tempdir();
+    let d = t.path();
+    setup(d);
+
+    // Fresh plan: everything to create; --detailed-exitcode says 2.
+    let out = irsa_aws(d, &moto, &["plan", "--detailed-exitcode"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("+ s3 bucket acme-oidc")
+            && text.contains("+ iam oidc-provider acme-oidc.s3.eu-west-1.amazonaws.com/prod"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+ iam role prod-app-s3-echoer")
+            && text.contains("+ iam role prod-batch-job-any"),
+        "{text}"
+    );
+
+    // Apply, then apply again: the second makes no write call.
+    let first = summary(&irsa_aws(
+        d,
+        &moto,
+        &["apply", "--auto-approve", "--output", "json"],
+    ));
+    assert!(first["writes"].as_u64().unwrap() >= 10, "{first}");
+    let second = summary(&irsa_aws(
+        d,
+        &moto,
+        &["apply", "--auto-approve", "--output", "json"],
+    ));
+    assert_eq!(second["writes"], 0, "no-op re-apply: {second}");
+    assert_eq!(
+        irsa_aws(d, &moto, &["plan", "--detailed-exitcode"])
+            .status
+            .code(),
+        Some(0)
+    );
+
+    // Drift: a document edited and a managed policy detached, behind irsa's back.
+    let ctl = Ctl::new(&moto);
+    ctl.put_object("acme-oidc", "prod/openid/v1/jwks", "{\"keys\":[]}");
+    ctl.iam(&[
+        "detach-role-policy",
+        "prod-app-s3-echoer",
+        "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
+    ]);
+    let out = irsa_aws(d, &moto, &["plan"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("~ s3://acme-oidc/prod/openid/v1/jwks") && text.contains("content differs"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+ iam role prod-app-s3-echoer policy")
+            && text.contains("AmazonS3ReadOnlyAccess"),
+        "{text}"
+    );
+    let repair = summary(&irsa_aws(
+        d,
+        &moto,
+        &["apply", "--auto-approve", "--output", "json"],
+    ));
+    assert_eq!(repair["changes"], 2, "{repair}");
+    assert_eq!(
+        summary(&irsa_aws(
+            d,
+            &moto,
+            &["apply", "--auto-approve", "--output", "json"]
+        ))["writes"],
+        0
+    );
+
+    // A role of the same name that irsa does not own is never touched.
+    ctl.iam(&["create-role", "prod-web-site"]);
+    let yaml = std::fs::read_to_string(d.join("irsa.yaml")).unwrap();
+    std::fs::write(
+        d.join("irsa.yaml"),
+        format!("{yaml}- namespace: web\n  serviceAccount: site\n"),
+    )
+    .unwrap();
+    let out = irsa_aws(d, &moto, &["apply", "--auto-approve"]);
+    assert_eq!(out.status.code(), Some(1), "conflict reported as failure");
+    assert!(
+        stdout(&out)
+            .contains("iam role prod-web-site exists and is not tagged irsa.dev/cluster=prod"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        ctl.role_trust("prod-web-site"),
+        ctl.foreign_trust(),
+        "unowned role unchanged"
+    );
+
+    // Destroy removes what irsa created and leaves the foreign role.
+    let out = irsa_aws(d, &moto, &["destroy", "--auto-approve"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("- iam role prod-app-s3-echoer"));
+    assert!(ctl.role_exists("prod-web-site"));
+    assert!(!ctl.role_exists("prod-app-s3-echoer"));
+    assert!(!ctl.bucket_exists("acme-oidc"));
+}
+
+/// Out-of-band changes and checks, made with Python boto3 (installed with moto),
+/// an implementation independent of irsa.
+struct Ctl {
+    endpoint: String,
+}
+
+impl Ctl {
+    fn new(moto: &Moto) -> Self {
+        Self {
+            endpoint: moto.endpoint.clone(),
+        }
+    }
+
+    fn py(&self, code: &str) -> String {
+        let script = format!(
+            "import boto3, json, sys\nkw = dict(endpoint_url='{}', region_name='eu-west-1', aws_access_key_id='testing', aws_secret_access_key='testing')\ns3 = boto3.client('s3', **kw)\niam = boto3.client('iam', **kw)\n{code}\n",
+            self.endpoint
+        );
+        let out = std::process::Command::new("python3")
+            .arg("-c")
+            .arg(&script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "python: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn put_object(&self, bucket: &str, key: &str, body: &str) {
+        self.py(&format!("s3.put_object(Bucket='{bucket}', Key='{key}', Body={body:?}, ContentType='application/json')"));
+    }
+
+    fn foreign_trust(&self) -> String {
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}"#.to_string()
+    }
+
+    fn iam(&self, args: &[&str]) {
+        match args[0] {
+            "detach-role-policy" => self.py(&format!(
+                "iam.detach_role_policy(RoleName='{}', PolicyArn='{}')",
+                args[1], args[2]
+            )),
+            "create-role" => self.py(&format!(
+                "iam.create_role(RoleName='{}', AssumeRolePolicyDocument={:?})",
+                args[1],
+                self.foreign_trust()
+            )),
+            other => panic!("unknown {other}"),
+        };
+    }
+
+    fn role_trust(&self, name: &str) -> String {
+        let doc = self.py(&format!("print(json.dumps(iam.get_role(RoleName='{name}')['Role']['AssumeRolePolicyDocument']))"));
+        let v: Value = serde_json::from_str(&doc).unwrap();
+        let v = if let Value::String(s) = v {
+            serde_json::from_str(&s).unwrap()
+        } else {
+            v
+        };
+        let expected: Value = serde_json::from_str(&self.foreign_trust()).unwrap();
+        if v == expected {
+            self.foreign_trust()
+        } else {
+            v.to_string()
+        }
+    }
+
+    fn role_exists(&self, name: &str) -> bool {
+        self.py(&format!(
+            "print(any(r['RoleName'] == '{name}' for r in iam.list_roles()['Roles']))"
+        )) == "True"
+    }
+
+    fn bucket_exists(&self, name: &str) -> bool {
+        self.py(&format!(
+            "print(any(b['Name'] == '{name}' for b in s3.list_buckets()['Buckets']))"
+        )) == "True"
+    }
+}
