@@ -105,8 +105,19 @@ fn apply_is_idempotent_repairs_drift_respects_ownership_and_destroys() {
         Some(0)
     );
 
-    // Drift: a document edited and a managed policy detached, behind irsa's back.
+    // STS accepts a token signed with the cluster's key for the bound service account.
+    let key = irsa_core::parse::parse_private_key(&std::fs::read(d.join("keys/sa-signer.key")).unwrap()).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let claims = serde_json::json!({"iss": "https://acme-oidc.s3.eu-west-1.amazonaws.com/prod", "sub": "system:serviceaccount:app:s3-echoer",
+        "aud": ["sts.amazonaws.com"], "iat": now, "exp": now + 3600});
+    let token = irsa_core::jwt::sign(&key, irsa_core::Algorithm::RS256, &claims).unwrap();
     let ctl = Ctl::new(&moto);
+    let assumed = ctl.py(&format!(
+        "sts = boto3.client('sts', **kw)\narn = iam.get_role(RoleName='prod-app-s3-echoer')['Role']['Arn']\nr = sts.assume_role_with_web_identity(RoleArn=arn, RoleSessionName='e2e', WebIdentityToken='{token}')\nprint(r['AssumedRoleUser']['Arn'])"
+    ));
+    assert!(assumed.contains("prod-app-s3-echoer/e2e"), "{assumed}");
+
+    // Drift: a document edited and a managed policy detached, behind irsa's back.
     ctl.put_object("acme-oidc", "prod/openid/v1/jwks", "{\"keys\":[]}");
     ctl.iam(&[
         "detach-role-policy",

@@ -157,6 +157,19 @@ fn adopt(c: &Common) -> BTreeSet<String> {
 
 /// Runs `irsa plan`.
 pub fn plan(a: PlanArgs) -> Result<()> {
+    let detailed = a.detailed_exitcode;
+    let result = plan_inner(a);
+    match result {
+        // With --detailed-exitcode, errors exit 1 (2 means "changes").
+        Err(e) if detailed && !e.is::<ExitWith>() => {
+            eprintln!("irsa: {e:#}");
+            Err(ExitWith(1).into())
+        }
+        other => other,
+    }
+}
+
+fn plan_inner(a: PlanArgs) -> Result<()> {
     runtime()?.block_on(async {
         let ctx = load(&a.common).await?;
         let actual = ctx.aws.read_actual(&ctx.desired).await?;
