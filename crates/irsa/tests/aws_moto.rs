@@ -106,8 +106,13 @@ fn apply_is_idempotent_repairs_drift_respects_ownership_and_destroys() {
     );
 
     // STS accepts a token signed with the cluster's key for the bound service account.
-    let key = irsa_core::parse::parse_private_key(&std::fs::read(d.join("keys/sa-signer.key")).unwrap()).unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let key =
+        irsa_core::parse::parse_private_key(&std::fs::read(d.join("keys/sa-signer.key")).unwrap())
+            .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let claims = serde_json::json!({"iss": "https://acme-oidc.s3.eu-west-1.amazonaws.com/prod", "sub": "system:serviceaccount:app:s3-echoer",
         "aud": ["sts.amazonaws.com"], "iat": now, "exp": now + 3600});
     let token = irsa_core::jwt::sign(&key, irsa_core::Algorithm::RS256, &claims).unwrap();

@@ -451,8 +451,16 @@ fn demo_creates_a_new_directory_each_time() {
     let out = run_in(d, &["demo"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("Next steps") && stdout(&out).contains("validated:"));
-    assert!(stdout(&out).contains("+ iam role demo-default-s3-echoer"), "demo ends with the plan: {}", stdout(&out));
-    assert!(stdout(&out).contains("+ s3://irsa-demo-oidc/demo/openid/v1/jwks"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("+ iam role demo-default-s3-echoer"),
+        "demo ends with the plan: {}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("+ s3://irsa-demo-oidc/demo/openid/v1/jwks"),
+        "{}",
+        stdout(&out)
+    );
     assert!(d.join("irsa-demo/irsa.yaml").is_file());
     let out = run_in(d, &["demo"]);
     assert!(out.status.success());
