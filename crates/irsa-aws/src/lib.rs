@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_iam::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
+use futures_util::StreamExt;
 use irsa_core::plan::{Action, Actual, ActualProvider, ActualRole, Change, Desired, OWNER_TAG};
 use serde_json::Value;
 
@@ -19,6 +20,8 @@ pub enum AwsError {
     Call {
         /// The operation, e.g. `iam:CreateRole`.
         operation: &'static str,
+        /// The AWS error code, when there is one.
+        code: Option<String>,
         /// Error code and message from AWS.
         message: String,
     },
@@ -33,7 +36,29 @@ fn call_err<E: ProvideErrorMetadata + std::fmt::Debug>(operation: &'static str, 
         (Some(c), None) => c.to_string(),
         _ => format!("{e:?}"),
     };
-    AwsError::Call { operation, message }
+    AwsError::Call {
+        operation,
+        code: e.code().map(String::from),
+        message,
+    }
+}
+
+impl AwsError {
+    /// The AWS error code, e.g. `EntityAlreadyExists`.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Call { code, .. } => code.as_deref(),
+            Self::Unexpected(_) => None,
+        }
+    }
+
+    /// Whether AWS refused the call for lack of permission.
+    pub fn denied(&self) -> bool {
+        matches!(
+            self.code(),
+            Some("AccessDenied" | "AccessDeniedException" | "UnauthorizedOperation")
+        )
+    }
 }
 
 /// Clients plus counters of the calls made.
@@ -43,6 +68,7 @@ pub struct Aws {
     sts: aws_sdk_sts::Client,
     reads: AtomicUsize,
     writes: AtomicUsize,
+    parallelism: usize,
 }
 
 /// Where to connect.
@@ -52,7 +78,14 @@ pub struct Connect {
     pub profile: Option<String>,
     /// Region override.
     pub region: Option<String>,
+    /// How many independent calls may run at once (at least 1).
+    pub parallelism: usize,
 }
+
+/// Default bound on concurrent AWS calls: IAM's mutating APIs are
+/// rate-limited per account, so a handful at a time is as fast as it gets
+/// without being throttled.
+pub const DEFAULT_PARALLELISM: usize = 8;
 
 fn decode_policy(text: &str) -> Value {
     let decoded = percent_encoding::percent_decode_str(text)
@@ -73,10 +106,7 @@ fn tags_iam(tags: &BTreeMap<String, String>) -> Vec<aws_sdk_iam::types::Tag> {
         .collect()
 }
 
-/// The role path irsa creates roles under, so a cluster's roles can be listed.
-pub fn role_path(cluster: &str) -> String {
-    format!("/irsa/{cluster}/")
-}
+pub use irsa_core::plan::role_path;
 
 impl Aws {
     /// Clients from the default chain (env, profile, SSO, IMDS, web identity),
@@ -89,6 +119,15 @@ impl Aws {
         if let Some(r) = &c.region {
             loader = loader.region(aws_config::Region::new(r.clone()));
         }
+        // Throttling and transient errors are retried with exponential
+        // backoff and jitter, up to 8 attempts unless AWS_MAX_ATTEMPTS says otherwise.
+        if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
+            loader = loader.retry_config(
+                aws_config::retry::RetryConfig::standard()
+                    .with_max_attempts(8)
+                    .with_initial_backoff(std::time::Duration::from_millis(200)),
+            );
+        }
         let shared = loader.load().await;
         let custom_endpoint = std::env::var_os("AWS_ENDPOINT_URL").is_some();
         let s3_config = aws_sdk_s3::config::Builder::from(&shared)
@@ -100,6 +139,7 @@ impl Aws {
             sts: aws_sdk_sts::Client::new(&shared),
             reads: AtomicUsize::new(0),
             writes: AtomicUsize::new(0),
+            parallelism: c.parallelism.max(1),
         }
     }
 
@@ -239,34 +279,172 @@ impl Aws {
             });
         }
 
-        for role in &desired.roles {
-            if let Some(r) = self.read_role(&role.name).await? {
-                actual.roles.insert(role.name.clone(), r);
-            }
-        }
-        self.read();
-        let listed = self
-            .iam
-            .list_roles()
-            .path_prefix(role_path(&desired.cluster))
-            .send()
-            .await
-            .map_err(|e| call_err("iam:ListRoles", e))?;
-        for r in listed.roles() {
-            let name = r.role_name().to_string();
-            if actual.roles.contains_key(&name) {
-                if actual.roles[&name].tags.get(OWNER_TAG) == Some(&desired.cluster) {
-                    actual.orphans.insert(name);
-                }
-                continue;
-            }
-            if let Some(role) = self.read_role(&name).await? {
-                if role.tags.get(OWNER_TAG) == Some(&desired.cluster) {
-                    actual.orphans.insert(name);
-                }
-            }
-        }
+        self.read_roles(desired, &mut actual).await?;
         Ok(actual)
+    }
+
+    /// Reads the roles bindings name plus the roles tagged for this cluster
+    /// under its path. First in bulk: one `GetAccountAuthorizationDetails`
+    /// page per 1000 roles (trust, policies, boundary, tags) and one
+    /// `ListRoles` page per 1000 of the cluster's roles (session duration),
+    /// so a plan costs a constant number of reads however many bindings
+    /// there are. Without permission for the bulk call, per-role reads,
+    /// `parallelism` at a time.
+    async fn read_roles(&self, desired: &Desired, actual: &mut Actual) -> Result<(), AwsError> {
+        let path = role_path(&desired.cluster);
+        let wanted: BTreeSet<&str> = desired.roles.iter().map(|r| r.name.as_str()).collect();
+        let mut sessions: BTreeMap<String, i32> = BTreeMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            self.read();
+            let page = self
+                .iam
+                .list_roles()
+                .path_prefix(&path)
+                .max_items(1000)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| call_err("iam:ListRoles", e))?;
+            for r in page.roles() {
+                sessions.insert(
+                    r.role_name().to_string(),
+                    r.max_session_duration().unwrap_or(3600),
+                );
+            }
+            match page.marker() {
+                Some(m) if page.is_truncated() => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        match self.read_role_details(&wanted, &sessions).await {
+            Ok(details) => {
+                for (name, mut role) in details {
+                    if let Some(secs) = sessions.get(&name) {
+                        role.max_session = *secs;
+                    } else if wanted.contains(name.as_str()) {
+                        // Same name outside the cluster's path: only its
+                        // session duration is missing.
+                        if let Some(r) = self.read_role(&name).await? {
+                            role.max_session = r.max_session;
+                        }
+                    }
+                    self.classify(desired, actual, &wanted, name, role);
+                }
+                Ok(())
+            }
+            Err(e) if e.denied() => {
+                tracing::info!(
+                    "iam:GetAccountAuthorizationDetails denied; reading roles one by one"
+                );
+                let names: BTreeSet<String> = wanted
+                    .iter()
+                    .map(|n| n.to_string())
+                    .chain(sessions.keys().cloned())
+                    .collect();
+                let found: Vec<Result<(String, Option<ActualRole>), AwsError>> =
+                    futures_util::stream::iter(names.into_iter().map(|name| async move {
+                        let role = self.read_role(&name).await?;
+                        Ok((name, role))
+                    }))
+                    .buffer_unordered(self.parallelism)
+                    .collect()
+                    .await;
+                for r in found {
+                    if let (name, Some(role)) = r? {
+                        self.classify(desired, actual, &wanted, name, role);
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn classify(
+        &self,
+        desired: &Desired,
+        actual: &mut Actual,
+        wanted: &BTreeSet<&str>,
+        name: String,
+        role: ActualRole,
+    ) {
+        let ours = role.tags.get(OWNER_TAG) == Some(&desired.cluster)
+            && role.path == role_path(&desired.cluster);
+        if ours {
+            actual.orphans.insert(name.clone());
+        }
+        if wanted.contains(name.as_str()) {
+            actual.roles.insert(name, role);
+        }
+    }
+
+    /// Every role of the account in bulk, keeping those named in `wanted`
+    /// or listed under the cluster's path (`sessions`).
+    async fn read_role_details(
+        &self,
+        wanted: &BTreeSet<&str>,
+        sessions: &BTreeMap<String, i32>,
+    ) -> Result<BTreeMap<String, ActualRole>, AwsError> {
+        let mut out = BTreeMap::new();
+        let mut marker: Option<String> = None;
+        loop {
+            self.read();
+            let page = self
+                .iam
+                .get_account_authorization_details()
+                .filter(aws_sdk_iam::types::EntityType::Role)
+                .max_items(1000)
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| call_err("iam:GetAccountAuthorizationDetails", e))?;
+            for r in page.role_detail_list() {
+                let Some(name) = r.role_name() else { continue };
+                if !wanted.contains(name) && !sessions.contains_key(name) {
+                    continue;
+                }
+                out.insert(
+                    name.to_string(),
+                    ActualRole {
+                        trust: r
+                            .assume_role_policy_document()
+                            .map(decode_policy)
+                            .unwrap_or(Value::Null),
+                        managed: r
+                            .attached_managed_policies()
+                            .iter()
+                            .filter_map(|p| p.policy_arn().map(String::from))
+                            .collect(),
+                        inline: r
+                            .role_policy_list()
+                            .iter()
+                            .filter_map(|p| {
+                                Some((
+                                    p.policy_name()?.to_string(),
+                                    decode_policy(p.policy_document()?),
+                                ))
+                            })
+                            .collect(),
+                        max_session: 3600,
+                        boundary: r
+                            .permissions_boundary()
+                            .and_then(|b| b.permissions_boundary_arn().map(String::from)),
+                        tags: r
+                            .tags()
+                            .iter()
+                            .map(|t| (t.key().to_string(), t.value().to_string()))
+                            .collect(),
+                        path: r.path().unwrap_or("/").to_string(),
+                    },
+                );
+            }
+            match page.marker() {
+                Some(m) if page.is_truncated() => marker = Some(m.to_string()),
+                _ => break,
+            }
+        }
+        Ok(out)
     }
 
     async fn read_role(&self, name: &str) -> Result<Option<ActualRole>, AwsError> {
@@ -328,6 +506,10 @@ impl Aws {
                 .collect::<BTreeSet<_>>(),
             inline,
             max_session: role.max_session_duration().unwrap_or(3600),
+            boundary: role
+                .permissions_boundary()
+                .and_then(|b| b.permissions_boundary_arn().map(String::from)),
+            path: role.path().to_string(),
             tags: tags
                 .tags()
                 .iter()
@@ -389,30 +571,9 @@ impl Aws {
                 req.send()
                     .await
                     .map_err(|e| call_err("s3:CreateBucket", e))?;
-                let tags: Vec<aws_sdk_s3::types::Tag> = desired
-                    .owner_tags()
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        aws_sdk_s3::types::Tag::builder()
-                            .key(k)
-                            .value(v)
-                            .build()
-                            .ok()
-                    })
-                    .collect();
-                let tagging = aws_sdk_s3::types::Tagging::builder()
-                    .set_tag_set(Some(tags))
-                    .build()
-                    .map_err(|e| AwsError::Unexpected(e.to_string()))?;
-                self.write();
-                self.s3
-                    .put_bucket_tagging()
-                    .bucket(&bucket)
-                    .tagging(tagging)
-                    .send()
-                    .await
-                    .map_err(|e| call_err("s3:PutBucketTagging", e))?;
+                self.tag_bucket(desired, &bucket).await?;
             }
+            Action::TagBucket => self.tag_bucket(desired, &bucket).await?,
             Action::AllowPublicPolicy => {
                 let cfg = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
                     .block_public_acls(true)
@@ -493,6 +654,7 @@ impl Aws {
                     .path(role_path(&desired.cluster))
                     .assume_role_policy_document(role.trust.to_string())
                     .max_session_duration(role.max_session)
+                    .set_permissions_boundary(role.boundary.clone())
                     .description(format!(
                         "IRSA role for cluster {} (managed by irsa)",
                         desired.cluster
@@ -531,6 +693,25 @@ impl Aws {
                     .send()
                     .await
                     .map_err(|e| call_err("iam:TagRole", e))?;
+            }
+            Action::PutBoundary(name, arn) => {
+                self.write();
+                self.iam
+                    .put_role_permissions_boundary()
+                    .role_name(name)
+                    .permissions_boundary(arn)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:PutRolePermissionsBoundary", e))?;
+            }
+            Action::DeleteBoundary(name) => {
+                self.write();
+                self.iam
+                    .delete_role_permissions_boundary()
+                    .role_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:DeleteRolePermissionsBoundary", e))?;
             }
             Action::AttachPolicy(name, arn) => {
                 self.write();
@@ -643,6 +824,73 @@ impl Aws {
             }
         }
         Ok(())
+    }
+
+    /// Adds the owner tag to the bucket, keeping its other tags
+    /// (`PutBucketTagging` replaces the whole set).
+    async fn tag_bucket(&self, desired: &Desired, bucket: &str) -> Result<(), AwsError> {
+        self.read();
+        let mut tags: BTreeMap<String, String> =
+            match self.s3.get_bucket_tagging().bucket(bucket).send().await {
+                Ok(t) => t
+                    .tag_set()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect(),
+                Err(e) if e.code() == Some("NoSuchTagSet") => BTreeMap::new(),
+                Err(e) => return Err(call_err("s3:GetBucketTagging", e)),
+            };
+        tags.extend(desired.owner_tags());
+        let tags: Vec<aws_sdk_s3::types::Tag> = tags
+            .iter()
+            .filter_map(|(k, v)| {
+                aws_sdk_s3::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let tagging = aws_sdk_s3::types::Tagging::builder()
+            .set_tag_set(Some(tags))
+            .build()
+            .map_err(|e| AwsError::Unexpected(e.to_string()))?;
+        self.write();
+        self.s3
+            .put_bucket_tagging()
+            .bucket(bucket)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| call_err("s3:PutBucketTagging", e))?;
+        Ok(())
+    }
+
+    /// Executes a plan: lanes (see [`irsa_core::plan::lanes`]) run
+    /// concurrently, `parallelism` at a time, each lane in order and
+    /// stopping at its first failure. `progress` is called as each change
+    /// starts. Returns every failure with the change it stopped at.
+    pub async fn execute_plan<'a>(
+        &self,
+        desired: &Desired,
+        changes: &'a [Change],
+        progress: &(dyn Fn(&Change) + Sync),
+    ) -> Vec<(&'a Change, AwsError)> {
+        let lanes = irsa_core::plan::lanes(changes);
+        let results: Vec<Option<(&Change, AwsError)>> =
+            futures_util::stream::iter(lanes.into_iter().map(|lane| async move {
+                for change in lane {
+                    progress(change);
+                    if let Err(e) = self.execute(desired, change).await {
+                        return Some((change, e));
+                    }
+                }
+                None
+            }))
+            .buffer_unordered(self.parallelism)
+            .collect()
+            .await;
+        results.into_iter().flatten().collect()
     }
 
     async fn provider_arn(&self, desired: &Desired) -> Result<String, AwsError> {

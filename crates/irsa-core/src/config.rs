@@ -12,6 +12,9 @@ pub const KIND: &str = "IrsaConfig";
 /// Default token audience for AWS STS.
 pub const DEFAULT_AUDIENCE: &str = "sts.amazonaws.com";
 
+/// IAM's limit on role names.
+pub const MAX_ROLE_NAME: usize = 64;
+
 /// Problems in `irsa.yaml`.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -87,7 +90,7 @@ pub struct KeyConfig {
 }
 
 /// A service account (or pattern) bound to an IAM role.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Binding {
     /// Namespace.
@@ -109,16 +112,32 @@ pub struct Binding {
     /// Maximum session duration in seconds (3600-43200).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_session_duration: Option<u32>,
+    /// Permissions boundary policy ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions_boundary: Option<String>,
+    /// Extra tags on the role (irsa's own `irsa.dev/*` tags are added).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 impl Binding {
-    /// The role name, explicit or derived.
+    /// The role name, explicit or derived: `{cluster}-{namespace}-{sa}`
+    /// (`*` spelled `any`). A derived name longer than IAM's 64 characters
+    /// is cut to 55 and suffixed with `-` and 8 hex digits of its SHA-256,
+    /// so it stays deterministic and distinct.
     pub fn role_name(&self, cluster: &str) -> String {
         self.role_name.clone().unwrap_or_else(|| {
             let sa = self.service_account.replace('*', "any");
-            let mut name = format!("{cluster}-{}-{sa}", self.namespace);
-            name.truncate(64);
-            name
+            let name = format!("{cluster}-{}-{sa}", self.namespace);
+            if name.len() <= MAX_ROLE_NAME {
+                return name;
+            }
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, name.as_bytes());
+            let hex: String = digest.as_ref()[..4]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("{}-{hex}", &name[..MAX_ROLE_NAME - 9])
         })
     }
     /// The audience, explicit or default.
@@ -252,6 +271,29 @@ impl IrsaConfig {
                     ));
                 }
             }
+            if let Some(arn) = &b.permissions_boundary {
+                if !arn.starts_with("arn:") || !arn.contains(":policy/") {
+                    p.push(format!(
+                        "{at}: permissionsBoundary {arn:?} is not a policy ARN"
+                    ));
+                }
+            }
+            for (k, v) in &b.tags {
+                if k.starts_with("irsa.dev/") || k.starts_with("aws:") {
+                    p.push(format!(
+                        "{at}: tag {k:?} is reserved (irsa.dev/ and aws: prefixes)"
+                    ));
+                } else if k.is_empty() || k.len() > 128 || v.len() > 256 {
+                    p.push(format!(
+                        "{at}: tag {k:?} must have a 1-128 character key and a value of at most 256"
+                    ));
+                }
+            }
+            if b.tags.len() > 45 {
+                p.push(format!(
+                    "{at}: at most 45 tags (IAM allows 50; irsa uses a few)"
+                ));
+            }
             if b.audience.as_deref() == Some("") {
                 p.push(format!(
                     "{at}: audience is empty; omit it for sts.amazonaws.com"
@@ -294,6 +336,15 @@ bindings:
         assert_eq!(cfg.issuer.jwks_path, JwksPath::OpenidV1Jwks);
         assert_eq!(cfg.bindings[0].role_name("demo"), "demo-default-s3-echoer");
         assert_eq!(cfg.bindings[0].audience(), DEFAULT_AUDIENCE);
+        let mut long = cfg.bindings[0].clone();
+        long.namespace = "n".repeat(40);
+        long.service_account = "s".repeat(40);
+        let name = long.role_name("demo");
+        assert_eq!(name.len(), MAX_ROLE_NAME);
+        assert_eq!(name, long.role_name("demo"), "deterministic");
+        long.service_account = format!("{}t", "s".repeat(39));
+        assert_ne!(long.role_name("demo"), name, "distinct after the cut");
+        assert_eq!(&long.role_name("demo")[..55], &name[..55]);
         assert_eq!(IrsaConfig::from_yaml(&cfg.to_yaml()).expect("valid"), cfg);
     }
 

@@ -27,6 +27,8 @@ pub struct DesiredRole {
     pub inline: BTreeMap<String, Value>,
     /// Maximum session duration in seconds.
     pub max_session: i32,
+    /// Permissions boundary policy ARN.
+    pub boundary: Option<String>,
     /// Tags (owner tag included).
     pub tags: BTreeMap<String, String>,
 }
@@ -40,8 +42,9 @@ pub struct Desired {
     pub s3: Option<S3Location>,
     /// Object key → body of the two documents.
     pub objects: BTreeMap<String, String>,
-    /// Bucket policy granting public read of exactly those objects.
-    pub bucket_policy: Option<Value>,
+    /// The bucket policy statement granting public read of exactly those
+    /// objects; merged by `Sid` into whatever policy the bucket has.
+    pub bucket_statement: Option<Value>,
     /// Provider URL without `https://`.
     pub provider_host_path: String,
     /// Provider client IDs (the audiences bindings use).
@@ -67,7 +70,7 @@ impl Desired {
             tags
         };
         let mut objects = BTreeMap::new();
-        let mut bucket_policy = None;
+        let mut bucket_statement = None;
         if let Some(s3) = &cfg.issuer.s3 {
             let keys = [
                 s3.key(DISCOVERY_PATH),
@@ -79,15 +82,12 @@ impl Desired {
                 .iter()
                 .map(|k| format!("arn:{part}:s3:::{}/{k}", s3.bucket))
                 .collect();
-            bucket_policy = Some(json!({
-                "Version": "2012-10-17",
-                "Statement": [{
-                    "Sid": format!("IrsaPublicIssuer{}", cfg.cluster.replace('-', "")),
-                    "Effect": "Allow",
-                    "Principal": "*",
-                    "Action": "s3:GetObject",
-                    "Resource": resources,
-                }]
+            bucket_statement = Some(json!({
+                "Sid": statement_sid(&cfg.cluster),
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": resources,
             }));
         }
         let roles = cfg
@@ -99,17 +99,22 @@ impl Desired {
                 managed: b.policy_arns.iter().cloned().collect(),
                 inline: b.inline_policies.clone().into_iter().collect(),
                 max_session: b.max_session_duration.map_or(3600, |d| d as i32),
-                tags: owner(&[(
-                    "irsa.dev/service-account",
-                    &format!("{}.{}", b.namespace, b.service_account.replace('*', "_")),
-                )]),
+                boundary: b.permissions_boundary.clone(),
+                tags: {
+                    let mut tags = b.tags.clone();
+                    tags.extend(owner(&[(
+                        "irsa.dev/service-account",
+                        &format!("{}.{}", b.namespace, b.service_account.replace('*', "_")),
+                    )]));
+                    tags
+                },
             })
             .collect();
         Self {
             cluster: cfg.cluster.clone(),
             s3: cfg.issuer.s3.clone(),
             objects,
-            bucket_policy,
+            bucket_statement,
             provider_host_path: cfg.issuer.url.host_path().to_string(),
             client_ids: cfg
                 .bindings
@@ -125,6 +130,36 @@ impl Desired {
     pub fn owner_tags(&self) -> BTreeMap<String, String> {
         [(OWNER_TAG.to_string(), self.cluster.clone())].into()
     }
+
+    /// The bucket policy after merging this cluster's statement into `current`.
+    pub fn merged_bucket_policy(&self, current: Option<&Value>) -> Option<Value> {
+        let ours = self.bucket_statement.as_ref()?;
+        let mut statements = other_statements(current, &statement_sid(&self.cluster));
+        statements.push(ours.clone());
+        Some(json!({"Version": "2012-10-17", "Statement": statements}))
+    }
+}
+
+/// The `Sid` of a cluster's public-read statement in the bucket policy.
+pub fn statement_sid(cluster: &str) -> String {
+    format!("IrsaPublicIssuer{}", cluster.replace('-', ""))
+}
+
+/// The statements of a bucket policy (a single statement object counts).
+fn statements(policy: Option<&Value>) -> Vec<Value> {
+    match policy.map(|p| &p["Statement"]) {
+        Some(Value::Array(a)) => a.clone(),
+        Some(v @ Value::Object(_)) => vec![v.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// The statements of `policy` other than the one with `sid`.
+fn other_statements(policy: Option<&Value>, sid: &str) -> Vec<Value> {
+    statements(policy)
+        .into_iter()
+        .filter(|s| s["Sid"].as_str() != Some(sid))
+        .collect()
 }
 
 /// A role as read from IAM.
@@ -138,8 +173,17 @@ pub struct ActualRole {
     pub inline: BTreeMap<String, Value>,
     /// Max session duration.
     pub max_session: i32,
+    /// Permissions boundary policy ARN.
+    pub boundary: Option<String>,
+    /// IAM path (irsa creates roles under [`role_path`]).
+    pub path: String,
     /// Tags.
     pub tags: BTreeMap<String, String>,
+}
+
+/// The IAM path irsa creates a cluster's roles under, so they can be listed.
+pub fn role_path(cluster: &str) -> String {
+    format!("/irsa/{cluster}/")
 }
 
 /// The provider as read from IAM.
@@ -175,8 +219,10 @@ pub struct Actual {
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Create the bucket.
+    /// Create the bucket (tagged right after).
     CreateBucket,
+    /// Tag the bucket as owned (adoption, or finishing an interrupted create).
+    TagBucket,
     /// Allow bucket policies to grant public read (ACLs stay blocked).
     AllowPublicPolicy,
     /// Put the bucket policy.
@@ -202,6 +248,10 @@ pub enum Action {
     UpdateMaxSession(String, i32),
     /// Re-tag a role.
     TagRole(String, BTreeMap<String, String>),
+    /// Set a role's permissions boundary.
+    PutBoundary(String, String),
+    /// Remove a role's permissions boundary.
+    DeleteBoundary(String),
     /// Attach a managed policy.
     AttachPolicy(String, String),
     /// Detach a managed policy.
@@ -233,6 +283,57 @@ pub struct Change {
     pub detail: String,
     /// The step.
     pub action: Action,
+}
+
+impl Change {
+    /// Changes in the same lane run in order; lanes are independent and
+    /// may run concurrently: the bucket and its objects, the provider,
+    /// and each role.
+    pub fn lane(&self) -> String {
+        match &self.action {
+            Action::CreateRole(r) => format!("role:{}", r.name),
+            Action::UpdateTrust(n, _)
+            | Action::UpdateMaxSession(n, _)
+            | Action::TagRole(n, _)
+            | Action::PutBoundary(n, _)
+            | Action::DeleteBoundary(n)
+            | Action::AttachPolicy(n, _)
+            | Action::DetachPolicy(n, _)
+            | Action::PutInline(n, _, _)
+            | Action::DeleteInline(n, _)
+            | Action::DeleteRole(n) => format!("role:{n}"),
+            Action::CreateProvider
+            | Action::AddClientId(_)
+            | Action::TagProvider
+            | Action::DeleteProvider(_) => "provider".into(),
+            Action::CreateBucket
+            | Action::TagBucket
+            | Action::AllowPublicPolicy
+            | Action::PutBucketPolicy(_)
+            | Action::PutObject { .. }
+            | Action::DeleteObject(_)
+            | Action::DeleteBucketPolicy
+            | Action::DeleteBucket => "s3".into(),
+        }
+    }
+}
+
+/// Groups changes into lanes, keeping plan order within each lane and
+/// the order in which lanes first appear.
+pub fn lanes(changes: &[Change]) -> Vec<Vec<&Change>> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by_lane: BTreeMap<String, Vec<&Change>> = BTreeMap::new();
+    for c in changes {
+        let lane = c.lane();
+        if !by_lane.contains_key(&lane) {
+            order.push(lane.clone());
+        }
+        by_lane.entry(lane).or_default().push(c);
+    }
+    order
+        .into_iter()
+        .filter_map(|l| by_lane.remove(&l))
+        .collect()
 }
 
 impl fmt::Display for Change {
@@ -273,7 +374,10 @@ pub fn diff(desired: &Desired, actual: &Actual, adopt: &BTreeSet<String>) -> Pla
     if let Some(s3) = &desired.s3 {
         let bucket = &s3.bucket;
         let bucket_res = format!("s3 bucket {bucket}");
-        let bucket_owned = match &actual.bucket {
+        // Owned: irsa manages public access and its policy statement.
+        // Shared: another cluster's irsa owns the bucket; irsa manages only
+        // this cluster's statement. Foreign: objects only, unless adopted.
+        let (manage_bpa, manage_statement) = match &actual.bucket {
             None => {
                 plan.changes.push(change(
                     '+',
@@ -284,39 +388,69 @@ pub fn diff(desired: &Desired, actual: &Actual, adopt: &BTreeSet<String>) -> Pla
                     ),
                     Action::CreateBucket,
                 ));
-                true
+                (true, true)
             }
-            Some(tags) => owned(tags) || adopt.contains(bucket),
-        };
-        if bucket_owned {
-            if !actual.public_policy_allowed {
+            Some(tags) if owned(tags) => (true, true),
+            Some(_) if adopt.contains(bucket) => {
                 plan.changes.push(change(
                     '~',
-                    format!("{bucket_res} public access block"),
-                    "ACLs blocked; a bucket policy may grant public read",
-                    Action::AllowPublicPolicy,
+                    &bucket_res,
+                    format!("adopt: tag {OWNER_TAG}={}", desired.cluster),
+                    Action::TagBucket,
                 ));
+                (true, true)
             }
-            if let Some(policy) = &desired.bucket_policy {
-                if actual.bucket_policy.as_ref() != Some(policy) {
-                    let what = if actual.bucket_policy.is_some() {
-                        "replace"
-                    } else {
-                        "public s3:GetObject on the two documents only"
-                    };
-                    plan.changes.push(change(
-                        '~',
-                        format!("{bucket_res} policy"),
-                        what,
-                        Action::PutBucketPolicy(policy.clone()),
+            Some(tags) if tags.contains_key(OWNER_TAG) => {
+                if !actual.public_policy_allowed {
+                    plan.conflicts.push(format!(
+                        "{bucket_res} belongs to cluster {} and its Block Public Access settings forbid public bucket policies: run `irsa apply` for that cluster first",
+                        tags[OWNER_TAG]
                     ));
                 }
+                (false, true)
             }
-        } else {
-            plan.conflicts.push(format!(
-                "{bucket_res} exists and is not tagged {OWNER_TAG}={}: irsa uploads the documents but leaves its policy and public access settings to you (grant public s3:GetObject on them), or pass --adopt {bucket}",
-                desired.cluster
+            Some(_) => {
+                plan.conflicts.push(format!(
+                    "{bucket_res} exists and is not tagged {OWNER_TAG}={}: irsa uploads the documents but leaves its policy and public access settings to you (grant public s3:GetObject on them), or pass --adopt {bucket}",
+                    desired.cluster
+                ));
+                (false, false)
+            }
+        };
+        if manage_bpa && !actual.public_policy_allowed {
+            plan.changes.push(change(
+                '~',
+                format!("{bucket_res} public access block"),
+                "ACLs blocked; a bucket policy may grant public read",
+                Action::AllowPublicPolicy,
             ));
+        }
+        if manage_statement {
+            if let Some(ours) = &desired.bucket_statement {
+                let sid = statement_sid(&desired.cluster);
+                let current = statements(actual.bucket_policy.as_ref())
+                    .into_iter()
+                    .find(|s| s["Sid"].as_str() == Some(sid.as_str()));
+                if current.as_ref() != Some(ours) {
+                    let what = if current.is_some() {
+                        format!("replace statement {sid}")
+                    } else {
+                        format!(
+                            "add statement {sid}: public s3:GetObject on the two documents only"
+                        )
+                    };
+                    if let Some(merged) =
+                        desired.merged_bucket_policy(actual.bucket_policy.as_ref())
+                    {
+                        plan.changes.push(change(
+                            '~',
+                            format!("{bucket_res} policy"),
+                            what,
+                            Action::PutBucketPolicy(merged),
+                        ));
+                    }
+                }
+            }
         }
         for (key, body) in &desired.objects {
             let res = format!("s3://{bucket}/{key}");
@@ -437,6 +571,22 @@ pub fn diff(desired: &Desired, actual: &Actual, adopt: &BTreeSet<String>) -> Pla
                 Action::UpdateMaxSession(role.name.clone(), role.max_session),
             ));
         }
+        if act.boundary != role.boundary {
+            match &role.boundary {
+                Some(arn) => plan.changes.push(change(
+                    '~',
+                    &res,
+                    format!("permissions boundary {arn}"),
+                    Action::PutBoundary(role.name.clone(), arn.clone()),
+                )),
+                None => plan.changes.push(change(
+                    '~',
+                    &res,
+                    "remove permissions boundary",
+                    Action::DeleteBoundary(role.name.clone()),
+                )),
+            }
+        }
         let missing_tags = role.tags.iter().any(|(k, v)| act.tags.get(k) != Some(v));
         if missing_tags {
             plan.changes.push(change(
@@ -548,15 +698,32 @@ pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> 
             ));
         }
         if let Some(tags) = &actual.bucket {
-            if owned(tags) {
-                if actual.bucket_policy.is_some() {
+            let sid = statement_sid(&desired.cluster);
+            let ours = statements(actual.bucket_policy.as_ref())
+                .iter()
+                .any(|s| s["Sid"].as_str() == Some(sid.as_str()));
+            // Only this cluster's statement goes; other clusters' stay.
+            if ours && tags.contains_key(OWNER_TAG) {
+                let rest = other_statements(actual.bucket_policy.as_ref(), &sid);
+                if rest.is_empty() {
                     plan.changes.push(change(
                         '-',
                         format!("s3 bucket {} policy", s3.bucket),
                         "",
                         Action::DeleteBucketPolicy,
                     ));
+                } else {
+                    plan.changes.push(change(
+                        '~',
+                        format!("s3 bucket {} policy", s3.bucket),
+                        format!("remove statement {sid}"),
+                        Action::PutBucketPolicy(
+                            json!({"Version": "2012-10-17", "Statement": rest}),
+                        ),
+                    ));
                 }
+            }
+            if owned(tags) {
                 if bucket_empty_after {
                     plan.changes.push(change(
                         '-',
@@ -613,7 +780,7 @@ mod tests {
         let converged = Actual {
             bucket: Some(desired.owner_tags()),
             public_policy_allowed: true,
-            bucket_policy: desired.bucket_policy.clone(),
+            bucket_policy: desired.merged_bucket_policy(None),
             objects: desired
                 .objects
                 .iter()
@@ -631,6 +798,8 @@ mod tests {
                     managed: role.managed.clone(),
                     inline: BTreeMap::new(),
                     max_session: 3600,
+                    boundary: None,
+                    path: role_path("demo"),
                     tags: role.tags.clone(),
                 },
             )]
@@ -670,5 +839,76 @@ mod tests {
         assert!(!diff(&desired, &foreign, &[role.name.clone()].into())
             .changes
             .is_empty());
+    }
+
+    #[test]
+    fn shared_bucket_keeps_other_statements() {
+        let desired =
+            Desired::from_config(&cfg(), "111122223333", "us-east-1", "{}", "{\"keys\":[]}");
+        let other = json!({"Sid": "IrsaPublicIssuerprod", "Effect": "Allow", "Principal": "*",
+            "Action": "s3:GetObject", "Resource": ["arn:aws:s3:::b-oidc/prod/keys.json"]});
+        let actual = Actual {
+            bucket: Some([(OWNER_TAG.to_string(), "prod".to_string())].into()),
+            public_policy_allowed: true,
+            bucket_policy: Some(json!({"Version": "2012-10-17", "Statement": [other.clone()]})),
+            ..Actual::default()
+        };
+        let plan = diff(&desired, &actual, &BTreeSet::new());
+        let put = plan
+            .changes
+            .iter()
+            .find_map(|c| match &c.action {
+                Action::PutBucketPolicy(p) => Some(p.clone()),
+                _ => None,
+            })
+            .expect("policy change");
+        assert_eq!(put["Statement"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            put["Statement"][0], other,
+            "the other cluster's statement is kept"
+        );
+        assert!(
+            !plan
+                .changes
+                .iter()
+                .any(|c| matches!(c.action, Action::AllowPublicPolicy | Action::TagBucket)),
+            "a bucket owned by another cluster is not re-configured: {:?}",
+            plan.changes
+        );
+        // Destroy removes only this cluster's statement and keeps the bucket.
+        let after = Actual {
+            bucket_policy: Some(put),
+            ..actual
+        };
+        let plan = destroy(&desired, &after, true);
+        let rest = plan
+            .changes
+            .iter()
+            .find_map(|c| match &c.action {
+                Action::PutBucketPolicy(p) => Some(p.clone()),
+                _ => None,
+            })
+            .expect("policy change");
+        assert_eq!(rest["Statement"], json!([other]));
+        assert!(!plan
+            .changes
+            .iter()
+            .any(|c| matches!(c.action, Action::DeleteBucket | Action::DeleteBucketPolicy)));
+    }
+
+    #[test]
+    fn lanes_keep_order_within_a_resource() {
+        let desired =
+            Desired::from_config(&cfg(), "111122223333", "us-east-1", "{}", "{\"keys\":[]}");
+        let plan = diff(&desired, &Actual::default(), &BTreeSet::new());
+        let lanes = lanes(&plan.changes);
+        assert_eq!(lanes.len(), 3, "s3, provider, one role");
+        assert!(matches!(lanes[0][0].action, Action::CreateBucket));
+        assert!(matches!(lanes[2][0].action, Action::CreateRole(_)));
+        assert!(matches!(lanes[2][1].action, Action::AttachPolicy(..)));
+        assert_eq!(
+            lanes.iter().map(Vec::len).sum::<usize>(),
+            plan.changes.len()
+        );
     }
 }

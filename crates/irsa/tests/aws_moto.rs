@@ -7,15 +7,24 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
+use common::faults;
 use common::moto::Moto;
 use common::*;
 use serde_json::Value;
 
 fn irsa_aws(dir: &Path, moto: &Moto, args: &[&str]) -> Output {
+    irsa_via(dir, moto, None, args)
+}
+
+/// Runs irsa against moto, or through a fault-injecting proxy in front of it.
+fn irsa_via(dir: &Path, moto: &Moto, proxy: Option<&faults::Proxy>, args: &[&str]) -> Output {
     let mut cmd = irsa();
     cmd.current_dir(dir).args(args);
     for (k, v) in moto.env() {
         cmd.env(k, v);
+    }
+    if let Some(p) = proxy {
+        cmd.env("AWS_ENDPOINT_URL", &p.endpoint);
     }
     cmd.output().unwrap()
 }
@@ -186,6 +195,114 @@ fn apply_is_idempotent_repairs_drift_respects_ownership_and_destroys() {
     assert!(!ctl.bucket_exists("acme-oidc"));
 }
 
+#[test]
+fn apply_interrupted_after_any_write_converges_on_rerun() {
+    let moto = Moto::start();
+    let ctl = Ctl::new(&moto);
+    let t = tempdir();
+    let d = t.path();
+    setup(d);
+    let full = summary(&irsa_aws(
+        d,
+        &moto,
+        &[
+            "apply",
+            "--auto-approve",
+            "--output",
+            "json",
+            "--parallelism",
+            "1",
+        ],
+    ));
+    let total = full["writes"].as_u64().unwrap() as usize;
+    assert!(total >= 10, "{full}");
+    let expected = ctl.inventory();
+    for cut in 1..total {
+        ctl.reset();
+        let proxy = faults::start(&moto.endpoint, faults::Fault::CutAfterWrites(cut));
+        let mut cmd_args = vec!["apply", "--auto-approve", "--parallelism", "1"];
+        cmd_args.extend(["--output", "json"]);
+        let out = {
+            let mut cmd = irsa();
+            cmd.current_dir(d).args(&cmd_args);
+            for (k, v) in moto.env() {
+                cmd.env(k, v);
+            }
+            cmd.env("AWS_ENDPOINT_URL", &proxy.endpoint)
+                .env("AWS_MAX_ATTEMPTS", "1");
+            cmd.output().unwrap()
+        };
+        assert!(
+            !out.status.success(),
+            "cut after {cut} of {total} writes must fail the run: {}",
+            stdout(&out)
+        );
+        assert_eq!(
+            proxy
+                .counts
+                .writes
+                .load(std::sync::atomic::Ordering::SeqCst),
+            cut
+        );
+        assert!(
+            stderr(&out).contains("re-run"),
+            "the failure says what to do: {}",
+            stderr(&out)
+        );
+        // The re-run finishes the job without help, creating nothing twice.
+        let rerun = irsa_aws(d, &moto, &["apply", "--auto-approve", "--output", "json"]);
+        let done = summary(&rerun);
+        assert!(
+            done["writes"].as_u64().unwrap() as usize <= total - cut + 2,
+            "cut {cut}: re-run repeats only what is left: {done}"
+        );
+        assert_eq!(
+            irsa_aws(d, &moto, &["plan", "--detailed-exitcode"])
+                .status
+                .code(),
+            Some(0),
+            "cut {cut}: converged"
+        );
+        assert_eq!(
+            ctl.inventory(),
+            expected,
+            "cut {cut}: nothing duplicated or orphaned"
+        );
+        assert!(!d.join(".irsa").exists(), "cut {cut}: journal cleared");
+    }
+}
+
+#[test]
+fn throttled_calls_are_retried_with_backoff() {
+    let moto = Moto::start();
+    let t = tempdir();
+    let d = t.path();
+    setup(d);
+    let proxy = faults::start(&moto.endpoint, faults::Fault::ThrottleEvery(4));
+    let out = irsa_via(
+        d,
+        &moto,
+        Some(&proxy),
+        &["apply", "--auto-approve", "--output", "json"],
+    );
+    let done = summary(&out);
+    assert!(
+        proxy
+            .counts
+            .throttled
+            .load(std::sync::atomic::Ordering::SeqCst)
+            >= 3,
+        "the proxy throttled some calls"
+    );
+    assert!(done["writes"].as_u64().unwrap() >= 10, "{done}");
+    assert_eq!(
+        irsa_aws(d, &moto, &["plan", "--detailed-exitcode"])
+            .status
+            .code(),
+        Some(0)
+    );
+}
+
 /// Out-of-band changes and checks, made with Python boto3 (installed with moto),
 /// an implementation independent of irsa.
 struct Ctl {
@@ -215,6 +332,22 @@ impl Ctl {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Forgets every resource: a fresh account.
+    fn reset(&self) {
+        self.py(&format!(
+            "import urllib.request\nurllib.request.urlopen(urllib.request.Request('{}/moto-api/reset', method='POST')).read()",
+            self.endpoint
+        ));
+    }
+
+    /// Every bucket (with objects and tags), OIDC provider and role (with
+    /// tags and policies) in the account, as one comparable text.
+    fn inventory(&self) -> String {
+        self.py(
+            "out = {}\nfor b in s3.list_buckets()['Buckets']:\n    n = b['Name']\n    objs = sorted(o['Key'] for o in s3.list_objects_v2(Bucket=n).get('Contents', []))\n    tags = s3.get_bucket_tagging(Bucket=n)['TagSet']\n    out['s3:' + n] = [objs, sorted((t['Key'], t['Value']) for t in tags), s3.get_bucket_policy(Bucket=n)['Policy']]\nfor p in iam.list_open_id_connect_providers()['OpenIDConnectProviderList']:\n    d = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=p['Arn'])\n    out['oidc:' + p['Arn']] = [sorted(d['ClientIDList']), sorted((t['Key'], t['Value']) for t in d.get('Tags', []))]\nfor r in iam.list_roles()['Roles']:\n    n = r['RoleName']\n    out['role:' + n] = [r['Path'], sorted(p['PolicyArn'] for p in iam.list_attached_role_policies(RoleName=n)['AttachedPolicies']), sorted(iam.list_role_policies(RoleName=n)['PolicyNames']), sorted((t['Key'], t['Value']) for t in iam.list_role_tags(RoleName=n)['Tags'])]\nprint(json.dumps(out, sort_keys=True))",
+        )
     }
 
     fn put_object(&self, bucket: &str, key: &str, body: &str) {

@@ -28,6 +28,9 @@ pub struct Common {
     /// Take over an existing resource without irsa's owner tag (role name, bucket, or provider host/path).
     #[arg(long, value_name = "NAME")]
     pub adopt: Vec<String>,
+    /// How many independent AWS calls may run at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64), help_heading = "AWS")]
+    pub parallelism: u16,
 }
 
 /// Arguments of `irsa plan`.
@@ -98,6 +101,7 @@ async fn load(c: &Common) -> Result<Context_> {
     let aws = Aws::connect(&Connect {
         profile: c.profile.clone(),
         region: region.clone(),
+        parallelism: usize::from(c.parallelism),
     })
     .await;
     let account = aws
@@ -151,8 +155,49 @@ fn print_plan(plan: &Plan, format: Format, title: &str) {
     }
 }
 
-fn adopt(c: &Common) -> BTreeSet<String> {
-    c.adopt.iter().cloned().collect()
+/// `--adopt` names, plus a bucket whose creation an interrupted apply
+/// journaled (created but maybe not yet tagged: it is ours).
+fn adopt(c: &Common, ctx: &Context_) -> BTreeSet<String> {
+    let mut names: BTreeSet<String> = c.adopt.iter().cloned().collect();
+    if let (Some(s3), Some(journaled)) = (&ctx.desired.s3, journal::read(&ctx.bundle.dir)) {
+        if journaled == s3.bucket {
+            names.insert(journaled);
+        }
+    }
+    names
+}
+
+/// A one-line journal of the bucket irsa is creating: S3 cannot create and
+/// tag a bucket in one call, so an apply interrupted between the two would
+/// leave an untagged bucket that a re-run would refuse to touch. The
+/// journal, written before `CreateBucket` and removed once the bucket is
+/// tagged, lets the re-run finish the job.
+mod journal {
+    use std::path::{Path, PathBuf};
+
+    fn path(dir: &Path) -> PathBuf {
+        dir.join(".irsa").join("creating-bucket")
+    }
+
+    pub fn read(dir: &Path) -> Option<String> {
+        std::fs::read_to_string(path(dir))
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    }
+
+    pub fn write(dir: &Path, bucket: &str) -> anyhow::Result<()> {
+        crate::fsutil::write_atomic(
+            &path(dir),
+            format!("{bucket}\n").as_bytes(),
+            crate::fsutil::PUBLIC,
+        )
+    }
+
+    pub fn clear(dir: &Path) {
+        let _ = std::fs::remove_file(path(dir));
+        let _ = std::fs::remove_dir(dir.join(".irsa"));
+    }
 }
 
 /// Runs `irsa plan`.
@@ -173,7 +218,7 @@ fn plan_inner(a: PlanArgs) -> Result<()> {
     runtime()?.block_on(async {
         let ctx = load(&a.common).await?;
         let actual = ctx.aws.read_actual(&ctx.desired).await?;
-        let plan = plan::diff(&ctx.desired, &actual, &adopt(&a.common));
+        let plan = plan::diff(&ctx.desired, &actual, &adopt(&a.common, &ctx));
         print_plan(
             &plan,
             a.output,
@@ -201,9 +246,43 @@ fn confirm(what: &str) -> Result<bool> {
 
 async fn execute(ctx: &Context_, plan: &Plan, format: Format, verb: &str) -> Result<()> {
     let total = plan.changes.len();
-    for (i, change) in plan.changes.iter().enumerate() {
-        eprintln!("[{}/{total}] {change}", i + 1);
-        ctx.aws.execute(&ctx.desired, change).await.with_context(|| format!("{verb} stopped at: {change} (re-run to continue; completed steps are not repeated)"))?;
+    let started = std::sync::atomic::AtomicUsize::new(0);
+    let journal_error = std::sync::Mutex::new(None);
+    let progress = |change: &plan::Change| {
+        let i = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        eprintln!("[{i}/{total}] {change}");
+        if let (plan::Action::CreateBucket, Some(s3)) = (&change.action, &ctx.desired.s3) {
+            if let Err(e) = journal::write(&ctx.bundle.dir, &s3.bucket) {
+                if let Ok(mut slot) = journal_error.lock() {
+                    *slot = Some(e);
+                }
+            }
+        }
+    };
+    let failures = ctx
+        .aws
+        .execute_plan(&ctx.desired, &plan.changes, &progress)
+        .await;
+    if let Ok(Some(e)) = journal_error.into_inner() {
+        tracing::warn!("cannot journal the bucket creation: {e:#}");
+    }
+    // The journal can go unless the bucket may exist untagged: creation
+    // failed after reaching S3, or without a definite answer from it.
+    let bucket_uncertain = failures.iter().any(|(c, e)| {
+        matches!(c.action, plan::Action::CreateBucket)
+            && !(e.to_string().starts_with("s3:CreateBucket") && e.code().is_some())
+    });
+    if !bucket_uncertain {
+        journal::clear(&ctx.bundle.dir);
+    }
+    if !failures.is_empty() {
+        for (change, e) in &failures {
+            eprintln!("irsa: failed: {change}\n       {e}");
+        }
+        bail!(
+            "{verb} stopped: {} of {total} change(s) failed (see above); fix the cause and re-run: completed steps are not repeated",
+            failures.len()
+        );
     }
     let (reads, writes) = ctx.aws.counts();
     if format == Format::Json {
@@ -224,7 +303,7 @@ pub fn apply(a: ApplyArgs) -> Result<()> {
     runtime()?.block_on(async {
         let ctx = load(&a.common).await?;
         let actual = ctx.aws.read_actual(&ctx.desired).await?;
-        let plan = plan::diff(&ctx.desired, &actual, &adopt(&a.common));
+        let plan = plan::diff(&ctx.desired, &actual, &adopt(&a.common, &ctx));
         if a.output == Format::Text {
             print_plan(
                 &plan,

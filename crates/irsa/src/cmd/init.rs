@@ -206,8 +206,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         role_name: None,
         policy_arns: vec!["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess".into()],
         inline_policies: Default::default(),
-        audience: None,
-        max_session_duration: None,
+        ..Binding::default()
     };
     let created = create(&args, vec![binding])?;
     let report = crate::cmd::validate::check_bundle(&created.bundle, None)
