@@ -8,6 +8,7 @@ mod cmd;
 mod fetch;
 mod fsutil;
 mod output;
+mod yamledit;
 
 use std::process::ExitCode;
 
@@ -45,6 +46,10 @@ enum Command {
     Apply(cmd::aws::ApplyArgs),
     /// Remove what irsa created for this cluster (owned resources only).
     Destroy(cmd::aws::ApplyArgs),
+    /// Bind a service account to an IAM role in irsa.yaml (like `eksctl create iamserviceaccount`).
+    Bind(cmd::bind::BindArgs),
+    /// Remove a service account's binding from irsa.yaml.
+    Unbind(cmd::bind::UnbindArgs),
     /// Check keys, JWKS and discovery document locally and as served.
     Validate(cmd::validate::ValidateArgs),
     /// Decode or verify service-account tokens.
@@ -86,6 +91,8 @@ fn main() -> ExitCode {
         Command::Plan(a) => cmd::aws::plan(a),
         Command::Apply(a) => cmd::aws::apply(a),
         Command::Destroy(a) => cmd::aws::destroy(a),
+        Command::Bind(a) => cmd::bind::bind(a),
+        Command::Unbind(a) => cmd::bind::unbind(a),
         Command::Validate(a) => cmd::validate::run(a),
         Command::Token(c) => cmd::token::run(c),
         Command::Webhook(c) => cmd::webhook::run(c),

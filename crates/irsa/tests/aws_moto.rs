@@ -273,6 +273,121 @@ fn apply_interrupted_after_any_write_converges_on_rerun() {
 }
 
 #[test]
+fn bind_and_unbind_edit_irsa_yaml_keep_comments_and_apply() {
+    let moto = Moto::start();
+    let ctl = Ctl::new(&moto);
+    let t = tempdir();
+    let d = t.path();
+    setup(d);
+    let before = std::fs::read_to_string(d.join("irsa.yaml")).unwrap();
+    assert!(before.starts_with('#'), "init writes a header comment");
+    std::fs::write(
+        d.join("reader.json"),
+        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sqs:ReceiveMessage", "Resource": "*"}]}"#,
+    )
+    .unwrap();
+    let out = irsa_aws(
+        d,
+        &moto,
+        &[
+            "bind",
+            "-n",
+            "queue",
+            "-s",
+            "worker",
+            "--policy-arn",
+            "arn:aws:iam::aws:policy/AmazonSQSReadOnlyAccess",
+            "--policy-file",
+            "reader.json",
+            "--apply",
+            "--auto-approve",
+        ],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    let after = std::fs::read_to_string(d.join("irsa.yaml")).unwrap();
+    assert!(
+        after.starts_with(before.trim_end()),
+        "the existing text, comments included, is kept:\n{after}"
+    );
+    let cfg = irsa_core::IrsaConfig::from_yaml(&after).unwrap();
+    let b = cfg.bindings.last().unwrap();
+    assert_eq!(
+        (b.namespace.as_str(), b.service_account.as_str()),
+        ("queue", "worker")
+    );
+    assert!(b.inline_policies.contains_key("reader"));
+    // The printed ServiceAccount is a real object with the role's ARN.
+    let manifest = text
+        .split("---\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n\n").next())
+        .unwrap();
+    let sa: k8s_openapi::api::core::v1::ServiceAccount = serde_yaml::from_str(manifest).unwrap();
+    assert_eq!(sa.metadata.namespace.as_deref(), Some("queue"));
+    assert_eq!(
+        sa.metadata.annotations.unwrap()["eks.amazonaws.com/role-arn"],
+        "arn:aws:iam::123456789012:role/irsa/prod/prod-queue-worker"
+    );
+    assert!(
+        ctl.role_exists("prod-queue-worker"),
+        "--apply created the role"
+    );
+    assert_eq!(
+        irsa_aws(d, &moto, &["plan", "--detailed-exitcode"])
+            .status
+            .code(),
+        Some(0)
+    );
+
+    // Binding again with nothing new changes nothing.
+    let out = irsa_aws(
+        d,
+        &moto,
+        &["bind", "-n", "queue", "-s", "worker", "--no-plan"],
+    );
+    assert!(stdout(&out).contains("already bound"), "{}", stdout(&out));
+    assert_eq!(std::fs::read_to_string(d.join("irsa.yaml")).unwrap(), after);
+
+    let out = irsa_aws(
+        d,
+        &moto,
+        &[
+            "unbind",
+            "-n",
+            "queue",
+            "-s",
+            "worker",
+            "--apply",
+            "--auto-approve",
+        ],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        !ctl.role_exists("prod-queue-worker"),
+        "the role went with the binding"
+    );
+    assert!(ctl.role_exists("prod-app-s3-echoer"), "other roles stay");
+    assert_eq!(
+        std::fs::read_to_string(d.join("irsa.yaml"))
+            .unwrap()
+            .trim_end(),
+        before.trim_end()
+    );
+    let out = irsa_aws(
+        d,
+        &moto,
+        &["unbind", "-n", "queue", "-s", "worker", "--no-plan"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("no binding for queue/worker"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn throttled_calls_are_retried_with_backoff() {
     let moto = Moto::start();
     let t = tempdir();

@@ -1,0 +1,323 @@
+//! `irsa bind` and `irsa unbind`: edit the bindings in irsa.yaml the way
+//! `eksctl create iamserviceaccount` users expect, print the annotated
+//! ServiceAccount, then the plan (or apply it).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use irsa_core::config::{Binding, DEFAULT_AUDIENCE};
+use irsa_core::plan::role_path;
+use irsa_core::trust::partition;
+use irsa_core::IrsaConfig;
+use k8s_openapi::api::core::v1::ServiceAccount;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use crate::cmd::aws::{self, ApplyArgs, Common, PlanArgs};
+use crate::output::Format;
+use crate::{fsutil, yamledit};
+
+/// Which binding.
+#[derive(Args, Clone)]
+pub struct Target {
+    /// Namespace of the service account.
+    #[arg(short = 'n', long)]
+    pub namespace: String,
+    /// Service account name, or a pattern with `*` (e.g. `job-*`).
+    #[arg(short = 's', long = "service-account")]
+    pub service_account: String,
+}
+
+/// What to do after editing irsa.yaml.
+#[derive(Args, Clone)]
+pub struct After {
+    /// Apply the change to AWS right away (shows the plan first).
+    #[arg(long)]
+    pub apply: bool,
+    /// With --apply: do not ask for confirmation.
+    #[arg(long, requires = "apply")]
+    pub auto_approve: bool,
+    /// Only edit irsa.yaml; do not contact AWS for a plan.
+    #[arg(long, conflicts_with = "apply")]
+    pub no_plan: bool,
+}
+
+/// Arguments of `irsa bind`.
+#[derive(Args)]
+pub struct BindArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Managed policy to attach (repeatable).
+    #[arg(long = "policy-arn", value_name = "ARN")]
+    pub policy_arns: Vec<String>,
+    /// Inline policy document (JSON or YAML), named after the file (repeatable).
+    #[arg(long = "policy-file", value_name = "FILE")]
+    pub policy_files: Vec<PathBuf>,
+    /// Token audience (default sts.amazonaws.com).
+    #[arg(long)]
+    pub audience: Option<String>,
+    /// IAM role name (default {cluster}-{namespace}-{serviceAccount}).
+    #[arg(long)]
+    pub role_name: Option<String>,
+    /// Maximum session duration in seconds (3600-43200).
+    #[arg(long)]
+    pub max_session_duration: Option<u32>,
+    /// Permissions boundary policy ARN.
+    #[arg(long)]
+    pub permissions_boundary: Option<String>,
+    /// Replace the binding's policies instead of adding to them.
+    #[arg(long)]
+    pub replace: bool,
+    /// AWS account ID for the printed role ARN (default: from the credentials).
+    #[arg(long)]
+    pub account: Option<String>,
+    #[command(flatten)]
+    pub after: After,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Arguments of `irsa unbind`.
+#[derive(Args)]
+pub struct UnbindArgs {
+    #[command(flatten)]
+    pub target: Target,
+    #[command(flatten)]
+    pub after: After,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+fn read_policy(path: &Path) -> Result<(String, serde_json::Value)> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy file {}", path.display()))?;
+    let doc: serde_json::Value = serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not a JSON or YAML policy document", path.display()))?;
+    if doc.get("Statement").is_none() {
+        bail!(
+            "{} has no \"Statement\": it must be an IAM policy document ({{\"Version\": \"2012-10-17\", \"Statement\": [...]}})",
+            path.display()
+        );
+    }
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+        })
+        .with_context(|| {
+            format!(
+                "{}: the file name (without extension) names the inline policy and must be letters, digits or +=,.@_-",
+                path.display()
+            )
+        })?;
+    Ok((name, doc))
+}
+
+/// The role ARN a binding's ServiceAccount is annotated with.
+pub fn role_arn(config: &IrsaConfig, binding: &Binding, account: &str) -> String {
+    let region = config
+        .issuer
+        .s3
+        .as_ref()
+        .map_or("us-east-1", |s| s.region.as_str());
+    format!(
+        "arn:{}:iam::{account}:role{}{}",
+        partition(region),
+        role_path(&config.cluster),
+        binding.role_name(&config.cluster)
+    )
+}
+
+/// The annotated ServiceAccount for `binding`, as YAML.
+pub fn service_account_yaml(config: &IrsaConfig, binding: &Binding, account: &str) -> String {
+    let mut annotations = BTreeMap::from([(
+        "eks.amazonaws.com/role-arn".to_string(),
+        role_arn(config, binding, account),
+    )]);
+    if binding.audience() != DEFAULT_AUDIENCE {
+        annotations.insert(
+            "eks.amazonaws.com/audience".into(),
+            binding.audience().to_string(),
+        );
+    }
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(binding.service_account.clone()),
+            namespace: Some(binding.namespace.clone()),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    };
+    let mut value = serde_json::to_value(&sa).unwrap_or_default();
+    if let Some(map) = value.as_object_mut() {
+        // apiVersion and kind first, as people write them.
+        let mut ordered = serde_json::Map::new();
+        ordered.insert("apiVersion".into(), "v1".into());
+        ordered.insert("kind".into(), "ServiceAccount".into());
+        for (k, v) in std::mem::take(map) {
+            ordered.entry(k).or_insert(v);
+        }
+        *map = ordered;
+    }
+    serde_yaml::to_string(&value).unwrap_or_default()
+}
+
+fn config_path(common: &Common) -> PathBuf {
+    common.file.clone()
+}
+
+fn account_for(common: &Common, given: Option<&str>) -> Option<String> {
+    if let Some(a) = given {
+        return Some(a.to_string());
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    rt.block_on(async {
+        let aws = irsa_aws::Aws::connect(&irsa_aws::Connect {
+            profile: common.profile.clone(),
+            region: common.region.clone(),
+            parallelism: 1,
+        })
+        .await;
+        tokio::time::timeout(std::time::Duration::from_secs(10), aws.account_id())
+            .await
+            .ok()?
+            .ok()
+    })
+}
+
+fn follow_up(after: &After, common: Common) -> Result<()> {
+    if after.no_plan {
+        println!("\nNext: `irsa plan` to see the AWS changes, `irsa apply` to make them.");
+        return Ok(());
+    }
+    println!();
+    if after.apply {
+        return aws::apply(ApplyArgs {
+            common,
+            auto_approve: after.auto_approve,
+            output: Format::Text,
+        });
+    }
+    aws::plan(PlanArgs {
+        common,
+        detailed_exitcode: false,
+        output: Format::Text,
+    })
+    .context("irsa.yaml is updated, but the plan could not be computed (run `irsa plan` once AWS credentials work)")
+}
+
+/// Runs `irsa bind`.
+pub fn bind(a: BindArgs) -> Result<()> {
+    let path = config_path(&a.common);
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {}; create it with `irsa init` or pass -f",
+            path.display()
+        )
+    })?;
+    let config = IrsaConfig::from_yaml(&text).with_context(|| format!("in {}", path.display()))?;
+    let existing = config
+        .bindings
+        .iter()
+        .find(|b| {
+            b.namespace == a.target.namespace && b.service_account == a.target.service_account
+        })
+        .cloned();
+    let mut binding = match (&existing, a.replace) {
+        (Some(b), false) => b.clone(),
+        _ => Binding {
+            namespace: a.target.namespace.clone(),
+            service_account: a.target.service_account.clone(),
+            ..Binding::default()
+        },
+    };
+    for arn in &a.policy_arns {
+        if !binding.policy_arns.contains(arn) {
+            binding.policy_arns.push(arn.clone());
+        }
+    }
+    for file in &a.policy_files {
+        let (name, doc) = read_policy(file)?;
+        binding.inline_policies.insert(name, doc);
+    }
+    if let Some(v) = &a.audience {
+        binding.audience = (v != DEFAULT_AUDIENCE).then(|| v.clone());
+    }
+    if a.role_name.is_some() {
+        binding.role_name = a.role_name.clone();
+    }
+    if a.max_session_duration.is_some() {
+        binding.max_session_duration = a.max_session_duration;
+    }
+    if a.permissions_boundary.is_some() {
+        binding.permissions_boundary = a.permissions_boundary.clone();
+    }
+    if existing.as_ref() == Some(&binding) {
+        println!(
+            "{}/{} is already bound as asked; irsa.yaml unchanged.",
+            binding.namespace, binding.service_account
+        );
+    } else {
+        let (new_text, replaced) = yamledit::upsert_binding(&text, &binding)
+            .with_context(|| format!("cannot update {}", path.display()))?;
+        fsutil::write_atomic(&path, new_text.as_bytes(), fsutil::PUBLIC)?;
+        println!(
+            "{} {}: {}/{} -> IAM role {}",
+            if replaced { "Updated" } else { "Added" },
+            path.display(),
+            binding.namespace,
+            binding.service_account,
+            binding.role_name(&config.cluster)
+        );
+    }
+    if binding.service_account.contains('*') {
+        println!(
+            "\nAnnotate each matching ServiceAccount with eks.amazonaws.com/role-arn: {}",
+            role_arn(
+                &config,
+                &binding,
+                &account_for(&a.common, a.account.as_deref())
+                    .unwrap_or_else(|| "<AWS_ACCOUNT_ID>".into())
+            )
+        );
+    } else {
+        let account = if a.after.no_plan && a.account.is_none() {
+            None
+        } else {
+            account_for(&a.common, a.account.as_deref())
+        };
+        let shown = account.clone().unwrap_or_else(|| "<AWS_ACCOUNT_ID>".into());
+        println!("\nServiceAccount (kubectl apply -f -):\n---");
+        print!("{}", service_account_yaml(&config, &binding, &shown));
+        if account.is_none() {
+            println!("# replace <AWS_ACCOUNT_ID> (or pass --account)");
+        }
+    }
+    follow_up(&a.after, a.common)
+}
+
+/// Runs `irsa unbind`.
+pub fn unbind(a: UnbindArgs) -> Result<()> {
+    let path = config_path(&a.common);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let new_text = yamledit::remove_binding(&text, &a.target.namespace, &a.target.service_account)
+        .with_context(|| format!("cannot update {}", path.display()))?;
+    fsutil::write_atomic(&path, new_text.as_bytes(), fsutil::PUBLIC)?;
+    println!(
+        "Removed {}/{} from {}; `irsa apply` deletes its role (irsa-owned roles only).",
+        a.target.namespace,
+        a.target.service_account,
+        path.display()
+    );
+    follow_up(&a.after, a.common)
+}
