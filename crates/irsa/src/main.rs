@@ -50,6 +50,8 @@ enum Command {
     Bind(cmd::bind::BindArgs),
     /// Remove a service account's binding from irsa.yaml.
     Unbind(cmd::bind::UnbindArgs),
+    /// Write the AWS resources as Terraform (JSON syntax) or CloudFormation.
+    Export(cmd::export::ExportArgs),
     /// Check keys, JWKS and discovery document locally and as served.
     Validate(cmd::validate::ValidateArgs),
     /// Decode or verify service-account tokens.
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
         Command::Destroy(a) => cmd::aws::destroy(a),
         Command::Bind(a) => cmd::bind::bind(a),
         Command::Unbind(a) => cmd::bind::unbind(a),
+        Command::Export(a) => cmd::export::run(a),
         Command::Validate(a) => cmd::validate::run(a),
         Command::Token(c) => cmd::token::run(c),
         Command::Webhook(c) => cmd::webhook::run(c),

@@ -471,3 +471,134 @@ fn demo_creates_a_new_directory_each_time() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(listing(&d.join("full")), ["x"]);
 }
+
+#[test]
+fn export_terraform_and_cloudformation_match_the_plan() {
+    let t = tempdir();
+    let d = t.path();
+    let out = run_in(
+        d,
+        &[
+            "init",
+            "--cluster",
+            "prod",
+            "--bucket",
+            "acme-oidc",
+            "--region",
+            "eu-west-1",
+            "--prefix",
+            "prod",
+            "--dir",
+            ".",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let yaml = std::fs::read_to_string(d.join("irsa.yaml")).unwrap().replace(
+        "bindings: []",
+        "bindings:\n- namespace: app\n  serviceAccount: s3-echoer\n  policyArns: [arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess]\n  inlinePolicies:\n    own-prefix: {Version: '2012-10-17', Statement: [{Effect: Allow, Action: 's3:GetObject', Resource: 'arn:aws:s3:::data/${aws:PrincipalTag/team}/*'}]}\n- namespace: batch\n  serviceAccount: 'job-*'\n  audience: batch.example.com\n",
+    );
+    std::fs::write(d.join("irsa.yaml"), &yaml).unwrap();
+    let cfg = irsa_core::IrsaConfig::from_yaml(&yaml).unwrap();
+    let host = "acme-oidc.s3.eu-west-1.amazonaws.com/prod";
+
+    // CloudFormation: literal condition keys, the provider by GetAtt.
+    let out = run_in(d, &["export", "cloudformation"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("aws s3 cp")
+            && stderr(&out).contains("--content-type application/json"),
+        "says how to upload the documents: {}",
+        stderr(&out)
+    );
+    let cfn = json(&out.stdout);
+    let res = &cfn["Resources"];
+    assert_eq!(
+        res["OidcProvider"]["Properties"]["Url"],
+        format!("https://{host}")
+    );
+    let ids = res["OidcProvider"]["Properties"]["ClientIdList"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        ids.len(),
+        2,
+        "sts.amazonaws.com and batch.example.com: {ids:?}"
+    );
+    for (binding, logical) in cfg
+        .bindings
+        .iter()
+        .zip(["RoleProdAppS3Echoer", "RoleProdBatchJobAny"])
+    {
+        let role = &res[logical]["Properties"];
+        assert_eq!(role["RoleName"], binding.role_name("prod"));
+        assert_eq!(role["Path"], "/irsa/prod/");
+        let mut expected =
+            irsa_core::trust::trust_policy("aws", "000000000000", &cfg.issuer.url, binding);
+        expected["Statement"][0]["Principal"]["Federated"] =
+            serde_json::json!({"Fn::GetAtt": ["OidcProvider", "Arn"]});
+        assert_eq!(role["AssumeRolePolicyDocument"], expected, "{logical}");
+        let cond = role["AssumeRolePolicyDocument"]["Statement"][0]["Condition"].to_string();
+        assert!(
+            cond.contains(&format!("\"{host}:sub\"")) && !cond.contains("https://"),
+            "{cond}"
+        );
+    }
+    assert_eq!(
+        res["RoleProdAppS3Echoer"]["Properties"]["ManagedPolicyArns"][0],
+        "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess"
+    );
+    let statement = &res["IssuerBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"][0];
+    assert_eq!(statement["Action"], "s3:GetObject");
+    assert_eq!(
+        statement["Resource"].as_array().unwrap().len(),
+        2,
+        "the two documents only"
+    );
+    assert_eq!(
+        res["IssuerBucket"]["Properties"]["PublicAccessBlockConfiguration"]["BlockPublicAcls"],
+        true
+    );
+
+    // Terraform JSON: the same trust policy once the reference is resolved;
+    // IAM policy variables escaped from Terraform's templates.
+    let out = run_in(d, &["export", "terraform", "-o", "irsa.tf.json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let again = run_in(d, &["export", "terraform", "-o", "irsa.tf.json"]);
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "never overwrites without --force"
+    );
+    let tf = json(&std::fs::read(d.join("irsa.tf.json")).unwrap());
+    let r = &tf["resource"];
+    let role = &r["aws_iam_role"]["role_prod_app_s3_echoer"];
+    let arn = format!("arn:aws:iam::000000000000:oidc-provider/{host}");
+    let trust: serde_json::Value = serde_json::from_str(
+        &role["assume_role_policy"]
+            .as_str()
+            .unwrap()
+            .replace("${aws_iam_openid_connect_provider.irsa.arn}", &arn),
+    )
+    .unwrap();
+    assert_eq!(
+        trust,
+        irsa_core::trust::trust_policy("aws", "000000000000", &cfg.issuer.url, &cfg.bindings[0])
+    );
+    let inline = r["aws_iam_role_policy"]["role_prod_app_s3_echoer_own_prefix"]["policy"]
+        .as_str()
+        .unwrap();
+    assert!(inline.contains("$${aws:PrincipalTag/team}"), "{inline}");
+    assert_eq!(
+        r["aws_s3_object"]["jwks"]["content"].as_str().unwrap(),
+        std::fs::read_to_string(d.join("issuer/openid/v1/jwks")).unwrap(),
+        "the JWKS uploaded is the one irsa renders"
+    );
+    assert_eq!(
+        r["aws_s3_object"]["jwks"]["content_type"],
+        "application/json"
+    );
+    assert_eq!(
+        r["aws_iam_role_policy_attachment"]["role_prod_app_s3_echoer_0"]["role"],
+        "${aws_iam_role.role_prod_app_s3_echoer.name}"
+    );
+}

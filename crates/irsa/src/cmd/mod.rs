@@ -3,6 +3,7 @@
 pub mod aws;
 pub mod bind;
 pub mod docs;
+pub mod export;
 pub mod init;
 pub mod keys;
 pub mod token;
