@@ -1,6 +1,7 @@
 //! One module per subcommand; each is a thin layer over `irsa-core`.
 
 pub mod aws;
+pub mod cluster;
 pub mod docs;
 pub mod init;
 pub mod keys;
