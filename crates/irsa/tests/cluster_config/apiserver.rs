@@ -73,6 +73,39 @@ fn forge(key: &PrivateKey, issuer: &str, uid: &str) -> String {
     jwt::sign(key, Algorithm::RS256, &claims).expect("signs")
 }
 
+/// One bed at a time in this binary (each costs ~250 MB and a CPU for seconds).
+static BED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Creates namespace NS and ServiceAccount SA, returning the SA's uid.
+async fn service_account(client: &kube::Client) -> String {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(NS.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), NS);
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(SA.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    sas.create(&PostParams::default(), &sa)
+        .await
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap()
+}
+
 /// The service-account flags kube-apiserver really runs with.
 fn running_flags(bed: &Testbed) -> Vec<String> {
     let env = std::fs::read_to_string(bed.workdir.join("env")).unwrap();
@@ -92,6 +125,7 @@ fn running_flags(bed: &Testbed) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flags_run_a_real_apiserver_whose_tokens_verify_with_the_rendered_jwks() {
+    let _one_bed = BED.lock().await;
     let t = tempdir();
     let d = t.path();
     let b = bundle(d, true);
@@ -168,33 +202,7 @@ async fn flags_run_a_real_apiserver_whose_tokens_verify_with_the_rendered_jwks()
     );
 
     let client = bed.client().await;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(NS.into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), NS);
-    let sa = ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some(SA.into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let uid = sas
-        .create(&PostParams::default(), &sa)
-        .await
-        .unwrap()
-        .metadata
-        .uid
-        .unwrap();
+    let uid = service_account(&client).await;
 
     // 1. A token for STS verifies with the JWKS irsa rendered, as `irsa token verify` checks it.
     let token = token_request(&client, &["sts.amazonaws.com"]).await;
@@ -267,5 +275,66 @@ async fn flags_run_a_real_apiserver_whose_tokens_verify_with_the_rendered_jwks()
     let claims = jwt::decode(&default_token).unwrap().claims;
     assert_eq!(claims["aud"], json!([ISSUER, OLD_ISSUER]));
     assert_eq!(authenticated(&client, &default_token).await, Some(user));
+    drop(bed);
+}
+
+/// The kubeadm choice, on a real apiserver: one `--service-account-key-file`
+/// naming the PEM bundle makes kube-apiserver verify with every key in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubeadm_key_bundle_is_read_whole_by_kube_apiserver() {
+    let _one_bed = BED.lock().await;
+    let t = tempdir();
+    let d = t.path();
+    let b = bundle(d, true);
+    let out = d.join("kubeadm");
+    let pki = out.join("pki");
+    ok(
+        &b,
+        &[
+            "--flavour",
+            "kubeadm",
+            "-o",
+            out.to_str().unwrap(),
+            "--key-dir",
+            pki.to_str().unwrap(),
+        ],
+    );
+    let config: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(out.join("kubeadm-config.yaml")).unwrap())
+            .unwrap();
+    let arg = |name: &str| {
+        config["apiServer"]["extraArgs"][name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name}"))
+            .to_string()
+    };
+    let env = [
+        ("SA_ISSUER", arg("service-account-issuer")),
+        ("SA_KEY_FILES", arg("service-account-key-file")),
+        ("SA_SIGNING_KEY", arg("service-account-signing-key-file")),
+        ("API_AUDIENCES", arg("api-audiences")),
+    ];
+    assert!(
+        !env[1].1.contains(','),
+        "one file, not a list: {}",
+        env[1].1
+    );
+    let Some(bed) = Testbed::start_with(d, &env) else {
+        return;
+    };
+    let client = bed.client().await;
+    let uid = service_account(&client).await;
+    let user = Some(format!("system:serviceaccount:{NS}:{SA}"));
+    for key in ["keys/sa-signer.key", "keys/next.key"] {
+        let key = parse_private_key(&std::fs::read(b.path(key)).unwrap()).unwrap();
+        assert_eq!(
+            authenticated(&client, &forge(&key, ISSUER, &uid)).await,
+            user,
+            "a key in the bundle is not used for verification"
+        );
+    }
+    let token = token_request(&client, &["sts.amazonaws.com"]).await;
+    let header = jwt::decode(&token).unwrap().header;
+    assert_eq!(header["kid"], b.active_kid.as_str());
     drop(bed);
 }
