@@ -194,6 +194,11 @@ fn bad_input_names_the_problem_and_the_fix() {
         err.contains("-o DIR") && err.contains("--include-private-key"),
         "{err}"
     );
+    let err = fails(
+        &b,
+        &["--flavour", "vks", "--namespace", "ns", "--output", "json"],
+    );
+    assert!(err.contains("--include-private-key"), "{err}");
     let err = fails(&b, &["--flavour", "talos"]);
     assert!(err.contains("--include-private-key"), "{err}");
 

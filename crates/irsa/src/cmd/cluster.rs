@@ -16,6 +16,7 @@ use irsa_core::parse::parse_private_key;
 
 use crate::bundle::{Bundle, CONFIG_FILE};
 use crate::fsutil;
+use crate::output::Format;
 
 /// Cluster commands.
 #[derive(Subcommand)]
@@ -111,6 +112,15 @@ pub struct ConfigArgs {
     /// kind: directory on this machine holding the key files, mounted into the node [default with -o: DIR/pki].
     #[arg(long, value_name = "DIR", help_heading = "Cluster")]
     pub host_key_dir: Option<PathBuf>,
+    /// Output format on stdout (json: documents, key file names and notes in one object).
+    #[arg(
+        long,
+        value_enum,
+        default_value_t,
+        conflicts_with = "out_dir",
+        help_heading = "Output"
+    )]
+    pub output: Format,
 }
 
 /// Runs a cluster subcommand.
@@ -218,6 +228,10 @@ fn print(a: &ConfigArgs, bundle: &Bundle, r: &Rendered) -> Result<()> {
             );
         }
     }
+    if a.output == Format::Json {
+        println!("{}", to_json(bundle, r));
+        return Ok(());
+    }
     let all_text = r.documents.iter().all(|d| d.format == DocFormat::Text);
     let mut out = String::new();
     for (i, d) in r.documents.iter().enumerate() {
@@ -253,6 +267,42 @@ fn print(a: &ConfigArgs, bundle: &Bundle, r: &Rendered) -> Result<()> {
         eprintln!("  - {note}");
     }
     Ok(())
+}
+
+/// Everything rendered as one JSON object (private content only reaches
+/// here with --include-private-key).
+fn to_json(bundle: &Bundle, r: &Rendered) -> String {
+    let documents: Vec<serde_json::Value> = r
+        .documents
+        .iter()
+        .map(|d| {
+            let format = match d.format {
+                DocFormat::Yaml => "yaml",
+                DocFormat::Json => "json",
+                DocFormat::Text => "text",
+            };
+            serde_json::json!({
+                "file": d.file_name, "title": d.title, "format": format,
+                "private": d.private, "content": d.content.as_str(),
+            })
+        })
+        .collect();
+    let node_files: Vec<serde_json::Value> = r
+        .node_files
+        .iter()
+        .map(|f| {
+            let sources: Vec<String> = f
+                .sources
+                .iter()
+                .map(|s| bundle.resolve(s).display().to_string())
+                .collect();
+            serde_json::json!({"name": f.name, "private": f.private, "sources": sources})
+        })
+        .collect();
+    let value = serde_json::json!({
+        "documents": documents, "keyDir": r.key_dir, "keyFiles": node_files, "notes": r.notes,
+    });
+    serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
 fn notes_text(a: &ConfigArgs, bundle: &Bundle, inputs: &Inputs, r: &Rendered) -> String {

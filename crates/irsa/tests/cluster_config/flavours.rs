@@ -288,6 +288,16 @@ fn k3s_and_rke2_config_entries() {
         ["service-account-private-key-file=/etc/rancher/k3s/irsa/sa-signer.key"]
     );
     assert!(k3s.apiserver_mounts.is_empty());
+    // --output json carries the same document, the key file names and the notes.
+    let j = json(ok(&b, &["--flavour", "k3s", "--output", "json"]).as_bytes());
+    assert_eq!(j["documents"][0]["file"], "k3s-config.yaml");
+    let same: RancherConfig =
+        serde_yaml::from_str(j["documents"][0]["content"].as_str().unwrap()).unwrap();
+    assert_eq!(same.apiserver, k3s.apiserver);
+    assert_eq!(j["keyDir"], "/etc/rancher/k3s/irsa");
+    assert_eq!(j["keyFiles"][0]["name"], "sa-signer.key");
+    assert_eq!(j["keyFiles"][0]["private"], true);
+    assert!(j["keyFiles"][0].get("content").is_none(), "no key material");
     let rke2: RancherConfig = serde_yaml::from_str(&ok(
         &b,
         &["--flavour", "rke2", "--key-dir", "/var/lib/irsa"],
