@@ -202,6 +202,26 @@ fn bad_input_names_the_problem_and_the_fix() {
     let err = fails(&b, &["--flavour", "talos"]);
     assert!(err.contains("--include-private-key"), "{err}");
 
+    let copy = b.dir.join("other.yaml");
+    std::fs::copy(b.path("irsa.yaml"), &copy).unwrap();
+    let out = run_in(
+        &b.dir,
+        &[
+            "cluster",
+            "config",
+            "--flavour",
+            "flags",
+            "-f",
+            copy.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("pass -f DIR/irsa.yaml"),
+        "{}",
+        stderr(&out)
+    );
+
     let err = fails(&b, &["--flavour", "flags", "--key-dir", "pki/irsa"]);
     assert!(err.contains("not absolute"), "{err}");
     let err = fails(&b, &["--flavour", "kind"]);

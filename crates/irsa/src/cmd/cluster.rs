@@ -210,6 +210,12 @@ fn inputs(a: &ConfigArgs, bundle: &Bundle) -> Result<Inputs> {
 }
 
 fn config(a: ConfigArgs) -> Result<()> {
+    if a.file.file_name().and_then(|n| n.to_str()) != Some(CONFIG_FILE) {
+        bail!(
+            "-f {}: irsa reads the bundle's {CONFIG_FILE} (key paths in it are relative to its directory): pass -f DIR/{CONFIG_FILE}",
+            a.file.display()
+        );
+    }
     let bundle = Bundle::load(&bundle_dir(&a.file))?;
     let inputs = inputs(&a, &bundle)?;
     let rendered = cluster::render(&inputs)?;
