@@ -1,9 +1,11 @@
 //! Pure logic of irsa: keys and their `kid`, JWKS and discovery documents,
 //! issuer URLs, JWT decoding and verification, the `irsa.yaml` model and
-//! the issuer-bundle checks. No network, no async, no file system.
+//! the issuer-bundle checks, and the cluster configuration each kind of
+//! cluster needs (`cluster`). No network, no async, no file system.
 
 pub mod b64;
 pub mod checks;
+pub mod cluster;
 pub mod config;
 pub mod discovery;
 pub mod issuer;

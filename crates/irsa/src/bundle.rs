@@ -56,6 +56,23 @@ pub fn render(config: &IrsaConfig, keys: &[(PublicKey, Algorithm)]) -> Documents
 }
 
 impl Bundle {
+    /// Reads the bundle whose config `-f` names: it must be a file called
+    /// `irsa.yaml`, since key paths inside it are relative to its directory.
+    pub fn load_file(file: &Path) -> Result<Self> {
+        if file.file_name().and_then(|n| n.to_str()) != Some(CONFIG_FILE) {
+            anyhow::bail!(
+                "-f {}: irsa reads the bundle's {CONFIG_FILE} (key paths in it are relative to its directory): pass -f DIR/{CONFIG_FILE}",
+                file.display()
+            );
+        }
+        let dir = file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."));
+        Self::load(&dir)
+    }
+
     /// Reads `DIR/irsa.yaml`.
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(CONFIG_FILE);

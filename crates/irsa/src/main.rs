@@ -60,6 +60,9 @@ enum Command {
     /// The pod identity webhook: serve, certificates, install manifests.
     #[command(subcommand)]
     Webhook(cmd::webhook::WebhookCommand),
+    /// Cluster side: what each kind of cluster needs for the issuer.
+    #[command(subcommand)]
+    Cluster(cmd::cluster::ClusterCommand),
 }
 
 /// An error that maps to exit code 1 (a check failed, already reported).
@@ -99,6 +102,7 @@ fn main() -> ExitCode {
         Command::Validate(a) => cmd::validate::run(a),
         Command::Token(c) => cmd::token::run(c),
         Command::Webhook(c) => cmd::webhook::run(c),
+        Command::Cluster(c) => cmd::cluster::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -86,13 +86,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 async fn load(c: &Common) -> Result<Context_> {
-    let dir = c
-        .file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let bundle = Bundle::load(&dir)?;
+    let bundle = Bundle::load_file(&c.file)?;
     let docs = bundle.render()?;
     let region = c
         .region

@@ -288,13 +288,7 @@ pub fn cloudformation(desired: &Desired) -> Value {
 
 /// Runs `irsa export`.
 pub fn run(a: ExportArgs) -> Result<()> {
-    let dir = a
-        .file
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let bundle = Bundle::load(&dir)?;
+    let bundle = Bundle::load_file(&a.file)?;
     let desired = desired(&bundle)?;
     let doc = match a.target {
         Target::Terraform => terraform(&desired),

@@ -2,6 +2,7 @@
 
 pub mod aws;
 pub mod bind;
+pub mod cluster;
 pub mod docs;
 pub mod export;
 pub mod init;

@@ -32,6 +32,20 @@ impl Testbed {
         public_key: &Path,
         issuer: &str,
     ) -> Option<Self> {
+        Self::start_with(
+            workdir,
+            &[
+                ("SA_SIGNING_KEY", private_key.display().to_string()),
+                ("SA_KEY_FILES", public_key.display().to_string()),
+                ("SA_ISSUER", issuer.to_string()),
+            ],
+        )
+    }
+
+    /// Starts a bed with `env` for start.sh (SA_SIGNING_KEY, SA_KEY_FILES,
+    /// SA_ISSUER, API_AUDIENCES, EXTRA_APISERVER_ARGS, ...), or returns None
+    /// (skip) when the bed is not available and not required.
+    pub fn start_with(workdir: &Path, env: &[(&str, String)]) -> Option<Self> {
         let Some(dir) = locate() else {
             let required = std::env::var("IRSA_REQUIRE_TESTBED").is_ok_and(|v| v == "1");
             assert!(
@@ -45,9 +59,7 @@ impl Testbed {
         let bed = workdir.join("bed");
         let out = Command::new(&script)
             .arg(&bed)
-            .env("SA_SIGNING_KEY", private_key)
-            .env("SA_KEY_FILES", public_key)
-            .env("SA_ISSUER", issuer)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .output()
             .expect("start.sh runs");
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
