@@ -447,6 +447,48 @@ impl Aws {
         Ok(out)
     }
 
+    /// The IAM OIDC provider for `host_path`, if there is one.
+    pub async fn find_provider(&self, host_path: &str) -> Result<Option<ActualProvider>, AwsError> {
+        self.read();
+        let providers = self
+            .iam
+            .list_open_id_connect_providers()
+            .send()
+            .await
+            .map_err(|e| call_err("iam:ListOpenIDConnectProviders", e))?;
+        let suffix = format!(":oidc-provider/{host_path}");
+        let Some(arn) = providers
+            .open_id_connect_provider_list()
+            .iter()
+            .filter_map(|p| p.arn())
+            .find(|a| a.ends_with(&suffix))
+        else {
+            return Ok(None);
+        };
+        self.read();
+        let p = self
+            .iam
+            .get_open_id_connect_provider()
+            .open_id_connect_provider_arn(arn)
+            .send()
+            .await
+            .map_err(|e| call_err("iam:GetOpenIDConnectProvider", e))?;
+        Ok(Some(ActualProvider {
+            arn: arn.to_string(),
+            client_ids: p.client_id_list().iter().cloned().collect(),
+            tags: p
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect(),
+        }))
+    }
+
+    /// One role with its trust policy, policies and tags, if it exists.
+    pub async fn role(&self, name: &str) -> Result<Option<ActualRole>, AwsError> {
+        self.read_role(name).await
+    }
+
     async fn read_role(&self, name: &str) -> Result<Option<ActualRole>, AwsError> {
         self.read();
         let role = match self.iam.get_role().role_name(name).send().await {

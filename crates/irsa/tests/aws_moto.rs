@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 
 use common::faults;
-use common::moto::Moto;
+use common::moto::{Ctl, Moto};
 use common::*;
 use serde_json::Value;
 
@@ -416,103 +416,4 @@ fn throttled_calls_are_retried_with_backoff() {
             .code(),
         Some(0)
     );
-}
-
-/// Out-of-band changes and checks, made with Python boto3 (installed with moto),
-/// an implementation independent of irsa.
-struct Ctl {
-    endpoint: String,
-}
-
-impl Ctl {
-    fn new(moto: &Moto) -> Self {
-        Self {
-            endpoint: moto.endpoint.clone(),
-        }
-    }
-
-    fn py(&self, code: &str) -> String {
-        let script = format!(
-            "import boto3, json, sys\nkw = dict(endpoint_url='{}', region_name='eu-west-1', aws_access_key_id='testing', aws_secret_access_key='testing')\ns3 = boto3.client('s3', **kw)\niam = boto3.client('iam', **kw)\n{code}\n",
-            self.endpoint
-        );
-        let out = std::process::Command::new("python3")
-            .arg("-c")
-            .arg(&script)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "python: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    /// Forgets every resource: a fresh account.
-    fn reset(&self) {
-        self.py(&format!(
-            "import urllib.request\nurllib.request.urlopen(urllib.request.Request('{}/moto-api/reset', method='POST')).read()",
-            self.endpoint
-        ));
-    }
-
-    /// Every bucket (with objects and tags), OIDC provider and role (with
-    /// tags and policies) in the account, as one comparable text.
-    fn inventory(&self) -> String {
-        self.py(
-            "out = {}\nfor b in s3.list_buckets()['Buckets']:\n    n = b['Name']\n    objs = sorted(o['Key'] for o in s3.list_objects_v2(Bucket=n).get('Contents', []))\n    tags = s3.get_bucket_tagging(Bucket=n)['TagSet']\n    out['s3:' + n] = [objs, sorted((t['Key'], t['Value']) for t in tags), s3.get_bucket_policy(Bucket=n)['Policy']]\nfor p in iam.list_open_id_connect_providers()['OpenIDConnectProviderList']:\n    d = iam.get_open_id_connect_provider(OpenIDConnectProviderArn=p['Arn'])\n    out['oidc:' + p['Arn']] = [sorted(d['ClientIDList']), sorted((t['Key'], t['Value']) for t in d.get('Tags', []))]\nfor r in iam.list_roles()['Roles']:\n    n = r['RoleName']\n    out['role:' + n] = [r['Path'], sorted(p['PolicyArn'] for p in iam.list_attached_role_policies(RoleName=n)['AttachedPolicies']), sorted(iam.list_role_policies(RoleName=n)['PolicyNames']), sorted((t['Key'], t['Value']) for t in iam.list_role_tags(RoleName=n)['Tags'])]\nprint(json.dumps(out, sort_keys=True))",
-        )
-    }
-
-    fn put_object(&self, bucket: &str, key: &str, body: &str) {
-        self.py(&format!("s3.put_object(Bucket='{bucket}', Key='{key}', Body={body:?}, ContentType='application/json')"));
-    }
-
-    fn foreign_trust(&self) -> String {
-        r#"{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}"#.to_string()
-    }
-
-    fn iam(&self, args: &[&str]) {
-        match args[0] {
-            "detach-role-policy" => self.py(&format!(
-                "iam.detach_role_policy(RoleName='{}', PolicyArn='{}')",
-                args[1], args[2]
-            )),
-            "create-role" => self.py(&format!(
-                "iam.create_role(RoleName='{}', AssumeRolePolicyDocument={:?})",
-                args[1],
-                self.foreign_trust()
-            )),
-            other => panic!("unknown {other}"),
-        };
-    }
-
-    fn role_trust(&self, name: &str) -> String {
-        let doc = self.py(&format!("print(json.dumps(iam.get_role(RoleName='{name}')['Role']['AssumeRolePolicyDocument']))"));
-        let v: Value = serde_json::from_str(&doc).unwrap();
-        let v = if let Value::String(s) = v {
-            serde_json::from_str(&s).unwrap()
-        } else {
-            v
-        };
-        let expected: Value = serde_json::from_str(&self.foreign_trust()).unwrap();
-        if v == expected {
-            self.foreign_trust()
-        } else {
-            v.to_string()
-        }
-    }
-
-    fn role_exists(&self, name: &str) -> bool {
-        self.py(&format!(
-            "print(any(r['RoleName'] == '{name}' for r in iam.list_roles()['Roles']))"
-        )) == "True"
-    }
-
-    fn bucket_exists(&self, name: &str) -> bool {
-        self.py(&format!(
-            "print(any(b['Name'] == '{name}' for b in s3.list_buckets()['Buckets']))"
-        )) == "True"
-    }
 }

@@ -4,6 +4,7 @@ pub mod aws;
 pub mod bind;
 pub mod cluster;
 pub mod docs;
+pub mod doctor;
 pub mod export;
 pub mod init;
 pub mod keys;

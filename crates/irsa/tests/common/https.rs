@@ -20,6 +20,8 @@ pub struct Behaviour {
     pub content_type: String,
     /// Paths (with leading '/') answered with a 302 to '/elsewhere'.
     pub redirect: Vec<String>,
+    /// Paths (with leading '/') answered 403, like a private S3 object.
+    pub forbidden: Vec<String>,
 }
 
 impl Default for Behaviour {
@@ -27,6 +29,7 @@ impl Default for Behaviour {
         Self {
             content_type: "application/json".into(),
             redirect: Vec::new(),
+            forbidden: Vec::new(),
         }
     }
 }
@@ -109,6 +112,15 @@ fn answer(root: &std::path::Path, b: &Behaviour, path: &str) -> Response<Full<By
             .status(302)
             .header("location", "/elsewhere")
             .body(Full::new(Bytes::new()))
+            .unwrap();
+    }
+    if b.forbidden.iter().any(|r| r == path) {
+        return Response::builder()
+            .status(403)
+            .header("content-type", "application/xml")
+            .body(Full::new(Bytes::from_static(
+                b"<Error><Code>AccessDenied</Code></Error>",
+            )))
             .unwrap();
     }
     let rel = path.trim_start_matches('/');

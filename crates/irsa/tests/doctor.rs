@@ -1,0 +1,402 @@
+//! `irsa doctor` against a real setup: the issuer's documents served over
+//! HTTPS (rustls, test CA) on 127.0.0.1, IAM and STS from moto after a
+//! real `irsa apply`, and for the cluster links the real kube-apiserver of
+//! the test bed. Each fault of the seeds' troubleshooting pages is
+//! injected and must be diagnosed as the right link with a fix.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Output;
+
+use common::https::{serve, Server};
+use common::moto::{Ctl, Moto};
+use common::*;
+use serde_json::{json, Value};
+
+const HOST: &str = "oidc.irsa.test";
+const ROLE: &str = "arn:aws:iam::123456789012:role/irsa/prod/prod-app-s3-echoer";
+
+struct Setup {
+    _t: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    server: Server,
+    moto: Moto,
+}
+
+fn issuer() -> String {
+    format!("https://{HOST}/prod")
+}
+
+fn setup() -> Setup {
+    let t = tempdir();
+    let d = t.path().to_path_buf();
+    let out = run_in(
+        &d,
+        &[
+            "init",
+            "--cluster",
+            "prod",
+            "--issuer",
+            &issuer(),
+            "--dir",
+            "b",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let yaml = fs::read_to_string(d.join("b/irsa.yaml")).unwrap().replace(
+        "bindings: []",
+        "bindings:\n- namespace: app\n  serviceAccount: s3-echoer\n",
+    );
+    fs::write(d.join("b/irsa.yaml"), yaml).unwrap();
+    let site = d.join("site");
+    fs::create_dir_all(&site).unwrap();
+    std::os::unix::fs::symlink(d.join("b/issuer"), site.join("prod")).unwrap();
+    let server = serve(site, &[HOST]);
+    fs::write(d.join("ca.pem"), &server.ca_pem).unwrap();
+    let moto = Moto::start();
+    let out = with_moto(&moto, &d, &["apply", "-f", "b/irsa.yaml", "--auto-approve"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    Setup {
+        _t: t,
+        dir: d,
+        server,
+        moto,
+    }
+}
+
+fn with_moto(moto: &Moto, dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = irsa();
+    cmd.current_dir(dir).args(args);
+    for (k, v) in moto.env() {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A token as kube-apiserver would issue it, signed with `key_file`.
+fn token(s: &Setup, key_file: &str, claims: Value) -> String {
+    let key =
+        irsa_core::parse::parse_private_key(&fs::read(s.dir.join(key_file)).unwrap()).unwrap();
+    let mut full = json!({"iss": issuer(), "sub": "system:serviceaccount:app:s3-echoer",
+        "aud": ["sts.amazonaws.com"], "iat": now(), "nbf": now(), "exp": now() + 3600});
+    for (k, v) in claims.as_object().unwrap() {
+        full[k] = v.clone();
+    }
+    let jwt = irsa_core::jwt::sign(&key, irsa_core::Algorithm::RS256, &full).unwrap();
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = s.dir.join(format!("token-{n}.jwt"));
+    fs::write(&path, &jwt).unwrap();
+    path.display().to_string()
+}
+
+/// Runs doctor in token mode; returns the exit code and the failed check names with details.
+fn doctor(
+    s: &Setup,
+    token_file: &str,
+    extra: &[&str],
+) -> (Option<i32>, Vec<(String, String, String)>) {
+    let resolve = format!("{HOST}={}", s.server.addr);
+    let mut args = vec![
+        "doctor",
+        "-f",
+        "b/irsa.yaml",
+        "--token",
+        token_file,
+        "--role-arn",
+        ROLE,
+        "--ca-cert",
+        "ca.pem",
+        "--resolve",
+        &resolve,
+        "--output",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    let out = with_moto(&s.moto, &s.dir, &args);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
+    let failed = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["status"] == "fail")
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["detail"].as_str().unwrap().to_string(),
+                c["fix"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    (out.status.code(), failed)
+}
+
+fn names(failed: &[(String, String, String)]) -> Vec<&str> {
+    failed.iter().map(|f| f.0.as_str()).collect()
+}
+
+#[test]
+fn every_fault_is_diagnosed_at_its_link_with_a_fix() {
+    let s = setup();
+    let ctl = Ctl::new(&s.moto);
+    let key = "b/keys/sa-signer.key";
+
+    // Healthy chain, STS included.
+    let good = token(&s, key, json!({}));
+    let (code, failed) = doctor(&s, &good, &["--assume"]);
+    assert_eq!((code, failed.clone()), (Some(0), vec![]), "healthy");
+
+    // Expired token.
+    let t = token(
+        &s,
+        key,
+        json!({"iat": now() - 7200, "nbf": now() - 7200, "exp": now() - 3600}),
+    );
+    let (code, failed) = doctor(&s, &t, &[]);
+    assert_eq!(code, Some(1));
+    assert!(names(&failed).contains(&"token: not expired"), "{failed:?}");
+
+    // The apiserver's issuer has a trailing slash.
+    let t = token(&s, key, json!({"iss": format!("{}/", issuer())}));
+    let (_, failed) = doctor(&s, &t, &[]);
+    let iss = failed
+        .iter()
+        .find(|f| f.0 == "token: iss is the configured issuer")
+        .unwrap_or_else(|| panic!("{failed:?}"));
+    assert!(
+        iss.1.contains("trailing slash") && iss.2.contains("--service-account-issuer"),
+        "{iss:?}"
+    );
+
+    // Wrong namespace in sub: the trust policy does not admit it.
+    let t = token(
+        &s,
+        key,
+        json!({"sub": "system:serviceaccount:default:s3-echoer"}),
+    );
+    let (_, failed) = doctor(&s, &t, &[]);
+    assert_eq!(
+        names(&failed),
+        ["iam: trust policy admits the token"],
+        "{failed:?}"
+    );
+    assert!(
+        failed[0].1.contains("system:serviceaccount:app:s3-echoer"),
+        "{failed:?}"
+    );
+
+    // A key the JWKS does not have (missing kid).
+    let out = run_in(
+        &s.dir,
+        &[
+            "keys",
+            "generate",
+            "--private-key",
+            "other.key",
+            "--public-key",
+            "other.pub",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let t = token(&s, "other.key", json!({}));
+    let (_, failed) = doctor(&s, &t, &[]);
+    assert_eq!(
+        names(&failed),
+        ["jwks: token kid published and signature verifies"],
+        "{failed:?}"
+    );
+    assert!(failed[0].2.contains("irsa apply"), "{failed:?}");
+
+    // Audience the provider does not list.
+    let t = token(&s, key, json!({"aud": ["api.example.com"]}));
+    let (_, failed) = doctor(&s, &t, &[]);
+    assert!(
+        names(&failed).contains(&"iam: provider client IDs"),
+        "{failed:?}"
+    );
+
+    // Wrong Content-Type on the documents.
+    s.server.behaviour.lock().unwrap().content_type = "binary/octet-stream".into();
+    let (_, failed) = doctor(&s, &good, &[]);
+    assert_eq!(
+        names(&failed),
+        [
+            "discovery: Content-Type application/json",
+            "jwks: Content-Type application/json"
+        ]
+    );
+    s.server.behaviour.lock().unwrap().content_type = "application/json".into();
+
+    // Documents not public (403 as from a private S3 object).
+    s.server
+        .behaviour
+        .lock()
+        .unwrap()
+        .forbidden
+        .push("/prod/.well-known/openid-configuration".into());
+    let (_, failed) = doctor(&s, &good, &[]);
+    assert_eq!(
+        names(&failed),
+        ["discovery: reachable over HTTPS"],
+        "{failed:?}"
+    );
+    assert!(failed[0].2.contains("bucket policy"), "{failed:?}");
+    s.server.behaviour.lock().unwrap().forbidden.clear();
+
+    // Stale JWKS: the served one predates the current key.
+    let jwks = s.dir.join("b/issuer/openid/v1/jwks");
+    let current = fs::read_to_string(&jwks).unwrap();
+    let out = run_in(&s.dir, &["jwks", "other.pub"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    fs::write(&jwks, &out.stdout).unwrap();
+    let (_, failed) = doctor(&s, &good, &[]);
+    assert_eq!(
+        names(&failed),
+        ["jwks: token kid published and signature verifies"],
+        "{failed:?}"
+    );
+    fs::write(&jwks, current).unwrap();
+
+    // `https://` in the trust policy's condition keys.
+    let host_path = format!("{HOST}/prod");
+    ctl.py(&format!(
+        "doc = json.loads(json.dumps(iam.get_role(RoleName='prod-app-s3-echoer')['Role']['AssumeRolePolicyDocument']))\nif isinstance(doc, str): doc = json.loads(doc)\ntext = json.dumps(doc).replace('\"{host_path}:sub\"', '\"https://{host_path}:sub\"')\niam.update_assume_role_policy(RoleName='prod-app-s3-echoer', PolicyDocument=text)"
+    ));
+    let (_, failed) = doctor(&s, &good, &[]);
+    assert_eq!(
+        names(&failed),
+        ["iam: trust policy admits the token"],
+        "{failed:?}"
+    );
+    assert!(failed[0].1.contains("remove the scheme"), "{failed:?}");
+    // `irsa apply` repairs it, and the chain is whole again.
+    let out = with_moto(
+        &s.moto,
+        &s.dir,
+        &["apply", "-f", "b/irsa.yaml", "--auto-approve"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(doctor(&s, &good, &[]).0, Some(0));
+
+    // No OIDC provider.
+    ctl.py("for p in iam.list_open_id_connect_providers()['OpenIDConnectProviderList']:\n    iam.delete_open_id_connect_provider(OpenIDConnectProviderArn=p['Arn'])");
+    let (_, failed) = doctor(&s, &good, &[]);
+    assert_eq!(names(&failed), ["iam: OIDC provider"], "{failed:?}");
+    assert!(
+        failed[0].1.contains("No OpenIDConnect provider found"),
+        "{failed:?}"
+    );
+}
+
+#[test]
+fn cluster_links_against_a_real_apiserver() {
+    let s = setup();
+    let d = &s.dir;
+    let Some(bed) = common::testbed::Testbed::start(
+        d,
+        &d.join("b/keys/sa-signer.key"),
+        &d.join("b/keys/sa-signer.pub"),
+        &issuer(),
+    ) else {
+        return;
+    };
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&bed.kubeconfig)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", stderr(&out));
+    };
+    kubectl(&["create", "namespace", "app"]);
+    kubectl(&["create", "serviceaccount", "-n", "app", "s3-echoer"]);
+    let resolve = format!("{HOST}={}", s.server.addr);
+    let kubeconfig = bed.kubeconfig.display().to_string();
+    let run = || {
+        let out = with_moto(
+            &s.moto,
+            d,
+            &[
+                "doctor",
+                "-f",
+                "b/irsa.yaml",
+                "-n",
+                "app",
+                "-s",
+                "s3-echoer",
+                "--kubeconfig",
+                &kubeconfig,
+                "--ca-cert",
+                "ca.pem",
+                "--resolve",
+                &resolve,
+                "--assume",
+                "--output",
+                "json",
+            ],
+        );
+        let report: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
+        let checks: Vec<(String, String)> = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap().to_string(),
+                    c["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        (out.status.code(), checks)
+    };
+    // Not annotated: that link fails and says how to annotate.
+    let (code, checks) = run();
+    assert_eq!(code, Some(1));
+    assert!(
+        checks.contains(&("serviceaccount: role-arn annotation".into(), "fail".into())),
+        "{checks:?}"
+    );
+    kubectl(&[
+        "annotate",
+        "serviceaccount",
+        "-n",
+        "app",
+        "s3-echoer",
+        &format!("eks.amazonaws.com/role-arn={ROLE}"),
+    ]);
+    // Annotated: a real TokenRequest token walks every link to STS; only
+    // the webhook (not installed in this bed) is reported missing.
+    let (code, checks) = run();
+    assert_eq!(code, Some(1));
+    let failed: Vec<&str> = checks
+        .iter()
+        .filter(|c| c.1 == "fail")
+        .map(|c| c.0.as_str())
+        .collect();
+    assert_eq!(failed, ["webhook: installed"], "{checks:?}");
+    for link in [
+        "token: TokenRequest",
+        "token: iss is the configured issuer",
+        "jwks: token kid published and signature verifies",
+        "iam: trust policy admits the token",
+        "sts: AssumeRoleWithWebIdentity",
+    ] {
+        assert!(
+            checks.contains(&(link.into(), "pass".into())),
+            "{link}: {checks:?}"
+        );
+    }
+}
