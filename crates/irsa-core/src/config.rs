@@ -65,10 +65,21 @@ pub struct IssuerConfig {
 pub enum KeyState {
     /// The apiserver signs with it.
     Active,
-    /// Published ahead of becoming active.
+    /// Published ahead of becoming active: verifies, does not sign.
     Next,
-    /// No longer signs; published until its tokens expire.
+    /// Signed until a switch; still verifies and is published until the
+    /// tokens it signed have expired.
+    Previous,
+    /// Rotated out: neither published nor given to the apiserver; kept in
+    /// irsa.yaml as a record.
     Retired,
+}
+
+impl KeyState {
+    /// Whether the key is published in the JWKS and verifies tokens.
+    pub fn verifies(self) -> bool {
+        !matches!(self, Self::Retired)
+    }
 }
 
 /// One signing key.
@@ -87,6 +98,12 @@ pub struct KeyConfig {
     /// When the key was created (RFC 3339), for rotation decisions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// When the key started signing (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activated: Option<String>,
+    /// When the key stopped signing (RFC 3339); its tokens expire after that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deactivated: Option<String>,
 }
 
 /// A service account (or pattern) bound to an IAM role.
@@ -209,6 +226,16 @@ impl IrsaConfig {
         if active != 1 {
             p.push(format!(
                 "keys: exactly one key must be `state: active`, found {active}"
+            ));
+        }
+        let next = self
+            .keys
+            .iter()
+            .filter(|k| k.state == KeyState::Next)
+            .count();
+        if next > 1 {
+            p.push(format!(
+                "keys: at most one key may be `state: next`, found {next}"
             ));
         }
         let mut publics: Vec<&str> = Vec::new();

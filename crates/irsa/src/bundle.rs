@@ -140,6 +140,7 @@ impl Bundle {
         let keys: Vec<(PublicKey, Algorithm)> = self
             .keys()?
             .into_iter()
+            .filter(|k| k.entry.state.verifies())
             .map(|k| (k.public, k.entry.algorithm))
             .collect();
         Ok(render(&self.config, &keys))

@@ -5,7 +5,7 @@
 //! edit can fail but never silently change anything else.
 
 use anyhow::{bail, Context, Result};
-use irsa_core::config::Binding;
+use irsa_core::config::{Binding, KeyConfig};
 use irsa_core::IrsaConfig;
 
 /// The `bindings:` block: where it starts and ends (line indexes), and its items.
@@ -29,10 +29,11 @@ fn is_blank_or_comment(line: &str) -> bool {
     t.is_empty() || t.starts_with('#')
 }
 
-fn find_block(lines: &[&str]) -> Option<Block> {
+fn find_block(lines: &[&str], key: &str) -> Option<Block> {
+    let label = format!("{key}:");
     let key_line = lines
         .iter()
-        .position(|l| l.starts_with("bindings:") && indent_of(l) == 0)?;
+        .position(|l| l.starts_with(&label) && indent_of(l) == 0)?;
     let mut items = Vec::new();
     let mut indent = None;
     let mut end = key_line + 1;
@@ -137,7 +138,7 @@ pub fn upsert_binding(text: &str, binding: &Binding) -> Result<(String, bool)> {
     let lines: Vec<&str> = text.lines().collect();
     let trailing = text.ends_with('\n') || text.is_empty();
     let mut out: Vec<String> = Vec::with_capacity(lines.len() + 8);
-    match find_block(&lines) {
+    match find_block(&lines, "bindings") {
         None => {
             out.extend(lines.iter().map(|l| l.to_string()));
             out.push("bindings:".into());
@@ -190,6 +191,30 @@ pub fn upsert_binding(text: &str, binding: &Binding) -> Result<(String, bool)> {
     Ok((checked(join(out, trailing), &expected)?, replaced))
 }
 
+/// Replaces the whole `keys:` list with `keys`, keeping everything else.
+pub fn replace_keys(text: &str, keys: &[KeyConfig]) -> Result<String> {
+    let mut expected = IrsaConfig::from_yaml(text)?;
+    expected.keys = keys.to_vec();
+    expected.validate()?;
+    let lines: Vec<&str> = text.lines().collect();
+    let trailing = text.ends_with('\n');
+    let block = find_block(&lines, "keys").context("irsa.yaml has no keys list")?;
+    let rendered = serde_yaml::to_string(&keys).context("rendering keys")?;
+    let pad = " ".repeat(block.indent);
+    let mut out: Vec<String> = lines[..block.key_line]
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    out.push("keys:".into());
+    out.extend(rendered.lines().map(|l| format!("{pad}{l}")));
+    let mut end = block.end;
+    if block.items.is_empty() {
+        end = block.key_line + 1;
+    }
+    out.extend(lines[end..].iter().map(|l| l.to_string()));
+    checked(join(out, trailing), &expected)
+}
+
 /// Removes the binding for `namespace`/`service_account`.
 pub fn remove_binding(text: &str, namespace: &str, service_account: &str) -> Result<String> {
     let mut expected = IrsaConfig::from_yaml(text)?;
@@ -202,7 +227,7 @@ pub fn remove_binding(text: &str, namespace: &str, service_account: &str) -> Res
     }
     let lines: Vec<&str> = text.lines().collect();
     let trailing = text.ends_with('\n');
-    let block = find_block(&lines).context("irsa.yaml has no bindings list")?;
+    let block = find_block(&lines, "bindings").context("irsa.yaml has no bindings list")?;
     let mut out: Vec<String> = Vec::new();
     let mut removed = false;
     let mut cursor = 0;
@@ -280,6 +305,19 @@ mod tests {
         let cfg = IrsaConfig::from_yaml(&removed).expect("valid");
         assert_eq!(cfg.bindings.len(), 2);
         assert!(remove_binding(&removed, "batch", "job-*").is_err());
+    }
+
+    #[test]
+    fn replaces_the_keys_list_only() {
+        let text = format!("{BASE}bindings:\n# keep me\n- {{namespace: a, serviceAccount: b}}\n");
+        let mut cfg = IrsaConfig::from_yaml(&text).expect("valid");
+        let mut next = cfg.keys[0].clone();
+        next.public_key = "n.pub".into();
+        next.state = irsa_core::config::KeyState::Next;
+        cfg.keys.push(next);
+        let out = replace_keys(&text, &cfg.keys).expect("replace");
+        assert_eq!(IrsaConfig::from_yaml(&out).expect("valid"), cfg);
+        assert!(out.contains("# keep me") && out.contains("cluster: prod # our cluster"));
     }
 
     #[test]

@@ -114,6 +114,7 @@ pub(super) fn keys_note(inputs: &Inputs) -> String {
         let state = match k.state {
             KeyState::Active => "active, signs",
             KeyState::Next => "next, verifies only",
+            KeyState::Previous => "previous, verifies until its tokens expire",
             KeyState::Retired => "retired",
         };
         listed.push(format!("{} (kid {}, {state})", k.source, k.key.kid()));

@@ -44,7 +44,7 @@ fn next_keys(inputs: &Inputs) -> Vec<String> {
     inputs
         .verify
         .iter()
-        .filter(|k| k.state == KeyState::Next)
+        .filter(|k| matches!(k.state, KeyState::Next | KeyState::Previous))
         .map(|k| k.source.clone())
         .collect()
 }

@@ -145,7 +145,7 @@ fn inputs(a: &ConfigArgs, bundle: &Bundle) -> Result<Inputs> {
     let mut verify: Vec<VerifyKey> = Vec::new();
     let mut signing = None;
     let mut retired = 0;
-    for state in [KeyState::Active, KeyState::Next] {
+    for state in [KeyState::Active, KeyState::Next, KeyState::Previous] {
         for k in keys.iter().filter(|k| k.entry.state == state) {
             verify.push(VerifyKey {
                 source: k.entry.public_key.clone(),

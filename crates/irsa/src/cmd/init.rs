@@ -110,6 +110,8 @@ pub fn create(a: &InitArgs, bindings: Vec<Binding>) -> Result<Created> {
             algorithm: a.algorithm,
             state: KeyState::Active,
             created: Some(crate::cmd::rfc3339(crate::cmd::now())),
+            activated: Some(crate::cmd::rfc3339(crate::cmd::now())),
+            deactivated: None,
         }],
         bindings,
     };

@@ -1,9 +1,11 @@
-//! `irsa keys generate`.
+//! `irsa keys generate`, and staged rotation: `irsa keys rotate`,
+//! `irsa keys status`.
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use irsa_core::config::{KeyConfig, KeyState};
 use irsa_core::{Algorithm, PrivateKey};
 
 use crate::fsutil;
@@ -14,6 +16,65 @@ use crate::output::Format;
 pub enum KeysCommand {
     /// Generate a service-account signing key pair (private key written 0600).
     Generate(GenerateArgs),
+    /// Rotate the signing key in stages: publish, switch, retire.
+    Rotate(RotateArgs),
+    /// Show where a key rotation stands and what to do next.
+    Status(StatusArgs),
+}
+
+/// Rotation stages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stage {
+    /// Generate the next key; the JWKS and apiserver config carry both keys.
+    Publish,
+    /// Sign with the next key, once the published JWKS holds it.
+    Switch,
+    /// Drop the previous key, once every token it signed has expired.
+    Retire,
+}
+
+/// Arguments of `irsa keys rotate`.
+#[derive(Args)]
+pub struct RotateArgs {
+    /// Which stage to carry out.
+    #[arg(long, value_enum)]
+    pub stage: Stage,
+    /// The bundle's config file.
+    #[arg(short = 'f', long = "file", default_value = crate::bundle::CONFIG_FILE)]
+    pub file: PathBuf,
+    /// Skip the safety check of this stage (published JWKS; token lifetime).
+    #[arg(long)]
+    pub force: bool,
+    /// Longest token lifetime in use, in seconds (the webhook's and pods'
+    /// token expiration; kube-apiserver --service-account-max-token-expiration).
+    #[arg(long, default_value_t = 86_400)]
+    pub max_token_lifetime: i64,
+    /// Extra wait after that, in seconds (clock skew, caches, slow kubelets).
+    #[arg(long, default_value_t = 3_600)]
+    pub margin: i64,
+    /// Algorithm of the next key (default: the active key's).
+    #[arg(long, value_parser = parse_alg)]
+    pub algorithm: Option<Algorithm>,
+    /// Trust only this CA bundle when fetching the published JWKS (testing).
+    #[arg(long, value_name = "FILE", help_heading = "Network")]
+    pub ca_cert: Option<PathBuf>,
+    /// Connect to ADDR:PORT for HOST (like curl --resolve).
+    #[arg(long, value_name = "HOST=ADDR:PORT", value_parser = crate::fetch::parse_resolve, help_heading = "Network")]
+    pub resolve: Vec<crate::fetch::Resolve>,
+}
+
+/// Arguments of `irsa keys status`.
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The bundle's config file.
+    #[arg(short = 'f', long = "file", default_value = crate::bundle::CONFIG_FILE)]
+    pub file: PathBuf,
+    /// Longest token lifetime in use, in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    pub max_token_lifetime: i64,
+    /// Extra wait after that, in seconds.
+    #[arg(long, default_value_t = 3_600)]
+    pub margin: i64,
 }
 
 /// Arguments of `irsa keys generate`.
@@ -49,7 +110,265 @@ pub fn parse_alg(s: &str) -> Result<Algorithm, String> {
 pub fn run(cmd: KeysCommand) -> Result<()> {
     match cmd {
         KeysCommand::Generate(a) => generate(a),
+        KeysCommand::Rotate(a) => rotate(a),
+        KeysCommand::Status(a) => status(a),
     }
+}
+
+fn parse_time(s: Option<&str>) -> Option<i64> {
+    time::OffsetDateTime::parse(s?, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+/// Where a rotation stands, and the next step.
+fn describe(cfg: &irsa_core::IrsaConfig, lifetime: i64, margin: i64) -> (String, String) {
+    let next = cfg.keys.iter().find(|k| k.state == KeyState::Next);
+    let previous: Vec<&KeyConfig> = cfg
+        .keys
+        .iter()
+        .filter(|k| k.state == KeyState::Previous)
+        .collect();
+    if let Some(n) = next {
+        return (
+            format!("stage publish done: {} is published as the next key", n.public_key),
+            "1. `irsa apply` (the JWKS now carries both keys); 2. give every apiserver both public keys (`irsa cluster config`), still signing with the active key; 3. `irsa keys rotate --stage switch`".into(),
+        );
+    }
+    if !previous.is_empty() {
+        let since = previous
+            .iter()
+            .filter_map(|k| parse_time(k.deactivated.as_deref()))
+            .max();
+        let when = since.map(|t| t + lifetime + margin);
+        let wait = match when {
+            Some(t) if t > crate::cmd::now() => format!(
+                "wait until {} ({} s from now) so every token the old key signed has expired, then `irsa keys rotate --stage retire`",
+                crate::cmd::rfc3339(t),
+                t - crate::cmd::now()
+            ),
+            _ => "`irsa keys rotate --stage retire` (every token the old key signed has expired)".into(),
+        };
+        return (
+            format!(
+                "stage switch done: the apiserver signs with the new key; {} still verif{}",
+                previous
+                    .iter()
+                    .map(|k| k.public_key.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if previous.len() == 1 { "ies" } else { "y" }
+            ),
+            format!(
+                "1. roll out the new signing key (`irsa cluster config`) if not done; 2. {wait}"
+            ),
+        );
+    }
+    (
+        "no rotation in progress".into(),
+        "`irsa keys rotate --stage publish` starts one".into(),
+    )
+}
+
+fn status(a: StatusArgs) -> Result<()> {
+    let bundle = crate::bundle::Bundle::load_file(&a.file)?;
+    for k in bundle.keys()? {
+        let e = &k.entry;
+        println!(
+            "{:<9} {:<32} kid {}  created {}{}{}",
+            format!("{:?}", e.state).to_lowercase(),
+            e.public_key,
+            k.public.kid(),
+            e.created.as_deref().unwrap_or("?"),
+            e.activated
+                .as_deref()
+                .map(|t| format!(", signing since {t}"))
+                .unwrap_or_default(),
+            e.deactivated
+                .as_deref()
+                .map(|t| format!(", stopped signing {t}"))
+                .unwrap_or_default(),
+        );
+    }
+    let (state, next) = describe(&bundle.config, a.max_token_lifetime, a.margin);
+    println!("\n{state}\nnext: {next}");
+    Ok(())
+}
+
+fn save(bundle: &crate::bundle::Bundle, keys: &[KeyConfig]) -> Result<crate::bundle::Bundle> {
+    let path = bundle.dir.join(crate::bundle::CONFIG_FILE);
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let new_text = crate::yamledit::replace_keys(&text, keys)
+        .with_context(|| format!("cannot update {}", path.display()))?;
+    fsutil::write_atomic(&path, new_text.as_bytes(), fsutil::PUBLIC)?;
+    let bundle = crate::bundle::Bundle::load(&bundle.dir)?;
+    let docs = bundle.render()?;
+    bundle.write_documents(&docs)?;
+    Ok(bundle)
+}
+
+fn rotate(a: RotateArgs) -> Result<()> {
+    let bundle = crate::bundle::Bundle::load_file(&a.file)?;
+    let cfg = &bundle.config;
+    let now = crate::cmd::now();
+    let stamp = crate::cmd::rfc3339(now);
+    let mut keys = cfg.keys.clone();
+    let Some(active_at) = keys.iter().position(|k| k.state == KeyState::Active) else {
+        bail!("irsa.yaml has no active key");
+    };
+    match a.stage {
+        Stage::Publish => {
+            if let Some(n) = keys.iter().find(|k| k.state == KeyState::Next) {
+                bail!("a rotation is already under way: {} is the next key; carry on with `irsa keys rotate --stage switch` (`irsa keys status` shows where it stands)", n.public_key);
+            }
+            if keys.iter().any(|k| k.state == KeyState::Previous) && !a.force {
+                bail!("the previous rotation is not finished (a `previous` key still verifies): run `irsa keys rotate --stage retire` first");
+            }
+            let algorithm = a.algorithm.unwrap_or(keys[active_at].algorithm);
+            let tag = time::OffsetDateTime::from_unix_timestamp(now)
+                .ok()
+                .and_then(|t| {
+                    t.format(time::macros::format_description!(
+                        "[year][month][day]-[hour][minute][second]"
+                    ))
+                    .ok()
+                })
+                .unwrap_or_else(|| now.to_string());
+            let public = format!("keys/sa-signer-{tag}.pub");
+            let private = format!("keys/sa-signer-{tag}.key");
+            let (pub_path, key_path) = (bundle.resolve(&public), bundle.resolve(&private));
+            fsutil::ensure_writable(&[&key_path, &pub_path], false)?;
+            let key = PrivateKey::generate(algorithm, 2048)?;
+            fsutil::write_atomic(&key_path, key.to_pem().as_bytes(), fsutil::PRIVATE)?;
+            fsutil::write_atomic(
+                &pub_path,
+                key.public_key().to_pem().as_bytes(),
+                fsutil::PUBLIC,
+            )?;
+            keys.push(KeyConfig {
+                public_key: public.clone(),
+                private_key: Some(private.clone()),
+                algorithm,
+                state: KeyState::Next,
+                created: Some(stamp),
+                activated: None,
+                deactivated: None,
+            });
+            let bundle = save(&bundle, &keys)?;
+            println!(
+                "published next key {public} (kid {}); private key {private} (0600)",
+                key.public_key().kid()
+            );
+            let (_, next) = describe(&bundle.config, a.max_token_lifetime, a.margin);
+            println!("next: {next}");
+        }
+        Stage::Switch => {
+            let Some(next_at) = keys.iter().position(|k| k.state == KeyState::Next) else {
+                bail!("no next key to switch to: start with `irsa keys rotate --stage publish`");
+            };
+            let next_key = bundle
+                .keys()?
+                .into_iter()
+                .find(|k| k.entry.state == KeyState::Next)
+                .context("the next key cannot be read")?;
+            if keys[next_at].private_key.is_none() {
+                bail!(
+                    "the next key has no privateKey in irsa.yaml; the apiserver needs it to sign"
+                );
+            }
+            let kid = next_key.public.kid();
+            let url = format!(
+                "{}/{}",
+                cfg.issuer.url.as_str(),
+                cfg.issuer.jwks_path.as_str()
+            );
+            if a.force {
+                eprintln!("warning: --force: not checking that {url} publishes kid {kid}");
+            } else {
+                let fetcher = crate::fetch::Fetcher::new(a.ca_cert.as_deref(), &a.resolve)?;
+                let published = fetcher
+                    .get(&url)
+                    .map_err(|e| anyhow::anyhow!("cannot fetch the published JWKS {url}: {e}"))
+                    .and_then(|f| {
+                        if f.status != 200 {
+                            bail!("GET {url} returned {}", f.status);
+                        }
+                        irsa_core::Jwks::from_json(&f.body)
+                            .map_err(|e| anyhow::anyhow!("{url} is not a JWKS: {e}"))
+                    });
+                let has = published
+                    .as_ref()
+                    .map(|j| j.find(kid.as_str()).next().is_some());
+                match has {
+                    Ok(true) => println!("checked: {url} publishes the next key (kid {kid})"),
+                    Ok(false) => {
+                        eprintln!("irsa: {url} does not publish the next key (kid {kid}) yet; switching now would break every pod's AWS access until it does.\n      Run `irsa apply` (or upload issuer/ to your host), wait for caches to expire, and retry. (--force skips this check.)");
+                        return Err(crate::ChecksFailed.into());
+                    }
+                    Err(e) => {
+                        eprintln!("irsa: {e:#}\n      The switch needs proof that STS can fetch the next key. (--force skips this check.)");
+                        return Err(crate::ChecksFailed.into());
+                    }
+                }
+            }
+            keys[active_at].state = KeyState::Previous;
+            keys[active_at].deactivated = Some(stamp.clone());
+            keys[next_at].state = KeyState::Active;
+            keys[next_at].activated = Some(stamp);
+            let bundle = save(&bundle, &keys)?;
+            println!(
+                "switched: {} signs from now on; {} still verifies",
+                bundle.config.keys[next_at].public_key, bundle.config.keys[active_at].public_key
+            );
+            let (_, next) = describe(&bundle.config, a.max_token_lifetime, a.margin);
+            println!("next: {next}");
+        }
+        Stage::Retire => {
+            let previous: Vec<usize> = keys
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| k.state == KeyState::Previous)
+                .map(|(i, _)| i)
+                .collect();
+            if previous.is_empty() {
+                bail!("no previous key to retire (`irsa keys status` shows where the rotation stands)");
+            }
+            let since = previous
+                .iter()
+                .filter_map(|i| parse_time(keys[*i].deactivated.as_deref()))
+                .max();
+            let ready = since.map(|t| t + a.max_token_lifetime + a.margin);
+            match ready {
+                Some(t) if t > now && !a.force => {
+                    eprintln!(
+                        "irsa: tokens signed by the old key may be valid until {} ({} s from now): retiring it earlier would break pods still holding them.\n      Retry then, or pass --force if no such token is in use (--max-token-lifetime and --margin set the wait).",
+                        crate::cmd::rfc3339(t),
+                        t - now
+                    );
+                    return Err(crate::ChecksFailed.into());
+                }
+                None if !a.force => bail!("the previous key has no `deactivated` time in irsa.yaml; pass --force once its tokens have expired"),
+                _ => {}
+            }
+            for i in &previous {
+                keys[*i].state = KeyState::Retired;
+            }
+            let bundle = save(&bundle, &keys)?;
+            println!(
+                "retired {} key(s); the JWKS now holds {} key(s)",
+                previous.len(),
+                bundle
+                    .config
+                    .keys
+                    .iter()
+                    .filter(|k| k.state.verifies())
+                    .count()
+            );
+            println!("next: 1. `irsa apply` (the old key leaves the JWKS); 2. `irsa cluster config` and roll out (the apiserver stops accepting the old key). The key files stay on disk.");
+        }
+    }
+    Ok(())
 }
 
 fn generate(a: GenerateArgs) -> Result<()> {

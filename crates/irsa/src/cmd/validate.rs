@@ -286,6 +286,7 @@ fn state_name(state: KeyState) -> &'static str {
     match state {
         KeyState::Active => "active",
         KeyState::Next => "next",
+        KeyState::Previous => "previous",
         KeyState::Retired => "retired",
     }
 }
