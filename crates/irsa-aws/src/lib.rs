@@ -253,13 +253,17 @@ impl Aws {
             .send()
             .await
             .map_err(|e| call_err("iam:ListOpenIDConnectProviders", e))?;
-        let suffix = format!(":oidc-provider/{}", desired.provider_host_path);
-        if let Some(arn) = providers
-            .open_id_connect_provider_list()
-            .iter()
-            .filter_map(|p| p.arn())
-            .find(|a| a.ends_with(&suffix))
-        {
+        actual.account_providers = providers.open_id_connect_provider_list().len();
+        for host in desired.managed_providers() {
+            let suffix = format!(":oidc-provider/{host}");
+            let Some(arn) = providers
+                .open_id_connect_provider_list()
+                .iter()
+                .filter_map(|p| p.arn())
+                .find(|a| a.ends_with(&suffix))
+            else {
+                continue;
+            };
             self.read();
             let p = self
                 .iam
@@ -268,15 +272,18 @@ impl Aws {
                 .send()
                 .await
                 .map_err(|e| call_err("iam:GetOpenIDConnectProvider", e))?;
-            actual.provider = Some(ActualProvider {
-                arn: arn.to_string(),
-                client_ids: p.client_id_list().iter().cloned().collect(),
-                tags: p
-                    .tags()
-                    .iter()
-                    .map(|t| (t.key().to_string(), t.value().to_string()))
-                    .collect(),
-            });
+            actual.providers.insert(
+                host.to_string(),
+                ActualProvider {
+                    arn: arn.to_string(),
+                    client_ids: p.client_id_list().iter().cloned().collect(),
+                    tags: p
+                        .tags()
+                        .iter()
+                        .map(|t| (t.key().to_string(), t.value().to_string()))
+                        .collect(),
+                },
+            );
         }
 
         self.read_roles(desired, &mut actual).await?;
@@ -655,19 +662,19 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("s3:PutObject", e))?;
             }
-            Action::CreateProvider => {
+            Action::CreateProvider(host) => {
                 self.write();
                 self.iam
                     .create_open_id_connect_provider()
-                    .url(format!("https://{}", desired.provider_host_path))
+                    .url(format!("https://{host}"))
                     .set_client_id_list(Some(desired.client_ids.iter().cloned().collect()))
                     .set_tags(Some(tags_iam(&desired.owner_tags())))
                     .send()
                     .await
                     .map_err(|e| call_err("iam:CreateOpenIDConnectProvider", e))?;
             }
-            Action::AddClientId(id) => {
-                let arn = self.provider_arn(desired).await?;
+            Action::AddClientId(host, id) => {
+                let arn = self.provider_arn(host).await?;
                 self.write();
                 self.iam
                     .add_client_id_to_open_id_connect_provider()
@@ -677,8 +684,8 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("iam:AddClientIDToOpenIDConnectProvider", e))?;
             }
-            Action::TagProvider => {
-                let arn = self.provider_arn(desired).await?;
+            Action::TagProvider(host) => {
+                let arn = self.provider_arn(host).await?;
                 self.write();
                 self.iam
                     .tag_open_id_connect_provider()
@@ -935,7 +942,7 @@ impl Aws {
         results.into_iter().flatten().collect()
     }
 
-    async fn provider_arn(&self, desired: &Desired) -> Result<String, AwsError> {
+    async fn provider_arn(&self, host_path: &str) -> Result<String, AwsError> {
         self.read();
         let providers = self
             .iam
@@ -943,7 +950,7 @@ impl Aws {
             .send()
             .await
             .map_err(|e| call_err("iam:ListOpenIDConnectProviders", e))?;
-        let suffix = format!(":oidc-provider/{}", desired.provider_host_path);
+        let suffix = format!(":oidc-provider/{host_path}");
         providers
             .open_id_connect_provider_list()
             .iter()
@@ -951,10 +958,7 @@ impl Aws {
             .find(|a| a.ends_with(&suffix))
             .map(String::from)
             .ok_or_else(|| {
-                AwsError::Unexpected(format!(
-                    "OIDC provider for {} disappeared",
-                    desired.provider_host_path
-                ))
+                AwsError::Unexpected(format!("OIDC provider for {host_path} disappeared"))
             })
     }
 

@@ -57,6 +57,11 @@ pub struct IssuerConfig {
     /// Where the JWKS lives under the issuer.
     #[serde(default)]
     pub jwks_path: JwksPath,
+    /// Issuers this cluster used before `url` (when changing the issuer):
+    /// the apiserver still accepts them after the new one, roles still
+    /// trust them, and their IAM OIDC providers are kept, until removed here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_urls: Vec<IssuerUrl>,
 }
 
 /// Lifecycle of a signing key.
@@ -135,6 +140,11 @@ pub struct Binding {
     /// Extra tags on the role (irsa's own `irsa.dev/*` tags are added).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub tags: std::collections::BTreeMap<String, String>,
+    /// Other clusters' issuers whose tokens for the same namespace and
+    /// service account may assume this role too (their providers must exist
+    /// in this account; irsa trusts them but does not manage them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_issuers: Vec<IssuerUrl>,
 }
 
 impl Binding {
@@ -228,6 +238,14 @@ impl IrsaConfig {
                 "keys: exactly one key must be `state: active`, found {active}"
             ));
         }
+        for (i, prev) in self.issuer.previous_urls.iter().enumerate() {
+            if prev == &self.issuer.url || self.issuer.previous_urls[..i].contains(prev) {
+                p.push(format!(
+                    "issuer.previousUrls: {} is listed twice or equals issuer.url",
+                    prev.as_str()
+                ));
+            }
+        }
         let next = self
             .keys
             .iter()
@@ -313,6 +331,14 @@ impl IrsaConfig {
                 } else if k.is_empty() || k.len() > 128 || v.len() > 256 {
                     p.push(format!(
                         "{at}: tag {k:?} must have a 1-128 character key and a value of at most 256"
+                    ));
+                }
+            }
+            for extra in &b.extra_issuers {
+                if extra == &self.issuer.url || self.issuer.previous_urls.contains(extra) {
+                    p.push(format!(
+                        "{at}: extraIssuers lists {}, which this cluster already trusts",
+                        extra.as_str()
                     ));
                 }
             }

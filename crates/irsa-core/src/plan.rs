@@ -9,7 +9,10 @@ use serde_json::{json, Value};
 
 use crate::config::IrsaConfig;
 use crate::issuer::{S3Location, DISCOVERY_PATH};
-use crate::trust::{partition, trust_policy};
+use crate::trust::{partition, policy_length, trust_policy_for, TRUST_POLICY_LIMIT};
+
+/// IAM's default quota of OIDC providers per account.
+pub const MAX_OIDC_PROVIDERS: usize = 100;
 
 /// Tag that marks a resource as created by irsa for a cluster.
 pub const OWNER_TAG: &str = "irsa.dev/cluster";
@@ -47,6 +50,8 @@ pub struct Desired {
     pub bucket_statement: Option<Value>,
     /// Provider URL without `https://`.
     pub provider_host_path: String,
+    /// Providers of previous issuers (kept while the apiserver accepts them).
+    pub previous_host_paths: Vec<String>,
     /// Provider client IDs (the audiences bindings use).
     pub client_ids: BTreeSet<String>,
     /// Roles.
@@ -95,7 +100,13 @@ impl Desired {
             .iter()
             .map(|b| DesiredRole {
                 name: b.role_name(&cfg.cluster),
-                trust: trust_policy(part, account, &cfg.issuer.url, b),
+                trust: {
+                    let issuers: Vec<&crate::issuer::IssuerUrl> = std::iter::once(&cfg.issuer.url)
+                        .chain(&cfg.issuer.previous_urls)
+                        .chain(&b.extra_issuers)
+                        .collect();
+                    trust_policy_for(part, account, &issuers, b)
+                },
                 managed: b.policy_arns.iter().cloned().collect(),
                 inline: b.inline_policies.clone().into_iter().collect(),
                 max_session: b.max_session_duration.map_or(3600, |d| d as i32),
@@ -116,6 +127,12 @@ impl Desired {
             objects,
             bucket_statement,
             provider_host_path: cfg.issuer.url.host_path().to_string(),
+            previous_host_paths: cfg
+                .issuer
+                .previous_urls
+                .iter()
+                .map(|u| u.host_path().to_string())
+                .collect(),
             client_ids: cfg
                 .bindings
                 .iter()
@@ -124,6 +141,13 @@ impl Desired {
                 .collect(),
             roles,
         }
+    }
+
+    /// Host/paths of every provider irsa manages for this cluster, current first.
+    pub fn managed_providers(&self) -> Vec<&str> {
+        std::iter::once(self.provider_host_path.as_str())
+            .chain(self.previous_host_paths.iter().map(String::as_str))
+            .collect()
     }
 
     /// The owner tags.
@@ -208,8 +232,10 @@ pub struct Actual {
     pub bucket_policy: Option<Value>,
     /// Object key → (body, content type) for the objects irsa manages.
     pub objects: BTreeMap<String, (String, String)>,
-    /// The provider for the issuer, if it exists.
-    pub provider: Option<ActualProvider>,
+    /// The providers irsa manages that exist, by host/path.
+    pub providers: BTreeMap<String, ActualProvider>,
+    /// How many OIDC providers the account has in all.
+    pub account_providers: usize,
     /// Roles named by bindings that exist.
     pub roles: BTreeMap<String, ActualRole>,
     /// Other roles tagged as owned by this cluster (left over from removed bindings).
@@ -234,12 +260,12 @@ pub enum Action {
         /// Body.
         body: String,
     },
-    /// Create the OIDC provider.
-    CreateProvider,
-    /// Add a client ID.
-    AddClientId(String),
-    /// Tag the provider as owned.
-    TagProvider,
+    /// Create the OIDC provider for a host/path.
+    CreateProvider(String),
+    /// Add a client ID to the provider for a host/path.
+    AddClientId(String, String),
+    /// Tag the provider for a host/path as owned.
+    TagProvider(String),
     /// Create a role with trust policy, session duration and tags.
     CreateRole(DesiredRole),
     /// Replace a role's trust policy.
@@ -302,10 +328,10 @@ impl Change {
             | Action::PutInline(n, _, _)
             | Action::DeleteInline(n, _)
             | Action::DeleteRole(n) => format!("role:{n}"),
-            Action::CreateProvider
-            | Action::AddClientId(_)
-            | Action::TagProvider
-            | Action::DeleteProvider(_) => "provider".into(),
+            Action::CreateProvider(h) | Action::AddClientId(h, _) | Action::TagProvider(h) => {
+                format!("provider:{h}")
+            }
+            Action::DeleteProvider(arn) => format!("provider:{arn}"),
             Action::CreateBucket
             | Action::TagBucket
             | Action::AllowPublicPolicy
@@ -484,41 +510,67 @@ pub fn diff(desired: &Desired, actual: &Actual, adopt: &BTreeSet<String>) -> Pla
             }
         }
     }
-    let provider_res = format!("iam oidc-provider {}", desired.provider_host_path);
-    match &actual.provider {
-        None => plan.changes.push(change(
-            '+',
-            &provider_res,
-            format!("client ids {:?}", desired.client_ids),
-            Action::CreateProvider,
-        )),
-        Some(p) if owned(&p.tags) || adopt.contains(&desired.provider_host_path) => {
-            for id in desired.client_ids.difference(&p.client_ids) {
+    let mut creating = 0;
+    for host in desired.managed_providers() {
+        let provider_res = format!("iam oidc-provider {host}");
+        let current = host == desired.provider_host_path;
+        match actual.providers.get(host) {
+            None if current => {
+                creating += 1;
                 plan.changes.push(change(
-                    '~',
+                    '+',
                     &provider_res,
-                    format!("add client id {id}"),
-                    Action::AddClientId(id.clone()),
-                ));
+                    format!("client ids {:?}", desired.client_ids),
+                    Action::CreateProvider(host.to_string()),
+                ))
             }
-            if !owned(&p.tags) {
-                plan.changes.push(change(
-                    '~',
-                    &provider_res,
-                    "adopt: tag as owned",
-                    Action::TagProvider,
-                ));
+            None => plan.conflicts.push(format!(
+                "{provider_res} (a previous issuer) does not exist: tokens of the old issuer cannot reach STS; remove it from issuer.previousUrls if no pod uses it"
+            )),
+            Some(p) if owned(&p.tags) || adopt.contains(host) => {
+                for id in desired.client_ids.difference(&p.client_ids) {
+                    plan.changes.push(change(
+                        '~',
+                        &provider_res,
+                        format!("add client id {id}"),
+                        Action::AddClientId(host.to_string(), id.clone()),
+                    ));
+                }
+                if !owned(&p.tags) {
+                    plan.changes.push(change(
+                        '~',
+                        &provider_res,
+                        "adopt: tag as owned",
+                        Action::TagProvider(host.to_string()),
+                    ));
+                }
             }
-        }
-        Some(p) => {
-            let missing: Vec<&String> = desired.client_ids.difference(&p.client_ids).collect();
-            if !missing.is_empty() {
-                plan.conflicts.push(format!("{provider_res} exists without {OWNER_TAG}={} and lacks client ids {missing:?}: add them yourself or pass --adopt {}", desired.cluster, desired.provider_host_path));
+            Some(p) => {
+                let missing: Vec<&String> = desired.client_ids.difference(&p.client_ids).collect();
+                if !missing.is_empty() {
+                    plan.conflicts.push(format!("{provider_res} exists without {OWNER_TAG}={} and lacks client ids {missing:?}: add them yourself or pass --adopt {host}", desired.cluster));
+                }
             }
         }
     }
+    if creating > 0 && actual.account_providers + creating > MAX_OIDC_PROVIDERS {
+        plan.conflicts.push(format!(
+            "the account has {} IAM OIDC providers; creating {creating} more exceeds the default quota of {MAX_OIDC_PROVIDERS}: request an increase (Service Quotas, IAM \"OpenId connect providers per account\") or delete unused providers",
+            actual.account_providers
+        ));
+        plan.changes
+            .retain(|c| !matches!(c.action, Action::CreateProvider(_)));
+    }
     for role in &desired.roles {
         let res = format!("iam role {}", role.name);
+        let size = policy_length(&role.trust);
+        if size > TRUST_POLICY_LIMIT {
+            let statements = role.trust["Statement"].as_array().map_or(0, Vec::len);
+            plan.conflicts.push(format!(
+                "{res}: its trust policy is {size} characters ({statements} issuer statements) and IAM allows {TRUST_POLICY_LIMIT} by default: trust fewer issuers per role (split the binding with roleName), drop retired issuers from issuer.previousUrls, or raise the \"Role trust policy length\" quota (up to 4096)"
+            ));
+            continue;
+        }
         let Some(act) = actual.roles.get(&role.name) else {
             plan.changes.push(change(
                 '+',
@@ -673,18 +725,18 @@ pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> 
             Action::DeleteRole(name),
         ));
     }
-    if let Some(p) = &actual.provider {
+    for (host, p) in &actual.providers {
         if owned(&p.tags) {
             plan.changes.push(change(
                 '-',
-                format!("iam oidc-provider {}", desired.provider_host_path),
+                format!("iam oidc-provider {host}"),
                 "",
                 Action::DeleteProvider(p.arn.clone()),
             ));
         } else {
             plan.conflicts.push(format!(
-                "iam oidc-provider {} is not tagged {OWNER_TAG}={}: left alone",
-                desired.provider_host_path, desired.cluster
+                "iam oidc-provider {host} is not tagged {OWNER_TAG}={}: left alone",
+                desired.cluster
             ));
         }
     }
@@ -786,11 +838,16 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.clone(), (v.clone(), "application/json".into())))
                 .collect(),
-            provider: Some(ActualProvider {
-                arn: "a".into(),
-                client_ids: desired.client_ids.clone(),
-                tags: desired.owner_tags(),
-            }),
+            providers: [(
+                desired.provider_host_path.clone(),
+                ActualProvider {
+                    arn: "a".into(),
+                    client_ids: desired.client_ids.clone(),
+                    tags: desired.owner_tags(),
+                },
+            )]
+            .into(),
+            account_providers: 1,
             roles: [(
                 role.name.clone(),
                 ActualRole {
@@ -909,6 +966,77 @@ mod tests {
         assert_eq!(
             lanes.iter().map(Vec::len).sum::<usize>(),
             plan.changes.len()
+        );
+    }
+
+    #[test]
+    fn issuer_change_keeps_the_old_provider_and_trust() {
+        let text = "apiVersion: irsa.dev/v1alpha1\nkind: IrsaConfig\ncluster: demo\nissuer:\n  url: https://new.example.com/demo\n  previousUrls: [https://old.example.com/demo]\nkeys:\n- {publicKey: k.pub, algorithm: RS256, state: active}\nbindings:\n- {namespace: default, serviceAccount: app}\n";
+        let cfg = IrsaConfig::from_yaml(text).expect("valid");
+        let desired = Desired::from_config(&cfg, "111122223333", "us-east-1", "{}", "{}");
+        let trust = &desired.roles[0].trust;
+        assert_eq!(trust["Statement"].as_array().map(Vec::len), Some(2));
+        assert!(trust["Statement"][1]["Condition"]["StringEquals"]
+            .get("old.example.com/demo:sub")
+            .is_some());
+        // The old provider is expected to exist: a conflict if it does not,
+        // never created anew; the new one is created.
+        let plan = diff(&desired, &Actual::default(), &BTreeSet::new());
+        assert!(plan
+            .changes
+            .iter()
+            .any(|c| c.action == Action::CreateProvider("new.example.com/demo".into())));
+        assert!(!plan
+            .changes
+            .iter()
+            .any(|c| c.action == Action::CreateProvider("old.example.com/demo".into())));
+        assert!(
+            plan.conflicts
+                .iter()
+                .any(|c| c.contains("old.example.com/demo")),
+            "{plan:?}"
+        );
+        // Destroy removes both owned providers.
+        let owned = ActualProvider {
+            arn: "arn:aws:iam::111122223333:oidc-provider/old.example.com/demo".into(),
+            client_ids: desired.client_ids.clone(),
+            tags: desired.owner_tags(),
+        };
+        let actual = Actual {
+            providers: [
+                ("old.example.com/demo".to_string(), owned.clone()),
+                (
+                    "new.example.com/demo".to_string(),
+                    ActualProvider {
+                        arn: "n".into(),
+                        ..owned
+                    },
+                ),
+            ]
+            .into(),
+            ..Actual::default()
+        };
+        let gone = destroy(&desired, &actual, true);
+        assert_eq!(
+            gone.changes
+                .iter()
+                .filter(|c| matches!(c.action, Action::DeleteProvider(_)))
+                .count(),
+            2
+        );
+        // The account's provider quota.
+        let full = Actual {
+            account_providers: MAX_OIDC_PROVIDERS,
+            ..Actual::default()
+        };
+        let plan = diff(&desired, &full, &BTreeSet::new());
+        assert!(!plan
+            .changes
+            .iter()
+            .any(|c| matches!(c.action, Action::CreateProvider(_))));
+        assert!(
+            plan.conflicts.iter().any(|c| c.contains("quota")),
+            "{plan:?}"
         );
     }
 }

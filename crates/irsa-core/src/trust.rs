@@ -239,6 +239,32 @@ pub fn evaluate(policy: &Value, req: &Request<'_>) -> Result<(), Vec<String>> {
     }
 }
 
+/// The trust policy for `binding` when several issuers may present its
+/// tokens (an issuer change, or several clusters sharing a role): one
+/// statement per issuer, each with its own `host/path` condition keys.
+pub fn trust_policy_for(
+    partition: &str,
+    account: &str,
+    issuers: &[&IssuerUrl],
+    binding: &Binding,
+) -> Value {
+    let statements: Vec<Value> = issuers
+        .iter()
+        .map(|i| trust_policy(partition, account, i, binding)["Statement"][0].clone())
+        .collect();
+    json!({"Version": "2012-10-17", "Statement": statements})
+}
+
+/// IAM's default limit on a role trust policy, in characters without
+/// whitespace (a quota increase allows up to 4096).
+pub const TRUST_POLICY_LIMIT: usize = 2048;
+
+/// The length IAM counts for a policy: its characters without whitespace
+/// outside strings (serde's compact form has none).
+pub fn policy_length(policy: &Value) -> usize {
+    policy.to_string().chars().count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

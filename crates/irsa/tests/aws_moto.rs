@@ -417,3 +417,143 @@ fn throttled_calls_are_retried_with_backoff() {
         Some(0)
     );
 }
+
+fn init_cluster(dir: &Path, cluster: &str, bucket: &str) {
+    let out = run_in(
+        dir,
+        &[
+            "init",
+            "--cluster",
+            cluster,
+            "--bucket",
+            bucket,
+            "--region",
+            "eu-west-1",
+            "--prefix",
+            cluster,
+            "--dir",
+            ".",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn trust_of(ctl: &Ctl, role: &str) -> Value {
+    let text = ctl.py(&format!(
+        "doc = iam.get_role(RoleName='{role}')['Role']['AssumeRolePolicyDocument']\nprint(doc if isinstance(doc, str) else json.dumps(doc))"
+    ));
+    let v: Value = serde_json::from_str(&text).unwrap();
+    match v {
+        Value::String(s) => serde_json::from_str(&s).unwrap(),
+        v => v,
+    }
+}
+
+#[test]
+fn many_clusters_share_a_bucket_an_account_and_a_role() {
+    let moto = Moto::start();
+    let ctl = Ctl::new(&moto);
+    let (ta, tb) = (tempdir(), tempdir());
+    let (a, b) = (ta.path(), tb.path());
+    init_cluster(a, "alpha", "shared-oidc");
+    init_cluster(b, "beta", "shared-oidc");
+    let alpha_issuer = "https://shared-oidc.s3.eu-west-1.amazonaws.com/alpha";
+    let yaml = std::fs::read_to_string(b.join("irsa.yaml")).unwrap().replace(
+        "bindings: []",
+        &format!("bindings:\n- namespace: app\n  serviceAccount: web\n  extraIssuers: [{alpha_issuer}]\n"),
+    );
+    std::fs::write(b.join("irsa.yaml"), yaml).unwrap();
+    for d in [a, b] {
+        let out = irsa_aws(d, &moto, &["apply", "--auto-approve"]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    }
+    // One bucket, two issuers: each cluster's statement in one policy.
+    let policy: Value = serde_json::from_str(
+        &ctl.py("print(s3.get_bucket_policy(Bucket='shared-oidc')['Policy'])"),
+    )
+    .unwrap();
+    let sids: Vec<&str> = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["Sid"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sids,
+        ["IrsaPublicIssueralpha", "IrsaPublicIssuerbeta"],
+        "{policy}"
+    );
+    // One account, two providers; one role trusted by both clusters.
+    let providers =
+        ctl.py("print(len(iam.list_open_id_connect_providers()['OpenIDConnectProviderList']))");
+    assert_eq!(providers, "2");
+    let trust = trust_of(&ctl, "beta-app-web");
+    let aud = vec!["sts.amazonaws.com".to_string()];
+    for cluster in ["alpha", "beta"] {
+        let host = format!("shared-oidc.s3.eu-west-1.amazonaws.com/{cluster}");
+        let arn = format!("arn:aws:iam::123456789012:oidc-provider/{host}");
+        let req = irsa_core::trust::Request {
+            provider_arn: &arn,
+            host_path: &host,
+            sub: "system:serviceaccount:app:web",
+            aud: &aud,
+        };
+        assert!(
+            irsa_core::trust::evaluate(&trust, &req).is_ok(),
+            "{cluster}: {trust}"
+        );
+    }
+    for d in [a, b] {
+        assert_eq!(
+            irsa_aws(d, &moto, &["plan", "--detailed-exitcode"])
+                .status
+                .code(),
+            Some(0)
+        );
+    }
+
+    // Too many issuers for one role: the plan says which limit and the way out.
+    let many: Vec<String> = (0..8)
+        .map(|i| format!("https://oidc-{i}.example.com/cluster-{i}"))
+        .collect();
+    let yaml = std::fs::read_to_string(b.join("irsa.yaml"))
+        .unwrap()
+        .replace(
+            &format!("extraIssuers: [{alpha_issuer}]"),
+            &format!("extraIssuers: [{alpha_issuer}, {}]", many.join(", ")),
+        );
+    std::fs::write(b.join("irsa.yaml"), yaml).unwrap();
+    let out = irsa_aws(b, &moto, &["apply", "--auto-approve"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("trust policy is") && stdout(&out).contains("IAM allows 2048"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        trust_of(&ctl, "beta-app-web"),
+        trust,
+        "the role is left as it was"
+    );
+
+    // Destroying one cluster keeps the other's documents, statement and bucket.
+    let out = irsa_aws(a, &moto, &["destroy", "--auto-approve"]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(ctl.bucket_exists("shared-oidc"));
+    let policy: Value = serde_json::from_str(
+        &ctl.py("print(s3.get_bucket_policy(Bucket='shared-oidc')['Policy'])"),
+    )
+    .unwrap();
+    assert_eq!(policy["Statement"].as_array().unwrap().len(), 1);
+    assert_eq!(policy["Statement"][0]["Sid"], "IrsaPublicIssuerbeta");
+    assert_eq!(
+        ctl.py("print(len(iam.list_open_id_connect_providers()['OpenIDConnectProviderList']))"),
+        "1"
+    );
+}

@@ -189,7 +189,18 @@ fn inputs(a: &ConfigArgs, bundle: &Bundle) -> Result<Inputs> {
             .clone()
             .unwrap_or_else(|| bundle.config.cluster.clone()),
         namespace: a.namespace.clone(),
-        issuers: Issuers::new(bundle.config.issuer.url.clone(), &a.previous_issuers)?,
+        issuers: Issuers::new(bundle.config.issuer.url.clone(), &{
+            // issuer.previousUrls from irsa.yaml, then any given on the command line.
+            let mut previous: Vec<String> = bundle
+                .config
+                .issuer
+                .previous_urls
+                .iter()
+                .map(|u| u.as_str().to_string())
+                .collect();
+            previous.extend(a.previous_issuers.iter().cloned());
+            previous
+        })?,
         verify,
         signing,
         retired,

@@ -103,6 +103,7 @@ pub fn create(a: &InitArgs, bindings: Vec<Binding>) -> Result<Created> {
             url,
             s3,
             jwks_path: a.jwks_path,
+            previous_urls: Vec::new(),
         },
         keys: vec![KeyConfig {
             public_key: PUBLIC_KEY_FILE.into(),
