@@ -40,6 +40,17 @@ struct RequestView<'a> {
     object: Option<&'a RawValue>,
 }
 
+/// Just the request's uid, for answering requests that do not decode.
+#[derive(Deserialize)]
+struct UidOnly {
+    request: Option<UidRequest>,
+}
+
+#[derive(Deserialize)]
+struct UidRequest {
+    uid: String,
+}
+
 /// The response review, in the field order the Go webhook writes.
 #[derive(Serialize)]
 struct ReviewOut<'a> {
@@ -95,12 +106,17 @@ impl Answer {
     }
 }
 
-fn encode(api_version: Option<&str>, kind: Option<&str>, answer: Answer) -> Vec<u8> {
+/// The answer is always an `AdmissionReview`; its apiVersion is the
+/// request's when that is one the apiserver speaks, else v1 (a request
+/// with another kind or version is not from an apiserver; echoing it
+/// would produce an answer no apiserver accepts).
+fn encode(api_version: Option<&str>, _kind: Option<&str>, answer: Answer) -> Vec<u8> {
     let out = ReviewOut {
-        kind: kind.filter(|k| !k.is_empty()).unwrap_or("AdmissionReview"),
-        api_version: api_version
-            .filter(|v| !v.is_empty())
-            .unwrap_or("admission.k8s.io/v1"),
+        kind: "AdmissionReview",
+        api_version: match api_version {
+            Some(v @ ("admission.k8s.io/v1" | "admission.k8s.io/v1beta1")) => v,
+            _ => "admission.k8s.io/v1",
+        },
         response: answer,
     };
     serde_json::to_vec(&out).unwrap_or_default()
@@ -132,10 +148,17 @@ impl Handler {
             Ok(e) => e,
             Err(e) => {
                 self.outcome("invalid");
+                // Still echo the uid when the JSON has one, so the caller can
+                // match the refusal to its request.
+                let uid = serde_json::from_slice::<UidOnly>(body)
+                    .ok()
+                    .and_then(|u| u.request)
+                    .map(|r| r.uid)
+                    .unwrap_or_default();
                 return encode(
                     None,
                     None,
-                    Answer::deny(String::new(), format!("cannot decode AdmissionReview: {e}")),
+                    Answer::deny(uid, format!("cannot decode AdmissionReview: {e}")),
                 );
             }
         };
