@@ -424,3 +424,37 @@ async fn fetch_leaf(addr: std::net::SocketAddr, ca: &Path) -> Vec<u8> {
     let tls = connector.connect(name, tcp).await.unwrap();
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
+
+/// TLS 1.2 and 1.3 are accepted; TLS 1.1 and 1.0 are refused (checked
+/// with the openssl CLI, an independent TLS implementation).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_tls12_and_newer_are_accepted() {
+    let t = tempfile::tempdir().unwrap();
+    write_certs(t.path(), "tls-versions");
+    let running = run(settings(t.path()), None, Some(store_with_role()))
+        .await
+        .unwrap();
+    let connect = format!("127.0.0.1:{}", running.addr.port());
+    let handshake = |version: &'static str| {
+        let connect = connect.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let out = std::process::Command::new("openssl")
+                    .args(["s_client", "-connect", &connect, version])
+                    .stdin(std::process::Stdio::null())
+                    .output()
+                    .expect("openssl runs");
+                let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                out.status.success()
+                    && text.contains("Cipher is")
+                    && !text.contains("Cipher is (NONE)")
+            })
+            .await
+            .unwrap()
+        }
+    };
+    assert!(handshake("-tls1_2").await, "TLS 1.2 accepted");
+    assert!(handshake("-tls1_3").await, "TLS 1.3 accepted");
+    assert!(!handshake("-tls1_1").await, "TLS 1.1 refused");
+    assert!(!handshake("-tls1").await, "TLS 1.0 refused");
+}

@@ -114,6 +114,36 @@ fn apply_is_idempotent_repairs_drift_respects_ownership_and_destroys() {
         Some(0)
     );
 
+    // Only the two documents are public: one statement, GetObject, two keys;
+    // ACLs stay blocked.
+    let ctl = Ctl::new(&moto);
+    let policy: Value =
+        serde_json::from_str(&ctl.py("print(s3.get_bucket_policy(Bucket='acme-oidc')['Policy'])"))
+            .unwrap();
+    let statements = policy["Statement"].as_array().unwrap();
+    assert_eq!(statements.len(), 1, "{policy}");
+    assert_eq!(statements[0]["Action"], "s3:GetObject");
+    assert_eq!(statements[0]["Principal"], "*");
+    let mut resources: Vec<&str> = statements[0]["Resource"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    resources.sort();
+    assert_eq!(
+        resources,
+        [
+            "arn:aws:s3:::acme-oidc/prod/.well-known/openid-configuration",
+            "arn:aws:s3:::acme-oidc/prod/openid/v1/jwks"
+        ]
+    );
+    let pab = ctl.py("c = s3.get_public_access_block(Bucket='acme-oidc')['PublicAccessBlockConfiguration']\nprint(c['BlockPublicAcls'], c['IgnorePublicAcls'])");
+    assert_eq!(pab, "True True", "ACLs stay blocked");
+    let content_type = ctl
+        .py("print(s3.head_object(Bucket='acme-oidc', Key='prod/openid/v1/jwks')['ContentType'])");
+    assert_eq!(content_type, "application/json");
+
     // STS accepts a token signed with the cluster's key for the bound service account.
     let key =
         irsa_core::parse::parse_private_key(&std::fs::read(d.join("keys/sa-signer.key")).unwrap())
@@ -125,7 +155,6 @@ fn apply_is_idempotent_repairs_drift_respects_ownership_and_destroys() {
     let claims = serde_json::json!({"iss": "https://acme-oidc.s3.eu-west-1.amazonaws.com/prod", "sub": "system:serviceaccount:app:s3-echoer",
         "aud": ["sts.amazonaws.com"], "iat": now, "exp": now + 3600});
     let token = irsa_core::jwt::sign(&key, irsa_core::Algorithm::RS256, &claims).unwrap();
-    let ctl = Ctl::new(&moto);
     let assumed = ctl.py(&format!(
         "sts = boto3.client('sts', **kw)\narn = iam.get_role(RoleName='prod-app-s3-echoer')['Role']['Arn']\nr = sts.assume_role_with_web_identity(RoleArn=arn, RoleSessionName='e2e', WebIdentityToken='{token}')\nprint(r['AssumedRoleUser']['Arn'])"
     ));

@@ -602,3 +602,59 @@ fn export_terraform_and_cloudformation_match_the_plan() {
         "${aws_iam_role.role_prod_app_s3_echoer.name}"
     );
 }
+
+#[test]
+fn private_key_material_never_reaches_output_or_errors() {
+    let t = tempdir();
+    let d = t.path();
+    let out = run_in(
+        d,
+        &[
+            "keys",
+            "generate",
+            "--private-key",
+            "sa.key",
+            "--public-key",
+            "sa.pub",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pem = fs::read_to_string(d.join("sa.key")).unwrap();
+    let body_line = pem.lines().nth(3).unwrap().to_string();
+    // A damaged copy: every command that reads it fails without quoting it.
+    let damaged = pem.replacen(&body_line, &format!("{body_line}!!"), 1);
+    fs::write(d.join("bad.key"), &damaged).unwrap();
+    for args in [
+        vec!["jwks", "bad.key"],
+        vec![
+            "keys",
+            "generate",
+            "--private-key",
+            "sa.key",
+            "--public-key",
+            "x.pub",
+        ],
+        vec![
+            "token",
+            "verify",
+            "--jwks",
+            "bad.key",
+            "--issuer",
+            "https://x.example.com",
+            "x.y.z",
+        ],
+    ] {
+        let out = run_in(d, &args);
+        assert!(!out.status.success(), "{args:?} must fail");
+        for text in [stdout(&out), stderr(&out)] {
+            assert!(
+                !text.contains(&body_line),
+                "{args:?} printed key material: {text}"
+            );
+            assert!(!text.contains("PRIVATE KEY-----\nMII"), "{args:?}: {text}");
+        }
+    }
+    // Debug output of the parsed key (as in logs) hides the material too.
+    let key = irsa_core::parse::parse_private_key(pem.as_bytes()).unwrap();
+    assert!(!format!("{key:?}").contains(&body_line[..20]));
+}
