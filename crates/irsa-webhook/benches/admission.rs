@@ -64,6 +64,7 @@ fn settings(dir: &Path) -> Settings {
         tls_reload_seconds: 60,
         max_request_bytes: 3 << 20,
         shutdown_seconds: 1,
+        shutdown_delay_seconds: 0,
         kubeconfig: None,
         sa_lookup_timeout_ms: 100,
         annotation_prefix: "eks.amazonaws.com".into(),

@@ -33,11 +33,19 @@ pub struct Running {
     /// The metrics.
     pub metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
+    draining: Arc<std::sync::atomic::AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<()>,
 }
 
 impl Running {
+    /// Starts a graceful stop: /readyz fails from now on so the Service
+    /// stops routing here, while /mutate keeps answering.
+    pub fn begin_drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Stops accepting connections and drains in-flight requests.
     pub fn shutdown(&self) {
         let _ = self.shutdown.send(true);
@@ -63,6 +71,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Body> {
 struct State {
     handler: Handler,
     max_body: usize,
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 async fn route(req: Request<Incoming>, state: Arc<State>) -> Response<Body> {
@@ -81,7 +90,9 @@ async fn route(req: Request<Incoming>, state: Arc<State>) -> Response<Body> {
     let response = match (req.method(), req.uri().path()) {
         (&Method::GET, "/healthz") => text(StatusCode::OK, "ok"),
         (&Method::GET, "/readyz") => {
-            if state.handler.store.is_ready() {
+            if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+                text(StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+            } else if state.handler.store.is_ready() {
                 text(StatusCode::OK, "ok")
             } else {
                 text(
@@ -237,8 +248,10 @@ pub async fn run(
         lookup_timeout: settings.lookup_timeout(),
         metrics: metrics.clone(),
     };
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let state = Arc::new(State {
         handler,
+        draining: draining.clone(),
         max_body: settings.max_request_bytes,
     });
     let (shutdown, mut stop) = watch::channel(false);
@@ -324,6 +337,7 @@ pub async fn run(
         store,
         metrics,
         shutdown,
+        draining,
         tasks,
         server,
     })

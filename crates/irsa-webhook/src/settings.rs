@@ -70,6 +70,16 @@ pub struct Settings {
         help_heading = "Server"
     )]
     pub shutdown_seconds: u64,
+    /// Seconds to keep serving after SIGTERM, with /readyz failing, before
+    /// the listener closes: time for the endpoints to drop this replica so
+    /// no admission is sent to a closed port.
+    #[arg(
+        long,
+        default_value_t = 5,
+        env = "IRSA_SHUTDOWN_DELAY_SECONDS",
+        help_heading = "Server"
+    )]
+    pub shutdown_delay_seconds: u64,
 
     /// Kubeconfig file; in-cluster configuration when empty.
     #[arg(long, env = "IRSA_KUBECONFIG", help_heading = "Kubernetes")]

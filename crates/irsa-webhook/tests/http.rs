@@ -40,6 +40,7 @@ fn settings(dir: &Path) -> Settings {
         tls_reload_seconds: 1,
         max_request_bytes: 64 * 1024,
         shutdown_seconds: 5,
+        shutdown_delay_seconds: 0,
         kubeconfig: None,
         sa_lookup_timeout_ms: 100,
         annotation_prefix: "eks.amazonaws.com".into(),

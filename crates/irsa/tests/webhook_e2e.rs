@@ -66,6 +66,8 @@ fn start_webhook(dir: &Path, kubeconfig: &Path) -> Webhook {
             &metrics_port.to_string(),
             "--aws-default-region",
             "us-west-2",
+            "--shutdown-delay-seconds",
+            "2",
         ])
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -440,7 +442,109 @@ async fn webhook_against_real_apiserver() {
         "{metrics}"
     );
 
-    // 6. SIGTERM: the webhook drains and exits cleanly.
+    // 6. A bounded load run against /mutate during which the serving
+    // certificate is replaced on disk and the process gets SIGTERM. Clients
+    // trust both CAs and stop sending once /readyz fails (as endpoints
+    // would drop the replica). Goal: no failed admission.
+    let out = run_in(
+        d,
+        &[
+            "webhook",
+            "certs",
+            "--ip",
+            "127.0.0.1",
+            "--out-dir",
+            "certs2",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cas: Vec<reqwest::Certificate> = ["certs/ca.crt", "certs2/ca.crt"]
+        .iter()
+        .map(|f| reqwest::Certificate::from_pem(&std::fs::read(d.join(f)).unwrap()).unwrap())
+        .collect();
+    let load_client = reqwest::Client::builder()
+        .tls_certs_only(cas)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let review = serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "load", "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"}, "namespace": "e2e-basic",
+            "operation": "CREATE", "userInfo": {},
+            "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "load", "namespace": "e2e-basic"},
+                "spec": {"serviceAccountName": "s3", "containers": [{"name": "app", "image": "nginx"}]}}}});
+    let body = serde_json::to_vec(&review).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let (client, body, stop) = (load_client.clone(), body.clone(), stop.clone());
+        let url = format!("https://127.0.0.1:{}/mutate", webhook.port);
+        workers.push(tokio::spawn(async move {
+            let (mut ok, mut failed) = (0u32, 0u32);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && Instant::now() < deadline
+                && ok + failed < 20_000
+            {
+                let answered = match client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => {
+                        let text = r.text().await.unwrap_or_default();
+                        if !text.contains("\"patch\"") && failed == 0 {
+                            eprintln!("unexpected answer: {text}");
+                        }
+                        text.contains("\"patch\"")
+                    }
+                    Ok(r) => {
+                        if failed == 0 {
+                            eprintln!("unexpected status {}", r.status());
+                        }
+                        false
+                    }
+                    Err(e) => {
+                        if failed == 0 {
+                            eprintln!("request failed: {e:?}");
+                        }
+                        false
+                    }
+                };
+                if answered {
+                    ok += 1;
+                } else {
+                    failed += 1;
+                }
+            }
+            (ok, failed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    for f in ["tls.crt", "tls.key"] {
+        let tmp = d.join(format!("certs/.{f}.new"));
+        std::fs::copy(d.join("certs2").join(f), &tmp).unwrap();
+        std::fs::rename(&tmp, d.join("certs").join(f)).unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The new certificate is in use: a client trusting only its CA connects.
+    let only_new = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(
+            &std::fs::read(d.join("certs2/ca.crt")).unwrap(),
+        )
+        .unwrap()])
+        .build()
+        .unwrap();
+    let healthz = only_new
+        .get(format!("https://127.0.0.1:{}/healthz", webhook.port))
+        .send()
+        .await;
+    assert!(
+        healthz.is_ok_and(|r| r.status() == 200),
+        "the swapped certificate is served"
+    );
     let mut webhook = webhook;
     let pid = webhook.child.id().to_string();
     assert!(Command::new("kill")
@@ -448,6 +552,37 @@ async fn webhook_against_real_apiserver() {
         .status()
         .unwrap()
         .success());
+    // The readiness probe sees the drain; the clients stop shortly after.
+    let readyz = format!("https://127.0.0.1:{}/readyz", webhook.port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status = load_client
+            .get(&readyz)
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
+        if status.is_ok_and(|s| s == 503) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never failed after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut ok, mut failed) = (0u32, 0u32);
+    for w in workers {
+        let (o, f) = w.await.unwrap();
+        ok += o;
+        failed += f;
+    }
+    println!("load run with certificate swap and SIGTERM: {ok} admissions, {failed} failed");
+    assert!(ok > 100, "the load ran: {ok}");
+    assert_eq!(failed, 0, "failed admissions during swap and shutdown");
+    let leaf = std::fs::read_to_string(d.join("webhook.log")).unwrap_or_default();
+    assert!(!leaf.contains("panicked"), "{leaf}");
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
         if let Some(s) = webhook.child.try_wait().unwrap() {

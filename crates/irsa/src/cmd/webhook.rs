@@ -114,6 +114,7 @@ fn serve(settings: irsa_webhook::Settings) -> Result<()> {
     }
     runtime.block_on(async move {
         let client = irsa_webhook::server::client(&settings).await?;
+        let delay = std::time::Duration::from_secs(settings.shutdown_delay_seconds);
         let running = irsa_webhook::run(settings, Some(client), None).await?;
         eprintln!(
             "irsa webhook: serving https://{}/mutate, metrics http://{}/metrics",
@@ -122,6 +123,15 @@ fn serve(settings: irsa_webhook::Settings) -> Result<()> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot watch SIGTERM")?;
         tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        // Unready first, still serving, so endpoints stop sending here;
+        // a second signal cuts the wait short.
+        running.begin_drain();
+        tracing::info!(delay = ?delay, "SIGTERM: /readyz fails now; serving on until the delay ends");
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
