@@ -52,6 +52,8 @@ enum Command {
     Unbind(cmd::bind::UnbindArgs),
     /// Write the AWS resources as Terraform (JSON syntax) or CloudFormation.
     Export(cmd::export::ExportArgs),
+    /// Print or run the verification workload for a binding (aws sts get-caller-identity).
+    Verify(cmd::verify::VerifyArgs),
     /// Walk the chain from a pod to STS and say which link is broken and how to fix it.
     Doctor(cmd::doctor::DoctorArgs),
     /// Check keys, JWKS and discovery document locally and as served.
@@ -102,6 +104,7 @@ fn main() -> ExitCode {
         Command::Unbind(a) => cmd::bind::unbind(a),
         Command::Export(a) => cmd::export::run(a),
         Command::Doctor(a) => cmd::doctor::run(a),
+        Command::Verify(a) => cmd::verify::run(a),
         Command::Validate(a) => cmd::validate::run(a),
         Command::Token(c) => cmd::token::run(c),
         Command::Webhook(c) => cmd::webhook::run(c),

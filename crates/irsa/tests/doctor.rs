@@ -399,4 +399,67 @@ fn cluster_links_against_a_real_apiserver() {
             "{link}: {checks:?}"
         );
     }
+    // The verification workload: printed as real objects, then applied.
+    let out = with_moto(
+        &s.moto,
+        d,
+        &[
+            "verify",
+            "-f",
+            "b/irsa.yaml",
+            "-n",
+            "app",
+            "-s",
+            "s3-echoer",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut docs = text.split("---\n");
+    let sa: k8s_openapi::api::core::v1::ServiceAccount =
+        serde_yaml::from_str(docs.next().unwrap()).unwrap();
+    let job: k8s_openapi::api::batch::v1::Job = serde_yaml::from_str(docs.next().unwrap()).unwrap();
+    assert_eq!(
+        sa.metadata.annotations.unwrap()["eks.amazonaws.com/role-arn"],
+        ROLE
+    );
+    let pod = job.spec.unwrap().template.spec.unwrap();
+    assert_eq!(pod.service_account_name.as_deref(), Some("s3-echoer"));
+    assert_eq!(
+        pod.containers[0].args.as_deref().unwrap(),
+        ["sts", "get-caller-identity", "--output", "json"]
+    );
+    // Applied: the objects exist; this bed has no kubelet, so the wait ends
+    // with a clear timeout instead of a result.
+    let out = with_moto(
+        &s.moto,
+        d,
+        &[
+            "verify",
+            "-f",
+            "b/irsa.yaml",
+            "-n",
+            "app",
+            "-s",
+            "s3-echoer",
+            "--apply",
+            "--timeout",
+            "2",
+            "--kubeconfig",
+            &kubeconfig,
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("did not finish in 2 s"),
+        "{}",
+        stderr(&out)
+    );
+    kubectl(&["get", "job", "-n", "app", "irsa-verify-s3-echoer"]);
 }

@@ -133,8 +133,8 @@ pub fn role_arn(config: &IrsaConfig, binding: &Binding, account: &str) -> String
     )
 }
 
-/// The annotated ServiceAccount for `binding`, as YAML.
-pub fn service_account_yaml(config: &IrsaConfig, binding: &Binding, account: &str) -> String {
+/// The annotated ServiceAccount for `binding`.
+pub fn service_account(config: &IrsaConfig, binding: &Binding, account: &str) -> ServiceAccount {
     let mut annotations = BTreeMap::from([(
         "eks.amazonaws.com/role-arn".to_string(),
         role_arn(config, binding, account),
@@ -145,7 +145,7 @@ pub fn service_account_yaml(config: &IrsaConfig, binding: &Binding, account: &st
             binding.audience().to_string(),
         );
     }
-    let sa = ServiceAccount {
+    ServiceAccount {
         metadata: ObjectMeta {
             name: Some(binding.service_account.clone()),
             namespace: Some(binding.namespace.clone()),
@@ -153,13 +153,17 @@ pub fn service_account_yaml(config: &IrsaConfig, binding: &Binding, account: &st
             ..ObjectMeta::default()
         },
         ..ServiceAccount::default()
-    };
-    let mut value = serde_json::to_value(&sa).unwrap_or_default();
+    }
+}
+
+/// A Kubernetes object as YAML, `apiVersion` and `kind` first.
+pub fn object_yaml<K: k8s_openapi::Resource + serde::Serialize>(object: &K) -> String {
+    let mut value = serde_json::to_value(object).unwrap_or_default();
     if let Some(map) = value.as_object_mut() {
         // apiVersion and kind first, as people write them.
         let mut ordered = serde_json::Map::new();
-        ordered.insert("apiVersion".into(), "v1".into());
-        ordered.insert("kind".into(), "ServiceAccount".into());
+        ordered.insert("apiVersion".into(), K::API_VERSION.into());
+        ordered.insert("kind".into(), K::KIND.into());
         for (k, v) in std::mem::take(map) {
             ordered.entry(k).or_insert(v);
         }
@@ -168,11 +172,17 @@ pub fn service_account_yaml(config: &IrsaConfig, binding: &Binding, account: &st
     serde_yaml::to_string(&value).unwrap_or_default()
 }
 
+/// The annotated ServiceAccount for `binding`, as YAML.
+pub fn service_account_yaml(config: &IrsaConfig, binding: &Binding, account: &str) -> String {
+    object_yaml(&service_account(config, binding, account))
+}
+
 fn config_path(common: &Common) -> PathBuf {
     common.file.clone()
 }
 
-fn account_for(common: &Common, given: Option<&str>) -> Option<String> {
+/// The account ID: given, or from the credentials (None when unreachable).
+pub fn account_for(common: &Common, given: Option<&str>) -> Option<String> {
     if let Some(a) = given {
         return Some(a.to_string());
     }

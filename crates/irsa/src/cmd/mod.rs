@@ -10,6 +10,7 @@ pub mod init;
 pub mod keys;
 pub mod token;
 pub mod validate;
+pub mod verify;
 pub mod webhook;
 
 /// Current Unix time in seconds.
