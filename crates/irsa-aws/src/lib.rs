@@ -277,6 +277,7 @@ impl Aws {
                 ActualProvider {
                     arn: arn.to_string(),
                     client_ids: p.client_id_list().iter().cloned().collect(),
+                    thumbprints: p.thumbprint_list().to_vec(),
                     tags: p
                         .tags()
                         .iter()
@@ -483,6 +484,7 @@ impl Aws {
         Ok(Some(ActualProvider {
             arn: arn.to_string(),
             client_ids: p.client_id_list().iter().cloned().collect(),
+            thumbprints: p.thumbprint_list().to_vec(),
             tags: p
                 .tags()
                 .iter()
@@ -667,6 +669,9 @@ impl Aws {
                 self.iam
                     .create_open_id_connect_provider()
                     .url(format!("https://{host}"))
+                    .set_thumbprint_list(
+                        (!desired.thumbprints.is_empty()).then(|| desired.thumbprints.clone()),
+                    )
                     .set_client_id_list(Some(desired.client_ids.iter().cloned().collect()))
                     .set_tags(Some(tags_iam(&desired.owner_tags())))
                     .send()
@@ -683,6 +688,17 @@ impl Aws {
                     .send()
                     .await
                     .map_err(|e| call_err("iam:AddClientIDToOpenIDConnectProvider", e))?;
+            }
+            Action::UpdateThumbprints(host, thumbprints) => {
+                let arn = self.provider_arn(host).await?;
+                self.write();
+                self.iam
+                    .update_open_id_connect_provider_thumbprint()
+                    .open_id_connect_provider_arn(arn)
+                    .set_thumbprint_list(Some(thumbprints.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:UpdateOpenIDConnectProviderThumbprint", e))?;
             }
             Action::TagProvider(host) => {
                 let arn = self.provider_arn(host).await?;

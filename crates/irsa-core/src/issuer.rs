@@ -188,6 +188,11 @@ impl IssuerUrl {
         self.0.strip_prefix("https://").unwrap_or(&self.0)
     }
 
+    /// The host name alone.
+    pub fn host(&self) -> &str {
+        self.host_path().split('/').next().unwrap_or_default()
+    }
+
     /// URL of the discovery document.
     pub fn discovery_url(&self) -> String {
         format!("{}/.well-known/openid-configuration", self.0)

@@ -54,6 +54,9 @@ pub struct Desired {
     pub previous_host_paths: Vec<String>,
     /// Provider client IDs (the audiences bindings use).
     pub client_ids: BTreeSet<String>,
+    /// Provider thumbprints (SHA-1 of the top certificate the issuer's host
+    /// serves); empty when AWS does not need them (S3, public CAs).
+    pub thumbprints: Vec<String>,
     /// Roles.
     pub roles: Vec<DesiredRole>,
 }
@@ -140,6 +143,7 @@ impl Desired {
                 .chain(std::iter::once(crate::config::DEFAULT_AUDIENCE.to_string()))
                 .collect(),
             roles,
+            thumbprints: Vec::new(),
         }
     }
 
@@ -217,6 +221,8 @@ pub struct ActualProvider {
     pub arn: String,
     /// Client IDs.
     pub client_ids: BTreeSet<String>,
+    /// Thumbprints.
+    pub thumbprints: Vec<String>,
     /// Tags.
     pub tags: BTreeMap<String, String>,
 }
@@ -266,6 +272,8 @@ pub enum Action {
     AddClientId(String, String),
     /// Tag the provider for a host/path as owned.
     TagProvider(String),
+    /// Replace the thumbprints of the provider for a host/path.
+    UpdateThumbprints(String, Vec<String>),
     /// Create a role with trust policy, session duration and tags.
     CreateRole(DesiredRole),
     /// Replace a role's trust policy.
@@ -328,7 +336,10 @@ impl Change {
             | Action::PutInline(n, _, _)
             | Action::DeleteInline(n, _)
             | Action::DeleteRole(n) => format!("role:{n}"),
-            Action::CreateProvider(h) | Action::AddClientId(h, _) | Action::TagProvider(h) => {
+            Action::CreateProvider(h)
+            | Action::AddClientId(h, _)
+            | Action::TagProvider(h)
+            | Action::UpdateThumbprints(h, _) => {
                 format!("provider:{h}")
             }
             Action::DeleteProvider(arn) => format!("provider:{arn}"),
@@ -534,6 +545,14 @@ pub fn diff(desired: &Desired, actual: &Actual, adopt: &BTreeSet<String>) -> Pla
                         &provider_res,
                         format!("add client id {id}"),
                         Action::AddClientId(host.to_string(), id.clone()),
+                    ));
+                }
+                if current && !desired.thumbprints.is_empty() && p.thumbprints != desired.thumbprints {
+                    plan.changes.push(change(
+                        '~',
+                        &provider_res,
+                        format!("thumbprints {:?} -> {:?}", p.thumbprints, desired.thumbprints),
+                        Action::UpdateThumbprints(host.to_string(), desired.thumbprints.clone()),
                     ));
                 }
                 if !owned(&p.tags) {
@@ -843,6 +862,7 @@ mod tests {
                 ActualProvider {
                     arn: "a".into(),
                     client_ids: desired.client_ids.clone(),
+                    thumbprints: Vec::new(),
                     tags: desired.owner_tags(),
                 },
             )]
@@ -1000,6 +1020,7 @@ mod tests {
         let owned = ActualProvider {
             arn: "arn:aws:iam::111122223333:oidc-provider/old.example.com/demo".into(),
             client_ids: desired.client_ids.clone(),
+            thumbprints: Vec::new(),
             tags: desired.owner_tags(),
         };
         let actual = Actual {

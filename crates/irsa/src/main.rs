@@ -8,6 +8,7 @@ mod cmd;
 mod fetch;
 mod fsutil;
 mod output;
+mod thumbprint;
 mod yamledit;
 
 use std::process::ExitCode;

@@ -57,7 +57,21 @@ fn setup() -> Setup {
     let server = serve(site, &[HOST]);
     fs::write(d.join("ca.pem"), &server.ca_pem).unwrap();
     let moto = Moto::start();
-    let out = with_moto(&moto, &d, &["apply", "-f", "b/irsa.yaml", "--auto-approve"]);
+    let resolve = format!("{HOST}={}", server.addr);
+    let out = with_moto(
+        &moto,
+        &d,
+        &[
+            "apply",
+            "-f",
+            "b/irsa.yaml",
+            "--auto-approve",
+            "--ca-cert",
+            "ca.pem",
+            "--resolve",
+            &resolve,
+        ],
+    );
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     Setup {
         _t: t,
@@ -151,6 +165,27 @@ fn every_fault_is_diagnosed_at_its_link_with_a_fix() {
     let s = setup();
     let ctl = Ctl::new(&s.moto);
     let key = "b/keys/sa-signer.key";
+
+    // The provider pins the certificate the issuer's host serves (a
+    // private CA here), as computed independently by openssl.
+    let pem = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl s_client -connect {} -servername {HOST} </dev/null 2>/dev/null | openssl x509 -fingerprint -sha1 -noout",
+            s.server.addr
+        ))
+        .output()
+        .unwrap();
+    let expected = String::from_utf8_lossy(&pem.stdout)
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap()
+        .replace(':', "")
+        .to_lowercase();
+    assert_eq!(expected.len(), 40, "openssl fingerprint: {expected}");
+    let listed = ctl.py("p = iam.list_open_id_connect_providers()['OpenIDConnectProviderList'][0]['Arn']\nprint(','.join(iam.get_open_id_connect_provider(OpenIDConnectProviderArn=p)['ThumbprintList']))");
+    assert_eq!(listed, expected);
 
     // Healthy chain, STS included.
     let good = token(&s, key, json!({}));
@@ -281,12 +316,26 @@ fn every_fault_is_diagnosed_at_its_link_with_a_fix() {
     );
     assert!(failed[0].1.contains("remove the scheme"), "{failed:?}");
     // `irsa apply` repairs it, and the chain is whole again.
+    let resolve = format!("{HOST}={}", s.server.addr);
     let out = with_moto(
         &s.moto,
         &s.dir,
-        &["apply", "-f", "b/irsa.yaml", "--auto-approve"],
+        &[
+            "apply",
+            "-f",
+            "b/irsa.yaml",
+            "--auto-approve",
+            "--output",
+            "json",
+            "--ca-cert",
+            "ca.pem",
+            "--resolve",
+            &resolve,
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    let summary = json(stdout(&out).lines().last().unwrap().as_bytes());
+    assert_eq!(summary["changes"], 1, "only the trust policy: {summary}");
     assert_eq!(doctor(&s, &good, &[]).0, Some(0));
 
     // No OIDC provider.

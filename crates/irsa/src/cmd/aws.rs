@@ -28,6 +28,12 @@ pub struct Common {
     /// Take over an existing resource without irsa's owner tag (role name, bucket, or provider host/path).
     #[arg(long, value_name = "NAME")]
     pub adopt: Vec<String>,
+    /// Trust only this CA bundle when reading the issuer's certificate chain for the thumbprint (testing).
+    #[arg(long, value_name = "FILE", help_heading = "Network")]
+    pub ca_cert: Option<PathBuf>,
+    /// Connect to ADDR:PORT for HOST when reading the issuer's certificate chain (like curl --resolve).
+    #[arg(long, value_name = "HOST=ADDR:PORT", value_parser = crate::fetch::parse_resolve, help_heading = "Network")]
+    pub resolve: Vec<crate::fetch::Resolve>,
     /// How many independent AWS calls may run at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64), help_heading = "AWS")]
     pub parallelism: u16,
@@ -102,13 +108,24 @@ async fn load(c: &Common) -> Result<Context_> {
         .account_id()
         .await
         .context("cannot identify the AWS account (check credentials: env, profile, SSO)")?;
-    let desired = Desired::from_config(
+    let mut desired = Desired::from_config(
         &bundle.config,
         &account,
         region.as_deref().unwrap_or("us-east-1"),
         &docs.discovery,
         &docs.jwks,
     );
+    // Issuers on S3 are trusted by AWS without a thumbprint; for any other
+    // host, pin the top certificate it serves when it can be reached.
+    if bundle.config.issuer.s3.is_none() {
+        let host = bundle.config.issuer.url.host().to_string();
+        match crate::thumbprint::thumbprint(&host, c.ca_cert.as_deref(), &c.resolve).await {
+            Ok(t) => desired.thumbprints = vec![t],
+            Err(e) => eprintln!(
+                "warning: no provider thumbprint ({e:#}); AWS needs none when the issuer's certificate is from a public CA"
+            ),
+        }
+    }
     Ok(Context_ {
         bundle,
         desired,
