@@ -448,6 +448,55 @@ fn cluster_links_against_a_real_apiserver() {
             "{link}: {checks:?}"
         );
     }
+    // A pod created without the webhook is reported as not mutated, with the fix.
+    kubectl(&[
+        "run",
+        "plain",
+        "-n",
+        "app",
+        "--image",
+        "nginx",
+        "--restart",
+        "Never",
+        "--overrides",
+        r#"{"spec": {"serviceAccountName": "s3-echoer"}}"#,
+    ]);
+    let out = with_moto(
+        &s.moto,
+        d,
+        &[
+            "doctor",
+            "-f",
+            "b/irsa.yaml",
+            "-n",
+            "app",
+            "--pod",
+            "plain",
+            "--kubeconfig",
+            &kubeconfig,
+            "--ca-cert",
+            "ca.pem",
+            "--resolve",
+            &resolve,
+            "--no-aws",
+            "--output",
+            "json",
+        ],
+    );
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
+    let pod_link = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "pod: mutated by the webhook")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(pod_link["status"], "fail", "{pod_link}");
+    assert!(
+        pod_link["fix"].as_str().unwrap().contains("delete the pod"),
+        "{pod_link}"
+    );
+
     // The verification workload: printed as real objects, then applied.
     let out = with_moto(
         &s.moto,
