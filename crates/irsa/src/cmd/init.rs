@@ -298,14 +298,17 @@ fn print_summary(c: &Created, demo: bool) {
         ),
         None => println!("  1. serve {d}/{ISSUER_DIR}/ at {} over HTTPS as application/json", b.config.issuer.url),
     }
-    println!("  2. copy the key pair to the control plane (e.g. /etc/kubernetes/pki/) and start kube-apiserver with:");
-    println!("       --service-account-issuer={}", b.config.issuer.url);
-    println!("       --service-account-key-file=.../sa-signer.pub   (keep the existing key file too while migrating)");
-    println!("       --service-account-signing-key-file=.../sa-signer.key");
+    println!("  2. give kube-apiserver the issuer and keys, rendered for your distribution (flags, kubeadm, kind, k3s, rke2, talos, vks, eks-anywhere):");
+    println!("       irsa cluster config -f {d}/{CONFIG_FILE} --flavour kubeadm -o {d}/cluster");
+    println!(
+        "     (it sets --service-account-issuer={} and the key files)",
+        b.config.issuer.url
+    );
     println!(
         "  3. check what you serve: irsa validate {d} --issuer {}",
         b.config.issuer.url
     );
+    println!("  4. bind service accounts (`irsa bind -n NS -s SA --policy-arn ARN`), `irsa apply`, then `irsa verify` and `irsa doctor`");
     if demo {
         println!("  (demo: bucket irsa-demo-oidc is a placeholder; run `irsa init --cluster NAME --bucket YOUR-BUCKET --region R` for a real cluster)");
     }
