@@ -94,6 +94,21 @@ fn decode_policy(text: &str) -> Value {
     serde_json::from_str(&decoded).unwrap_or(Value::String(decoded))
 }
 
+/// The provider ARN among `arns` whose URL is `host_path`.
+fn arn_for<'a>(arns: &'a [String], host_path: &str) -> Option<&'a str> {
+    let suffix = format!(":oidc-provider/{host_path}");
+    arns.iter()
+        .map(String::as_str)
+        .find(|a| a.ends_with(&suffix))
+}
+
+/// IAM tags as a map.
+fn iam_tag_map(tags: &[aws_sdk_iam::types::Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect()
+}
+
 fn tags_iam(tags: &BTreeMap<String, String>) -> Vec<aws_sdk_iam::types::Tag> {
     tags.iter()
         .filter_map(|(k, v)| {
@@ -183,17 +198,7 @@ impl Aws {
                 Err(e) => return Err(call_err("s3:HeadBucket", e)),
             };
             if exists {
-                self.read();
-                let tags = match self.s3.get_bucket_tagging().bucket(&s3.bucket).send().await {
-                    Ok(t) => t
-                        .tag_set()
-                        .iter()
-                        .map(|t| (t.key().to_string(), t.value().to_string()))
-                        .collect(),
-                    Err(e) if e.code() == Some("NoSuchTagSet") => BTreeMap::new(),
-                    Err(e) => return Err(call_err("s3:GetBucketTagging", e)),
-                };
-                actual.bucket = Some(tags);
+                actual.bucket = Some(self.bucket_tags(&s3.bucket).await?);
                 self.read();
                 actual.public_policy_allowed = match self
                     .s3
@@ -246,45 +251,14 @@ impl Aws {
             }
         }
 
-        self.read();
-        let providers = self
-            .iam
-            .list_open_id_connect_providers()
-            .send()
-            .await
-            .map_err(|e| call_err("iam:ListOpenIDConnectProviders", e))?;
-        actual.account_providers = providers.open_id_connect_provider_list().len();
+        let arns = self.provider_arns().await?;
+        actual.account_providers = arns.len();
         for host in desired.managed_providers() {
-            let suffix = format!(":oidc-provider/{host}");
-            let Some(arn) = providers
-                .open_id_connect_provider_list()
-                .iter()
-                .filter_map(|p| p.arn())
-                .find(|a| a.ends_with(&suffix))
-            else {
-                continue;
-            };
-            self.read();
-            let p = self
-                .iam
-                .get_open_id_connect_provider()
-                .open_id_connect_provider_arn(arn)
-                .send()
-                .await
-                .map_err(|e| call_err("iam:GetOpenIDConnectProvider", e))?;
-            actual.providers.insert(
-                host.to_string(),
-                ActualProvider {
-                    arn: arn.to_string(),
-                    client_ids: p.client_id_list().iter().cloned().collect(),
-                    thumbprints: p.thumbprint_list().to_vec(),
-                    tags: p
-                        .tags()
-                        .iter()
-                        .map(|t| (t.key().to_string(), t.value().to_string()))
-                        .collect(),
-                },
-            );
+            if let Some(arn) = arn_for(&arns, host) {
+                actual
+                    .providers
+                    .insert(host.to_string(), self.get_provider(arn).await?);
+            }
         }
 
         self.read_roles(desired, &mut actual).await?;
@@ -438,11 +412,7 @@ impl Aws {
                         boundary: r
                             .permissions_boundary()
                             .and_then(|b| b.permissions_boundary_arn().map(String::from)),
-                        tags: r
-                            .tags()
-                            .iter()
-                            .map(|t| (t.key().to_string(), t.value().to_string()))
-                            .collect(),
+                        tags: iam_tag_map(r.tags()),
                         path: r.path().unwrap_or("/").to_string(),
                     },
                 );
@@ -455,8 +425,8 @@ impl Aws {
         Ok(out)
     }
 
-    /// The IAM OIDC provider for `host_path`, if there is one.
-    pub async fn find_provider(&self, host_path: &str) -> Result<Option<ActualProvider>, AwsError> {
+    /// ARNs of every IAM OIDC provider in the account.
+    async fn provider_arns(&self) -> Result<Vec<String>, AwsError> {
         self.read();
         let providers = self
             .iam
@@ -464,15 +434,15 @@ impl Aws {
             .send()
             .await
             .map_err(|e| call_err("iam:ListOpenIDConnectProviders", e))?;
-        let suffix = format!(":oidc-provider/{host_path}");
-        let Some(arn) = providers
+        Ok(providers
             .open_id_connect_provider_list()
             .iter()
-            .filter_map(|p| p.arn())
-            .find(|a| a.ends_with(&suffix))
-        else {
-            return Ok(None);
-        };
+            .filter_map(|p| p.arn().map(String::from))
+            .collect())
+    }
+
+    /// One provider's client IDs, thumbprints and tags.
+    async fn get_provider(&self, arn: &str) -> Result<ActualProvider, AwsError> {
         self.read();
         let p = self
             .iam
@@ -481,16 +451,21 @@ impl Aws {
             .send()
             .await
             .map_err(|e| call_err("iam:GetOpenIDConnectProvider", e))?;
-        Ok(Some(ActualProvider {
+        Ok(ActualProvider {
             arn: arn.to_string(),
             client_ids: p.client_id_list().iter().cloned().collect(),
             thumbprints: p.thumbprint_list().to_vec(),
-            tags: p
-                .tags()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect(),
-        }))
+            tags: iam_tag_map(p.tags()),
+        })
+    }
+
+    /// The IAM OIDC provider for `host_path`, if there is one.
+    pub async fn find_provider(&self, host_path: &str) -> Result<Option<ActualProvider>, AwsError> {
+        let arns = self.provider_arns().await?;
+        match arn_for(&arns, host_path) {
+            Some(arn) => Ok(Some(self.get_provider(arn).await?)),
+            None => Ok(None),
+        }
     }
 
     /// One role with its trust policy, policies and tags, if it exists.
@@ -561,11 +536,7 @@ impl Aws {
                 .permissions_boundary()
                 .and_then(|b| b.permissions_boundary_arn().map(String::from)),
             path: role.path().to_string(),
-            tags: tags
-                .tags()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect(),
+            tags: iam_tag_map(tags.tags()),
         }))
     }
 
@@ -788,16 +759,7 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("iam:AttachRolePolicy", e))?;
             }
-            Action::DetachPolicy(name, arn) => {
-                self.write();
-                self.iam
-                    .detach_role_policy()
-                    .role_name(name)
-                    .policy_arn(arn)
-                    .send()
-                    .await
-                    .map_err(|e| call_err("iam:DetachRolePolicy", e))?;
-            }
+            Action::DetachPolicy(name, arn) => self.detach_policy(name, arn).await?,
             Action::PutInline(name, policy, doc) => {
                 self.write();
                 self.iam
@@ -809,37 +771,14 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("iam:PutRolePolicy", e))?;
             }
-            Action::DeleteInline(name, policy) => {
-                self.write();
-                self.iam
-                    .delete_role_policy()
-                    .role_name(name)
-                    .policy_name(policy)
-                    .send()
-                    .await
-                    .map_err(|e| call_err("iam:DeleteRolePolicy", e))?;
-            }
+            Action::DeleteInline(name, policy) => self.delete_inline(name, policy).await?,
             Action::DeleteRole(name) => {
                 if let Some(role) = self.read_role(name).await? {
                     for arn in &role.managed {
-                        self.write();
-                        self.iam
-                            .detach_role_policy()
-                            .role_name(name)
-                            .policy_arn(arn)
-                            .send()
-                            .await
-                            .map_err(|e| call_err("iam:DetachRolePolicy", e))?;
+                        self.detach_policy(name, arn).await?;
                     }
                     for policy in role.inline.keys() {
-                        self.write();
-                        self.iam
-                            .delete_role_policy()
-                            .role_name(name)
-                            .policy_name(policy)
-                            .send()
-                            .await
-                            .map_err(|e| call_err("iam:DeleteRolePolicy", e))?;
+                        self.delete_inline(name, policy).await?;
                     }
                     self.write();
                     self.iam
@@ -891,20 +830,48 @@ impl Aws {
         Ok(())
     }
 
+    async fn detach_policy(&self, role: &str, arn: &str) -> Result<(), AwsError> {
+        self.write();
+        self.iam
+            .detach_role_policy()
+            .role_name(role)
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(|e| call_err("iam:DetachRolePolicy", e))?;
+        Ok(())
+    }
+
+    async fn delete_inline(&self, role: &str, policy: &str) -> Result<(), AwsError> {
+        self.write();
+        self.iam
+            .delete_role_policy()
+            .role_name(role)
+            .policy_name(policy)
+            .send()
+            .await
+            .map_err(|e| call_err("iam:DeleteRolePolicy", e))?;
+        Ok(())
+    }
+
+    /// The bucket's tags (none when it has no tag set).
+    async fn bucket_tags(&self, bucket: &str) -> Result<BTreeMap<String, String>, AwsError> {
+        self.read();
+        match self.s3.get_bucket_tagging().bucket(bucket).send().await {
+            Ok(t) => Ok(t
+                .tag_set()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect()),
+            Err(e) if e.code() == Some("NoSuchTagSet") => Ok(BTreeMap::new()),
+            Err(e) => Err(call_err("s3:GetBucketTagging", e)),
+        }
+    }
+
     /// Adds the owner tag to the bucket, keeping its other tags
     /// (`PutBucketTagging` replaces the whole set).
     async fn tag_bucket(&self, desired: &Desired, bucket: &str) -> Result<(), AwsError> {
-        self.read();
-        let mut tags: BTreeMap<String, String> =
-            match self.s3.get_bucket_tagging().bucket(bucket).send().await {
-                Ok(t) => t
-                    .tag_set()
-                    .iter()
-                    .map(|t| (t.key().to_string(), t.value().to_string()))
-                    .collect(),
-                Err(e) if e.code() == Some("NoSuchTagSet") => BTreeMap::new(),
-                Err(e) => return Err(call_err("s3:GetBucketTagging", e)),
-            };
+        let mut tags = self.bucket_tags(bucket).await?;
         tags.extend(desired.owner_tags());
         let tags: Vec<aws_sdk_s3::types::Tag> = tags
             .iter()
@@ -959,23 +926,10 @@ impl Aws {
     }
 
     async fn provider_arn(&self, host_path: &str) -> Result<String, AwsError> {
-        self.read();
-        let providers = self
-            .iam
-            .list_open_id_connect_providers()
-            .send()
-            .await
-            .map_err(|e| call_err("iam:ListOpenIDConnectProviders", e))?;
-        let suffix = format!(":oidc-provider/{host_path}");
-        providers
-            .open_id_connect_provider_list()
-            .iter()
-            .filter_map(|p| p.arn())
-            .find(|a| a.ends_with(&suffix))
-            .map(String::from)
-            .ok_or_else(|| {
-                AwsError::Unexpected(format!("OIDC provider for {host_path} disappeared"))
-            })
+        let arns = self.provider_arns().await?;
+        arn_for(&arns, host_path).map(String::from).ok_or_else(|| {
+            AwsError::Unexpected(format!("OIDC provider for {host_path} disappeared"))
+        })
     }
 
     /// STS AssumeRoleWithWebIdentity (used by tests and `doctor`).
