@@ -147,6 +147,13 @@ pub struct Binding {
     pub extra_issuers: Vec<IssuerUrl>,
 }
 
+impl IssuerConfig {
+    /// The region that decides the AWS partition: the bucket's, else us-east-1.
+    pub fn region(&self) -> &str {
+        self.s3.as_ref().map_or("us-east-1", |s| s.region.as_str())
+    }
+}
+
 impl Binding {
     /// The role name, explicit or derived: `{cluster}-{namespace}-{sa}`
     /// (`*` spelled `any`). A derived name longer than IAM's 64 characters

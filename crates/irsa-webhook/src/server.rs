@@ -161,7 +161,13 @@ async fn mutate(req: Request<Incoming>, state: &State) -> Response<Body> {
 
 /// Builds the kube client from `--kubeconfig` or the in-cluster environment.
 pub async fn client(settings: &Settings) -> Result<Client> {
-    let config = match &settings.kubeconfig {
+    client_from(settings.kubeconfig.as_deref()).await
+}
+
+/// Builds a kube client from `kubeconfig`, else the usual chain
+/// ($KUBECONFIG, ~/.kube/config, in-cluster).
+pub async fn client_from(kubeconfig: Option<&std::path::Path>) -> Result<Client> {
+    let config = match kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
@@ -174,7 +180,7 @@ pub async fn client(settings: &Settings) -> Result<Client> {
         }
         None => kube::Config::infer()
             .await
-            .context("no in-cluster configuration; pass --kubeconfig")?,
+            .context("no kubeconfig ($KUBECONFIG, ~/.kube/config) and no in-cluster configuration; pass --kubeconfig")?,
     };
     Client::try_from(config).context("cannot build the Kubernetes client")
 }

@@ -146,6 +146,19 @@ impl Bundle {
         Ok(render(&self.config, &keys))
     }
 
+    /// The desired AWS state for `account`, in the bucket's region (or
+    /// us-east-1 when something else serves the issuer), without AWS calls.
+    pub fn desired(&self, account: &str) -> Result<irsa_core::plan::Desired> {
+        let docs = self.render()?;
+        Ok(irsa_core::plan::Desired::from_config(
+            &self.config,
+            account,
+            self.config.issuer.region(),
+            &docs.discovery,
+            &docs.jwks,
+        ))
+    }
+
     /// Writes rendered documents to `DIR/issuer/...`.
     pub fn write_documents(&self, docs: &Documents) -> Result<()> {
         fsutil::write_atomic(

@@ -32,6 +32,24 @@ pub struct Fetcher {
     runtime: tokio::runtime::Runtime,
 }
 
+/// How to reach the issuer's host over HTTPS: `--ca-cert`, `--resolve`.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Network {
+    /// Trust only this CA bundle for the issuer's HTTPS (testing; AWS trusts public CAs only).
+    #[arg(long, value_name = "FILE", help_heading = "Network")]
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Connect to ADDR:PORT for HOST (like curl --resolve), e.g. oidc.example.com=127.0.0.1:8443.
+    #[arg(long, value_name = "HOST=ADDR:PORT", value_parser = parse_resolve, help_heading = "Network")]
+    pub resolve: Vec<Resolve>,
+}
+
+impl Network {
+    /// An HTTPS client with these settings.
+    pub fn fetcher(&self) -> Result<Fetcher> {
+        Fetcher::new(self.ca_cert.as_deref(), &self.resolve)
+    }
+}
+
 /// A `HOST=ADDR:PORT` override of DNS resolution (like curl's `--resolve`).
 #[derive(Clone, Debug)]
 pub struct Resolve {

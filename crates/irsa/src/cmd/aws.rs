@@ -28,12 +28,9 @@ pub struct Common {
     /// Take over an existing resource without irsa's owner tag (role name, bucket, or provider host/path).
     #[arg(long, value_name = "NAME")]
     pub adopt: Vec<String>,
-    /// Trust only this CA bundle when reading the issuer's certificate chain for the thumbprint (testing).
-    #[arg(long, value_name = "FILE", help_heading = "Network")]
-    pub ca_cert: Option<PathBuf>,
-    /// Connect to ADDR:PORT for HOST when reading the issuer's certificate chain (like curl --resolve).
-    #[arg(long, value_name = "HOST=ADDR:PORT", value_parser = crate::fetch::parse_resolve, help_heading = "Network")]
-    pub resolve: Vec<crate::fetch::Resolve>,
+    /// Reaching the issuer's host, to read its certificate chain for the provider thumbprint.
+    #[command(flatten)]
+    pub net: crate::fetch::Network,
     /// How many independent AWS calls may run at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64), help_heading = "AWS")]
     pub parallelism: u16,
@@ -83,14 +80,6 @@ struct Context_ {
     aws: Aws,
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")
-}
-
 async fn load(c: &Common) -> Result<Context_> {
     let bundle = Bundle::load_file(&c.file)?;
     let docs = bundle.render()?;
@@ -119,7 +108,7 @@ async fn load(c: &Common) -> Result<Context_> {
     // host, pin the top certificate it serves when it can be reached.
     if bundle.config.issuer.s3.is_none() {
         let host = bundle.config.issuer.url.host().to_string();
-        match crate::thumbprint::thumbprint(&host, c.ca_cert.as_deref(), &c.resolve).await {
+        match crate::thumbprint::thumbprint(&host, c.net.ca_cert.as_deref(), &c.net.resolve).await {
             Ok(t) => desired.thumbprints = vec![t],
             Err(e) => eprintln!(
                 "warning: no provider thumbprint ({e:#}); AWS needs none when the issuer's certificate is from a public CA"
@@ -226,7 +215,7 @@ pub fn plan(a: PlanArgs) -> Result<()> {
 }
 
 fn plan_inner(a: PlanArgs) -> Result<()> {
-    runtime()?.block_on(async {
+    crate::cmd::runtime()?.block_on(async {
         let ctx = load(&a.common).await?;
         let actual = ctx.aws.read_actual(&ctx.desired).await?;
         let plan = plan::diff(&ctx.desired, &actual, &adopt(&a.common, &ctx));
@@ -311,7 +300,7 @@ async fn execute(ctx: &Context_, plan: &Plan, format: Format, verb: &str) -> Res
 
 /// Runs `irsa apply`.
 pub fn apply(a: ApplyArgs) -> Result<()> {
-    runtime()?.block_on(async {
+    crate::cmd::runtime()?.block_on(async {
         let ctx = load(&a.common).await?;
         let actual = ctx.aws.read_actual(&ctx.desired).await?;
         let plan = plan::diff(&ctx.desired, &actual, &adopt(&a.common, &ctx));
@@ -349,7 +338,7 @@ fn conflicts_fail(plan: &Plan) -> Result<()> {
 
 /// Runs `irsa destroy`.
 pub fn destroy(a: ApplyArgs) -> Result<()> {
-    runtime()?.block_on(async {
+    crate::cmd::runtime()?.block_on(async {
         let ctx = load(&a.common).await?;
         let actual = ctx.aws.read_actual(&ctx.desired).await?;
         let ours: BTreeSet<String> = ctx.desired.objects.keys().cloned().collect();

@@ -120,14 +120,9 @@ fn read_policy(path: &Path) -> Result<(String, serde_json::Value)> {
 
 /// The role ARN a binding's ServiceAccount is annotated with.
 pub fn role_arn(config: &IrsaConfig, binding: &Binding, account: &str) -> String {
-    let region = config
-        .issuer
-        .s3
-        .as_ref()
-        .map_or("us-east-1", |s| s.region.as_str());
     format!(
         "arn:{}:iam::{account}:role{}{}",
-        partition(region),
+        partition(config.issuer.region()),
         role_path(&config.cluster),
         binding.role_name(&config.cluster)
     )

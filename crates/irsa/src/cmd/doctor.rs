@@ -26,7 +26,7 @@ use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{Api, ListParams, PostParams};
 
 use crate::bundle::{Bundle, CONFIG_FILE};
-use crate::fetch::{parse_resolve, Fetcher, Resolve};
+use crate::fetch::{Fetcher, Network};
 use crate::output::{print_report, Format};
 use crate::ChecksFailed;
 
@@ -66,12 +66,8 @@ pub struct DoctorArgs {
     /// AWS region.
     #[arg(long, help_heading = "AWS")]
     pub region: Option<String>,
-    /// Trust only this CA bundle when fetching the issuer's documents (testing).
-    #[arg(long, value_name = "FILE", help_heading = "Network")]
-    pub ca_cert: Option<PathBuf>,
-    /// Connect to ADDR:PORT for HOST (like curl --resolve).
-    #[arg(long, value_name = "HOST=ADDR:PORT", value_parser = parse_resolve, help_heading = "Network")]
-    pub resolve: Vec<Resolve>,
+    #[command(flatten)]
+    pub net: Network,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: Format,
@@ -102,32 +98,10 @@ pub fn parse_role_arn(arn: &str) -> Option<(&str, &str, &str)> {
     ok.then_some((partition, account, name))
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")
-}
-
-async fn kube_client(a: &DoctorArgs) -> Result<kube::Client> {
-    let config = match &a.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await
-                .with_context(|| format!("kubeconfig {} is not usable", path.display()))?
-        }
-        None => kube::Config::infer().await.context(
-            "no kubeconfig found: pass --kubeconfig, or use --token FILE --role-arn ARN",
-        )?,
-    };
-    kube::Client::try_from(config).context("cannot build the Kubernetes client")
-}
-
 async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Option<FromCluster>> {
-    let client = kube_client(a).await?;
+    let client = irsa_webhook::server::client_from(a.kubeconfig.as_deref())
+        .await
+        .context("doctor needs cluster access for these links; without it use --token FILE --role-arn ARN")?;
     let ns = &a.namespace;
     let mut sa_name = a.service_account.clone();
     if let Some(pod_name) = &a.pod {
@@ -482,7 +456,7 @@ fn aws_links(
         return Ok(());
     };
     let provider_arn = format!("arn:{partition}:iam::{account}:oidc-provider/{host_path}");
-    runtime()?.block_on(async {
+    crate::cmd::runtime()?.block_on(async {
         let aws = irsa_aws::Aws::connect(&irsa_aws::Connect {
             profile: a.profile.clone(),
             region: a.region.clone(),
@@ -554,7 +528,7 @@ pub fn run(a: DoctorArgs) -> Result<()> {
             (Some(token.trim().to_string()), a.role_arn.clone())
         }
         None => {
-            let found = runtime()?.block_on(cluster_links(&a, &mut r))?;
+            let found = crate::cmd::runtime()?.block_on(cluster_links(&a, &mut r))?;
             match found {
                 Some(f) => (Some(f.token), a.role_arn.clone().or(Some(f.role_arn))),
                 None => (None, None),
@@ -623,7 +597,7 @@ fn token_links(
         ),
     }
     let audience = aud.first().cloned().unwrap_or_default();
-    let fetcher = Fetcher::new(a.ca_cert.as_deref(), &a.resolve)?;
+    let fetcher = a.net.fetcher()?;
     if !iss.starts_with("https://") {
         r.fail(
             "discovery: reachable over HTTPS",

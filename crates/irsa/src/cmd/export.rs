@@ -49,23 +49,6 @@ pub struct ExportArgs {
 /// reference to the provider's ARN or the deploying account.
 const ACCOUNT: &str = "000000000000";
 
-fn desired(bundle: &Bundle) -> Result<Desired> {
-    let docs = bundle.render()?;
-    let region = bundle
-        .config
-        .issuer
-        .s3
-        .as_ref()
-        .map_or("us-east-1", |s| s.region.as_str());
-    Ok(Desired::from_config(
-        &bundle.config,
-        ACCOUNT,
-        region,
-        &docs.discovery,
-        &docs.jwks,
-    ))
-}
-
 /// A name usable as a Terraform resource name / CloudFormation logical ID.
 fn ident(prefix: &str, name: &str, camel: bool) -> String {
     let mut out = String::from(prefix);
@@ -289,7 +272,7 @@ pub fn cloudformation(desired: &Desired) -> Value {
 /// Runs `irsa export`.
 pub fn run(a: ExportArgs) -> Result<()> {
     let bundle = Bundle::load_file(&a.file)?;
-    let desired = desired(&bundle)?;
+    let desired = bundle.desired(ACCOUNT)?;
     let doc = match a.target {
         Target::Terraform => terraform(&desired),
         Target::Cloudformation => cloudformation(&desired),

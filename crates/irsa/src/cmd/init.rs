@@ -230,20 +230,7 @@ pub fn demo(a: DemoArgs) -> Result<()> {
 
 /// The plan `irsa apply` would carry out in an empty account (no AWS call).
 fn print_offline_plan(bundle: &Bundle) -> Result<()> {
-    let docs = bundle.render()?;
-    let region = bundle
-        .config
-        .issuer
-        .s3
-        .as_ref()
-        .map_or("us-east-1", |s| s.region.as_str());
-    let desired = irsa_core::plan::Desired::from_config(
-        &bundle.config,
-        "123456789012",
-        region,
-        &docs.discovery,
-        &docs.jwks,
-    );
+    let desired = bundle.desired("123456789012")?;
     let plan = irsa_core::plan::diff(
         &desired,
         &irsa_core::plan::Actual::default(),

@@ -55,12 +55,8 @@ pub struct RotateArgs {
     /// Algorithm of the next key (default: the active key's).
     #[arg(long, value_parser = parse_alg)]
     pub algorithm: Option<Algorithm>,
-    /// Trust only this CA bundle when fetching the published JWKS (testing).
-    #[arg(long, value_name = "FILE", help_heading = "Network")]
-    pub ca_cert: Option<PathBuf>,
-    /// Connect to ADDR:PORT for HOST (like curl --resolve).
-    #[arg(long, value_name = "HOST=ADDR:PORT", value_parser = crate::fetch::parse_resolve, help_heading = "Network")]
-    pub resolve: Vec<crate::fetch::Resolve>,
+    #[command(flatten)]
+    pub net: crate::fetch::Network,
 }
 
 /// Arguments of `irsa keys status`.
@@ -286,7 +282,7 @@ fn rotate(a: RotateArgs) -> Result<()> {
             if a.force {
                 eprintln!("warning: --force: not checking that {url} publishes kid {kid}");
             } else {
-                let fetcher = crate::fetch::Fetcher::new(a.ca_cert.as_deref(), &a.resolve)?;
+                let fetcher = a.net.fetcher()?;
                 let published = fetcher
                     .get(&url)
                     .map_err(|e| anyhow::anyhow!("cannot fetch the published JWKS {url}: {e}"))

@@ -11,7 +11,7 @@ use irsa_core::parse::{parse_keys, parse_private_key};
 use irsa_core::{Algorithm, IssuerUrl, Jwks, PrivateKey, PublicKey};
 
 use crate::bundle::{self, Bundle, CONFIG_FILE, ISSUER_DIR};
-use crate::fetch::{parse_resolve, Fetcher, Resolve};
+use crate::fetch::{Fetcher, Network};
 use crate::fsutil;
 use crate::output::{print_report, Format};
 use crate::ChecksFailed;
@@ -28,12 +28,8 @@ pub struct ValidateArgs {
     /// The private key the apiserver signs with (e.g. /etc/kubernetes/pki/sa.key).
     #[arg(long, value_name = "FILE")]
     pub private_key: Option<PathBuf>,
-    /// Trust only this CA bundle for --issuer (testing; AWS trusts public CAs only).
-    #[arg(long, value_name = "FILE", help_heading = "Network")]
-    pub ca_cert: Option<PathBuf>,
-    /// Connect to ADDR:PORT for HOST (like curl --resolve), e.g. oidc.example.com=127.0.0.1:8443.
-    #[arg(long, value_name = "HOST=ADDR:PORT", value_parser = parse_resolve, help_heading = "Network")]
-    pub resolve: Vec<Resolve>,
+    #[command(flatten)]
+    pub net: Network,
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: Format,
@@ -62,13 +58,13 @@ pub fn run(a: ValidateArgs) -> Result<()> {
         (report, jwks, None)
     };
     if let Some(url) = &a.issuer {
-        let fetcher = Fetcher::new(a.ca_cert.as_deref(), &a.resolve)?;
+        let fetcher = a.net.fetcher()?;
         check_remote(
             &fetcher,
             url,
             config_issuer.as_ref(),
             local_jwks.as_ref(),
-            a.ca_cert.is_some(),
+            a.net.ca_cert.is_some(),
             &mut report,
         );
     }

@@ -126,27 +126,11 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         eprintln!("apply with `kubectl apply -f -`, or run `irsa verify ... --apply` to apply, wait and report");
         return Ok(());
     }
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
-    rt.block_on(apply_and_wait(&a, sa, job))
+    crate::cmd::runtime()?.block_on(apply_and_wait(&a, sa, job))
 }
 
 async fn apply_and_wait(a: &VerifyArgs, sa: ServiceAccount, job: Job) -> Result<()> {
-    let config = match &a.kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await?
-        }
-        None => kube::Config::infer()
-            .await
-            .context("no kubeconfig found: pass --kubeconfig")?,
-    };
-    let client = kube::Client::try_from(config)?;
+    let client = irsa_webhook::server::client_from(a.kubeconfig.as_deref()).await?;
     let ns = &a.namespace;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let params = PatchParams::apply("irsa").force();
