@@ -90,13 +90,6 @@ fn with_moto(moto: &Moto, dir: &Path, args: &[&str]) -> Output {
     cmd.output().unwrap()
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// A token as kube-apiserver would issue it, signed with `key_file`.
 fn token(s: &Setup, key_file: &str, claims: Value) -> String {
     let key =
@@ -114,21 +107,14 @@ fn token(s: &Setup, key_file: &str, claims: Value) -> String {
     path.display().to_string()
 }
 
-/// Runs doctor in token mode; returns the exit code and the failed check names with details.
-fn doctor(
-    s: &Setup,
-    token_file: &str,
-    extra: &[&str],
-) -> (Option<i32>, Vec<(String, String, String)>) {
+/// Runs `irsa doctor -f b/irsa.yaml ... --output json` against the test
+/// HTTPS server and moto; returns the exit code and the report.
+fn doctor_report(s: &Setup, args: &[&str]) -> (Option<i32>, Value) {
     let resolve = format!("{HOST}={}", s.server.addr);
-    let mut args = vec![
+    let mut all = vec![
         "doctor",
         "-f",
         "b/irsa.yaml",
-        "--token",
-        token_file,
-        "--role-arn",
-        ROLE,
         "--ca-cert",
         "ca.pem",
         "--resolve",
@@ -136,13 +122,27 @@ fn doctor(
         "--output",
         "json",
     ];
-    args.extend_from_slice(extra);
-    let out = with_moto(&s.moto, &s.dir, &args);
+    all.extend_from_slice(args);
+    let out = with_moto(&s.moto, &s.dir, &all);
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
-    let failed = report["checks"]
-        .as_array()
-        .unwrap()
+    (out.status.code(), report)
+}
+
+fn report_checks(report: &Value) -> &Vec<Value> {
+    report["checks"].as_array().unwrap()
+}
+
+/// Runs doctor in token mode; returns the exit code and the failed check names with details.
+fn doctor(
+    s: &Setup,
+    token_file: &str,
+    extra: &[&str],
+) -> (Option<i32>, Vec<(String, String, String)>) {
+    let mut args = vec!["--token", token_file, "--role-arn", ROLE];
+    args.extend_from_slice(extra);
+    let (code, report) = doctor_report(s, &args);
+    let failed = report_checks(&report)
         .iter()
         .filter(|c| c["status"] == "fail")
         .map(|c| {
@@ -153,7 +153,7 @@ fn doctor(
             )
         })
         .collect();
-    (out.status.code(), failed)
+    (code, failed)
 }
 
 fn names(failed: &[(String, String, String)]) -> Vec<&str> {
@@ -371,36 +371,21 @@ fn cluster_links_against_a_real_apiserver() {
     };
     kubectl(&["create", "namespace", "app"]);
     kubectl(&["create", "serviceaccount", "-n", "app", "s3-echoer"]);
-    let resolve = format!("{HOST}={}", s.server.addr);
     let kubeconfig = bed.kubeconfig.display().to_string();
     let run = || {
-        let out = with_moto(
-            &s.moto,
-            d,
+        let (code, report) = doctor_report(
+            &s,
             &[
-                "doctor",
-                "-f",
-                "b/irsa.yaml",
                 "-n",
                 "app",
                 "-s",
                 "s3-echoer",
                 "--kubeconfig",
                 &kubeconfig,
-                "--ca-cert",
-                "ca.pem",
-                "--resolve",
-                &resolve,
                 "--assume",
-                "--output",
-                "json",
             ],
         );
-        let report: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
-        let checks: Vec<(String, String)> = report["checks"]
-            .as_array()
-            .unwrap()
+        let checks: Vec<(String, String)> = report_checks(&report)
             .iter()
             .map(|c| {
                 (
@@ -409,7 +394,7 @@ fn cluster_links_against_a_real_apiserver() {
                 )
             })
             .collect();
-        (out.status.code(), checks)
+        (code, checks)
     };
     // Not annotated: that link fails and says how to annotate.
     let (code, checks) = run();
@@ -461,33 +446,19 @@ fn cluster_links_against_a_real_apiserver() {
         "--overrides",
         r#"{"spec": {"serviceAccountName": "s3-echoer"}}"#,
     ]);
-    let out = with_moto(
-        &s.moto,
-        d,
+    let (_, report) = doctor_report(
+        &s,
         &[
-            "doctor",
-            "-f",
-            "b/irsa.yaml",
             "-n",
             "app",
             "--pod",
             "plain",
             "--kubeconfig",
             &kubeconfig,
-            "--ca-cert",
-            "ca.pem",
-            "--resolve",
-            &resolve,
             "--no-aws",
-            "--output",
-            "json",
         ],
     );
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
-    let pod_link = report["checks"]
-        .as_array()
-        .unwrap()
+    let pod_link = report_checks(&report)
         .iter()
         .find(|c| c["name"] == "pod: mutated by the webhook")
         .unwrap_or_else(|| panic!("{report}"));

@@ -23,13 +23,6 @@ fn issuer() -> String {
     format!("https://{HOST}/prod")
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 fn sign(dir: &Path, key_file: &str) -> String {
     let key = irsa_core::parse::parse_private_key(&fs::read(dir.join(key_file)).unwrap()).unwrap();
     let claims = json!({"iss": issuer(), "sub": "system:serviceaccount:app:web",

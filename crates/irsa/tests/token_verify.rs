@@ -10,13 +10,6 @@ use std::path::Path;
 
 const ISSUER: &str = "https://oidc.example.com/cluster";
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
-
 /// Signs header.claims with OpenSSL; `alg` RS256 or ES256.
 fn openssl_token(dir: &Path, key: &str, alg: &str, kid: &str, claims: &Value) -> String {
     let header = json!({"alg": alg, "kid": kid});

@@ -146,3 +146,11 @@ pub fn ecdsa_der_to_jose(der: &[u8], len: usize) -> Vec<u8> {
     }
     out
 }
+
+/// Current Unix time in seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
