@@ -24,6 +24,15 @@ pub fn encode_std(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
+/// Appends the standard base64 (padded) of `bytes` to `out`.
+pub fn encode_std_into(bytes: &[u8], out: &mut Vec<u8>) {
+    let start = out.len();
+    let len = base64::encoded_len(bytes.len(), true).unwrap_or(0);
+    out.resize(start + len, 0);
+    let written = STANDARD.encode_slice(bytes, &mut out[start..]).unwrap_or(0);
+    out.truncate(start + written);
+}
+
 /// Strips leading zero bytes of a big-endian unsigned integer, keeping at least one byte.
 pub fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     let first = bytes
@@ -36,6 +45,16 @@ pub fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn encode_std_into_appends() {
+        for len in 0..40 {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 37 % 256) as u8).collect();
+            let mut out = b"x".to_vec();
+            encode_std_into(&bytes, &mut out);
+            assert_eq!(out, format!("x{}", encode_std(&bytes)).into_bytes());
+        }
+    }
 
     #[test]
     fn no_padding_and_url_alphabet() {

@@ -8,12 +8,9 @@
 //! Kubernetes version survive), an already-mutated pod gets an empty patch,
 //! and `skip-containers` is honoured on the ServiceAccount too.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{
-    Container, EnvVar, Pod, ProjectedVolumeSource, ServiceAccountTokenProjection, Volume,
-    VolumeMount, VolumeProjection,
-};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -189,8 +186,19 @@ pub fn parse_csv_record(s: &str) -> Vec<String> {
     }
 }
 
-/// Lexically cleans a unix path like Go's `path.Clean`.
-pub fn clean_path(path: &str) -> String {
+/// Lexically cleans a unix path like Go's `path.Clean`; a path that is
+/// already clean is returned as it is, without a copy.
+pub fn clean_path(path: &str) -> Cow<'_, str> {
+    let clean = path == "/"
+        || (!path.is_empty()
+            && !path.ends_with('/')
+            && path
+                .split('/')
+                .enumerate()
+                .all(|(i, seg)| !matches!(seg, "." | "..") && (i == 0 || !seg.is_empty())));
+    if clean {
+        return Cow::Borrowed(path);
+    }
     let rooted = path.starts_with('/');
     let mut parts: Vec<&str> = Vec::new();
     for seg in path.split('/') {
@@ -207,49 +215,319 @@ pub fn clean_path(path: &str) -> String {
         }
     }
     let joined = parts.join("/");
-    match (rooted, joined.is_empty()) {
+    Cow::Owned(match (rooted, joined.is_empty()) {
         (true, _) => format!("/{joined}"),
         (false, true) => ".".into(),
         (false, false) => joined,
-    }
+    })
 }
 
-/// One RFC 6902 operation; irsa only ever adds.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One RFC 6902 operation; irsa only ever adds. The value is a tag: the
+/// [`Outcome`] holding the operation knows the strings it stands for, and
+/// serialises the whole patch in one pass (see [`Outcome::patch_json`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PatchOp {
     /// Always `add`.
     pub op: &'static str,
     /// JSON pointer.
-    pub path: String,
-    /// Value to add (typed, serialised straight into the patch).
+    pub path: PatchPath,
+    /// What is added.
     pub value: PatchValue,
 }
 
-/// The values irsa adds, as k8s-openapi types.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum PatchValue {
-    /// A new `volumes` array.
-    Volumes(Vec<Volume>),
-    /// One volume.
-    Volume(Box<Volume>),
-    /// A new `env` array.
-    Envs(Vec<EnvVar>),
-    /// One env var.
-    Env(EnvVar),
-    /// A new `volumeMounts` array.
-    Mounts(Vec<VolumeMount>),
-    /// One mount.
-    Mount(VolumeMount),
-    /// Anything else (fsGroup, securityContext).
-    Json(Value),
+/// A JSON pointer into the pod: `/spec/<field>[/<index>]<tail>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PatchPath {
+    field: &'static str,
+    index: Option<usize>,
+    tail: &'static str,
 }
 
-fn add(path: String, value: PatchValue) -> PatchOp {
+impl std::fmt::Display for PatchPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "/spec/{}", self.field)?;
+        if let Some(i) = self.index {
+            write!(f, "/{i}")?;
+        }
+        f.write_str(self.tail)
+    }
+}
+
+/// The env vars irsa adds, in the order it adds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvKind {
+    /// `AWS_STS_REGIONAL_ENDPOINTS=regional`.
+    StsRegional,
+    /// `AWS_DEFAULT_REGION`.
+    DefaultRegion,
+    /// `AWS_REGION`.
+    Region,
+    /// `AWS_ROLE_ARN`.
+    RoleArn,
+    /// `AWS_WEB_IDENTITY_TOKEN_FILE`.
+    TokenFile,
+}
+
+impl EnvKind {
+    const ALL: [Self; 5] = [
+        Self::StsRegional,
+        Self::DefaultRegion,
+        Self::Region,
+        Self::RoleArn,
+        Self::TokenFile,
+    ];
+
+    /// The variable's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::StsRegional => "AWS_STS_REGIONAL_ENDPOINTS",
+            Self::DefaultRegion => "AWS_DEFAULT_REGION",
+            Self::Region => "AWS_REGION",
+            Self::RoleArn => "AWS_ROLE_ARN",
+            Self::TokenFile => "AWS_WEB_IDENTITY_TOKEN_FILE",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// A set of [`EnvKind`]s, listed in [`EnvKind`] order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnvSet(u8);
+
+impl EnvSet {
+    fn insert(&mut self, kind: EnvKind) {
+        self.0 |= kind.bit();
+    }
+
+    fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The members, in the order they are added to a container.
+    pub fn iter(self) -> impl Iterator<Item = EnvKind> {
+        EnvKind::ALL
+            .into_iter()
+            .filter(move |k| self.0 & k.bit() != 0)
+    }
+}
+
+/// What an operation adds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatchValue {
+    /// A new `volumes` array holding the token volume.
+    Volumes,
+    /// The token volume.
+    Volume,
+    /// A new `env` array with these variables.
+    Envs(EnvSet),
+    /// One env var.
+    Env(EnvKind),
+    /// A new `volumeMounts` array holding the token mount.
+    Mounts,
+    /// The token mount.
+    Mount,
+    /// A new `securityContext` with this `fsGroup`.
+    SecurityContext(i64),
+    /// `fsGroup`.
+    FsGroup(i64),
+}
+
+fn add(
+    field: &'static str,
+    index: Option<usize>,
+    tail: &'static str,
+    value: PatchValue,
+) -> PatchOp {
     PatchOp {
         op: "add",
-        path,
+        path: PatchPath { field, index, tail },
         value,
+    }
+}
+
+/// The strings the operations of one [`Outcome`] stand for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatchValues<'a> {
+    /// The role ARN.
+    pub role_arn: &'a str,
+    /// The region, when one is set.
+    pub region: Option<&'a str>,
+    /// The token audience (`None`: the API server's default).
+    pub audience: Option<&'a str>,
+    /// The token lifetime in seconds.
+    pub expiration: i64,
+    /// Where the token volume is mounted.
+    pub mount_path: Cow<'a, str>,
+    /// The token file, as the container sees it.
+    pub token_file: Cow<'a, str>,
+}
+
+/// Serialised shapes of what irsa adds. They are Kubernetes' `Volume`,
+/// `EnvVar` and `VolumeMount` (a unit test holds them to k8s-openapi's
+/// types), written from borrowed strings.
+mod shapes {
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    pub struct Volume<'a> {
+        pub name: &'static str,
+        pub projected: Projected<'a>,
+    }
+
+    #[derive(Serialize)]
+    pub struct Projected<'a> {
+        pub sources: [Source<'a>; 1],
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Source<'a> {
+        pub service_account_token: Token<'a>,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Token<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub audience: Option<&'a str>,
+        pub expiration_seconds: i64,
+        pub path: &'static str,
+    }
+
+    #[derive(Serialize)]
+    pub struct Env<'a> {
+        pub name: &'static str,
+        pub value: &'a str,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Mount<'a> {
+        pub name: &'static str,
+        pub mount_path: &'a str,
+        pub read_only: bool,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SecurityContext {
+        pub fs_group: i64,
+    }
+}
+
+impl PatchValues<'_> {
+    fn volume(&self) -> shapes::Volume<'_> {
+        shapes::Volume {
+            name: VOLUME_NAME,
+            projected: shapes::Projected {
+                sources: [shapes::Source {
+                    service_account_token: shapes::Token {
+                        audience: self.audience,
+                        expiration_seconds: self.expiration,
+                        path: TOKEN_PATH,
+                    },
+                }],
+            },
+        }
+    }
+
+    fn env(&self, kind: EnvKind) -> shapes::Env<'_> {
+        let value = match kind {
+            EnvKind::StsRegional => "regional",
+            EnvKind::DefaultRegion | EnvKind::Region => self.region.unwrap_or_default(),
+            EnvKind::RoleArn => self.role_arn,
+            EnvKind::TokenFile => &self.token_file,
+        };
+        shapes::Env {
+            name: kind.name(),
+            value,
+        }
+    }
+
+    fn mount(&self) -> shapes::Mount<'_> {
+        shapes::Mount {
+            name: VOLUME_NAME,
+            mount_path: &self.mount_path,
+            read_only: true,
+        }
+    }
+}
+
+/// Each value an outcome's operations add, serialised once: pods often
+/// have several containers, and each gets the same variables and mount.
+#[derive(Default)]
+struct Fragments {
+    buf: Vec<u8>,
+    /// `(start, end)` in `buf` of the volume, the five env vars and the mount.
+    at: [Option<(usize, usize)>; 7],
+}
+
+impl Fragments {
+    /// Appends the serialised value of `slot` to `out`, serialising it on first use.
+    fn put<T: Serialize>(
+        &mut self,
+        slot: usize,
+        value: impl FnOnce() -> T,
+        out: &mut Vec<u8>,
+    ) -> Result<(), serde_json::Error> {
+        let (start, end) = match self.at[slot] {
+            Some(range) => range,
+            None => {
+                let start = self.buf.len();
+                serde_json::to_writer(&mut self.buf, &value())?;
+                let range = (start, self.buf.len());
+                self.at[slot] = Some(range);
+                range
+            }
+        };
+        out.extend_from_slice(&self.buf[start..end]);
+        Ok(())
+    }
+}
+
+impl PatchValues<'_> {
+    fn write_value(
+        &self,
+        value: PatchValue,
+        frags: &mut Fragments,
+        out: &mut Vec<u8>,
+    ) -> Result<(), serde_json::Error> {
+        const VOLUME: usize = 0;
+        const MOUNT: usize = 6;
+        let env = |kind: EnvKind| 1 + kind as usize;
+        match value {
+            PatchValue::Volumes => {
+                out.push(b'[');
+                frags.put(VOLUME, || self.volume(), out)?;
+                out.push(b']');
+            }
+            PatchValue::Volume => frags.put(VOLUME, || self.volume(), out)?,
+            PatchValue::Envs(set) => {
+                out.push(b'[');
+                for (n, kind) in set.iter().enumerate() {
+                    if n > 0 {
+                        out.push(b',');
+                    }
+                    frags.put(env(kind), || self.env(kind), out)?;
+                }
+                out.push(b']');
+            }
+            PatchValue::Env(kind) => frags.put(env(kind), || self.env(kind), out)?,
+            PatchValue::Mounts => {
+                out.push(b'[');
+                frags.put(MOUNT, || self.mount(), out)?;
+                out.push(b']');
+            }
+            PatchValue::Mount => frags.put(MOUNT, || self.mount(), out)?,
+            PatchValue::SecurityContext(fs_group) => {
+                serde_json::to_writer(&mut *out, &shapes::SecurityContext { fs_group })?;
+            }
+            PatchValue::FsGroup(gid) => serde_json::to_writer(&mut *out, &gid)?,
+        }
+        Ok(())
     }
 }
 
@@ -267,13 +545,45 @@ pub enum Decision {
     AlreadyMutated,
 }
 
-/// The result of [`mutate_pod`].
+/// The result of [`mutate`].
 #[derive(Debug, Clone)]
-pub struct Outcome {
-    /// The patch (empty when nothing is to change).
+pub struct Outcome<'a> {
+    /// The operations (empty when nothing is to change).
     pub patch: Vec<PatchOp>,
+    /// The strings the operations stand for.
+    pub values: PatchValues<'a>,
     /// The decision.
     pub decision: Decision,
+}
+
+impl Outcome<'_> {
+    /// The JSON Patch document, as the AdmissionResponse carries it (before
+    /// base64). Operation names and paths are fixed ASCII written as they
+    /// are; the values are serialised by serde, once each.
+    pub fn patch_json(&self) -> Result<Vec<u8>, serde_json::Error> {
+        let mut out = Vec::with_capacity(256 + 128 * self.patch.len());
+        let mut frags = Fragments::default();
+        out.push(b'[');
+        for (n, op) in self.patch.iter().enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"op\":\"");
+            out.extend_from_slice(op.op.as_bytes());
+            out.extend_from_slice(b"\",\"path\":\"/spec/");
+            out.extend_from_slice(op.path.field.as_bytes());
+            if let Some(i) = op.path.index {
+                out.push(b'/');
+                serde_json::to_writer(&mut out, &i)?;
+            }
+            out.extend_from_slice(op.path.tail.as_bytes());
+            out.extend_from_slice(b"\",\"value\":");
+            self.values.write_value(op.value, &mut frags, &mut out)?;
+            out.push(b'}');
+        }
+        out.push(b']');
+        Ok(out)
+    }
 }
 
 /// Why a pod could not be read.
@@ -281,120 +591,283 @@ pub struct Outcome {
 #[error("request object is not a Pod: {0}")]
 pub struct MutateError(pub String);
 
-/// Reads a pod from the JSON the apiserver sent.
-pub fn parse_pod(json: &str) -> Result<Pod, MutateError> {
-    serde_json::from_str(json).map_err(|e| MutateError(e.to_string()))
+/// A JSON string, borrowed from the request unless it had escapes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(transparent)]
+pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
+
+impl std::borrow::Borrow<str> for Text<'_> {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A JSON object of strings (`annotations`, `nodeSelector`), its entries
+/// kept in document order; a key given twice reads as its last value, as
+/// in a map.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Pairs<'a>(pub Vec<(Text<'a>, Text<'a>)>);
+
+impl<'a> Pairs<'a> {
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| **k == *key)
+            .map(|(_, v)| &**v)
+    }
+
+    /// The value of `<prefix>/<name>`, found without building the key.
+    pub fn get_prefixed(&self, prefix: &str, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| {
+                k.strip_prefix(prefix)
+                    .and_then(|rest| rest.strip_prefix('/'))
+                    == Some(name)
+            })
+            .map(|(_, v)| &**v)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Pairs<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<'a>(std::marker::PhantomData<Pairs<'a>>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Visit<'a> {
+            type Value = Pairs<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of strings")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Pairs<'a>, M::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+                while let Some(entry) = map.next_entry::<Text<'a>, Text<'a>>()? {
+                    entries.push(entry);
+                }
+                Ok(Pairs(entries))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+    }
+}
+
+/// The pod fields the mutation reads, borrowed from the request bytes.
+///
+/// Field names and shapes are those of k8s-openapi's `Pod` (and a test
+/// holds them to it); like k8s-openapi, a missing or `null` field reads as
+/// empty. Every other field is skipped unread, so a pod from a newer
+/// Kubernetes, with fields no crate knows yet, is read just as well, and the
+/// admission path allocates only for what it uses.
+#[derive(Debug, Default, Deserialize)]
+pub struct PodView<'a> {
+    /// `metadata`.
+    #[serde(default, borrow)]
+    pub metadata: Option<MetaView<'a>>,
+    /// `spec`.
+    #[serde(default, borrow)]
+    pub spec: Option<SpecView<'a>>,
+}
+
+/// `metadata`: namespace and annotations.
+#[derive(Debug, Default, Deserialize)]
+pub struct MetaView<'a> {
+    /// `metadata.namespace`.
+    #[serde(default, borrow)]
+    pub namespace: Option<Text<'a>>,
+    /// `metadata.annotations`.
+    #[serde(default, borrow)]
+    pub annotations: Option<Pairs<'a>>,
+}
+
+/// `spec`: what decides the patch.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SpecView<'a> {
+    /// `spec.serviceAccountName`.
+    #[serde(default, borrow)]
+    pub service_account_name: Option<Text<'a>>,
+    /// `spec.nodeSelector` (for the Windows token path).
+    #[serde(default, borrow)]
+    pub node_selector: Option<Pairs<'a>>,
+    /// `spec.volumes[].name`.
+    #[serde(default, borrow)]
+    pub volumes: Option<Vec<Named<'a>>>,
+    /// `spec.containers`.
+    #[serde(default, borrow)]
+    pub containers: Option<Vec<ContainerView<'a>>>,
+    /// `spec.initContainers`.
+    #[serde(default, borrow)]
+    pub init_containers: Option<Vec<ContainerView<'a>>>,
+    /// `spec.securityContext.fsGroup`.
+    #[serde(default)]
+    pub security_context: Option<SecurityView>,
+}
+
+/// A container: its name, env var names and volume mount names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerView<'a> {
+    /// `name`.
+    #[serde(default, borrow)]
+    pub name: Option<Text<'a>>,
+    /// `env[].name`.
+    #[serde(default, borrow)]
+    pub env: Option<Vec<Named<'a>>>,
+    /// `volumeMounts[].name`.
+    #[serde(default, borrow)]
+    pub volume_mounts: Option<Vec<Named<'a>>>,
+}
+
+/// Any list item identified by `name` (volume, env var, mount).
+#[derive(Debug, Default, Deserialize)]
+pub struct Named<'a> {
+    /// `name`.
+    #[serde(default, borrow)]
+    pub name: Option<Text<'a>>,
+}
+
+/// `spec.securityContext`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecurityView {
+    /// `fsGroup`.
+    #[serde(default)]
+    pub fs_group: Option<i64>,
+}
+
+impl<'a> PodView<'a> {
+    /// Reads the pod from the JSON the apiserver sent.
+    pub fn from_json(json: &'a str) -> Result<Self, MutateError> {
+        serde_json::from_str(json).map_err(|e| MutateError(e.to_string()))
+    }
+
+    /// `metadata.namespace`, if set.
+    pub fn namespace(&self) -> Option<&str> {
+        self.metadata.as_ref()?.namespace.as_deref()
+    }
+
+    /// `spec.serviceAccountName`, if set.
+    pub fn service_account_name(&self) -> Option<&str> {
+        self.spec.as_ref()?.service_account_name.as_deref()
+    }
+
+    /// The annotation `<prefix>/<name>`, if set.
+    pub fn annotation(&self, prefix: &str, name: &str) -> Option<&str> {
+        let annotations = self.metadata.as_ref()?.annotations.as_ref()?;
+        annotations.get_prefixed(prefix, name)
+    }
+}
+
+fn name_of<'n>(n: &'n Named<'_>) -> &'n str {
+    n.name.as_deref().unwrap_or("")
 }
 
 /// Computes the patch for `pod` (as a JSON value), see [`mutate`].
-pub fn mutate_pod(
+pub fn mutate_pod<'a>(
     pod_json: &Value,
-    sa: Option<&SaIdentity>,
-    cfg: &MutationConfig,
-) -> Result<Outcome, MutateError> {
-    let pod = Pod::deserialize(pod_json).map_err(|e| MutateError(e.to_string()))?;
-    Ok(mutate(pod, sa, cfg))
+    sa: Option<&'a SaIdentity>,
+    cfg: &'a MutationConfig,
+) -> Result<Outcome<'a>, MutateError> {
+    let pod = PodView::deserialize(pod_json).map_err(|e| MutateError(e.to_string()))?;
+    Ok(mutate(&pod, sa, cfg))
 }
 
 /// Computes the patch for a pod. Only `add` operations with paths into the
 /// pod as received: fields this crate does not know are never touched.
-pub fn mutate(pod: Pod, sa: Option<&SaIdentity>, cfg: &MutationConfig) -> Outcome {
-    let Some(role_arn) = sa.and_then(|s| s.role_arn.as_deref()) else {
+pub fn mutate<'a>(
+    pod: &PodView<'_>,
+    sa: Option<&'a SaIdentity>,
+    cfg: &'a MutationConfig,
+) -> Outcome<'a> {
+    let Some((sa, role_arn)) = sa.and_then(|s| Some((s, s.role_arn.as_deref()?))) else {
         return Outcome {
             patch: Vec::new(),
+            values: PatchValues::default(),
             decision: Decision::NoRole,
         };
     };
-    let sa = sa.cloned().unwrap_or_default();
-    let spec = pod.spec.unwrap_or_default();
-    let annotations = pod.metadata.annotations.unwrap_or_default();
+    let empty = SpecView::default();
+    let spec = pod.spec.as_ref().unwrap_or(&empty);
     let prefix = &cfg.annotation_prefix;
 
     let mut expiration = sa
         .token_expiration
         .unwrap_or_else(|| clamp_expiration(cfg.token_expiration));
-    if let Some(v) = annotations
-        .get(&format!("{prefix}/token-expiration"))
-        .and_then(|s| parse_go_int(s))
+    if let Some(v) = pod
+        .annotation(prefix, "token-expiration")
+        .and_then(parse_go_int)
     {
         expiration = clamp_expiration(v);
     }
-    let audience = sa.audience.clone().unwrap_or_else(|| cfg.audience.clone());
+    let audience = sa.audience.as_deref().unwrap_or(&cfg.audience);
     let regional = sa.regional_sts.unwrap_or(cfg.regional_sts);
-    let mut skip = sa.skip_containers.clone();
-    if let Some(s) = annotations.get(&format!("{prefix}/skip-containers")) {
-        skip.extend(parse_csv_record(s));
-    }
+    let pod_skip = pod
+        .annotation(prefix, "skip-containers")
+        .map(parse_csv_record)
+        .unwrap_or_default();
+    let skipped = |name: &str| {
+        sa.skip_containers.iter().any(|s| s == name) || pod_skip.iter().any(|s| s == name)
+    };
 
     let mount_path = clean_path(&cfg.mount_path);
-    let unix_token = clean_path(&format!("{mount_path}/{TOKEN_PATH}"));
-    let selector = spec.node_selector.clone().unwrap_or_default();
-    let windows = ["kubernetes.io/os", "beta.kubernetes.io/os"]
-        .iter()
-        .any(|k| selector.get(*k).map(String::as_str) == Some("windows"));
+    let windows = spec.node_selector.as_ref().is_some_and(|selector| {
+        ["kubernetes.io/os", "beta.kubernetes.io/os"]
+            .iter()
+            .any(|k| selector.get(k) == Some("windows"))
+    });
+    let unix_token = clean_path(&format!("{mount_path}/{TOKEN_PATH}")).into_owned();
     let token_file = if windows {
         format!("C:{}", unix_token.replace('/', "\\"))
     } else {
         unix_token
+    };
+    let values = PatchValues {
+        role_arn,
+        region: cfg.region.as_deref().filter(|r| !r.is_empty()),
+        audience: (!audience.is_empty()).then_some(audience),
+        expiration,
+        mount_path,
+        token_file: Cow::Owned(token_file),
     };
 
     let mut patch = Vec::new();
     let has_volume = spec
         .volumes
         .as_ref()
-        .is_some_and(|v| v.iter().any(|v| v.name == VOLUME_NAME));
+        .is_some_and(|v| v.iter().any(|v| name_of(v) == VOLUME_NAME));
     if !has_volume {
-        let volume = Volume {
-            name: VOLUME_NAME.into(),
-            projected: Some(ProjectedVolumeSource {
-                sources: Some(vec![VolumeProjection {
-                    service_account_token: Some(ServiceAccountTokenProjection {
-                        audience: (!audience.is_empty()).then(|| audience.clone()),
-                        expiration_seconds: Some(expiration),
-                        path: TOKEN_PATH.into(),
-                    }),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
         if spec.volumes.is_none() {
-            patch.push(add(
-                "/spec/volumes".into(),
-                PatchValue::Volumes(vec![volume]),
-            ));
+            patch.push(add("volumes", None, "", PatchValue::Volumes));
         } else {
-            patch.push(add(
-                "/spec/volumes/0".into(),
-                PatchValue::Volume(Box::new(volume)),
-            ));
+            patch.push(add("volumes", Some(0), "", PatchValue::Volume));
         }
     }
 
-    let env_plan = EnvPlan {
-        role_arn,
-        token_file: &token_file,
-        region: cfg.region.as_deref(),
-        regional,
-    };
     let mut changed = 0;
     for (field, containers) in [
         ("containers", &spec.containers),
-        (
-            "initContainers",
-            spec.init_containers.as_ref().unwrap_or(&Vec::new()),
-        ),
+        ("initContainers", &spec.init_containers),
     ] {
-        for (i, c) in containers.iter().enumerate() {
-            if skip.contains(&c.name) {
+        for (i, c) in containers.iter().flatten().enumerate() {
+            if skipped(c.name.as_deref().unwrap_or("")) {
                 continue;
             }
-            let ops = container_ops(&format!("/spec/{field}/{i}"), c, &env_plan, &mount_path);
-            if !ops.is_empty() {
+            let before = patch.len();
+            container_ops(&mut patch, field, i, c, values.region.is_some(), regional);
+            if patch.len() > before {
                 changed += 1;
             }
-            patch.extend(ops);
         }
     }
     if let Some(gid) = cfg.fs_group {
@@ -405,13 +878,17 @@ pub fn mutate(pod: Pod, sa: Option<&SaIdentity>, cfg: &MutationConfig) -> Outcom
         if !has_fs_group && !patch.is_empty() {
             if spec.security_context.is_none() {
                 patch.push(add(
-                    "/spec/securityContext".into(),
-                    PatchValue::Json(serde_json::json!({ "fsGroup": gid })),
+                    "securityContext",
+                    None,
+                    "",
+                    PatchValue::SecurityContext(gid),
                 ));
             } else {
                 patch.push(add(
-                    "/spec/securityContext/fsGroup".into(),
-                    PatchValue::Json(gid.into()),
+                    "securityContext",
+                    None,
+                    "/fsGroup",
+                    PatchValue::FsGroup(gid),
                 ));
             }
         }
@@ -423,72 +900,59 @@ pub fn mutate(pod: Pod, sa: Option<&SaIdentity>, cfg: &MutationConfig) -> Outcom
             containers: changed,
         }
     };
-    Outcome { patch, decision }
+    Outcome {
+        patch,
+        values,
+        decision,
+    }
 }
 
-struct EnvPlan<'a> {
-    role_arn: &'a str,
-    token_file: &'a str,
-    region: Option<&'a str>,
+/// Appends what container `i` of `field` lacks: env vars (same order and
+/// skip rules as the Go webhook) and the token mount.
+fn container_ops(
+    patch: &mut Vec<PatchOp>,
+    field: &'static str,
+    i: usize,
+    c: &ContainerView<'_>,
+    with_region: bool,
     regional: bool,
-}
-
-fn container_ops(base: &str, c: &Container, plan: &EnvPlan<'_>, mount_path: &str) -> Vec<PatchOp> {
+) {
     let env = c.env.as_deref().unwrap_or_default();
-    let has = |n: &str| env.iter().any(|e| e.name == n);
+    let has = |n: &str| env.iter().any(|e| name_of(e) == n);
     let identity = has("AWS_ROLE_ARN") || has("AWS_WEB_IDENTITY_TOKEN_FILE");
     let region = has("AWS_REGION") || has("AWS_DEFAULT_REGION");
     let sts = has("AWS_STS_REGIONAL_ENDPOINTS");
     if identity && region && sts {
-        return Vec::new();
+        return;
     }
-    let var = |name: &str, value: &str| EnvVar {
-        name: name.into(),
-        value: Some(value.into()),
-        value_from: None,
-    };
-    let mut new = Vec::new();
-    if !sts && plan.regional {
-        new.push(var("AWS_STS_REGIONAL_ENDPOINTS", "regional"));
+    let mut new = EnvSet::default();
+    if !sts && regional {
+        new.insert(EnvKind::StsRegional);
     }
-    if let (false, Some(r)) = (region, plan.region.filter(|r| !r.is_empty())) {
-        new.push(var("AWS_DEFAULT_REGION", r));
-        new.push(var("AWS_REGION", r));
+    if !region && with_region {
+        new.insert(EnvKind::DefaultRegion);
+        new.insert(EnvKind::Region);
     }
     if !identity {
-        new.push(var("AWS_ROLE_ARN", plan.role_arn));
-        new.push(var("AWS_WEB_IDENTITY_TOKEN_FILE", plan.token_file));
+        new.insert(EnvKind::RoleArn);
+        new.insert(EnvKind::TokenFile);
     }
-    let mut ops = Vec::new();
     if c.env.is_none() && !new.is_empty() {
-        ops.push(add(format!("{base}/env"), PatchValue::Envs(new)));
+        patch.push(add(field, Some(i), "/env", PatchValue::Envs(new)));
     } else {
-        ops.extend(
-            new.into_iter()
-                .map(|v| add(format!("{base}/env/-"), PatchValue::Env(v))),
+        patch.extend(
+            new.iter()
+                .map(|kind| add(field, Some(i), "/env/-", PatchValue::Env(kind))),
         );
     }
     let mounts = c.volume_mounts.as_deref().unwrap_or_default();
-    if !mounts.iter().any(|m| m.name == VOLUME_NAME) {
-        let mount = VolumeMount {
-            name: VOLUME_NAME.into(),
-            mount_path: mount_path.into(),
-            read_only: Some(true),
-            ..Default::default()
-        };
+    if !mounts.iter().any(|m| name_of(m) == VOLUME_NAME) {
         if c.volume_mounts.is_none() {
-            ops.push(add(
-                format!("{base}/volumeMounts"),
-                PatchValue::Mounts(vec![mount]),
-            ));
+            patch.push(add(field, Some(i), "/volumeMounts", PatchValue::Mounts));
         } else {
-            ops.push(add(
-                format!("{base}/volumeMounts/-"),
-                PatchValue::Mount(mount),
-            ));
+            patch.push(add(field, Some(i), "/volumeMounts/-", PatchValue::Mount));
         }
     }
-    ops
 }
 
 #[cfg(test)]
@@ -520,6 +984,122 @@ mod tests {
     fn paths_clean_like_go() {
         assert_eq!(clean_path("/var//run/./x/../token"), "/var/run/token");
         assert_eq!(clean_path("/a/b/"), "/a/b");
+        assert_eq!(clean_path("//a"), "/a");
+        assert_eq!(clean_path("a/../.."), "..");
+        assert_eq!(clean_path(""), ".");
+        assert_eq!(clean_path("."), ".");
+        assert_eq!(clean_path("/.."), "/");
+        assert_eq!(clean_path("/a/.b/c"), "/a/.b/c");
+        for clean in ["/", "/a", "/var/run/secrets/x", "a/b", "..a/b.."] {
+            assert!(
+                matches!(clean_path(clean), Cow::Borrowed(p) if p == clean),
+                "{clean} is clean"
+            );
+        }
+    }
+
+    /// Every value a patch adds is the JSON of the real Kubernetes type:
+    /// it reads into k8s-openapi's type without loss and holds what
+    /// irsa means to add.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn patch_values_are_kubernetes_types() {
+        use k8s_openapi::api::core::v1::{
+            EnvVar, PodSecurityContext, ProjectedVolumeSource, ServiceAccountTokenProjection,
+            Volume, VolumeMount, VolumeProjection,
+        };
+        use serde::de::DeserializeOwned;
+
+        fn typed<T: DeserializeOwned + Serialize>(raw: &Value) -> T {
+            let t: T = serde_json::from_value(raw.clone()).unwrap();
+            assert_eq!(&serde_json::to_value(&t).unwrap(), raw, "lossless");
+            t
+        }
+        let volume = |audience: Option<&str>| Volume {
+            name: VOLUME_NAME.into(),
+            projected: Some(ProjectedVolumeSource {
+                sources: Some(vec![VolumeProjection {
+                    service_account_token: Some(ServiceAccountTokenProjection {
+                        audience: audience.map(Into::into),
+                        expiration_seconds: Some(3600),
+                        path: TOKEN_PATH.into(),
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mount = VolumeMount {
+            name: VOLUME_NAME.into(),
+            mount_path: "/var/run/x".into(),
+            read_only: Some(true),
+            ..Default::default()
+        };
+        let env = |name: &str, value: &str| EnvVar {
+            name: name.into(),
+            value: Some(value.into()),
+            value_from: None,
+        };
+        let arn = "arn:aws:iam::111122223333:role/a\"b";
+        let all = [
+            env("AWS_STS_REGIONAL_ENDPOINTS", "regional"),
+            env("AWS_DEFAULT_REGION", "eu-west-1"),
+            env("AWS_REGION", "eu-west-1"),
+            env("AWS_ROLE_ARN", arn),
+            env("AWS_WEB_IDENTITY_TOKEN_FILE", "/var/run/x/token"),
+        ];
+        let cfg = MutationConfig {
+            region: Some("eu-west-1".into()),
+            regional_sts: true,
+            mount_path: "/var/run//x/".into(),
+            token_expiration: 3600,
+            fs_group: Some(65534),
+            ..Default::default()
+        };
+        for (audience, shown) in [(Some("aud"), Some("aud")), (Some(""), None)] {
+            let sa = SaIdentity {
+                role_arn: Some(arn.into()),
+                audience: audience.map(Into::into),
+                ..Default::default()
+            };
+            // First: no volumes, env, mounts or securityContext; second: all present.
+            let bare = r#"{"spec":{"containers":[{"name":"a"}]}}"#;
+            let full = r#"{"spec":{"securityContext":{},"volumes":[],"containers":[{"name":"a","env":[],"volumeMounts":[]}]}}"#;
+            for (pod, arrays) in [(bare, true), (full, false)] {
+                let view = PodView::from_json(pod).unwrap();
+                let outcome = mutate(&view, Some(&sa), &cfg);
+                let ops: Vec<Value> =
+                    serde_json::from_slice(&outcome.patch_json().unwrap()).unwrap();
+                assert_eq!(ops.len(), if arrays { 4 } else { 8 }, "{ops:?}");
+                let mut envs = Vec::new();
+                for op in &ops {
+                    assert_eq!(op["op"], "add");
+                    let (path, value) = (op["path"].as_str().unwrap(), &op["value"]);
+                    match path {
+                        "/spec/volumes" => assert_eq!(typed::<Vec<Volume>>(value), [volume(shown)]),
+                        "/spec/volumes/0" => assert_eq!(typed::<Volume>(value), volume(shown)),
+                        "/spec/containers/0/env" => envs.extend(typed::<Vec<EnvVar>>(value)),
+                        "/spec/containers/0/env/-" => envs.push(typed::<EnvVar>(value)),
+                        "/spec/containers/0/volumeMounts" => {
+                            assert_eq!(
+                                typed::<Vec<VolumeMount>>(value),
+                                std::slice::from_ref(&mount)
+                            );
+                        }
+                        "/spec/containers/0/volumeMounts/-" => {
+                            assert_eq!(typed::<VolumeMount>(value), mount);
+                        }
+                        "/spec/securityContext" => {
+                            assert_eq!(typed::<PodSecurityContext>(value).fs_group, Some(65534))
+                        }
+                        "/spec/securityContext/fsGroup" => assert_eq!(value, 65534),
+                        other => panic!("unexpected path {other}"),
+                    }
+                }
+                assert_eq!(envs, all, "env vars in the Go webhook's order");
+            }
+        }
     }
 
     #[test]

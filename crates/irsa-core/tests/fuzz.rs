@@ -7,6 +7,8 @@
 //! number of cases.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -191,9 +193,29 @@ fn parsers_never_panic_or_hang() {
             });
             if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&input) {
                 let cfg = MutationConfig::default();
-                timed("mutate_pod", || {
-                    let _ = mutate_pod(&value, identity.as_ref(), &cfg);
-                });
+                let outcome = timed("mutate_pod", || mutate_pod(&value, identity.as_ref(), &cfg));
+                // Every pod k8s-openapi reads, the mutation reads the same way.
+                let is_pod = common::view_agrees_with_k8s(&value);
+                prop_assert!(
+                    is_pod.is_ok(),
+                    "{}: {}",
+                    String::from_utf8_lossy(&input),
+                    is_pod.unwrap_err()
+                );
+                // Its patch applies, and the patched pod needs nothing more
+                // (the apiserver always sends a spec object).
+                let has_spec = value
+                    .pointer("/spec")
+                    .is_some_and(serde_json::Value::is_object);
+                if let (Ok(true), Ok(outcome), true) = (is_pod, outcome, has_spec) {
+                    let patch: json_patch::Patch =
+                        serde_json::from_slice(&outcome.patch_json().unwrap()).unwrap();
+                    let mut patched = value.clone();
+                    let applied = json_patch::patch(&mut patched, &patch);
+                    prop_assert!(applied.is_ok(), "patch does not apply: {applied:?}");
+                    let again = mutate_pod(&patched, identity.as_ref(), &cfg).unwrap();
+                    prop_assert!(again.patch.is_empty(), "second pass: {:?}", again.patch);
+                }
             }
             Ok(())
         },

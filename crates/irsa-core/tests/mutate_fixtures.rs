@@ -5,6 +5,8 @@
 //! compatibility with the Go webhook is checked in effect, not byte order.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
@@ -57,9 +59,8 @@ fn diff(expected: &Value, actual: &Value) -> String {
     out
 }
 
-fn apply(pod: &Value, patch: &[irsa_core::mutate::PatchOp]) -> Value {
-    let patch: json_patch::Patch =
-        serde_json::from_value(serde_json::to_value(patch).unwrap()).unwrap();
+fn apply(pod: &Value, outcome: &irsa_core::mutate::Outcome<'_>) -> Value {
+    let patch: json_patch::Patch = serde_json::from_slice(&outcome.patch_json().unwrap()).unwrap();
     let mut doc = pod.clone();
     json_patch::patch(&mut doc, &patch).unwrap_or_else(|e| panic!("patch does not apply: {e}"));
     doc
@@ -81,6 +82,12 @@ fn every_fixture_case() {
         // Every fixture is a real Pod / ServiceAccount.
         serde_json::from_value::<Pod>(pod.clone())
             .unwrap_or_else(|e| panic!("{name}: pod.yaml: {e}"));
+        // The mutation reads it exactly as k8s-openapi does.
+        assert_eq!(
+            common::view_agrees_with_k8s(&pod),
+            Ok(true),
+            "{name}: pod.yaml"
+        );
         let sa: ServiceAccount = serde_json::from_value(yaml(&dir.join("sa.yaml"))).unwrap();
         let annotations: BTreeMap<String, String> = sa.metadata.annotations.unwrap_or_default();
         let cfg = config(dir);
@@ -88,19 +95,20 @@ fn every_fixture_case() {
         let outcome = mutate_pod(&pod, identity.as_ref(), &cfg).unwrap();
         for op in &outcome.patch {
             assert_eq!(op.op, "add", "{name}: only add operations");
+            let path = op.path.to_string();
             let replaces_array = ["/spec/containers", "/spec/initContainers"]
-                .contains(&op.path.as_str())
-                || (op.path.ends_with("/env")
-                    || op.path.ends_with("/volumeMounts")
-                    || op.path == "/spec/volumes")
-                    && pod.pointer(&op.path).is_some();
+                .contains(&path.as_str())
+                || (path.ends_with("/env")
+                    || path.ends_with("/volumeMounts")
+                    || path == "/spec/volumes")
+                    && pod.pointer(&path).is_some();
             assert!(
                 !replaces_array,
                 "{name}: {} would replace an existing array",
                 op.path
             );
         }
-        let result = apply(&pod, &outcome.patch);
+        let result = apply(&pod, &outcome);
         let expected = yaml(&dir.join("expected.yaml"));
         if result != expected {
             failures.push(format!("{name}:\n{}", diff(&expected, &result)));

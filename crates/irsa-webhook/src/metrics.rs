@@ -41,8 +41,22 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 16))
 }
 
+/// Handles to the series every admission touches, resolved once: a
+/// labelled lookup hashes its labels under a lock, and these run for
+/// every pod created in the cluster.
+struct Hot {
+    mutate_ok: Counter,
+    mutate_latency: Histogram,
+    mutated: Counter,
+    already_mutated: Counter,
+    no_role: Counter,
+    ignored: Counter,
+    pods: Counter,
+}
+
 /// All webhook metrics.
 pub struct Metrics {
+    hot: Hot,
     registry: Registry,
     /// Requests served.
     pub requests: Family<RequestLabels, Counter>,
@@ -67,11 +81,42 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
+        let requests: Family<RequestLabels, Counter> = Family::default();
+        let latency: Family<PathLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(latency_histogram);
+        let mutations: Family<Kind, Counter> = Family::default();
+        let pod_count: Family<Kind, Counter> = Family::default();
+        let kind = |kind| mutations.get_or_create(&Kind { kind }).clone();
+        let hot = Hot {
+            mutate_ok: requests
+                .get_or_create(&RequestLabels {
+                    verb: "POST",
+                    path: "/mutate",
+                    code: 200,
+                })
+                .clone(),
+            mutate_latency: latency
+                .get_or_create(&PathLabels {
+                    verb: "POST",
+                    path: "/mutate",
+                })
+                .clone(),
+            mutated: kind("mutated"),
+            already_mutated: kind("already_mutated"),
+            no_role: kind("no_role"),
+            ignored: kind("ignored"),
+            pods: pod_count
+                .get_or_create(&Kind {
+                    kind: "sts_web_identity",
+                })
+                .clone(),
+        };
         let m = Self {
-            requests: Family::default(),
-            latency: Family::new_with_constructor(latency_histogram),
-            mutations: Family::default(),
-            pod_count: Family::default(),
+            hot,
+            requests,
+            latency,
+            mutations,
+            pod_count,
             missing_sa: Counter::default(),
             sa_api_lookups: Family::default(),
             cache_size: Gauge::default(),
@@ -131,16 +176,37 @@ impl Default for Metrics {
 impl Metrics {
     /// Counts an admission outcome.
     pub fn admission(&self, kind: &'static str) {
-        self.mutations.get_or_create(&Kind { kind }).inc();
+        let hot = match kind {
+            "mutated" => &self.hot.mutated,
+            "already_mutated" => &self.hot.already_mutated,
+            "no_role" => &self.hot.no_role,
+            "ignored" => &self.hot.ignored,
+            _ => {
+                self.mutations.get_or_create(&Kind { kind }).inc();
+                return;
+            }
+        };
+        hot.inc();
     }
 
     /// Counts a mutated pod.
     pub fn pod_mutated(&self) {
-        self.pod_count
-            .get_or_create(&Kind {
-                kind: "sts_web_identity",
-            })
-            .inc();
+        self.hot.pods.inc();
+    }
+
+    /// Counts a served request and its latency in seconds.
+    pub fn request(&self, labels: RequestLabels, seconds: f64) {
+        if labels.code == 200 && labels.path == "/mutate" && labels.verb == "POST" {
+            self.hot.mutate_ok.inc();
+            self.hot.mutate_latency.observe(seconds);
+            return;
+        }
+        let path = PathLabels {
+            verb: labels.verb,
+            path: labels.path,
+        };
+        self.requests.get_or_create(&labels).inc();
+        self.latency.get_or_create(&path).observe(seconds);
     }
 
     /// Counts an API fallback lookup.

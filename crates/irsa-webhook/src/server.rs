@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::admission::Handler;
 use crate::cache::SaStore;
-use crate::metrics::{Metrics, PathLabels, RequestLabels};
+use crate::metrics::{Metrics, RequestLabels};
 use crate::settings::Settings;
 use crate::tls::{server_config, ReloadingCert};
 
@@ -108,19 +108,14 @@ async fn route(req: Request<Incoming>, state: Arc<State>) -> Response<Body> {
         ),
         _ => text(StatusCode::NOT_FOUND, "not found"),
     };
-    let metrics = &state.handler.metrics;
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
+    state.handler.metrics.request(
+        RequestLabels {
             verb,
             path,
             code: response.status().as_u16(),
-        })
-        .inc();
-    metrics
-        .latency
-        .get_or_create(&PathLabels { verb, path })
-        .observe(start.elapsed().as_secs_f64());
+        },
+        start.elapsed().as_secs_f64(),
+    );
     response
 }
 

@@ -97,11 +97,26 @@ fn every_body_gets_a_well_formed_answer() {
             prop_assert!(v["apiVersion"].is_string());
             let allowed = v["response"]["allowed"].as_bool();
             prop_assert!(allowed.is_some(), "response.allowed is set: {}", v);
+            prop_assert!(v["response"]["uid"].is_string(), "uid: {}", v);
+            if allowed == Some(false) {
+                let status = &v["response"]["status"];
+                prop_assert_eq!(status["code"].as_u64(), Some(400));
+                prop_assert!(status["message"].as_str().is_some_and(|m| !m.is_empty()));
+            }
+            let request = serde_json::from_slice::<Value>(&body).ok();
             // When the request's uid is readable, it is echoed.
-            if let Ok(req) = serde_json::from_slice::<Value>(&body) {
-                if let Some(uid) = req["request"]["uid"].as_str() {
-                    prop_assert_eq!(v["response"]["uid"].as_str(), Some(uid));
-                }
+            if let Some(uid) = request.as_ref().and_then(|r| r["request"]["uid"].as_str()) {
+                prop_assert_eq!(v["response"]["uid"].as_str(), Some(uid));
+            }
+            // A patch is base64 of a JSON Patch that applies to the pod sent.
+            if let Some(patch) = v["response"]["patch"].as_str() {
+                prop_assert_eq!(v["response"]["patchType"].as_str(), Some("JSONPatch"));
+                let bytes = irsa_core::b64::decode_std(patch).unwrap();
+                let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+                let request = request.expect("a patch only ever answers a JSON body");
+                let mut pod = request["request"]["object"].clone();
+                let applied = json_patch::patch(&mut pod, &patch);
+                prop_assert!(applied.is_ok(), "{:?}", applied);
             }
             let (m, d) = counts.get();
             counts.set((
