@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Name of the projected token volume.
@@ -93,24 +93,30 @@ impl SaIdentity {
 
     /// Whether a role ARN looks valid (only used to warn; invalid ARNs are still injected).
     pub fn role_arn_looks_valid(arn: &str) -> bool {
-        let Some(rest) = arn.strip_prefix("arn:aws") else {
+        // arn:aws[-partition]:iam::<12 digits>:role/<path and name>
+        let mut parts = arn.splitn(6, ':');
+        let mut next = || parts.next().unwrap_or_default();
+        let (arn_, partition, service, region, account, resource) =
+            (next(), next(), next(), next(), next(), next());
+        let Some(partition_tail) = partition.strip_prefix("aws") else {
             return false;
         };
-        let Some((partition_tail, rest)) = rest.split_once(":iam::") else {
+        let Some(role) = resource.strip_prefix("role/") else {
             return false;
         };
-        let Some((account, role)) = rest.split_once(":role/") else {
-            return false;
-        };
-        partition_tail
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        arn_ == "arn"
+            && service == "iam"
+            && region.is_empty()
+            && partition_tail
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && account.len() == 12
-            && account.chars().all(|c| c.is_ascii_digit())
+            && account.bytes().all(|b| b.is_ascii_digit())
             && !role.is_empty()
-            && role
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "_-/.@+=,".contains(c))
+            && role.bytes().all(|b| {
+                b.is_ascii_alphanumeric()
+                    || matches!(b, b'_' | b'-' | b'/' | b'.' | b'@' | b'+' | b'=' | b',')
+            })
     }
 }
 
@@ -186,17 +192,23 @@ pub fn parse_csv_record(s: &str) -> Vec<String> {
     }
 }
 
+/// Whether `path.Clean` would return `path` unchanged: not empty, no
+/// empty, `.` or `..` segment (but a leading `/`), no trailing `/`.
+fn is_clean(path: &str) -> bool {
+    if path == "/" {
+        return true;
+    }
+    let body = path.strip_prefix('/').unwrap_or(path);
+    !body.is_empty()
+        && body
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+}
+
 /// Lexically cleans a unix path like Go's `path.Clean`; a path that is
 /// already clean is returned as it is, without a copy.
 pub fn clean_path(path: &str) -> Cow<'_, str> {
-    let clean = path == "/"
-        || (!path.is_empty()
-            && !path.ends_with('/')
-            && path
-                .split('/')
-                .enumerate()
-                .all(|(i, seg)| !matches!(seg, "." | "..") && (i == 0 || !seg.is_empty())));
-    if clean {
+    if is_clean(path) {
         return Cow::Borrowed(path);
     }
     let rooted = path.starts_with('/');
@@ -365,169 +377,101 @@ pub struct PatchValues<'a> {
     pub token_file: Cow<'a, str>,
 }
 
-/// Serialised shapes of what irsa adds. They are Kubernetes' `Volume`,
-/// `EnvVar` and `VolumeMount` (a unit test holds them to k8s-openapi's
-/// types), written from borrowed strings.
-mod shapes {
-    use serde::Serialize;
-
-    #[derive(Serialize)]
-    pub struct Volume<'a> {
-        pub name: &'static str,
-        pub projected: Projected<'a>,
-    }
-
-    #[derive(Serialize)]
-    pub struct Projected<'a> {
-        pub sources: [Source<'a>; 1],
-    }
-
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct Source<'a> {
-        pub service_account_token: Token<'a>,
-    }
-
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct Token<'a> {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        pub audience: Option<&'a str>,
-        pub expiration_seconds: i64,
-        pub path: &'static str,
-    }
-
-    #[derive(Serialize)]
-    pub struct Env<'a> {
-        pub name: &'static str,
-        pub value: &'a str,
-    }
-
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct Mount<'a> {
-        pub name: &'static str,
-        pub mount_path: &'a str,
-        pub read_only: bool,
-    }
-
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    pub struct SecurityContext {
-        pub fs_group: i64,
+/// Appends `s` as a JSON string. Strings without a character JSON must
+/// escape (control characters, `"` and `\`) are copied as they are; any
+/// other goes through serde_json.
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    let plain = s.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20 && b != b'"' && b != b'\\')
+    });
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        // Serialising a str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
     }
 }
 
+fn json_int(out: &mut Vec<u8>, n: i64) {
+    let _ = serde_json::to_writer(&mut *out, &n);
+}
+
+/// The values irsa adds are Kubernetes' `Volume`, `EnvVar`, `VolumeMount`
+/// and `PodSecurityContext`, written directly from borrowed strings (a
+/// unit test reads each back into k8s-openapi's type, losslessly).
 impl PatchValues<'_> {
-    fn volume(&self) -> shapes::Volume<'_> {
-        shapes::Volume {
-            name: VOLUME_NAME,
-            projected: shapes::Projected {
-                sources: [shapes::Source {
-                    service_account_token: shapes::Token {
-                        audience: self.audience,
-                        expiration_seconds: self.expiration,
-                        path: TOKEN_PATH,
-                    },
-                }],
-            },
+    fn volume(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"name\":\"");
+        out.extend_from_slice(VOLUME_NAME.as_bytes());
+        out.extend_from_slice(b"\",\"projected\":{\"sources\":[{\"serviceAccountToken\":{");
+        if let Some(audience) = self.audience {
+            out.extend_from_slice(b"\"audience\":");
+            json_str(out, audience);
+            out.push(b',');
         }
+        out.extend_from_slice(b"\"expirationSeconds\":");
+        json_int(out, self.expiration);
+        out.extend_from_slice(b",\"path\":\"");
+        out.extend_from_slice(TOKEN_PATH.as_bytes());
+        out.extend_from_slice(b"\"}}]}}");
     }
 
-    fn env(&self, kind: EnvKind) -> shapes::Env<'_> {
+    fn env(&self, kind: EnvKind, out: &mut Vec<u8>) {
         let value = match kind {
             EnvKind::StsRegional => "regional",
             EnvKind::DefaultRegion | EnvKind::Region => self.region.unwrap_or_default(),
             EnvKind::RoleArn => self.role_arn,
             EnvKind::TokenFile => &self.token_file,
         };
-        shapes::Env {
-            name: kind.name(),
-            value,
-        }
+        out.extend_from_slice(b"{\"name\":\"");
+        out.extend_from_slice(kind.name().as_bytes());
+        out.extend_from_slice(b"\",\"value\":");
+        json_str(out, value);
+        out.push(b'}');
     }
 
-    fn mount(&self) -> shapes::Mount<'_> {
-        shapes::Mount {
-            name: VOLUME_NAME,
-            mount_path: &self.mount_path,
-            read_only: true,
-        }
+    fn mount(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"name\":\"");
+        out.extend_from_slice(VOLUME_NAME.as_bytes());
+        out.extend_from_slice(b"\",\"mountPath\":");
+        json_str(out, &self.mount_path);
+        out.extend_from_slice(b",\"readOnly\":true}");
     }
-}
 
-/// Each value an outcome's operations add, serialised once: pods often
-/// have several containers, and each gets the same variables and mount.
-#[derive(Default)]
-struct Fragments {
-    buf: Vec<u8>,
-    /// `(start, end)` in `buf` of the volume, the five env vars and the mount.
-    at: [Option<(usize, usize)>; 7],
-}
-
-impl Fragments {
-    /// Appends the serialised value of `slot` to `out`, serialising it on first use.
-    fn put<T: Serialize>(
-        &mut self,
-        slot: usize,
-        value: impl FnOnce() -> T,
-        out: &mut Vec<u8>,
-    ) -> Result<(), serde_json::Error> {
-        let (start, end) = match self.at[slot] {
-            Some(range) => range,
-            None => {
-                let start = self.buf.len();
-                serde_json::to_writer(&mut self.buf, &value())?;
-                let range = (start, self.buf.len());
-                self.at[slot] = Some(range);
-                range
-            }
-        };
-        out.extend_from_slice(&self.buf[start..end]);
-        Ok(())
-    }
-}
-
-impl PatchValues<'_> {
-    fn write_value(
-        &self,
-        value: PatchValue,
-        frags: &mut Fragments,
-        out: &mut Vec<u8>,
-    ) -> Result<(), serde_json::Error> {
-        const VOLUME: usize = 0;
-        const MOUNT: usize = 6;
-        let env = |kind: EnvKind| 1 + kind as usize;
+    fn write_value(&self, value: PatchValue, out: &mut Vec<u8>) {
         match value {
             PatchValue::Volumes => {
                 out.push(b'[');
-                frags.put(VOLUME, || self.volume(), out)?;
+                self.volume(out);
                 out.push(b']');
             }
-            PatchValue::Volume => frags.put(VOLUME, || self.volume(), out)?,
+            PatchValue::Volume => self.volume(out),
             PatchValue::Envs(set) => {
                 out.push(b'[');
                 for (n, kind) in set.iter().enumerate() {
                     if n > 0 {
                         out.push(b',');
                     }
-                    frags.put(env(kind), || self.env(kind), out)?;
+                    self.env(kind, out);
                 }
                 out.push(b']');
             }
-            PatchValue::Env(kind) => frags.put(env(kind), || self.env(kind), out)?,
+            PatchValue::Env(kind) => self.env(kind, out),
             PatchValue::Mounts => {
                 out.push(b'[');
-                frags.put(MOUNT, || self.mount(), out)?;
+                self.mount(out);
                 out.push(b']');
             }
-            PatchValue::Mount => frags.put(MOUNT, || self.mount(), out)?,
-            PatchValue::SecurityContext(fs_group) => {
-                serde_json::to_writer(&mut *out, &shapes::SecurityContext { fs_group })?;
+            PatchValue::Mount => self.mount(out),
+            PatchValue::SecurityContext(gid) => {
+                out.extend_from_slice(b"{\"fsGroup\":");
+                json_int(out, gid);
+                out.push(b'}');
             }
-            PatchValue::FsGroup(gid) => serde_json::to_writer(&mut *out, &gid)?,
+            PatchValue::FsGroup(gid) => json_int(out, gid),
         }
-        Ok(())
     }
 }
 
@@ -558,11 +502,9 @@ pub struct Outcome<'a> {
 
 impl Outcome<'_> {
     /// The JSON Patch document, as the AdmissionResponse carries it (before
-    /// base64). Operation names and paths are fixed ASCII written as they
-    /// are; the values are serialised by serde, once each.
-    pub fn patch_json(&self) -> Result<Vec<u8>, serde_json::Error> {
-        let mut out = Vec::with_capacity(256 + 128 * self.patch.len());
-        let mut frags = Fragments::default();
+    /// base64). Names and paths are fixed ASCII, written as they are.
+    pub fn patch_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + 160 * self.patch.len());
         out.push(b'[');
         for (n, op) in self.patch.iter().enumerate() {
             if n > 0 {
@@ -574,15 +516,15 @@ impl Outcome<'_> {
             out.extend_from_slice(op.path.field.as_bytes());
             if let Some(i) = op.path.index {
                 out.push(b'/');
-                serde_json::to_writer(&mut out, &i)?;
+                json_int(&mut out, i64::try_from(i).unwrap_or(i64::MAX));
             }
             out.extend_from_slice(op.path.tail.as_bytes());
             out.extend_from_slice(b"\",\"value\":");
-            self.values.write_value(op.value, &mut frags, &mut out)?;
+            self.values.write_value(op.value, &mut out);
             out.push(b'}');
         }
         out.push(b']');
-        Ok(out)
+        out
     }
 }
 
@@ -826,7 +768,13 @@ pub fn mutate<'a>(
             .iter()
             .any(|k| selector.get(k) == Some("windows"))
     });
-    let unix_token = clean_path(&format!("{mount_path}/{TOKEN_PATH}")).into_owned();
+    // A clean directory joined with a plain file name is clean, but for
+    // the two paths that end in no name.
+    let unix_token = match &*mount_path {
+        "/" => format!("/{TOKEN_PATH}"),
+        "." => TOKEN_PATH.to_string(),
+        dir => format!("{dir}/{TOKEN_PATH}"),
+    };
     let token_file = if windows {
         format!("C:{}", unix_token.replace('/', "\\"))
     } else {
@@ -1009,6 +957,7 @@ mod tests {
             Volume, VolumeMount, VolumeProjection,
         };
         use serde::de::DeserializeOwned;
+        use serde::Serialize;
 
         fn typed<T: DeserializeOwned + Serialize>(raw: &Value) -> T {
             let t: T = serde_json::from_value(raw.clone()).unwrap();
@@ -1069,8 +1018,7 @@ mod tests {
             for (pod, arrays) in [(bare, true), (full, false)] {
                 let view = PodView::from_json(pod).unwrap();
                 let outcome = mutate(&view, Some(&sa), &cfg);
-                let ops: Vec<Value> =
-                    serde_json::from_slice(&outcome.patch_json().unwrap()).unwrap();
+                let ops: Vec<Value> = serde_json::from_slice(&outcome.patch_json()).unwrap();
                 assert_eq!(ops.len(), if arrays { 4 } else { 8 }, "{ops:?}");
                 let mut envs = Vec::new();
                 for op in &ops {
@@ -1111,6 +1059,20 @@ mod tests {
             "arn:aws-cn:iam::111122223333:role/path/x"
         ));
         assert!(!SaIdentity::role_arn_looks_valid("s3-reader"));
+        for bad in [
+            "arn:aws:iam::111122223333:role/",
+            "arn:aws:iam::11112222333:role/x",
+            "arn:aws:iam:us-east-1:111122223333:role/x",
+            "arn:aws:sts::111122223333:role/x",
+            "arn:aws:iam::111122223333:user/x",
+            "arn:aws:iam::111122223333:role/a:b",
+            "arn:aws:iam::111122223333:role/a b",
+            "arn:azure:iam::111122223333:role/x",
+            "arn:aws_x:iam::111122223333:role/x",
+            "xrn:aws:iam::111122223333:role/x",
+        ] {
+            assert!(!SaIdentity::role_arn_looks_valid(bad), "{bad}");
+        }
     }
 
     #[test]

@@ -209,7 +209,7 @@ fn parsers_never_panic_or_hang() {
                     .is_some_and(serde_json::Value::is_object);
                 if let (Ok(true), Ok(outcome), true) = (is_pod, outcome, has_spec) {
                     let patch: json_patch::Patch =
-                        serde_json::from_slice(&outcome.patch_json().unwrap()).unwrap();
+                        serde_json::from_slice(&outcome.patch_json()).unwrap();
                     let mut patched = value.clone();
                     let applied = json_patch::patch(&mut patched, &patch);
                     prop_assert!(applied.is_ok(), "patch does not apply: {applied:?}");

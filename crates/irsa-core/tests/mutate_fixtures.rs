@@ -60,7 +60,7 @@ fn diff(expected: &Value, actual: &Value) -> String {
 }
 
 fn apply(pod: &Value, outcome: &irsa_core::mutate::Outcome<'_>) -> Value {
-    let patch: json_patch::Patch = serde_json::from_slice(&outcome.patch_json().unwrap()).unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&outcome.patch_json()).unwrap();
     let mut doc = pod.clone();
     json_patch::patch(&mut doc, &patch).unwrap_or_else(|e| panic!("patch does not apply: {e}"));
     doc

@@ -79,8 +79,10 @@ fn settings(dir: &Path) -> Settings {
     }
 }
 
-/// A bare server: TLS + HTTP/1.1 + a fixed response body, nothing else.
-async fn bare_server(dir: &Path, canned: Bytes) -> SocketAddr {
+/// A bare server: TLS + HTTP/1.1 + a fixed response body, nothing else;
+/// with `parse`, it also reads the body into a `serde_json::Value` (the
+/// least any webhook must do), to show what JSON alone costs.
+async fn bare_server(dir: &Path, canned: Bytes, parse: bool) -> SocketAddr {
     let chain = rustls::pki_types::CertificateDer::pem_file_iter(dir.join("tls.crt"))
         .unwrap()
         .map(Result::unwrap)
@@ -113,7 +115,12 @@ async fn bare_server(dir: &Path, canned: Bytes) -> SocketAddr {
                     move |req: hyper::Request<hyper::body::Incoming>| {
                         let canned = canned.clone();
                         async move {
-                            let _ = req.into_body().collect().await;
+                            let body = req.into_body().collect().await;
+                            if let (true, Ok(body)) = (parse, body) {
+                                let review: Result<serde_json::Value, _> =
+                                    serde_json::from_slice(&body.to_bytes());
+                                std::hint::black_box(review.is_ok());
+                            }
                             Ok::<_, Infallible>(hyper::Response::new(Full::new(canned)))
                         }
                     },
@@ -128,19 +135,27 @@ async fn bare_server(dir: &Path, canned: Bytes) -> SocketAddr {
 }
 
 struct Result_ {
+    /// Process CPU time (user + system, client included) per admission.
+    cpu_us: f64,
     rps: f64,
     p50: Duration,
     p99: Duration,
     errors: usize,
 }
 
-/// Median throughput and median p99 of several rounds.
-fn median(runs: &[Result_]) -> (f64, Duration) {
-    let mut rps: Vec<f64> = runs.iter().map(|r| r.rps).collect();
+/// Median throughput, p99 and CPU per admission of several rounds.
+fn median(runs: &[Result_]) -> (f64, Duration, f64) {
+    let mid = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     let mut p99: Vec<Duration> = runs.iter().map(|r| r.p99).collect();
-    rps.sort_by(f64::total_cmp);
     p99.sort();
-    (rps[rps.len() / 2], p99[p99.len() / 2])
+    (
+        mid(runs.iter().map(|r| r.rps).collect()),
+        p99[p99.len() / 2],
+        mid(runs.iter().map(|r| r.cpu_us).collect()),
+    )
 }
 
 async fn load(addr: SocketAddr, body: Bytes, duration: Duration) -> Result_ {
@@ -154,6 +169,7 @@ async fn load(addr: SocketAddr, body: Bytes, duration: Duration) -> Result_ {
     .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let start = Instant::now();
+    let cpu_start = cpu_seconds();
     let mut tasks = Vec::new();
     for _ in 0..CONCURRENCY {
         let (connector, body) = (connector.clone(), body.clone());
@@ -197,9 +213,11 @@ async fn load(addr: SocketAddr, body: Bytes, duration: Duration) -> Result_ {
         errors += e;
     }
     let elapsed = start.elapsed();
+    let cpu = cpu_seconds() - cpu_start;
     all.sort();
     let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
     Result_ {
+        cpu_us: cpu * 1e6 / all.len().max(1) as f64,
         rps: all.len() as f64 / elapsed.as_secs_f64(),
         p50: pct(0.50),
         p99: pct(0.99),
@@ -242,6 +260,20 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
             .signature_verification_algorithms
             .supported_schemes()
     }
+}
+
+/// CPU time of the process's live threads, in seconds (the first field of
+/// each `/proc/self/task/*/schedstat` is nanoseconds on a CPU).
+fn cpu_seconds() -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let ns: u64 = tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    ns as f64 / 1e9
 }
 
 fn rss_kib() -> u64 {
@@ -293,34 +325,46 @@ fn main() {
             println!("parse + mutate_pod alone: {:.1} µs per admission", t.elapsed().as_secs_f64() * 1e6 / n as f64);
             Bytes::from(h.review(&body).await)
         };
-        let bare = bare_server(dir.path(), canned).await;
+        let bare = bare_server(dir.path(), canned.clone(), false).await;
+        let parsing = bare_server(dir.path(), canned, true).await;
 
         println!(
             "POST /mutate over TLS, keep-alive, {CONCURRENCY} connections, 127.0.0.1; {ROUNDS} rounds of {}s per server, interleaved; medians",
             DURATION.as_secs()
         );
         let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-        let _warm = load(bare, body.clone(), Duration::from_secs(1)).await;
-        let _warm = load(ours.addr, body.clone(), Duration::from_secs(1)).await;
-        let (mut b, mut o) = (Vec::new(), Vec::new());
+        let servers = [
+            ("bare hyper+rustls", bare),
+            ("bare + serde_json::Value", parsing),
+            ("irsa webhook", ours.addr),
+        ];
+        let wanted: Vec<_> = servers
+            .iter()
+            .filter(|(name, _)| only.is_empty() || name.contains(only.as_str()))
+            .collect();
+        for (_, addr) in &wanted {
+            let _warm = load(*addr, body.clone(), Duration::from_secs(1)).await;
+        }
+        let mut runs: Vec<Vec<Result_>> = wanted.iter().map(|_| Vec::new()).collect();
         for _ in 0..ROUNDS {
-            if only != "irsa" {
-                b.push(load(bare, body.clone(), DURATION).await);
-            }
-            if only != "bare" {
-                o.push(load(ours.addr, body.clone(), DURATION).await);
+            for (i, (_, addr)) in wanted.iter().enumerate() {
+                runs[i].push(load(*addr, body.clone(), DURATION).await);
             }
         }
-        println!("{:<24} {:>12} {:>10} {:>10} {:>7}", "server", "admissions/s", "p50 (µs)", "p99 (µs)", "errors");
-        for (name, runs) in [("bare hyper+rustls", &b), ("irsa webhook", &o)] {
-            for r in runs.iter() {
-                println!("{name:<24} {:>12.0} {:>10} {:>10} {:>7}", r.rps, r.p50.as_micros(), r.p99.as_micros(), r.errors);
+        println!("{:<26} {:>12} {:>9} {:>9} {:>13} {:>7}", "server", "admissions/s", "p50 (µs)", "p99 (µs)", "CPU µs/adm.", "errors");
+        for ((name, _), rounds) in wanted.iter().zip(&runs) {
+            for r in rounds {
+                println!("{name:<26} {:>12.0} {:>9} {:>9} {:>13.1} {:>7}", r.rps, r.p50.as_micros(), r.p99.as_micros(), r.cpu_us, r.errors);
             }
         }
-        if !b.is_empty() && !o.is_empty() {
-            let (b, o) = (median(&b), median(&o));
-            println!("median bare: {:.0}/s p99 {} µs; median irsa: {:.0}/s p99 {} µs", b.0, b.1.as_micros(), o.0, o.1.as_micros());
-            println!("ratio: throughput {:.2}x (goal >= 0.9x), p99 {:.2}x (goal <= 1.2x)", o.0 / b.0, o.1.as_secs_f64() / b.1.as_secs_f64());
+        let medians: Vec<_> = runs.iter().map(|r| median(r)).collect();
+        for ((name, _), m) in wanted.iter().zip(&medians) {
+            println!("median {name:<26} {:>8.0}/s  p99 {:>5} µs  CPU {:>5.1} µs per admission (client included)", m.0, m.1.as_micros(), m.2);
+        }
+        if wanted.len() == servers.len() {
+            let (b, p, o) = (&medians[0], &medians[1], &medians[2]);
+            println!("ratio to bare:            throughput {:.2}x (goal >= 0.9x), p99 {:.2}x (goal <= 1.2x), CPU per admission {:.2}x", o.0 / b.0, o.1.as_secs_f64() / b.1.as_secs_f64(), o.2 / b.2);
+            println!("ratio to bare + JSON read: throughput {:.2}x, p99 {:.2}x, CPU per admission {:.2}x", o.0 / p.0, o.1.as_secs_f64() / p.1.as_secs_f64(), o.2 / p.2);
         }
 
         let before = rss_kib();

@@ -297,18 +297,12 @@ impl Handler {
         match outcome.decision {
             Decision::NoRole => self.outcome("no_role"),
             Decision::AlreadyMutated => self.outcome("already_mutated"),
-            Decision::Mutated { containers } => match outcome.patch_json() {
-                Ok(bytes) => {
-                    self.outcome("mutated");
-                    self.metrics.pod_mutated();
-                    tracing::debug!(containers, "pod mutated");
-                    answer.patch = Some(bytes);
-                }
-                Err(e) => {
-                    self.outcome("invalid");
-                    return Answer::deny(answer.uid, format!("cannot encode the patch: {e}"));
-                }
-            },
+            Decision::Mutated { containers } => {
+                self.outcome("mutated");
+                self.metrics.pod_mutated();
+                tracing::debug!(containers, "pod mutated");
+                answer.patch = Some(outcome.patch_json());
+            }
         }
         answer
     }

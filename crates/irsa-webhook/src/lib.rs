@@ -2,7 +2,7 @@
 //! `amazon-eks-pod-identity-webhook`.
 //!
 //! Transport (TLS with hot reload, HTTP routing, body limits, metrics) lives
-//! here; the mutation itself is the pure [`irsa_core::mutate::mutate_pod`].
+//! here; the mutation itself is the pure [`irsa_core::mutate::mutate`].
 
 pub mod admission;
 pub mod cache;

@@ -1,8 +1,9 @@
 //! The HTTPS admission server and the plain-HTTP metrics server.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
@@ -10,10 +11,9 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
 use kube::Client;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::admission::Handler;
@@ -152,6 +152,84 @@ async fn mutate(req: Request<Incoming>, state: &State) -> Response<Body> {
         hyper::header::HeaderValue::from_static("application/json"),
     );
     r
+}
+
+/// Open connections, each with its own stop signal. A connection polls
+/// only its own oneshot receiver: a signal shared by every connection
+/// (a watch channel, hyper-util's `GracefulShutdown`) takes a lock shared
+/// by all of them on every poll; under load on two cores that lock cost
+/// about as much CPU as the whole admission (the `admission` bench: 1.55x
+/// the bare server's CPU per request with it, 1.40x without).
+#[derive(Default)]
+struct Connections {
+    next: u64,
+    open: HashMap<u64, oneshot::Sender<()>>,
+}
+
+impl Connections {
+    fn open(this: &Mutex<Self>) -> (u64, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        let Ok(mut c) = this.lock() else {
+            // A poisoned registry cannot signal this connection; it still
+            // ends when its client goes or the server task is dropped.
+            return (u64::MAX, rx);
+        };
+        let id = c.next;
+        c.next += 1;
+        c.open.insert(id, tx);
+        (id, rx)
+    }
+
+    fn close(this: &Mutex<Self>, id: u64) {
+        if let Ok(mut c) = this.lock() {
+            c.open.remove(&id);
+        }
+    }
+
+    /// Asks every open connection to finish its request in flight and close.
+    fn stop_all(this: &Mutex<Self>) {
+        let senders: Vec<_> = match this.lock() {
+            Ok(mut c) => c.open.drain().map(|(_, tx)| tx).collect(),
+            Err(_) => Vec::new(),
+        };
+        for tx in senders {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// TLS handshake (bounded), then HTTP/1.1 until the client closes or the
+/// server stops: on `stop`, the request in flight is answered and the
+/// connection closed.
+async fn serve_connection(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    acceptor: &tokio_rustls::TlsAcceptor,
+    state: Arc<State>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(error)) => {
+            tracing::debug!(%error, %peer, "TLS handshake failed");
+            return;
+        }
+        Err(_) => return,
+    };
+    let svc = hyper::service::service_fn(move |req| {
+        let state = state.clone();
+        async move { Ok::<_, Infallible>(route(req, state).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        biased;
+        _ = conn.as_mut() => {}
+        _ = &mut stop => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 /// Builds the kube client from `--kubeconfig` or the in-cluster environment.
@@ -295,40 +373,29 @@ pub async fn run(
     }));
 
     let server = tokio::spawn(async move {
-        let graceful = GracefulShutdown::new();
+        let open: Arc<Mutex<Connections>> = Arc::default();
+        let mut connections = tokio::task::JoinSet::new();
         loop {
             tokio::select! {
                 _ = stop.changed() => break,
                 accepted = listener.accept() => {
+                    // Reap finished connections so the set stays small.
+                    while connections.try_join_next().is_some() {}
                     let Ok((tcp, peer)) = accepted else { continue };
                     let _ = tcp.set_nodelay(true);
-                    let acceptor = acceptor.clone();
-                    let state = state.clone();
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                            Ok(Ok(tls)) => tls,
-                            Ok(Err(error)) => {
-                                tracing::debug!(%error, %peer, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => return,
-                        };
-                        let svc = hyper::service::service_fn(move |req| {
-                            let state = state.clone();
-                            async move { Ok::<_, Infallible>(route(req, state).await) }
-                        });
-                        let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc);
-                        let _ = watcher.watch(conn).await;
+                    let (id, stop_conn) = Connections::open(&open);
+                    let (acceptor, state, open) = (acceptor.clone(), state.clone(), open.clone());
+                    connections.spawn(async move {
+                        serve_connection(tcp, peer, &acceptor, state, stop_conn).await;
+                        Connections::close(&open, id);
                     });
                 }
             }
         }
         drop(listener);
-        if tokio::time::timeout(drain, graceful.shutdown())
-            .await
-            .is_err()
-        {
+        Connections::stop_all(&open);
+        let drained = async { while connections.join_next().await.is_some() {} };
+        if tokio::time::timeout(drain, drained).await.is_err() {
             tracing::warn!("in-flight requests did not finish within the drain period");
         }
     });
