@@ -2,15 +2,15 @@
 //! look up the ServiceAccount, call the pure mutation, encode the response.
 //! Every failure becomes a well-formed response; nothing here panics.
 //!
-//! The request is decoded into a borrowed view (the pod stays raw until it
-//! is parsed once into a k8s-openapi `Pod`) and the response is written
-//! straight from a small struct: this path runs for every pod created in
-//! the cluster, so it avoids intermediate `serde_json::Value` trees.
-
-use std::sync::Arc;
-use std::time::Duration;
+//! This path runs for every pod created in the cluster, so the review and
+//! the pod are read in one pass into borrowed views
+//! ([`irsa_core::mutate::PodView`]: only the fields the mutation uses), and
+//! the answer is written straight into one buffer, with no intermediate
+//! `serde_json::Value` or k8s-openapi trees.
 
 use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
 
 use irsa_core::mutate::{mutate, Decision, MutationConfig, PodView, SaIdentity, Text};
 use kube::Client;
