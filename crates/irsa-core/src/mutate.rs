@@ -255,13 +255,25 @@ pub struct PatchPath {
     tail: &'static str,
 }
 
+impl PatchPath {
+    /// Appends the pointer; every part is fixed ASCII or digits, so it
+    /// needs no JSON escaping.
+    fn write_to(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"/spec/");
+        out.extend_from_slice(self.field.as_bytes());
+        if let Some(i) = self.index {
+            out.push(b'/');
+            json_int(out, i64::try_from(i).unwrap_or(i64::MAX));
+        }
+        out.extend_from_slice(self.tail.as_bytes());
+    }
+}
+
 impl std::fmt::Display for PatchPath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "/spec/{}", self.field)?;
-        if let Some(i) = self.index {
-            write!(f, "/{i}")?;
-        }
-        f.write_str(self.tail)
+        let mut out = Vec::new();
+        self.write_to(&mut out);
+        f.write_str(&String::from_utf8_lossy(&out))
     }
 }
 
@@ -512,13 +524,8 @@ impl Outcome<'_> {
             }
             out.extend_from_slice(b"{\"op\":\"");
             out.extend_from_slice(op.op.as_bytes());
-            out.extend_from_slice(b"\",\"path\":\"/spec/");
-            out.extend_from_slice(op.path.field.as_bytes());
-            if let Some(i) = op.path.index {
-                out.push(b'/');
-                json_int(&mut out, i64::try_from(i).unwrap_or(i64::MAX));
-            }
-            out.extend_from_slice(op.path.tail.as_bytes());
+            out.extend_from_slice(b"\",\"path\":\"");
+            op.path.write_to(&mut out);
             out.extend_from_slice(b"\",\"value\":");
             self.values.write_value(op.value, &mut out);
             out.push(b'}');

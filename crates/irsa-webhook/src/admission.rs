@@ -188,10 +188,7 @@ impl Handler {
             Ok(envelope) => {
                 let version = envelope.api_version.as_deref();
                 let Some(req) = envelope.request else {
-                    self.outcome("invalid");
-                    let answer =
-                        Answer::deny(Cow::Borrowed(""), "AdmissionReview has no request".into());
-                    return encode(version, answer);
+                    return self.no_request(version);
                 };
                 let answer = self.respond(req).await;
                 return encode(version, answer);
@@ -216,14 +213,16 @@ impl Handler {
                     encode(version, Answer::allow(req.uid.0))
                 }
             }
-            Ok(Envelope { api_version, .. }) => {
-                self.outcome("invalid");
-                let answer =
-                    Answer::deny(Cow::Borrowed(""), "AdmissionReview has no request".into());
-                encode(api_version.as_deref(), answer)
-            }
+            Ok(Envelope { api_version, .. }) => self.no_request(api_version.as_deref()),
             Err(e) => self.undecodable(body, format!("cannot decode AdmissionReview: {e}")),
         }
+    }
+
+    /// Refuses a review without a request (there is no uid to echo).
+    fn no_request(&self, api_version: Option<&str>) -> Vec<u8> {
+        self.outcome("invalid");
+        let answer = Answer::deny(Cow::Borrowed(""), "AdmissionReview has no request".into());
+        encode(api_version, answer)
     }
 
     /// Refuses a body that is not an AdmissionReview, still echoing the uid
