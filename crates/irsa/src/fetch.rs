@@ -3,11 +3,15 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+#[cfg(feature = "online")]
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
+#[cfg(feature = "online")]
+use anyhow::{bail, Context};
 
 /// Largest document irsa reads.
+#[cfg(feature = "online")]
 const MAX_BODY: usize = 1 << 20;
 
 /// One HTTP response.
@@ -27,9 +31,30 @@ pub struct Fetched {
 }
 
 /// An HTTPS client configured for issuer checks.
+#[cfg(feature = "online")]
 pub struct Fetcher {
     client: reqwest::Client,
     runtime: tokio::runtime::Runtime,
+}
+
+/// The offline build has no HTTPS client, so no `Fetcher` can be made:
+/// [`Fetcher::new`] says which build has one.
+#[cfg(not(feature = "online"))]
+pub struct Fetcher(std::convert::Infallible);
+
+#[cfg(not(feature = "online"))]
+impl Fetcher {
+    /// Always fails: this build links no HTTPS client.
+    pub fn new(_ca: Option<&Path>, _resolves: &[Resolve]) -> Result<Self> {
+        Err(crate::offline::needs_online(
+            "reading what the issuer serves over HTTPS",
+        ))
+    }
+
+    /// Never called: no `Fetcher` exists in this build.
+    pub fn get(&self, _url: &str) -> Result<Fetched, String> {
+        match self.0 {}
+    }
 }
 
 /// How to reach the issuer's host over HTTPS: `--ca-cert`, `--resolve`.
@@ -52,6 +77,7 @@ impl Network {
 
 /// A `HOST=ADDR:PORT` override of DNS resolution (like curl's `--resolve`).
 #[derive(Clone, Debug)]
+#[cfg_attr(not(feature = "online"), allow(dead_code))]
 pub struct Resolve {
     /// Host name as in the URL.
     pub host: String,
@@ -73,6 +99,7 @@ pub fn parse_resolve(s: &str) -> Result<Resolve, String> {
     })
 }
 
+#[cfg(feature = "online")]
 impl Fetcher {
     /// Builds a client; `ca` replaces the trusted roots with one PEM bundle.
     pub fn new(ca: Option<&Path>, resolves: &[Resolve]) -> Result<Self> {
@@ -141,6 +168,7 @@ impl Fetcher {
     }
 }
 
+#[cfg(feature = "online")]
 fn chain(e: &dyn std::error::Error) -> String {
     let mut parts = vec![e.to_string()];
     let mut source = e.source();

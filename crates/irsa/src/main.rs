@@ -1,13 +1,18 @@
 //! `irsa`: IAM Roles for Service Accounts on any Kubernetes cluster.
 //!
 //! Exit codes: 0 success; 1 a check failed (`validate`, `token verify`);
-//! 2 usage or input error (bad flags, unreadable or invalid files).
+//! 2 usage or input error (bad flags, unreadable or invalid files), and a
+//! command this build leaves out (the offline build, without the `online`
+//! feature, has no AWS, Kubernetes or HTTP code).
 
 mod bundle;
 mod cmd;
 mod fetch;
 mod fsutil;
+#[cfg(not(feature = "online"))]
+mod offline;
 mod output;
+#[cfg(feature = "online")]
 mod thumbprint;
 mod yamledit;
 
@@ -42,11 +47,23 @@ enum Command {
     /// Regenerate the issuer documents of a bundle from irsa.yaml.
     Render(cmd::docs::RenderArgs),
     /// Show what would change in S3 and IAM to match irsa.yaml (read-only).
-    Plan(cmd::aws::PlanArgs),
+    #[cfg(feature = "online")]
+    Plan(cmd::aws_args::PlanArgs),
+    /// Show what would change in S3 and IAM to match irsa.yaml (read-only) [full build only]
+    #[cfg(not(feature = "online"))]
+    Plan(offline::Unavailable),
     /// Make S3 and IAM match irsa.yaml; idempotent.
-    Apply(cmd::aws::ApplyArgs),
+    #[cfg(feature = "online")]
+    Apply(cmd::aws_args::ApplyArgs),
+    /// Make S3 and IAM match irsa.yaml; idempotent [full build only]
+    #[cfg(not(feature = "online"))]
+    Apply(offline::Unavailable),
     /// Remove what irsa created for this cluster (owned resources only).
-    Destroy(cmd::aws::ApplyArgs),
+    #[cfg(feature = "online")]
+    Destroy(cmd::aws_args::ApplyArgs),
+    /// Remove what irsa created for this cluster (owned resources only) [full build only]
+    #[cfg(not(feature = "online"))]
+    Destroy(offline::Unavailable),
     /// Bind a service account to an IAM role in irsa.yaml (like `eksctl create iamserviceaccount`).
     Bind(cmd::bind::BindArgs),
     /// Remove a service account's binding from irsa.yaml.
@@ -54,9 +71,17 @@ enum Command {
     /// Write the AWS resources as Terraform (JSON syntax) or CloudFormation.
     Export(cmd::export::ExportArgs),
     /// Print or run the verification workload for a binding (aws sts get-caller-identity).
+    #[cfg(feature = "online")]
     Verify(cmd::verify::VerifyArgs),
+    /// Print or run the verification workload for a binding (aws sts get-caller-identity) [full build only]
+    #[cfg(not(feature = "online"))]
+    Verify(offline::Unavailable),
     /// Walk the chain from a pod to STS and say which link is broken and how to fix it.
+    #[cfg(feature = "online")]
     Doctor(cmd::doctor::DoctorArgs),
+    /// Walk the chain from a pod to STS and say which link is broken and how to fix it [full build only]
+    #[cfg(not(feature = "online"))]
+    Doctor(offline::Unavailable),
     /// Check keys, JWKS and discovery document locally and as served.
     Validate(cmd::validate::ValidateArgs),
     /// Decode or verify service-account tokens.
@@ -82,6 +107,18 @@ impl std::fmt::Display for ChecksFailed {
 
 impl std::error::Error for ChecksFailed {}
 
+/// An error carrying a specific exit code.
+#[derive(Debug)]
+pub struct ExitWith(pub u8);
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
@@ -98,14 +135,29 @@ fn main() -> ExitCode {
         Command::Jwks(a) => cmd::docs::jwks(a),
         Command::Discovery(a) => cmd::docs::discovery(a),
         Command::Render(a) => cmd::docs::render(a),
+        #[cfg(feature = "online")]
         Command::Plan(a) => cmd::aws::plan(a),
+        #[cfg(not(feature = "online"))]
+        Command::Plan(a) => a.run("plan"),
+        #[cfg(feature = "online")]
         Command::Apply(a) => cmd::aws::apply(a),
+        #[cfg(not(feature = "online"))]
+        Command::Apply(a) => a.run("apply"),
+        #[cfg(feature = "online")]
         Command::Destroy(a) => cmd::aws::destroy(a),
+        #[cfg(not(feature = "online"))]
+        Command::Destroy(a) => a.run("destroy"),
         Command::Bind(a) => cmd::bind::bind(a),
         Command::Unbind(a) => cmd::bind::unbind(a),
         Command::Export(a) => cmd::export::run(a),
+        #[cfg(feature = "online")]
         Command::Doctor(a) => cmd::doctor::run(a),
+        #[cfg(not(feature = "online"))]
+        Command::Doctor(a) => a.run("doctor"),
+        #[cfg(feature = "online")]
         Command::Verify(a) => cmd::verify::run(a),
+        #[cfg(not(feature = "online"))]
+        Command::Verify(a) => a.run("verify"),
         Command::Validate(a) => cmd::validate::run(a),
         Command::Token(c) => cmd::token::run(c),
         Command::Webhook(c) => cmd::webhook::run(c),
@@ -114,8 +166,8 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<ChecksFailed>() => ExitCode::from(1),
-        Err(e) if e.is::<cmd::aws::ExitWith>() => {
-            ExitCode::from(e.downcast_ref::<cmd::aws::ExitWith>().map_or(1, |x| x.0))
+        Err(e) if e.is::<ExitWith>() => {
+            ExitCode::from(e.downcast_ref::<ExitWith>().map_or(1, |x| x.0))
         }
         Err(e) => {
             eprintln!("irsa: {e:#}");

@@ -1,5 +1,7 @@
 //! plan / apply / destroy against a real AWS API server (moto), reached by
 //! the real aws-sdk-rust clients inside the irsa binary.
+// These tests drive commands of the full build (`online` feature).
+#![cfg(feature = "online")]
 #![allow(clippy::unwrap_used)]
 
 mod common;

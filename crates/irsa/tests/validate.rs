@@ -188,6 +188,10 @@ fn documents_directory_without_config_seed_002_style() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "online"),
+    ignore = "reads the served documents over HTTPS: a full-build command"
+)]
 fn remote_issuer_served_over_https() {
     let t = tempdir();
     let d = t.path();
@@ -319,6 +323,10 @@ fn remote_issuer_served_over_https() {
 }
 
 #[test]
+#[cfg_attr(
+    not(feature = "online"),
+    ignore = "reads the served documents over HTTPS: a full-build command"
+)]
 fn remote_certificate_problems_are_reported() {
     let t = tempdir();
     let d = t.path();

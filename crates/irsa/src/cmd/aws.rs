@@ -2,77 +2,15 @@
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use clap::Args;
 use irsa_aws::{Aws, Connect};
 use irsa_core::plan::{self, Desired, Plan};
 
-use crate::bundle::{Bundle, CONFIG_FILE};
+pub use super::aws_args::{ApplyArgs, Common, PlanArgs};
+use crate::bundle::Bundle;
 use crate::output::Format;
-use crate::ChecksFailed;
-
-/// Options shared by plan, apply and destroy.
-#[derive(Args, Clone)]
-pub struct Common {
-    /// The config file.
-    #[arg(short = 'f', long = "file", default_value = CONFIG_FILE)]
-    pub file: PathBuf,
-    /// AWS profile.
-    #[arg(long, env = "AWS_PROFILE", help_heading = "AWS")]
-    pub profile: Option<String>,
-    /// AWS region (default: the issuer bucket's region, then the AWS chain).
-    #[arg(long, help_heading = "AWS")]
-    pub region: Option<String>,
-    /// Take over an existing resource without irsa's owner tag (role name, bucket, or provider host/path).
-    #[arg(long, value_name = "NAME")]
-    pub adopt: Vec<String>,
-    /// Reaching the issuer's host, to read its certificate chain for the provider thumbprint.
-    #[command(flatten)]
-    pub net: crate::fetch::Network,
-    /// How many independent AWS calls may run at once.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64), help_heading = "AWS")]
-    pub parallelism: u16,
-}
-
-/// Arguments of `irsa plan`.
-#[derive(Args)]
-pub struct PlanArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// Exit 0 with no changes, 2 with changes, 1 on error.
-    #[arg(long)]
-    pub detailed_exitcode: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t)]
-    pub output: Format,
-}
-
-/// Arguments of `irsa apply` and `irsa destroy`.
-#[derive(Args)]
-pub struct ApplyArgs {
-    #[command(flatten)]
-    pub common: Common,
-    /// Do not ask for confirmation.
-    #[arg(long)]
-    pub auto_approve: bool,
-    /// Output format of the summary.
-    #[arg(long, value_enum, default_value_t)]
-    pub output: Format,
-}
-
-/// An error carrying a specific exit code.
-#[derive(Debug)]
-pub struct ExitWith(pub u8);
-
-impl std::fmt::Display for ExitWith {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}", self.0)
-    }
-}
-
-impl std::error::Error for ExitWith {}
+use crate::{ChecksFailed, ExitWith};
 
 struct Context_ {
     bundle: Bundle,

@@ -14,7 +14,10 @@ use irsa_core::IrsaConfig;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::cmd::aws::{self, ApplyArgs, Common, PlanArgs};
+use crate::cmd::aws_args::Common;
+#[cfg(feature = "online")]
+use crate::cmd::aws_args::{ApplyArgs, PlanArgs};
+#[cfg(feature = "online")]
 use crate::output::Format;
 use crate::{fsutil, yamledit};
 
@@ -177,6 +180,7 @@ fn config_path(common: &Common) -> PathBuf {
 }
 
 /// The account ID: given, or from the credentials (None when unreachable).
+#[cfg(feature = "online")]
 pub fn account_for(common: &Common, given: Option<&str>) -> Option<String> {
     if let Some(a) = given {
         return Some(a.to_string());
@@ -199,11 +203,30 @@ pub fn account_for(common: &Common, given: Option<&str>) -> Option<String> {
     })
 }
 
+/// The account ID as given: the offline build cannot ask AWS.
+#[cfg(not(feature = "online"))]
+pub fn account_for(_common: &Common, given: Option<&str>) -> Option<String> {
+    given.map(str::to_string)
+}
+
 fn follow_up(after: &After, common: Common) -> Result<()> {
     if after.no_plan {
         println!("\nNext: `irsa plan` to see the AWS changes, `irsa apply` to make them.");
         return Ok(());
     }
+    plan_or_apply(after, common)
+}
+
+#[cfg(not(feature = "online"))]
+fn plan_or_apply(_after: &After, _common: Common) -> Result<()> {
+    Err(crate::offline::needs_online(
+        "irsa.yaml is updated; the plan that follows (pass --no-plan to skip it)",
+    ))
+}
+
+#[cfg(feature = "online")]
+fn plan_or_apply(after: &After, common: Common) -> Result<()> {
+    use crate::cmd::aws;
     println!();
     if after.apply {
         return aws::apply(ApplyArgs {

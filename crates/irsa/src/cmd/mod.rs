@@ -1,19 +1,24 @@
 //! One module per subcommand; each is a thin layer over `irsa-core`.
 
+#[cfg(feature = "online")]
 pub mod aws;
+pub mod aws_args;
 pub mod bind;
 pub mod cluster;
 pub mod docs;
+#[cfg(feature = "online")]
 pub mod doctor;
 pub mod export;
 pub mod init;
 pub mod keys;
 pub mod token;
 pub mod validate;
+#[cfg(feature = "online")]
 pub mod verify;
 pub mod webhook;
 
 /// The runtime for commands that talk to AWS or Kubernetes.
+#[cfg(feature = "online")]
 pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     use anyhow::Context;
     tokio::runtime::Builder::new_multi_thread()

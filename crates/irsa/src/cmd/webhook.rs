@@ -16,7 +16,11 @@ use crate::fsutil;
 #[derive(Subcommand)]
 pub enum WebhookCommand {
     /// Run the mutating admission webhook (drop-in for amazon-eks-pod-identity-webhook).
+    #[cfg(feature = "online")]
     Serve(Box<irsa_webhook::Settings>),
+    /// Run the mutating admission webhook [full build only]
+    #[cfg(not(feature = "online"))]
+    Serve(crate::offline::Unavailable),
     /// Generate a CA and a serving certificate for the webhook Service.
     Certs(CertsArgs),
     /// Print the install manifests (kustomize base) with the caBundle filled in.
@@ -98,12 +102,16 @@ const BASE: &[(&str, &str)] = &[
 /// Runs a webhook subcommand.
 pub fn run(cmd: WebhookCommand) -> Result<()> {
     match cmd {
+        #[cfg(feature = "online")]
         WebhookCommand::Serve(settings) => serve(*settings),
+        #[cfg(not(feature = "online"))]
+        WebhookCommand::Serve(a) => a.run("webhook serve"),
         WebhookCommand::Certs(a) => certs(a),
         WebhookCommand::Manifests(a) => manifests(a),
     }
 }
 
+#[cfg(feature = "online")]
 fn serve(settings: irsa_webhook::Settings) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
