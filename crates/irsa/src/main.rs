@@ -4,6 +4,7 @@
 //! 2 usage or input error (bad flags, unreadable or invalid files).
 
 mod bundle;
+mod cfgedit;
 mod cmd;
 mod fetch;
 mod fsutil;
