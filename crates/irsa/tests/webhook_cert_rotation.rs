@@ -344,8 +344,24 @@ async fn leaf_renewal_under_the_same_ca_loses_no_admission() {
     let (crt3, key3, der3) = new_leaf(&other);
     publish(&certs, 3, &crt3, &key3);
     wait_served(port, &[&ca, &other], &der3).await;
-    let control = load(&client, "control", 24, 240, Duration::from_secs(15)).await;
-    println!("control, leaf of another CA: {control:?}");
+    let mut control = Tally::default();
+    for (round, workers) in [24, 48, 96].into_iter().enumerate() {
+        let t = load(
+            &client,
+            &format!("control{round}"),
+            workers,
+            workers * 5,
+            Duration::from_secs(15),
+        )
+        .await;
+        println!("control, leaf of another CA, {workers} at once: {t:?}");
+        control.mutated += t.mutated;
+        control.unmutated += t.unmutated;
+        control.failed += t.failed;
+        if control.unmutated > 0 {
+            break;
+        }
+    }
     assert!(
         control.unmutated > 0,
         "a leaf the caBundle does not trust went unnoticed: the load never made the apiserver connect anew ({control:?})"
