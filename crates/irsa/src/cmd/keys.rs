@@ -198,10 +198,20 @@ fn save(
     bundle: &crate::bundle::Bundle,
     keys: &[KeyConfig],
 ) -> Result<crate::bundle::Bundle> {
+    save_keys(edit, bundle, keys)?;
+    save_documents(bundle)
+}
+
+/// Writes `keys` into the config read under `edit`.
+fn save_keys(edit: &ConfigEdit, bundle: &crate::bundle::Bundle, keys: &[KeyConfig]) -> Result<()> {
     let path = bundle.dir.join(crate::bundle::CONFIG_FILE);
     let new_text = crate::yamledit::replace_keys(edit.text(), keys)
         .with_context(|| format!("cannot update {}", path.display()))?;
-    edit.commit(&new_text)?;
+    edit.commit(&new_text)
+}
+
+/// Re-reads the saved bundle and writes its documents.
+fn save_documents(bundle: &crate::bundle::Bundle) -> Result<crate::bundle::Bundle> {
     let bundle = crate::bundle::Bundle::load(&bundle.dir)?;
     let docs = bundle.render()?;
     bundle.write_documents(&docs)?;
@@ -258,15 +268,13 @@ fn rotate(a: RotateArgs) -> Result<()> {
                 activated: None,
                 deactivated: None,
             });
-            let bundle = match save(&edit, &bundle, &keys) {
-                Ok(b) => b,
-                Err(e) => {
-                    // Not listed anywhere: do not leave an orphan key pair behind.
-                    let _ = std::fs::remove_file(&key_path);
-                    let _ = std::fs::remove_file(&pub_path);
-                    return Err(e);
-                }
-            };
+            if let Err(e) = save_keys(&edit, &bundle, &keys) {
+                // Listed nowhere: do not leave an orphan key pair behind.
+                let _ = std::fs::remove_file(&key_path);
+                let _ = std::fs::remove_file(&pub_path);
+                return Err(e);
+            }
+            let bundle = save_documents(&bundle)?;
             println!(
                 "published next key {public} (kid {}); private key {private} (0600)",
                 key.public_key().kid()
