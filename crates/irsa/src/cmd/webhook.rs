@@ -201,8 +201,9 @@ fn certs(a: CertsArgs) -> Result<()> {
         a.days
     );
     println!(
-        "next: irsa webhook manifests --cert-dir {} | kubectl apply -f -",
-        a.out_dir.display()
+        "next: irsa webhook manifests --cert-dir {dir} --namespace {ns} | kubectl apply -f -\n      kubectl -n {ns} create secret tls irsa-webhook-tls --cert={dir}/tls.crt --key={dir}/tls.key",
+        dir = a.out_dir.display(),
+        ns = a.namespace
     );
     Ok(())
 }
