@@ -59,18 +59,31 @@ impl Bundle {
     /// Reads the bundle whose config `-f` names: it must be a file called
     /// `irsa.yaml`, since key paths inside it are relative to its directory.
     pub fn load_file(file: &Path) -> Result<Self> {
+        Self::load(&Self::dir_of(file)?)
+    }
+
+    /// The bundle directory of the config file `file`, which must be called
+    /// `irsa.yaml` since key paths inside it are relative to its directory.
+    pub fn dir_of(file: &Path) -> Result<PathBuf> {
         if file.file_name().and_then(|n| n.to_str()) != Some(CONFIG_FILE) {
             anyhow::bail!(
                 "-f {}: irsa reads the bundle's {CONFIG_FILE} (key paths in it are relative to its directory): pass -f DIR/{CONFIG_FILE}",
                 file.display()
             );
         }
-        let dir = file
+        Ok(file
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("."));
-        Self::load(&dir)
+            .unwrap_or_else(|| PathBuf::from(".")))
+    }
+
+    /// The bundle whose config file `file` holds `text` (read by the caller).
+    pub fn from_text(file: &Path, text: &str) -> Result<Self> {
+        let dir = Self::dir_of(file)?;
+        let config =
+            IrsaConfig::from_yaml(text).with_context(|| format!("in {}", file.display()))?;
+        Ok(Self { dir, config })
     }
 
     /// Reads `DIR/irsa.yaml`.

@@ -36,6 +36,18 @@ pub fn ensure_writable(paths: &[&Path], force: bool) -> Result<()> {
 /// Writes `bytes` to `path` atomically (temp file in the same directory,
 /// fsync, rename) with `mode`, creating parent directories.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    write_atomic_checked(path, bytes, mode, || Ok(()))
+}
+
+/// [`write_atomic`], calling `check` once the new content is on disk, right
+/// before the rename; if it fails, the temporary file is removed and `path`
+/// is left as it was.
+pub fn write_atomic_checked(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    check: impl FnOnce() -> Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -71,6 +83,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
         file.set_permissions(fs::Permissions::from_mode(mode))?;
         file.write_all(bytes)?;
         file.sync_all()?;
+        check()?;
         fs::rename(&tmp, path)?;
         if let Ok(d) = fs::File::open(&dir) {
             let _ = d.sync_all();

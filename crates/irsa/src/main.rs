@@ -6,6 +6,7 @@
 //! feature, has no AWS, Kubernetes or HTTP code).
 
 mod bundle;
+mod cfgedit;
 mod cmd;
 mod fetch;
 mod fsutil;

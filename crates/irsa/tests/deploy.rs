@@ -177,18 +177,86 @@ fn check_args_exist(args: &[String]) {
 #[test]
 fn kustomize_base_and_cert_manager_overlay_render() {
     check_objects(&kustomize("deploy/base"), "irsa-system");
+    check_objects(&kustomize("deploy/cert-manager"), "irsa-system");
+}
+
+/// The cert-manager object of `kind` called `name`.
+fn cm_object<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in the overlay"))
+}
+
+/// Regression: the overlay signed the serving certificate with itself and
+/// injected that certificate as the caBundle, so every renewal (new key)
+/// broke the apiserver's trust until the kubelet remounted the Secret. Now:
+/// self-signed Issuer -> CA Certificate -> CA Issuer -> serving Certificate,
+/// and the caBundle is the CA.
+#[test]
+fn cert_manager_overlay_serves_a_leaf_of_a_ca_and_injects_the_ca() {
     let objects = kustomize("deploy/cert-manager");
     let webhook = check_objects(&objects, "irsa-system");
-    assert_eq!(
-        webhook
-            .metadata
-            .annotations
-            .unwrap()
-            .get("cert-manager.io/inject-ca-from")
-            .map(String::as_str),
-        Some("irsa-system/irsa-webhook")
+    // The serving certificate: the Secret the Deployment mounts, from the CA issuer.
+    let deployment = objects.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    let mounted = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|v| v["secret"]["secretName"].as_str())
+        .unwrap();
+    let serving = objects
+        .iter()
+        .find(|o| o["kind"] == "Certificate" && o["spec"]["secretName"] == mounted)
+        .unwrap_or_else(|| panic!("no Certificate writes the mounted Secret {mounted}"));
+    assert_ne!(
+        serving["spec"]["isCA"], true,
+        "the serving certificate is a leaf"
     );
-    assert!(objects.iter().any(|o| o["kind"] == "Certificate"));
+    assert_eq!(serving["spec"]["issuerRef"]["kind"], "Issuer");
+    let ca_issuer = cm_object(
+        &objects,
+        "Issuer",
+        serving["spec"]["issuerRef"]["name"].as_str().unwrap(),
+    );
+    let ca_secret = ca_issuer["spec"]["ca"]["secretName"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the serving certificate's issuer is no CA issuer: {ca_issuer}"));
+    // The CA certificate: isCA, writes the CA issuer's Secret, self-signed.
+    let ca = objects
+        .iter()
+        .find(|o| o["kind"] == "Certificate" && o["spec"]["secretName"] == ca_secret)
+        .unwrap_or_else(|| panic!("no Certificate writes the CA Secret {ca_secret}"));
+    assert_eq!(ca["spec"]["isCA"], true, "{ca}");
+    assert_ne!(ca["metadata"]["name"], serving["metadata"]["name"]);
+    assert_eq!(
+        ca["spec"]["privateKey"]["rotationPolicy"], "Never",
+        "a renewed CA keeps its key, so leaves signed before still verify"
+    );
+    let root = cm_object(
+        &objects,
+        "Issuer",
+        ca["spec"]["issuerRef"]["name"].as_str().unwrap(),
+    );
+    assert!(root["spec"]["selfSigned"].is_object(), "{root}");
+    assert_ne!(
+        root["metadata"]["name"], ca_issuer["metadata"]["name"],
+        "the serving certificate is not signed by the self-signed issuer"
+    );
+    // cainjector injects the CA certificate, not the serving one.
+    let inject = webhook
+        .metadata
+        .annotations
+        .unwrap()
+        .get("cert-manager.io/inject-ca-from")
+        .cloned();
+    assert_eq!(
+        inject,
+        Some(format!(
+            "irsa-system/{}",
+            ca["metadata"]["name"].as_str().unwrap()
+        ))
+    );
 }
 
 #[test]
@@ -241,6 +309,7 @@ fn manifests_command_fills_ca_bundle_and_secret() {
             "pods-iam",
             "--aws-default-region",
             "eu-west-1",
+            "--include-private-key",
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -252,8 +321,13 @@ fn manifests_command_fills_ca_bundle_and_secret() {
         .clone()
         .unwrap();
     assert_eq!(bundle.0, std::fs::read(d.join("certs/ca.crt")).unwrap());
-    assert!(objects.iter().any(|o| o["kind"] == "Secret"));
     assert!(stdout(&out).contains("--aws-default-region=eu-west-1"));
+    let secret = objects.iter().find(|o| o["kind"] == "Secret").unwrap();
+    assert_eq!(
+        secret["data"]["tls.key"].as_str().map(String::from),
+        Some(b64_std(&std::fs::read(d.join("certs/tls.key")).unwrap())),
+        "--include-private-key prints the serving key"
+    );
 
     let out = run_in(d, &["webhook", "certs", "--out-dir", "certs"]);
     assert_eq!(
@@ -261,6 +335,58 @@ fn manifests_command_fills_ca_bundle_and_secret() {
         Some(2),
         "never overwrites keys without --force"
     );
+}
+
+fn b64_std(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Regression: `manifests --cert-dir` printed the serving key in the Secret
+/// without being asked to; now only with --include-private-key, as
+/// `irsa cluster config` does for the signing key.
+#[test]
+fn manifests_print_the_serving_key_only_when_asked() {
+    let t = tempdir();
+    let d = t.path();
+    let out = run_in(d, &["webhook", "certs", "--out-dir", "certs"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key = std::fs::read(d.join("certs/tls.key")).unwrap();
+    let out = run_in(d, &["webhook", "manifests", "--cert-dir", "certs"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        !text.contains("tls.key:")
+            && !text.contains(&b64_std(&key))
+            && !text.contains("PRIVATE KEY"),
+        "the serving key is printed without --include-private-key:\n{text}"
+    );
+    let objects = docs(&text);
+    let webhook = check_objects(&objects, "irsa-system");
+    assert_eq!(
+        webhook.webhooks.unwrap()[0]
+            .client_config
+            .ca_bundle
+            .clone()
+            .unwrap()
+            .0,
+        std::fs::read(d.join("certs/ca.crt")).unwrap(),
+        "the caBundle is still filled"
+    );
+    assert!(
+        !objects.iter().any(|o| o["kind"] == "Secret"),
+        "no half Secret (the apiserver rejects a kubernetes.io/tls Secret without tls.key)"
+    );
+    let note = stderr(&out);
+    assert!(
+        note.contains("kubectl -n irsa-system create secret tls irsa-webhook-tls")
+            && note.contains("--key=certs/tls.key")
+            && note.contains("--include-private-key"),
+        "says how to create the Secret or include the key: {note}"
+    );
+    // The flag means nothing without a certificate directory.
+    let out = run_in(d, &["webhook", "manifests", "--include-private-key"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
 
 #[test]

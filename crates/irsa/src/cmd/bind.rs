@@ -14,12 +14,13 @@ use irsa_core::IrsaConfig;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::cfgedit::ConfigEdit;
 use crate::cmd::aws_args::Common;
 #[cfg(feature = "online")]
 use crate::cmd::aws_args::{ApplyArgs, PlanArgs};
 #[cfg(feature = "online")]
 use crate::output::Format;
-use crate::{fsutil, yamledit};
+use crate::yamledit;
 
 /// Which binding.
 #[derive(Args, Clone)]
@@ -246,13 +247,10 @@ fn plan_or_apply(after: &After, common: Common) -> Result<()> {
 /// Runs `irsa bind`.
 pub fn bind(a: BindArgs) -> Result<()> {
     let path = config_path(&a.common);
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "cannot read {}; create it with `irsa init` or pass -f",
-            path.display()
-        )
-    })?;
-    let config = IrsaConfig::from_yaml(&text).with_context(|| format!("in {}", path.display()))?;
+    // Locked until the edit is written, so no other irsa edit interleaves.
+    let edit = ConfigEdit::open(&path)?;
+    let text = edit.text();
+    let config = IrsaConfig::from_yaml(text).with_context(|| format!("in {}", path.display()))?;
     let existing = config
         .bindings
         .iter()
@@ -295,9 +293,9 @@ pub fn bind(a: BindArgs) -> Result<()> {
             binding.namespace, binding.service_account
         );
     } else {
-        let (new_text, replaced) = yamledit::upsert_binding(&text, &binding)
+        let (new_text, replaced) = yamledit::upsert_binding(text, &binding)
             .with_context(|| format!("cannot update {}", path.display()))?;
-        fsutil::write_atomic(&path, new_text.as_bytes(), fsutil::PUBLIC)?;
+        edit.commit(&new_text)?;
         println!(
             "{} {}: {}/{} -> IAM role {}",
             if replaced { "Updated" } else { "Added" },
@@ -307,6 +305,7 @@ pub fn bind(a: BindArgs) -> Result<()> {
             binding.role_name(&config.cluster)
         );
     }
+    drop(edit);
     if binding.service_account.contains('*') {
         println!(
             "\nAnnotate each matching ServiceAccount with eks.amazonaws.com/role-arn: {}",
@@ -336,11 +335,12 @@ pub fn bind(a: BindArgs) -> Result<()> {
 /// Runs `irsa unbind`.
 pub fn unbind(a: UnbindArgs) -> Result<()> {
     let path = config_path(&a.common);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let new_text = yamledit::remove_binding(&text, &a.target.namespace, &a.target.service_account)
-        .with_context(|| format!("cannot update {}", path.display()))?;
-    fsutil::write_atomic(&path, new_text.as_bytes(), fsutil::PUBLIC)?;
+    let edit = ConfigEdit::open(&path)?;
+    let new_text =
+        yamledit::remove_binding(edit.text(), &a.target.namespace, &a.target.service_account)
+            .with_context(|| format!("cannot update {}", path.display()))?;
+    edit.commit(&new_text)?;
+    drop(edit);
     println!(
         "Removed {}/{} from {}; `irsa apply` deletes its role (irsa-owned roles only).",
         a.target.namespace,

@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use irsa_core::config::{KeyConfig, KeyState};
 use irsa_core::{Algorithm, PrivateKey};
 
+use crate::cfgedit::ConfigEdit;
 use crate::fsutil;
 use crate::output::Format;
 
@@ -191,13 +192,26 @@ fn status(a: StatusArgs) -> Result<()> {
     Ok(())
 }
 
-fn save(bundle: &crate::bundle::Bundle, keys: &[KeyConfig]) -> Result<crate::bundle::Bundle> {
+/// Writes `keys` into the config read under `edit`, then the documents.
+fn save(
+    edit: &ConfigEdit,
+    bundle: &crate::bundle::Bundle,
+    keys: &[KeyConfig],
+) -> Result<crate::bundle::Bundle> {
+    save_keys(edit, bundle, keys)?;
+    save_documents(bundle)
+}
+
+/// Writes `keys` into the config read under `edit`.
+fn save_keys(edit: &ConfigEdit, bundle: &crate::bundle::Bundle, keys: &[KeyConfig]) -> Result<()> {
     let path = bundle.dir.join(crate::bundle::CONFIG_FILE);
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let new_text = crate::yamledit::replace_keys(&text, keys)
+    let new_text = crate::yamledit::replace_keys(edit.text(), keys)
         .with_context(|| format!("cannot update {}", path.display()))?;
-    fsutil::write_atomic(&path, new_text.as_bytes(), fsutil::PUBLIC)?;
+    edit.commit(&new_text)
+}
+
+/// Re-reads the saved bundle and writes its documents.
+fn save_documents(bundle: &crate::bundle::Bundle) -> Result<crate::bundle::Bundle> {
     let bundle = crate::bundle::Bundle::load(&bundle.dir)?;
     let docs = bundle.render()?;
     bundle.write_documents(&docs)?;
@@ -205,7 +219,10 @@ fn save(bundle: &crate::bundle::Bundle, keys: &[KeyConfig]) -> Result<crate::bun
 }
 
 fn rotate(a: RotateArgs) -> Result<()> {
-    let bundle = crate::bundle::Bundle::load_file(&a.file)?;
+    crate::bundle::Bundle::dir_of(&a.file)?;
+    // Locked until the new key list is written, so no other irsa edit interleaves.
+    let edit = ConfigEdit::open(&a.file)?;
+    let bundle = crate::bundle::Bundle::from_text(&a.file, edit.text())?;
     let cfg = &bundle.config;
     let now = crate::cmd::now();
     let stamp = crate::cmd::rfc3339(now);
@@ -251,7 +268,13 @@ fn rotate(a: RotateArgs) -> Result<()> {
                 activated: None,
                 deactivated: None,
             });
-            let bundle = save(&bundle, &keys)?;
+            if let Err(e) = save_keys(&edit, &bundle, &keys) {
+                // Listed nowhere: do not leave an orphan key pair behind.
+                let _ = std::fs::remove_file(&key_path);
+                let _ = std::fs::remove_file(&pub_path);
+                return Err(e);
+            }
+            let bundle = save_documents(&bundle)?;
             println!(
                 "published next key {public} (kid {}); private key {private} (0600)",
                 key.public_key().kid()
@@ -312,7 +335,7 @@ fn rotate(a: RotateArgs) -> Result<()> {
             keys[active_at].deactivated = Some(stamp.clone());
             keys[next_at].state = KeyState::Active;
             keys[next_at].activated = Some(stamp);
-            let bundle = save(&bundle, &keys)?;
+            let bundle = save(&edit, &bundle, &keys)?;
             println!(
                 "switched: {} signs from now on; {} still verifies",
                 bundle.config.keys[next_at].public_key, bundle.config.keys[active_at].public_key
@@ -350,7 +373,7 @@ fn rotate(a: RotateArgs) -> Result<()> {
             for i in &previous {
                 keys[*i].state = KeyState::Retired;
             }
-            let bundle = save(&bundle, &keys)?;
+            let bundle = save(&edit, &bundle, &keys)?;
             println!(
                 "retired {} key(s); the JWKS now holds {} key(s)",
                 previous.len(),

@@ -56,9 +56,12 @@ pub struct CertsArgs {
 /// Arguments of `irsa webhook manifests`.
 #[derive(Args)]
 pub struct ManifestsArgs {
-    /// Directory written by `irsa webhook certs` (fills caBundle and adds the TLS Secret).
+    /// Directory written by `irsa webhook certs` (fills caBundle; the TLS Secret needs --include-private-key).
     #[arg(long, value_name = "DIR")]
     pub cert_dir: Option<PathBuf>,
+    /// With --cert-dir: print the TLS Secret with the serving key (tls.key) in it.
+    #[arg(long, requires = "cert_dir")]
+    pub include_private_key: bool,
     /// Namespace to install into.
     #[arg(long, default_value = "irsa-system")]
     pub namespace: String,
@@ -206,8 +209,9 @@ fn certs(a: CertsArgs) -> Result<()> {
         a.days
     );
     println!(
-        "next: irsa webhook manifests --cert-dir {} | kubectl apply -f -",
-        a.out_dir.display()
+        "next: irsa webhook manifests --cert-dir {dir} --namespace {ns} | kubectl apply -f -\n      kubectl -n {ns} create secret tls irsa-webhook-tls --cert={dir}/tls.crt --key={dir}/tls.key",
+        dir = a.out_dir.display(),
+        ns = a.namespace
     );
     Ok(())
 }
@@ -247,16 +251,29 @@ fn manifests(a: ManifestsArgs) -> Result<()> {
     if let Some(dir) = &a.cert_dir {
         let crt = std::fs::read(dir.join("tls.crt"))
             .with_context(|| format!("cannot read {}/tls.crt", dir.display()))?;
-        let key = zeroize::Zeroizing::new(
-            std::fs::read(dir.join("tls.key"))
-                .with_context(|| format!("cannot read {}/tls.key", dir.display()))?,
-        );
-        docs.push(format!(
-            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: irsa-webhook-tls\n  namespace: {}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}",
-            a.namespace,
-            b64::encode_std(&crt),
-            b64::encode_std(&key)
-        ));
+        if a.include_private_key {
+            let key = zeroize::Zeroizing::new(
+                std::fs::read(dir.join("tls.key"))
+                    .with_context(|| format!("cannot read {}/tls.key", dir.display()))?,
+            );
+            let key_b64 = zeroize::Zeroizing::new(b64::encode_std(&key));
+            docs.push(format!(
+                "apiVersion: v1\nkind: Secret\nmetadata:\n  name: irsa-webhook-tls\n  namespace: {}\ntype: kubernetes.io/tls\ndata:\n  tls.crt: {}\n  tls.key: {}",
+                a.namespace,
+                b64::encode_std(&crt),
+                key_b64.as_str()
+            ));
+        } else {
+            // A kubernetes.io/tls Secret without tls.key is rejected by the
+            // apiserver, and one applied here would make `kubectl create
+            // secret` fail later: leave it out and say how to make it.
+            eprintln!(
+                "note: the Secret irsa-webhook-tls holds the serving key, which irsa does not print by default; create it from the files:\n  kubectl -n {ns} create secret tls irsa-webhook-tls --cert={crt} --key={key}\nor pass --include-private-key to print it with the manifests",
+                ns = a.namespace,
+                crt = dir.join("tls.crt").display(),
+                key = dir.join("tls.key").display()
+            );
+        }
     } else {
         eprintln!("note: no --cert-dir: caBundle is empty and the Secret irsa-webhook-tls must come from elsewhere (e.g. deploy/cert-manager)");
     }

@@ -1,4 +1,4 @@
-//! The rendered `flags` on a real kube-apiserver (the shared test bed): it
+//! The rendered `flags` on a real kube-apiserver (the test bed): it
 //! gets exactly the service-account flags irsa printed, and its tokens
 //! verify with the JWKS irsa rendered.
 

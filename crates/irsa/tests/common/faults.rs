@@ -135,7 +135,7 @@ async fn handle(
     let s3 = !body.starts_with(b"Action=") && !String::from_utf8_lossy(&body).contains("&Action=");
     let write = is_write(&parts.method, &body);
     match fault {
-        Fault::ThrottleEvery(every) if every > 0 && n % every == 0 => {
+        Fault::ThrottleEvery(every) if every > 0 && n.is_multiple_of(every) => {
             counts.throttled.fetch_add(1, Ordering::SeqCst);
             return if s3 {
                 error(503, "SlowDown", true)
