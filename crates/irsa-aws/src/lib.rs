@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use aws_sdk_iam::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use futures_util::StreamExt;
-use irsa_core::plan::{Action, Actual, ActualProvider, ActualRole, Change, Desired, OWNER_TAG};
+use irsa_core::ownership::{hosting_blockers, provider_host_path};
+use irsa_core::plan::{Action, Actual, ActualProvider, ActualRole, Change, Desired, Phase};
 use serde_json::Value;
 
 /// Failures talking to AWS.
@@ -28,6 +29,10 @@ pub enum AwsError {
     /// AWS returned something irsa cannot read.
     #[error("{0}")]
     Unexpected(String),
+    /// A step was not run because running it could let someone else take
+    /// over trust (the message says why and what to do).
+    #[error("{0}")]
+    Withheld(String),
 }
 
 fn call_err<E: ProvideErrorMetadata + std::fmt::Debug>(operation: &'static str, e: E) -> AwsError {
@@ -48,7 +53,7 @@ impl AwsError {
     pub fn code(&self) -> Option<&str> {
         match self {
             Self::Call { code, .. } => code.as_deref(),
-            Self::Unexpected(_) => None,
+            Self::Unexpected(_) | Self::Withheld(_) => None,
         }
     }
 
@@ -253,8 +258,12 @@ impl Aws {
 
         let arns = self.provider_arns().await?;
         actual.account_providers = arns.len();
-        for host in desired.managed_providers() {
-            if let Some(arn) = arn_for(&arns, host) {
+        let managed = desired.managed_providers();
+        for arn in &arns {
+            let Some(host) = provider_host_path(arn) else {
+                continue;
+            };
+            if managed.contains(&host) || desired.provider_trusts_bucket(host) {
                 actual
                     .providers
                     .insert(host.to_string(), self.get_provider(arn).await?);
@@ -311,7 +320,7 @@ impl Aws {
                             role.max_session = r.max_session;
                         }
                     }
-                    self.classify(desired, actual, &wanted, name, role);
+                    self.classify(actual, &wanted, &sessions, name, role);
                 }
                 Ok(())
             }
@@ -334,7 +343,7 @@ impl Aws {
                     .await;
                 for r in found {
                     if let (name, Some(role)) = r? {
-                        self.classify(desired, actual, &wanted, name, role);
+                        self.classify(actual, &wanted, &sessions, name, role);
                     }
                 }
                 Ok(())
@@ -343,18 +352,18 @@ impl Aws {
         }
     }
 
+    /// Files a role read from IAM: under the cluster's path, named by a
+    /// binding, or both. Whether it is this bundle's is the plan's decision.
     fn classify(
         &self,
-        desired: &Desired,
         actual: &mut Actual,
         wanted: &BTreeSet<&str>,
+        listed: &BTreeMap<String, i32>,
         name: String,
         role: ActualRole,
     ) {
-        let ours = role.tags.get(OWNER_TAG) == Some(&desired.cluster)
-            && role.path == role_path(&desired.cluster);
-        if ours {
-            actual.orphans.insert(name.clone());
+        if listed.contains_key(&name) {
+            actual.path_roles.insert(name.clone(), role.clone());
         }
         if wanted.contains(name.as_str()) {
             actual.roles.insert(name, role);
@@ -898,20 +907,71 @@ impl Aws {
         Ok(())
     }
 
-    /// Executes a plan: lanes (see [`irsa_core::plan::lanes`]) run
-    /// concurrently, `parallelism` at a time, each lane in order and
-    /// stopping at its first failure. `progress` is called as each change
-    /// starts. Returns every failure with the change it stopped at.
+    /// Executes a plan phase by phase ([`Phase`]): a phase starts only when
+    /// every change of the one before succeeded. Within a phase, lanes (see
+    /// [`irsa_core::plan::lanes`]) run concurrently, `parallelism` at a
+    /// time, each lane in order and stopping at its first failure. Before
+    /// each hosting-removal step, IAM is read again and the step is refused
+    /// while a provider still trusts what it removes. `progress` is called
+    /// as each change starts. Returns every failure with the change it
+    /// stopped at; a phase that did not start is reported at its first change.
     pub async fn execute_plan<'a>(
         &self,
         desired: &Desired,
         changes: &'a [Change],
         progress: &(dyn Fn(&Change) + Sync),
     ) -> Vec<(&'a Change, AwsError)> {
-        let lanes = irsa_core::plan::lanes(changes);
+        let mut failures: Vec<(&'a Change, AwsError)> = Vec::new();
+        let mut phases: Vec<Phase> = changes.iter().map(|c| c.phase).collect();
+        phases.sort();
+        phases.dedup();
+        for phase in phases {
+            let in_phase: Vec<&'a Change> = changes.iter().filter(|c| c.phase == phase).collect();
+            if !failures.is_empty() {
+                if let Some(first) = in_phase.first() {
+                    failures.push((
+                        first,
+                        AwsError::Withheld(format!(
+                            "{} later change(s) not run, because {} earlier change(s) failed: nothing that serves the issuer is removed while trust in it may remain; fix the cause and re-run",
+                            in_phase.len(),
+                            failures.len()
+                        )),
+                    ));
+                }
+                break;
+            }
+            failures.extend(
+                self.execute_phase(desired, phase, &in_phase, progress)
+                    .await,
+            );
+        }
+        failures
+    }
+
+    async fn execute_phase<'a>(
+        &self,
+        desired: &Desired,
+        phase: Phase,
+        changes: &[&'a Change],
+        progress: &(dyn Fn(&Change) + Sync),
+    ) -> Vec<(&'a Change, AwsError)> {
+        let mut lanes: Vec<Vec<&'a Change>> = Vec::new();
+        let mut index: BTreeMap<String, usize> = BTreeMap::new();
+        for c in changes {
+            let i = *index.entry(c.lane()).or_insert_with(|| {
+                lanes.push(Vec::new());
+                lanes.len() - 1
+            });
+            lanes[i].push(c);
+        }
         let results: Vec<Option<(&Change, AwsError)>> =
             futures_util::stream::iter(lanes.into_iter().map(|lane| async move {
                 for change in lane {
+                    if phase == Phase::HostingRemoval {
+                        if let Err(e) = self.check_no_trust_remains(desired, change).await {
+                            return Some((change, e));
+                        }
+                    }
                     progress(change);
                     if let Err(e) = self.execute(desired, change).await {
                         return Some((change, e));
@@ -923,6 +983,28 @@ impl Aws {
             .collect()
             .await;
         results.into_iter().flatten().collect()
+    }
+
+    /// Reads IAM's providers afresh and refuses `change` (a hosting-removal
+    /// step) while any of them still trusts what it removes.
+    async fn check_no_trust_remains(
+        &self,
+        desired: &Desired,
+        change: &Change,
+    ) -> Result<(), AwsError> {
+        let host_paths: Vec<String> = self
+            .provider_arns()
+            .await?
+            .iter()
+            .filter_map(|a| provider_host_path(a).map(String::from))
+            .collect();
+        let blockers = hosting_blockers(desired, &change.action, &host_paths);
+        if blockers.is_empty() {
+            return Ok(());
+        }
+        Err(AwsError::Withheld(format!(
+            "not run: IAM still has OIDC provider(s) {blockers:?} trusting what this step removes; a deleted bucket's name can be registered by anyone, who could then sign tokens those providers accept. Delete them if nothing uses them (aws iam delete-open-id-connect-provider), then re-run"
+        )))
     }
 
     async fn provider_arn(&self, host_path: &str) -> Result<String, AwsError> {
