@@ -102,6 +102,12 @@ fn destroy_keeps_the_bucket_while_a_foreign_provider_trusts_the_issuer() {
     apply_ok(d, &moto);
 
     let out = irsa_aws(d, &moto, None, &["destroy", "--auto-approve"]);
+    assert!(
+        ctl.bucket_exists("acme-oidc"),
+        "bucket kept: {}",
+        show(&out)
+    );
+    assert_eq!(objects(&ctl, "acme-oidc"), 2, "documents kept");
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -114,8 +120,6 @@ fn destroy_keeps_the_bucket_while_a_foreign_provider_trusts_the_issuer() {
         "says why and what to do: {}",
         show(&out)
     );
-    assert!(ctl.bucket_exists("acme-oidc"), "bucket kept");
-    assert_eq!(objects(&ctl, "acme-oidc"), 2, "documents kept");
     assert!(!ctl.role_exists("prod-app-web"), "trust irsa owns is gone");
 
     // Another URL of the same documents (path-style) trusts them just the same.
@@ -181,15 +185,15 @@ fn destroy_reads_iam_again_before_deleting_the_bucket() {
         faults::Fault::FakeSuccess("DeleteOpenIDConnectProvider"),
     );
     let out = irsa_aws(d, &moto, Some(&proxy), &["destroy", "--auto-approve"]);
+    assert_eq!(providers(&ctl), 1);
+    assert!(ctl.bucket_exists("acme-oidc"), "{}", show(&out));
+    assert_eq!(objects(&ctl, "acme-oidc"), 2, "documents kept too");
     assert!(!out.status.success(), "{}", show(&out));
     assert!(
         stderr(&out).contains("IAM still has OIDC provider"),
         "{}",
         show(&out)
     );
-    assert_eq!(providers(&ctl), 1);
-    assert!(ctl.bucket_exists("acme-oidc"), "{}", show(&out));
-    assert_eq!(objects(&ctl, "acme-oidc"), 2, "documents kept too");
 }
 
 fn trust_text(ctl: &Ctl, role: &str) -> String {
@@ -225,6 +229,17 @@ fn same_cluster_name_bundles_keep_each_others_roles() {
     // B binds the same name: the role is A's (it trusts A's issuer); B
     // leaves it alone and says so, and leaves A's other role alone too.
     let out = irsa_aws(b, &moto, None, &["apply", "--auto-approve"]);
+    assert_eq!(
+        trust_text(&ctl, "prod-app-web"),
+        a_trust,
+        "A's role not taken over: {}",
+        show(&out)
+    );
+    assert!(
+        ctl.role_exists("prod-ops-tool"),
+        "A's other role not deleted as an orphan: {}",
+        show(&out)
+    );
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     assert!(
         stdout(&out).contains("iam role prod-app-web is tagged irsa.dev/cluster=prod but trusts none of this irsa.yaml's providers"),
