@@ -9,7 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use aws_sdk_iam::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use futures_util::StreamExt;
-use irsa_core::plan::{Action, Actual, ActualProvider, ActualRole, Change, Desired, OWNER_TAG};
+use irsa_core::ownership::provider_host_path;
+use irsa_core::plan::{Action, Actual, ActualProvider, ActualRole, Change, Desired};
+
+mod phases;
 use serde_json::Value;
 
 /// Failures talking to AWS.
@@ -28,6 +31,10 @@ pub enum AwsError {
     /// AWS returned something irsa cannot read.
     #[error("{0}")]
     Unexpected(String),
+    /// A step was not run because running it could let someone else take
+    /// over trust (the message says why and what to do).
+    #[error("{0}")]
+    Withheld(String),
 }
 
 fn call_err<E: ProvideErrorMetadata + std::fmt::Debug>(operation: &'static str, e: E) -> AwsError {
@@ -48,7 +55,7 @@ impl AwsError {
     pub fn code(&self) -> Option<&str> {
         match self {
             Self::Call { code, .. } => code.as_deref(),
-            Self::Unexpected(_) => None,
+            Self::Unexpected(_) | Self::Withheld(_) => None,
         }
     }
 
@@ -253,8 +260,12 @@ impl Aws {
 
         let arns = self.provider_arns().await?;
         actual.account_providers = arns.len();
-        for host in desired.managed_providers() {
-            if let Some(arn) = arn_for(&arns, host) {
+        let managed = desired.managed_providers();
+        for arn in &arns {
+            let Some(host) = provider_host_path(arn) else {
+                continue;
+            };
+            if managed.contains(&host) || desired.provider_trusts_bucket(host) {
                 actual
                     .providers
                     .insert(host.to_string(), self.get_provider(arn).await?);
@@ -311,7 +322,7 @@ impl Aws {
                             role.max_session = r.max_session;
                         }
                     }
-                    self.classify(desired, actual, &wanted, name, role);
+                    self.classify(actual, &wanted, &sessions, name, role);
                 }
                 Ok(())
             }
@@ -334,7 +345,7 @@ impl Aws {
                     .await;
                 for r in found {
                     if let (name, Some(role)) = r? {
-                        self.classify(desired, actual, &wanted, name, role);
+                        self.classify(actual, &wanted, &sessions, name, role);
                     }
                 }
                 Ok(())
@@ -343,18 +354,18 @@ impl Aws {
         }
     }
 
+    /// Files a role read from IAM: under the cluster's path, named by a
+    /// binding, or both. Whether it is this bundle's is the plan's decision.
     fn classify(
         &self,
-        desired: &Desired,
         actual: &mut Actual,
         wanted: &BTreeSet<&str>,
+        listed: &BTreeMap<String, i32>,
         name: String,
         role: ActualRole,
     ) {
-        let ours = role.tags.get(OWNER_TAG) == Some(&desired.cluster)
-            && role.path == role_path(&desired.cluster);
-        if ours {
-            actual.orphans.insert(name.clone());
+        if listed.contains_key(&name) {
+            actual.path_roles.insert(name.clone(), role.clone());
         }
         if wanted.contains(name.as_str()) {
             actual.roles.insert(name, role);
@@ -896,33 +907,6 @@ impl Aws {
             .await
             .map_err(|e| call_err("s3:PutBucketTagging", e))?;
         Ok(())
-    }
-
-    /// Executes a plan: lanes (see [`irsa_core::plan::lanes`]) run
-    /// concurrently, `parallelism` at a time, each lane in order and
-    /// stopping at its first failure. `progress` is called as each change
-    /// starts. Returns every failure with the change it stopped at.
-    pub async fn execute_plan<'a>(
-        &self,
-        desired: &Desired,
-        changes: &'a [Change],
-        progress: &(dyn Fn(&Change) + Sync),
-    ) -> Vec<(&'a Change, AwsError)> {
-        let lanes = irsa_core::plan::lanes(changes);
-        let results: Vec<Option<(&Change, AwsError)>> =
-            futures_util::stream::iter(lanes.into_iter().map(|lane| async move {
-                for change in lane {
-                    progress(change);
-                    if let Err(e) = self.execute(desired, change).await {
-                        return Some((change, e));
-                    }
-                }
-                None
-            }))
-            .buffer_unordered(self.parallelism)
-            .collect()
-            .await;
-        results.into_iter().flatten().collect()
     }
 
     async fn provider_arn(&self, host_path: &str) -> Result<String, AwsError> {

@@ -156,14 +156,21 @@ impl IssuerConfig {
 
 impl Binding {
     /// The role name, explicit or derived: `{cluster}-{namespace}-{sa}`
-    /// (`*` spelled `any`). A derived name longer than IAM's 64 characters
-    /// is cut to 55 and suffixed with `-` and 8 hex digits of its SHA-256,
-    /// so it stays deterministic and distinct.
+    /// (`*` spelled `any`). A derived name is always a valid IAM role name,
+    /// whatever the input: if it is longer than IAM's 64 characters, or has
+    /// characters IAM does not allow (only in a config that fails
+    /// validation), those are replaced by `_`, it is cut to 55 and suffixed
+    /// with `-` and 8 hex digits of the SHA-256 of the full name, so it stays
+    /// deterministic and distinct.
     pub fn role_name(&self, cluster: &str) -> String {
         self.role_name.clone().unwrap_or_else(|| {
             let sa = self.service_account.replace('*', "any");
             let name = format!("{cluster}-{}-{sa}", self.namespace);
-            if name.len() <= MAX_ROLE_NAME {
+            let clean: String = name
+                .chars()
+                .map(|c| if is_role_name_char(c) { c } else { '_' })
+                .collect();
+            if clean == name && name.len() <= MAX_ROLE_NAME {
                 return name;
             }
             let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, name.as_bytes());
@@ -171,13 +178,20 @@ impl Binding {
                 .iter()
                 .map(|b| format!("{b:02x}"))
                 .collect();
-            format!("{}-{hex}", &name[..MAX_ROLE_NAME - 9])
+            // `clean` is ASCII: its characters are its bytes.
+            let head: String = clean.chars().take(MAX_ROLE_NAME - 9).collect();
+            format!("{head}-{hex}")
         })
     }
     /// The audience, explicit or default.
     pub fn audience(&self) -> &str {
         self.audience.as_deref().unwrap_or(DEFAULT_AUDIENCE)
     }
+}
+
+/// Whether IAM allows `c` in a role name.
+pub fn is_role_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -292,11 +306,8 @@ impl IrsaConfig {
             }
             seen.push(key);
             let role = b.role_name(&self.cluster);
-            let role_ok = !role.is_empty()
-                && role.len() <= 64
-                && role
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c));
+            let role_ok =
+                !role.is_empty() && role.len() <= 64 && role.chars().all(is_role_name_char);
             if !role_ok {
                 p.push(format!("{at}: role name {role:?} must be 1-64 characters of letters, digits and +=,.@_-"));
             }

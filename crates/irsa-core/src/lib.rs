@@ -13,9 +13,12 @@ pub mod jwks;
 pub mod jwt;
 pub mod key;
 pub mod mutate;
+pub mod ownership;
 pub mod parse;
 pub mod plan;
 pub mod private;
+pub mod sid;
+mod teardown;
 pub mod trust;
 pub mod verify;
 

@@ -8,8 +8,11 @@ use std::fmt;
 use serde_json::{json, Value};
 
 use crate::config::IrsaConfig;
-use crate::issuer::{S3Location, DISCOVERY_PATH};
-use crate::trust::{partition, policy_length, trust_policy_for, TRUST_POLICY_LIMIT};
+use crate::issuer::{JwksPath, S3Location, DISCOVERY_PATH};
+use crate::sid;
+use crate::trust::{partition, policy_length, provider_arn, trust_policy_for, TRUST_POLICY_LIMIT};
+
+pub use crate::teardown::destroy;
 
 /// IAM's default quota of OIDC providers per account.
 pub const MAX_OIDC_PROVIDERS: usize = 100;
@@ -59,6 +62,12 @@ pub struct Desired {
     pub thumbprints: Vec<String>,
     /// Roles.
     pub roles: Vec<DesiredRole>,
+    /// ARNs of this bundle's own providers (issuer and previous issuers):
+    /// a role is this bundle's only if it trusts one of them.
+    pub own_provider_arns: BTreeSet<String>,
+    /// ARNs of every object this issuer may have published (both JWKS
+    /// paths), to recognise a statement of an earlier version as ours.
+    pub issuer_documents: BTreeSet<String>,
 }
 
 impl Desired {
@@ -79,7 +88,16 @@ impl Desired {
         };
         let mut objects = BTreeMap::new();
         let mut bucket_statement = None;
+        let mut issuer_documents = BTreeSet::new();
         if let Some(s3) = &cfg.issuer.s3 {
+            issuer_documents = [
+                DISCOVERY_PATH,
+                JwksPath::OpenidV1Jwks.as_str(),
+                JwksPath::KeysJson.as_str(),
+            ]
+            .iter()
+            .map(|p| format!("arn:{part}:s3:::{}/{}", s3.bucket, s3.key(p)))
+            .collect();
             let keys = [
                 s3.key(DISCOVERY_PATH),
                 s3.key(cfg.issuer.jwks_path.as_str()),
@@ -91,7 +109,7 @@ impl Desired {
                 .map(|k| format!("arn:{part}:s3:::{}/{k}", s3.bucket))
                 .collect();
             bucket_statement = Some(json!({
-                "Sid": statement_sid(&cfg.cluster),
+                "Sid": sid::statement_sid(&cfg.cluster, &s3.prefix),
                 "Effect": "Allow",
                 "Principal": "*",
                 "Action": "s3:GetObject",
@@ -144,6 +162,11 @@ impl Desired {
                 .collect(),
             roles,
             thumbprints: Vec::new(),
+            own_provider_arns: std::iter::once(&cfg.issuer.url)
+                .chain(&cfg.issuer.previous_urls)
+                .map(|u| provider_arn(part, account, u))
+                .collect(),
+            issuer_documents,
         }
     }
 
@@ -159,35 +182,45 @@ impl Desired {
         [(OWNER_TAG.to_string(), self.cluster.clone())].into()
     }
 
-    /// The bucket policy after merging this cluster's statement into `current`.
+    /// The id of this issuer's bucket-policy statement (see [`crate::sid`]).
+    pub fn statement_sid(&self) -> Option<String> {
+        let s3 = self.s3.as_ref()?;
+        Some(sid::statement_sid(&self.cluster, &s3.prefix))
+    }
+
+    /// Whether a bucket-policy statement is this issuer's (its id, or an
+    /// earlier version's id on exactly this issuer's documents).
+    pub fn is_our_statement(&self, statement: &Value) -> bool {
+        self.statement_sid().is_some_and(|id| {
+            sid::is_issuer_statement(statement, &id, &self.cluster, &self.issuer_documents)
+        })
+    }
+
+    /// The statements of `policy` that are not this issuer's.
+    pub fn other_statements(&self, policy: Option<&Value>) -> Vec<Value> {
+        statements(policy)
+            .into_iter()
+            .filter(|s| !self.is_our_statement(s))
+            .collect()
+    }
+
+    /// The bucket policy after merging this cluster's statement into
+    /// `current` (replacing an earlier version's statement of this issuer).
     pub fn merged_bucket_policy(&self, current: Option<&Value>) -> Option<Value> {
         let ours = self.bucket_statement.as_ref()?;
-        let mut statements = other_statements(current, &statement_sid(&self.cluster));
+        let mut statements = self.other_statements(current);
         statements.push(ours.clone());
         Some(json!({"Version": "2012-10-17", "Statement": statements}))
     }
 }
 
-/// The `Sid` of a cluster's public-read statement in the bucket policy.
-pub fn statement_sid(cluster: &str) -> String {
-    format!("IrsaPublicIssuer{}", cluster.replace('-', ""))
-}
-
 /// The statements of a bucket policy (a single statement object counts).
-fn statements(policy: Option<&Value>) -> Vec<Value> {
+pub(crate) fn statements(policy: Option<&Value>) -> Vec<Value> {
     match policy.map(|p| &p["Statement"]) {
         Some(Value::Array(a)) => a.clone(),
         Some(v @ Value::Object(_)) => vec![v.clone()],
         _ => Vec::new(),
     }
-}
-
-/// The statements of `policy` other than the one with `sid`.
-fn other_statements(policy: Option<&Value>, sid: &str) -> Vec<Value> {
-    statements(policy)
-        .into_iter()
-        .filter(|s| s["Sid"].as_str() != Some(sid))
-        .collect()
 }
 
 /// A role as read from IAM.
@@ -238,14 +271,18 @@ pub struct Actual {
     pub bucket_policy: Option<Value>,
     /// Object key → (body, content type) for the objects irsa manages.
     pub objects: BTreeMap<String, (String, String)>,
-    /// The providers irsa manages that exist, by host/path.
+    /// The providers that exist for this bundle's issuers (current and
+    /// previous), and any other provider trusting documents served from the
+    /// issuer bucket, by host/path. Only the first kind is ever changed.
     pub providers: BTreeMap<String, ActualProvider>,
     /// How many OIDC providers the account has in all.
     pub account_providers: usize,
     /// Roles named by bindings that exist.
     pub roles: BTreeMap<String, ActualRole>,
-    /// Other roles tagged as owned by this cluster (left over from removed bindings).
-    pub orphans: BTreeSet<String>,
+    /// Every role under the cluster's path ([`role_path`]): those that are
+    /// this bundle's ([`Desired::role_owner`]) and no longer bound are
+    /// deleted; the plan decides, not the reader.
+    pub path_roles: BTreeMap<String, ActualRole>,
 }
 
 /// One step of a plan.
@@ -306,6 +343,20 @@ pub enum Action {
     DeleteBucket,
 }
 
+/// When a change may run. Phases run in order, each only after every
+/// change of the one before succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Phase {
+    /// Everything except taking hosting down.
+    #[default]
+    Main,
+    /// Removing what serves the issuer's documents (objects, bucket policy
+    /// statement, bucket; any other hosting later): runs after trust is
+    /// gone, and each step only if a fresh read of IAM finds no provider
+    /// that still trusts what it removes ([`crate::ownership::hosting_blockers`]).
+    HostingRemoval,
+}
+
 /// A change with its human rendering.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
@@ -317,6 +368,8 @@ pub struct Change {
     pub detail: String,
     /// The step.
     pub action: Action,
+    /// When it may run.
+    pub phase: Phase,
 }
 
 impl Change {
@@ -355,6 +408,15 @@ impl Change {
     }
 }
 
+/// Splits changes into their phases, in phase order (empty phases left out).
+pub fn phases(changes: &[Change]) -> Vec<(Phase, Vec<Change>)> {
+    let mut by_phase: BTreeMap<Phase, Vec<Change>> = BTreeMap::new();
+    for c in changes {
+        by_phase.entry(c.phase).or_default().push(c.clone());
+    }
+    by_phase.into_iter().collect()
+}
+
 /// Groups changes into lanes, keeping plan order within each lane and
 /// the order in which lanes first appear.
 pub fn lanes(changes: &[Change]) -> Vec<Vec<&Change>> {
@@ -386,9 +448,15 @@ pub struct Plan {
     pub changes: Vec<Change>,
     /// Resources irsa will not touch, with the reason and fix.
     pub conflicts: Vec<String>,
+    /// Steps irsa holds back because running them could let someone else
+    /// take over trust, each with the reason and fix: a plan with any does
+    /// not finish the job.
+    pub withheld: Vec<String>,
+    /// Resources left alone that are someone else's and in nobody's way.
+    pub notes: Vec<String>,
 }
 
-fn change(
+pub(crate) fn change(
     symbol: char,
     resource: impl Into<String>,
     detail: impl Into<String>,
@@ -399,6 +467,7 @@ fn change(
         resource: resource.into(),
         detail: detail.into(),
         action,
+        phase: Phase::Main,
     }
 }
 
@@ -463,13 +532,16 @@ pub fn diff(desired: &Desired, actual: &Actual, adopt: &BTreeSet<String>) -> Pla
             ));
         }
         if manage_statement {
-            if let Some(ours) = &desired.bucket_statement {
-                let sid = statement_sid(&desired.cluster);
-                let current = statements(actual.bucket_policy.as_ref())
-                    .into_iter()
-                    .find(|s| s["Sid"].as_str() == Some(sid.as_str()));
-                if current.as_ref() != Some(ours) {
-                    let what = if current.is_some() {
+            if let (Some(ours), Some(sid)) = (&desired.bucket_statement, desired.statement_sid()) {
+                let current = statements(actual.bucket_policy.as_ref());
+                let mine: Vec<&Value> = current
+                    .iter()
+                    .filter(|s| desired.is_our_statement(s))
+                    .collect();
+                if mine != [ours] {
+                    let what = if mine.iter().any(|s| s["Sid"].as_str() != Some(sid.as_str())) {
+                        format!("replace the statement of an earlier irsa version with {sid}")
+                    } else if !mine.is_empty() {
                         format!("replace statement {sid}")
                     } else {
                         format!(
@@ -619,12 +691,14 @@ pub fn diff(desired: &Desired, actual: &Actual, adopt: &BTreeSet<String>) -> Pla
             }
             continue;
         };
-        if !owned(&act.tags) && !adopt.contains(&role.name) {
-            plan.conflicts.push(format!(
-                "{res} exists and is not tagged {OWNER_TAG}={}: irsa will not modify it; rename the binding (roleName) or pass --adopt {} to take it over",
-                desired.cluster, role.name
-            ));
-            continue;
+        if !adopt.contains(&role.name) {
+            if let Some(why) = desired.foreign_role_reason(&role.name, act) {
+                plan.conflicts.push(format!(
+                    "{why}: irsa will not modify it; rename the binding (roleName) or pass --adopt {} to take it over",
+                    role.name
+                ));
+                continue;
+            }
         }
         if act.trust != role.trust {
             plan.changes.push(change(
@@ -702,111 +776,18 @@ pub fn diff(desired: &Desired, actual: &Actual, adopt: &BTreeSet<String>) -> Pla
             ));
         }
     }
-    for orphan in &actual.orphans {
-        if !desired.roles.iter().any(|r| &r.name == orphan) {
-            plan.changes.push(change(
+    for (name, role) in &actual.path_roles {
+        if desired.roles.iter().any(|r| &r.name == name) {
+            continue;
+        }
+        match desired.foreign_role_reason(name, role) {
+            None => plan.changes.push(change(
                 '-',
-                format!("iam role {orphan}"),
+                format!("iam role {name}"),
                 "no longer bound in irsa.yaml",
-                Action::DeleteRole(orphan.clone()),
-            ));
-        }
-    }
-    plan
-}
-
-/// The changes that remove what irsa created for this cluster, in
-/// dependency order: roles, provider, documents, bucket policy, bucket.
-pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> Plan {
-    let mut plan = Plan::default();
-    let owned = |tags: &BTreeMap<String, String>| tags.get(OWNER_TAG) == Some(&desired.cluster);
-    let mut roles: BTreeSet<String> = actual.orphans.clone();
-    roles.extend(
-        actual
-            .roles
-            .iter()
-            .filter(|(_, r)| owned(&r.tags))
-            .map(|(n, _)| n.clone()),
-    );
-    for (name, role) in &actual.roles {
-        if !owned(&role.tags) {
-            plan.conflicts.push(format!(
-                "iam role {name} is not tagged {OWNER_TAG}={}: left alone",
-                desired.cluster
-            ));
-        }
-    }
-    for name in roles {
-        plan.changes.push(change(
-            '-',
-            format!("iam role {name}"),
-            "with its policies",
-            Action::DeleteRole(name),
-        ));
-    }
-    for (host, p) in &actual.providers {
-        if owned(&p.tags) {
-            plan.changes.push(change(
-                '-',
-                format!("iam oidc-provider {host}"),
-                "",
-                Action::DeleteProvider(p.arn.clone()),
-            ));
-        } else {
-            plan.conflicts.push(format!(
-                "iam oidc-provider {host} is not tagged {OWNER_TAG}={}: left alone",
-                desired.cluster
-            ));
-        }
-    }
-    if let Some(s3) = &desired.s3 {
-        for key in actual.objects.keys() {
-            plan.changes.push(change(
-                '-',
-                format!("s3://{}/{key}", s3.bucket),
-                "",
-                Action::DeleteObject(key.clone()),
-            ));
-        }
-        if let Some(tags) = &actual.bucket {
-            let sid = statement_sid(&desired.cluster);
-            let ours = statements(actual.bucket_policy.as_ref())
-                .iter()
-                .any(|s| s["Sid"].as_str() == Some(sid.as_str()));
-            // Only this cluster's statement goes; other clusters' stay.
-            if ours && tags.contains_key(OWNER_TAG) {
-                let rest = other_statements(actual.bucket_policy.as_ref(), &sid);
-                if rest.is_empty() {
-                    plan.changes.push(change(
-                        '-',
-                        format!("s3 bucket {} policy", s3.bucket),
-                        "",
-                        Action::DeleteBucketPolicy,
-                    ));
-                } else {
-                    plan.changes.push(change(
-                        '~',
-                        format!("s3 bucket {} policy", s3.bucket),
-                        format!("remove statement {sid}"),
-                        Action::PutBucketPolicy(
-                            json!({"Version": "2012-10-17", "Statement": rest}),
-                        ),
-                    ));
-                }
-            }
-            if owned(tags) {
-                if bucket_empty_after {
-                    plan.changes.push(change(
-                        '-',
-                        format!("s3 bucket {}", s3.bucket),
-                        "",
-                        Action::DeleteBucket,
-                    ));
-                } else {
-                    plan.conflicts
-                        .push(format!("s3 bucket {} holds other objects: kept", s3.bucket));
-                }
-            }
+                Action::DeleteRole(name.clone()),
+            )),
+            Some(why) => plan.notes.push(format!("{why}: left alone")),
         }
     }
     plan
@@ -881,8 +862,10 @@ mod tests {
                 },
             )]
             .into(),
-            orphans: [role.name.clone()].into(),
+            path_roles: BTreeMap::new(),
         };
+        let mut converged = converged;
+        converged.path_roles = converged.roles.clone();
         assert!(diff(&desired, &converged, &BTreeSet::new()).is_empty());
         let mut drift = converged.clone();
         drift

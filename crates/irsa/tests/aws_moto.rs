@@ -511,7 +511,7 @@ fn many_clusters_share_a_bucket_an_account_and_a_role() {
         .collect();
     assert_eq!(
         sids,
-        ["IrsaPublicIssueralpha", "IrsaPublicIssuerbeta"],
+        ["IrsaIssueralphaZalpha", "IrsaIssuerbetaZbeta"],
         "{policy}"
     );
     // One account, two providers; one role trusted by both clusters.
@@ -582,7 +582,7 @@ fn many_clusters_share_a_bucket_an_account_and_a_role() {
     )
     .unwrap();
     assert_eq!(policy["Statement"].as_array().unwrap().len(), 1);
-    assert_eq!(policy["Statement"][0]["Sid"], "IrsaPublicIssuerbeta");
+    assert_eq!(policy["Statement"][0]["Sid"], "IrsaIssuerbetaZbeta");
     assert_eq!(
         ctl.py("print(len(iam.list_open_id_connect_providers()['OpenIDConnectProviderList']))"),
         "1"

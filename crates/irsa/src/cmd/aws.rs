@@ -69,7 +69,7 @@ fn print_plan(plan: &Plan, format: Format, title: &str) {
             .collect();
         println!(
             "{}",
-            serde_json::json!({"changes": changes, "conflicts": plan.conflicts})
+            serde_json::json!({"changes": changes, "conflicts": plan.conflicts, "withheld": plan.withheld, "notes": plan.notes})
         );
         return;
     }
@@ -88,8 +88,11 @@ fn print_plan(plan: &Plan, format: Format, title: &str) {
             count('-')
         );
     }
-    for conflict in &plan.conflicts {
+    for conflict in plan.conflicts.iter().chain(&plan.withheld) {
         println!("  ! {conflict}");
+    }
+    for note in &plan.notes {
+        println!("  i {note}");
     }
 }
 
@@ -226,7 +229,7 @@ async fn execute(ctx: &Context_, plan: &Plan, format: Format, verb: &str) -> Res
     if format == Format::Json {
         println!(
             "{}",
-            serde_json::json!({"changes": total, "reads": reads, "writes": writes, "conflicts": plan.conflicts})
+            serde_json::json!({"changes": total, "reads": reads, "writes": writes, "conflicts": plan.conflicts, "withheld": plan.withheld})
         );
     } else {
         println!(
@@ -295,6 +298,14 @@ pub fn destroy(a: ApplyArgs) -> Result<()> {
         if !plan.is_empty() && !a.auto_approve && !confirm("Destroy these resources")? {
             bail!("destroy cancelled; nothing was changed");
         }
-        execute(&ctx, &plan, a.output, "destroy").await
+        execute(&ctx, &plan, a.output, "destroy").await?;
+        if !plan.withheld.is_empty() {
+            eprintln!(
+                "irsa: destroy is not complete: {} step(s) held back so that no trust is left pointing at hosting anyone could re-create (see ! above)",
+                plan.withheld.len()
+            );
+            return Err(ChecksFailed.into());
+        }
+        Ok(())
     })
 }

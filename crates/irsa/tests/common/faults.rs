@@ -2,7 +2,11 @@
 //! every request the aws-sdk clients send and can (a) answer IAM/S3
 //! `Throttling` for some requests, as AWS does under load, or (b) cut the
 //! run short right after the N-th write call reached moto, the way a
-//! killed process or a lost network leaves an apply half done.
+//! killed process or a lost network leaves an apply half done, or (c) make
+//! one IAM action fail (`AccessDenied`, as an SCP would) or (d) answer it
+//! with success without forwarding it, the way an eventually consistent
+//! read or a misbehaving endpoint can make a done step look done when it
+//! is not.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::convert::Infallible;
@@ -23,6 +27,11 @@ pub enum Fault {
     ThrottleEvery(usize),
     /// Forward the first `n` write calls; fail every request after that.
     CutAfterWrites(usize),
+    /// Answer every IAM request for this action with `AccessDenied`.
+    DenyAction(&'static str),
+    /// Answer every IAM request for this action with an empty success,
+    /// without forwarding it.
+    FakeSuccess(&'static str),
 }
 
 /// Counters the test reads.
@@ -58,6 +67,14 @@ fn is_write(method: &hyper::Method, body: &[u8]) -> bool {
         *method,
         hyper::Method::PUT | hyper::Method::POST | hyper::Method::DELETE
     )
+}
+
+/// The `Action=` of an IAM/STS query-protocol request body.
+fn iam_action(body: &[u8]) -> Option<&str> {
+    std::str::from_utf8(body)
+        .ok()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("Action="))
 }
 
 fn error(status: u16, code: &str, s3: bool) -> Response<Full<Bytes>> {
@@ -142,6 +159,17 @@ async fn handle(
             } else {
                 error(400, "Throttling", false)
             };
+        }
+        Fault::DenyAction(action) if iam_action(&body) == Some(action) => {
+            return error(403, "AccessDenied", false);
+        }
+        Fault::FakeSuccess(action) if iam_action(&body) == Some(action) => {
+            let text = format!("<{action}Response xmlns=\"https://iam.amazonaws.com/doc/2010-05-08/\"><ResponseMetadata><RequestId>x</RequestId></ResponseMetadata></{action}Response>");
+            return Response::builder()
+                .status(200)
+                .header("content-type", "text/xml")
+                .body(Full::new(Bytes::from(text)))
+                .unwrap();
         }
         Fault::CutAfterWrites(limit) => {
             let done = counts.writes.load(Ordering::SeqCst);
