@@ -39,16 +39,32 @@ pub(crate) struct Activity {
     last_io: AtomicU64,
     head_started: AtomicU64,
     in_request: AtomicBool,
+    /// Set once HTTP is served (after the TLS handshake).
+    served: AtomicBool,
 }
 
 impl Activity {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             opened: Instant::now(),
             last_io: AtomicU64::new(1),
             head_started: AtomicU64::new(0),
             in_request: AtomicBool::new(false),
+            served: AtomicBool::new(false),
         }
+    }
+
+    pub(crate) fn mark_served(&self) {
+        self.served.store(true, Ordering::Relaxed);
+    }
+
+    /// When the connection last did I/O, if it is idle: served, no
+    /// request in flight, no part of a request received.
+    pub(crate) fn idle_since(&self) -> Option<u64> {
+        let idle = self.served.load(Ordering::Relaxed)
+            && !self.in_request.load(Ordering::Relaxed)
+            && self.head_started.load(Ordering::Relaxed) == 0;
+        idle.then(|| self.last_io.load(Ordering::Relaxed))
     }
 
     fn now(&self) -> u64 {
@@ -71,7 +87,7 @@ impl Activity {
         self.last_io.store(self.now(), Ordering::Relaxed);
     }
 
-    fn begin_request(&self) {
+    pub(crate) fn begin_request(&self) {
         self.in_request.store(true, Ordering::Relaxed);
         self.head_started.store(0, Ordering::Relaxed);
     }
@@ -167,6 +183,7 @@ pub(crate) type Body = http_body_util::Full<hyper::body::Bytes>;
 pub(crate) async fn serve<I, F, Fut>(
     io: I,
     handler: F,
+    activity: Arc<Activity>,
     limits: &Limits,
     metrics: &Metrics,
     mut stop: oneshot::Receiver<()>,
@@ -175,7 +192,7 @@ pub(crate) async fn serve<I, F, Fut>(
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Response<Body>> + Send,
 {
-    let activity = Arc::new(Activity::new());
+    activity.mark_served();
     let io = TokioIo::new(Tracked {
         inner: io,
         activity: activity.clone(),
@@ -275,39 +292,32 @@ impl Backoff {
     }
 }
 
-/// Accepts connections until `stop` changes, taking a slot of `slots` (if
-/// any) before each accept: at the cap, new connections wait in the
-/// kernel's queue. `spawn` gets each connection with its slot.
-pub(crate) async fn accept_loop<S>(
+/// Accepts connections until `stop` changes. Each accepted connection
+/// takes a slot of `slots` (if any) before it is served; when all are
+/// taken, `evict` may close an idle connection to free one, else the
+/// connection waits (and the next ones wait in the kernel's queue).
+/// `spawn` gets each connection with its slot.
+pub(crate) async fn accept_loop<E, S>(
     listener: TcpListener,
     slots: Option<Arc<Semaphore>>,
     mut stop: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
     listener_name: &'static str,
+    mut evict: E,
     mut spawn: S,
 ) where
+    E: FnMut() -> bool,
     S: FnMut(TcpStream, std::net::SocketAddr, Option<OwnedSemaphorePermit>),
 {
     let mut backoff = Backoff::new();
     loop {
-        let slot = match &slots {
-            Some(slots) => tokio::select! {
-                _ = stop.changed() => return,
-                slot = slots.clone().acquire_owned() => slot.ok(),
-            },
-            None => None,
-        };
         let accepted = tokio::select! {
             _ = stop.changed() => return,
             accepted = listener.accept() => accepted,
         };
-        match accepted {
-            Ok((tcp, peer)) => {
-                backoff.reset();
-                spawn(tcp, peer, slot);
-            }
+        let (tcp, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
-                drop(slot);
                 metrics.accept_error(listener_name);
                 let delay = backoff.next_delay();
                 tracing::warn!(%error, listener = listener_name, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "accepting a connection failed; backing off");
@@ -315,8 +325,26 @@ pub(crate) async fn accept_loop<S>(
                     _ = stop.changed() => return,
                     _ = tokio::time::sleep(delay) => {}
                 }
+                continue;
             }
-        }
+        };
+        backoff.reset();
+        let slot = match &slots {
+            None => None,
+            Some(slots) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => Some(slot),
+                Err(_) => {
+                    if evict() {
+                        metrics.connection_cut("evicted_idle");
+                    }
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        slot = slots.clone().acquire_owned() => slot.ok(),
+                    }
+                }
+            },
+        };
+        spawn(tcp, peer, slot);
     }
 }
 

@@ -10,6 +10,7 @@ mod conn;
 pub mod limits;
 pub mod metrics;
 pub mod names;
+mod registry;
 pub mod server;
 pub mod settings;
 pub mod tls;

@@ -25,7 +25,7 @@ pub const DEFAULT_MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024;
 
 /// hyper's per-connection read buffer cap (request line and headers must
 /// fit; the API server sends well under 4 KiB of headers).
-pub const HTTP_BUFFER_BYTES: usize = 64 * 1024;
+pub const HTTP_BUFFER_BYTES: usize = 16 * 1024;
 
 /// Bodies declared (Content-Length) at most this large may also use the
 /// reserved part of the budget, so stalled large or chunked uploads cannot
@@ -52,8 +52,9 @@ pub struct LimitFlags {
     /// Seconds a client has to complete the TLS handshake.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..), env = "IRSA_TLS_HANDSHAKE_TIMEOUT_SECONDS", help_heading = "Limits")]
     pub tls_handshake_timeout_seconds: u64,
-    /// Connections served at once on the HTTPS port; further ones wait in
-    /// the kernel's accept queue until one closes.
+    /// Connections served at once on the HTTPS port; at the cap a new one
+    /// closes the longest-idle connection, or waits in the kernel's accept
+    /// queue while none is idle.
     #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u64).range(1..), env = "IRSA_MAX_CONNECTIONS", help_heading = "Limits")]
     pub max_connections: u64,
     /// Connections served at once on the metrics port.
@@ -67,7 +68,7 @@ pub struct LimitFlags {
 }
 
 /// Default `--max-connections`.
-pub const DEFAULT_MAX_CONNECTIONS: u64 = 2048;
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 512;
 /// Default `--max-buffered-bytes`.
 pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 24 * 1024 * 1024;
 

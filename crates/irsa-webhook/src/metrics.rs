@@ -98,7 +98,7 @@ pub struct Metrics {
     /// notAfter of the serving certificate, in seconds since 1970.
     pub certificate_expiry: Gauge,
     /// Connections closed by a limit (`header_timeout`, `body_timeout`,
-    /// `idle_timeout`, `handshake_timeout`).
+    /// `idle_timeout`, `handshake_timeout`, `evicted_idle`).
     pub connections_cut: Family<Kind, Counter>,
     /// Failed accepts, by listener.
     pub accept_errors: Family<Listener, Counter>,

@@ -1,6 +1,5 @@
 //! The HTTPS admission server and the plain-HTTP metrics server.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -16,9 +15,10 @@ use tokio::task::JoinHandle;
 
 use crate::admission::Handler;
 use crate::cache::SaStore;
-use crate::conn::{accept_loop, serve, serve_unlimited, Body};
+use crate::conn::{accept_loop, serve, serve_unlimited, Activity, Body};
 use crate::limits::{read_body, BodyError, Budget, Limits};
 use crate::metrics::{Metrics, RequestLabels};
+use crate::registry::Connections;
 use crate::settings::Settings;
 use crate::tls::{server_config, ReloadingCert};
 
@@ -213,50 +213,6 @@ fn json(bytes: Vec<u8>) -> Response<Body> {
     r
 }
 
-/// Open connections, each with its own stop signal. A connection polls
-/// only its own oneshot receiver: a signal shared by every connection
-/// (a watch channel, hyper-util's `GracefulShutdown`) takes a lock shared
-/// by all of them on every poll; under load on two cores that lock cost
-/// about as much CPU as the whole admission (the `admission` bench: 1.55x
-/// the bare server's CPU per request with it, 1.40x without).
-#[derive(Default)]
-struct Connections {
-    next: u64,
-    open: HashMap<u64, oneshot::Sender<()>>,
-}
-
-impl Connections {
-    fn open(this: &Mutex<Self>) -> (u64, oneshot::Receiver<()>) {
-        let (tx, rx) = oneshot::channel();
-        let Ok(mut c) = this.lock() else {
-            // A poisoned registry cannot signal this connection; it still
-            // ends when its client goes or the server task is dropped.
-            return (u64::MAX, rx);
-        };
-        let id = c.next;
-        c.next += 1;
-        c.open.insert(id, tx);
-        (id, rx)
-    }
-
-    fn close(this: &Mutex<Self>, id: u64) {
-        if let Ok(mut c) = this.lock() {
-            c.open.remove(&id);
-        }
-    }
-
-    /// Asks every open connection to finish its request in flight and close.
-    fn stop_all(this: &Mutex<Self>) {
-        let senders: Vec<_> = match this.lock() {
-            Ok(mut c) => c.open.drain().map(|(_, tx)| tx).collect(),
-            Err(_) => Vec::new(),
-        };
-        for tx in senders {
-            let _ = tx.send(());
-        }
-    }
-}
-
 /// TLS handshake (bounded), then HTTP/1.1 until the client closes, a
 /// limit cuts the connection, or the server stops: on `stop`, the request
 /// in flight is answered and the connection closed.
@@ -266,7 +222,7 @@ async fn serve_connection(
     acceptor: &tokio_rustls::TlsAcceptor,
     state: Arc<State>,
     limits: Option<&Limits>,
-    stop: oneshot::Receiver<()>,
+    (stop, activity): (oneshot::Receiver<()>, Arc<Activity>),
 ) {
     let handshake = limits.map_or(Duration::from_secs(10), |l| l.tls_handshake);
     let tls = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
@@ -286,7 +242,7 @@ async fn serve_connection(
         async move { route(req, state).await }
     };
     match limits {
-        Some(limits) => serve(tls, handler, limits, &metrics, stop).await,
+        Some(limits) => serve(tls, handler, activity, limits, &metrics, stop).await,
         None => serve_unlimited(tls, handler, stop).await,
     }
 }
@@ -450,6 +406,7 @@ pub async fn start(
         metrics_stop_rx,
         metrics.clone(),
         "metrics",
+        || false,
         move |tcp, _peer, slot| {
             let (m, s, l) = (m.clone(), s.clone(), l.clone());
             tokio::spawn(async move {
@@ -460,7 +417,8 @@ pub async fn start(
                 // The metrics server never drains: it has nothing to finish.
                 let (_never, stop) = oneshot::channel();
                 if hardened {
-                    serve(tcp, handler, &l, &m, stop).await;
+                    let activity = Arc::new(Activity::new());
+                    serve(tcp, handler, activity, &l, &m, stop).await;
                 } else {
                     serve_unlimited(tcp, handler, stop).await;
                 }
@@ -479,11 +437,12 @@ pub async fn start(
             stop,
             m,
             "https",
+            || Connections::evict_idle(&open),
             |tcp, peer, slot| {
                 // Reap finished connections so the set stays small.
                 while connections.try_join_next().is_some() {}
                 let _ = tcp.set_nodelay(true);
-                let (id, stop_conn) = Connections::open(&open);
+                let (id, stop_conn, activity) = Connections::open(&open);
                 let (acceptor, state, open, limits) = (
                     acceptor.clone(),
                     state.clone(),
@@ -492,7 +451,8 @@ pub async fn start(
                 );
                 connections.spawn(async move {
                     let limits = hardened.then_some(&*limits);
-                    serve_connection(tcp, peer, &acceptor, state, limits, stop_conn).await;
+                    let conn = (stop_conn, activity);
+                    serve_connection(tcp, peer, &acceptor, state, limits, conn).await;
                     Connections::close(&open, id);
                     drop(slot);
                 });

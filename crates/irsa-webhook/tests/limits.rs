@@ -124,23 +124,42 @@ async fn idle_keep_alive_connections_close_after_the_idle_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+async fn connections_beyond_the_cap_evict_the_longest_idle_or_wait() {
     let t = tempfile::tempdir().unwrap();
     write_certs(t.path(), "cap");
-    let settings = with_limits(t.path(), |s| s.limits.max_connections = 3);
+    let settings = with_limits(t.path(), |s| {
+        s.limits.max_connections = 3;
+        s.limits.header_read_timeout_seconds = 3;
+    });
     let running = run(settings, None, Some(store_with_role())).await.unwrap();
     let c = connector(t.path());
-    let mut held = Vec::new();
-    for _ in 0..3 {
-        held.push(tls(running.addr, &c).await);
+    let mut oldest = tls(running.addr, &c).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let mut held = vec![tls(running.addr, &c).await, tls(running.addr, &c).await];
+    // All three slots are idle connections: a fourth client closes the oldest.
+    let fourth = tokio::time::timeout(Duration::from_secs(2), tls(running.addr, &c)).await;
+    held.push(fourth.expect("served by closing an idle connection"));
+    let mut seen = Vec::new();
+    let closed = closed_within(&mut oldest, Duration::from_secs(2), &mut seen).await;
+    assert!(
+        closed.is_some(),
+        "the longest-idle connection was closed for the newcomer"
+    );
+
+    // Three connections in the middle of a request: nothing to close; the
+    // next client waits until a slot frees (here: the header timeout).
+    for conn in &mut held {
+        conn.write_all(b"POST /mutate HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
     }
-    // The fourth is accepted by the kernel, but not served: no handshake.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let tcp = tokio::net::TcpStream::connect(running.addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let fourth = tokio::spawn(c.connect(name, tcp));
+    let waiting = tokio::spawn(c.connect(name, tcp));
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(
-        !fourth.is_finished(),
+        !waiting.is_finished(),
         "a fourth connection is served over a cap of 3"
     );
     let metrics = scrape(running.metrics_addr).await;
@@ -152,12 +171,18 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         Some(3.0),
         "{metrics}"
     );
-    // A slot frees: the waiting connection is served.
-    drop(held.pop());
-    let served = tokio::time::timeout(Duration::from_secs(3), fourth).await;
+    assert_eq!(
+        series(
+            &metrics,
+            "irsa_webhook_connections_cut_total{kind=\"evicted_idle\"}"
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    let served = tokio::time::timeout(Duration::from_secs(5), waiting).await;
     assert!(
         matches!(served, Ok(Ok(Ok(_)))),
-        "the waiting connection is served once a slot is free"
+        "the waiting connection is served once the slow heads are cut"
     );
     running.shutdown();
     running.wait().await;
