@@ -1,6 +1,8 @@
 //! `/mutate` over TLS with keep-alive at fixed concurrency, next to a bare
-//! hyper+rustls server answering a canned AdmissionReview in the same run;
-//! then resident memory with 100k ServiceAccounts in the cache.
+//! hyper+rustls server answering a canned AdmissionReview and next to the
+//! webhook with its connection limits, deadlines and byte budget switched
+//! off (what the hardening costs), in the same run, interleaved; then
+//! resident memory with 100k ServiceAccounts in the cache.
 //! Run with `cargo bench -p irsa-webhook --bench admission`.
 //! Everything listens on 127.0.0.1; every loop is bounded in count and time.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -22,6 +24,7 @@ use rustls::pki_types::pem::PemObject;
 
 const CONCURRENCY: usize = 16;
 const DURATION: Duration = Duration::from_secs(3);
+/// Rounds per server (`BENCH_ROUNDS` overrides).
 const ROUNDS: usize = 3;
 const MAX_REQUESTS: usize = 2_000_000;
 
@@ -60,14 +63,17 @@ fn settings(dir: &Path) -> Settings {
         port: 0,
         metrics_port: 0,
         bind_address: "127.0.0.1".parse().unwrap(),
+        metrics_bind_address: None,
         tls_cert: dir.join("tls.crt"),
         tls_key: dir.join("tls.key"),
         tls_reload_seconds: 60,
         max_request_bytes: 3 << 20,
+        limits: Default::default(),
         shutdown_seconds: 1,
         shutdown_delay_seconds: 0,
         kubeconfig: None,
         sa_lookup_timeout_ms: 100,
+        sa_lookup_concurrency: 8,
         annotation_prefix: "eks.amazonaws.com".into(),
         token_audience: "sts.amazonaws.com".into(),
         token_mount_path: "/var/run/secrets/eks.amazonaws.com/serviceaccount".into(),
@@ -300,6 +306,7 @@ fn main() {
         let role: BTreeMap<String, String> = [("eks.amazonaws.com/role-arn".to_string(), "arn:aws:iam::111122223333:role/s3-reader".to_string())].into();
         store.apply("default", "s3", Some(&role));
         let ours = irsa_webhook::run(settings(dir.path()), None, Some(store.clone())).await.unwrap();
+        let unlimited = irsa_webhook::server::start(settings(dir.path()), None, Some(store.clone()), irsa_webhook::server::Hardening::Off).await.unwrap();
         let body = Bytes::from(review());
 
         // The canned answer is the webhook's real answer, so both send the same bytes.
@@ -329,13 +336,14 @@ fn main() {
         let parsing = bare_server(dir.path(), canned, true).await;
 
         println!(
-            "POST /mutate over TLS, keep-alive, {CONCURRENCY} connections, 127.0.0.1; {ROUNDS} rounds of {}s per server, interleaved; medians",
+            "POST /mutate over TLS, keep-alive, {CONCURRENCY} connections, 127.0.0.1; rounds of {}s per server, interleaved; medians",
             DURATION.as_secs()
         );
         let only = std::env::var("BENCH_ONLY").unwrap_or_default();
         let servers = [
             ("bare hyper+rustls", bare),
             ("bare + serde_json::Value", parsing),
+            ("irsa webhook, limits off", unlimited.addr),
             ("irsa webhook", ours.addr),
         ];
         let wanted: Vec<_> = servers
@@ -346,7 +354,8 @@ fn main() {
             let _warm = load(*addr, body.clone(), Duration::from_secs(1)).await;
         }
         let mut runs: Vec<Vec<Result_>> = wanted.iter().map(|_| Vec::new()).collect();
-        for _ in 0..ROUNDS {
+        let rounds = std::env::var("BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(ROUNDS).clamp(1, 20);
+        for _ in 0..rounds {
             for (i, (_, addr)) in wanted.iter().enumerate() {
                 runs[i].push(load(*addr, body.clone(), DURATION).await);
             }
@@ -361,8 +370,15 @@ fn main() {
         for ((name, _), m) in wanted.iter().zip(&medians) {
             println!("median {name:<26} {:>8.0}/s  p99 {:>5} µs  CPU {:>5.1} µs per admission (client included)", m.0, m.1.as_micros(), m.2);
         }
+        if let (Some(off), Some(on)) = (
+            wanted.iter().position(|(n, _)| *n == "irsa webhook, limits off"),
+            wanted.iter().position(|(n, _)| *n == "irsa webhook"),
+        ) {
+            let (off, on) = (&medians[off], &medians[on]);
+            println!("limits on vs off:          throughput {:.3}x (goal >= 0.95x), p99 {:.2}x, CPU per admission {:.3}x", on.0 / off.0, on.1.as_secs_f64() / off.1.as_secs_f64(), on.2 / off.2);
+        }
         if wanted.len() == servers.len() {
-            let (b, p, o) = (&medians[0], &medians[1], &medians[2]);
+            let (b, p, o) = (&medians[0], &medians[1], &medians[3]);
             println!("ratio to bare:            throughput {:.2}x (goal >= 0.9x), p99 {:.2}x (goal <= 1.2x), CPU per admission {:.2}x", o.0 / b.0, o.1.as_secs_f64() / b.1.as_secs_f64(), o.2 / b.2);
             println!("ratio to bare + JSON read: throughput {:.2}x, p99 {:.2}x, CPU per admission {:.2}x", o.0 / p.0, o.1.as_secs_f64() / p.1.as_secs_f64(), o.2 / p.2);
         }
@@ -387,5 +403,7 @@ fn main() {
         );
         ours.shutdown();
         ours.wait().await;
+        unlimited.shutdown();
+        unlimited.wait().await;
     });
 }

@@ -265,19 +265,40 @@ impl Handler {
                 self.lookup_timeout,
             )
             .await;
-        match &lookup {
-            Lookup::Cached(_) => {}
-            Lookup::Fetched(_) => self.metrics.api_lookup("found"),
-            Lookup::NotFound => {
-                self.metrics.api_lookup("not_found");
+        // Why the pod gets no credentials when the account could not be
+        // read: told to whoever created it (kubectl prints warnings).
+        let unread: Option<String> = match &lookup {
+            Lookup::Cached(_) => None,
+            Lookup::Fetched(_) => {
+                self.metrics.api_lookup("found");
+                None
+            }
+            Lookup::NotFound | Lookup::NotFoundCached => {
+                let kind = if matches!(lookup, Lookup::NotFound) {
+                    "not_found"
+                } else {
+                    "not_found_cached"
+                };
+                self.metrics.api_lookup(kind);
                 self.metrics.missing_sa.inc();
+                Some(format!(
+                    "irsa: ServiceAccount {namespace}/{sa_name} not found; pod admitted without AWS credentials"
+                ))
+            }
+            Lookup::Invalid(error) => {
+                self.metrics.api_lookup("invalid");
+                tracing::warn!(%error, "service account name not valid; pod admitted without credentials");
+                Some("irsa: ServiceAccount name or namespace is not a valid Kubernetes name; pod admitted without AWS credentials".to_string())
             }
             Lookup::Failed(error) => {
                 self.metrics.api_lookup("failed");
                 self.metrics.missing_sa.inc();
                 tracing::warn!(%error, "service account not cached and the API lookup failed; pod admitted without credentials");
+                Some(format!(
+                    "irsa: ServiceAccount {namespace}/{sa_name} could not be read (API lookup failed); pod admitted without AWS credentials"
+                ))
             }
-        }
+        };
         let identity = lookup.identity();
         let mut answer = Answer::allow(uid);
         if let Some(arn) = identity.as_ref().and_then(|i| i.role_arn.as_deref()) {
@@ -294,7 +315,10 @@ impl Handler {
         }
         let outcome = mutate(&pod, identity.as_deref(), &self.config);
         match outcome.decision {
-            Decision::NoRole => self.outcome("no_role"),
+            Decision::NoRole => {
+                self.outcome("no_role");
+                answer.warnings.extend(unread);
+            }
             Decision::AlreadyMutated => self.outcome("already_mutated"),
             Decision::Mutated { containers } => {
                 self.outcome("mutated");

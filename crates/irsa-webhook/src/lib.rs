@@ -1,12 +1,16 @@
 //! The irsa pod identity webhook: a drop-in replacement for
 //! `amazon-eks-pod-identity-webhook`.
 //!
-//! Transport (TLS with hot reload, HTTP routing, body limits, metrics) lives
-//! here; the mutation itself is the pure [`irsa_core::mutate::mutate`].
+//! Transport (TLS with hot reload, HTTP routing, connection and memory
+//! limits, metrics) lives here; the mutation itself is the pure [`irsa_core::mutate::mutate`].
 
 pub mod admission;
 pub mod cache;
+mod conn;
+pub mod limits;
 pub mod metrics;
+pub mod names;
+mod registry;
 pub mod server;
 pub mod settings;
 pub mod tls;

@@ -3,12 +3,17 @@
 //! `pod_identity_webhook_pod_count`, `pod_identity_webhook_missing_sa_count`);
 //! latency is in seconds.
 
+use std::sync::{Arc, OnceLock};
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use tokio::sync::Semaphore;
+
+use crate::limits::Budget;
 
 /// Labels of a served request (static strings: no allocation per request).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,6 +40,20 @@ pub struct PathLabels {
 pub struct Kind {
     /// The value.
     pub kind: &'static str,
+}
+
+/// A `listener` label (`https` or `metrics`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Listener {
+    /// The listener.
+    pub listener: &'static str,
+}
+
+/// What the limits hold, read when metrics are encoded.
+struct Capacity {
+    budget: Arc<Budget>,
+    https: (Arc<Semaphore>, usize),
+    metrics: (Arc<Semaphore>, usize),
 }
 
 fn latency_histogram() -> Histogram {
@@ -76,6 +95,20 @@ pub struct Metrics {
     pub cache_ready: Gauge,
     /// Certificate reloads by result (`ok`, `error`).
     pub tls_reloads: Family<Kind, Counter>,
+    /// notAfter of the serving certificate, in seconds since 1970.
+    pub certificate_expiry: Gauge,
+    /// Connections closed by a limit (`header_timeout`, `body_timeout`,
+    /// `idle_timeout`, `handshake_timeout`, `evicted_idle`).
+    pub connections_cut: Family<Kind, Counter>,
+    /// Failed accepts, by listener.
+    pub accept_errors: Family<Listener, Counter>,
+    /// Open connections, by listener.
+    pub connections_open: Family<Listener, Gauge>,
+    /// Request-body bytes held now.
+    pub body_bytes: Gauge,
+    /// Most request-body bytes held at once since start.
+    pub body_bytes_peak: Gauge,
+    capacity: OnceLock<Capacity>,
 }
 
 impl Default for Metrics {
@@ -122,6 +155,13 @@ impl Default for Metrics {
             cache_size: Gauge::default(),
             cache_ready: Gauge::default(),
             tls_reloads: Family::default(),
+            certificate_expiry: Gauge::default(),
+            connections_cut: Family::default(),
+            accept_errors: Family::default(),
+            connections_open: Family::default(),
+            body_bytes: Gauge::default(),
+            body_bytes_peak: Gauge::default(),
+            capacity: OnceLock::new(),
             registry: Registry::default(),
         };
         registry.register(
@@ -168,6 +208,36 @@ impl Default for Metrics {
             "irsa_webhook_tls_reloads",
             "Serving certificate reloads by result (label kind)",
             m.tls_reloads.clone(),
+        );
+        registry.register(
+            "irsa_webhook_certificate_expiry_timestamp_seconds",
+            "notAfter of the serving certificate in use, in seconds since 1970",
+            m.certificate_expiry.clone(),
+        );
+        registry.register(
+            "irsa_webhook_connections_cut",
+            "Connections closed by a limit (label kind)",
+            m.connections_cut.clone(),
+        );
+        registry.register(
+            "irsa_webhook_accept_errors",
+            "Failed accepts (label listener); the accept loop backs off",
+            m.accept_errors.clone(),
+        );
+        registry.register(
+            "irsa_webhook_connections_open",
+            "Open connections (label listener)",
+            m.connections_open.clone(),
+        );
+        registry.register(
+            "irsa_webhook_request_body_bytes",
+            "Request-body bytes held in memory now (at most --max-buffered-bytes)",
+            m.body_bytes.clone(),
+        );
+        registry.register(
+            "irsa_webhook_request_body_bytes_peak",
+            "Most request-body bytes held in memory at once since start",
+            m.body_bytes_peak.clone(),
         );
         Self { registry, ..m }
     }
@@ -219,8 +289,51 @@ impl Metrics {
         self.tls_reloads.get_or_create(&Kind { kind }).inc();
     }
 
+    /// Counts a connection closed by a limit.
+    pub fn connection_cut(&self, kind: &'static str) {
+        self.connections_cut.get_or_create(&Kind { kind }).inc();
+    }
+
+    /// Counts a failed accept.
+    pub fn accept_error(&self, listener: &'static str) {
+        self.accept_errors
+            .get_or_create(&Listener { listener })
+            .inc();
+    }
+
+    /// Lets the gauges of open connections and held body bytes be read
+    /// from the limits themselves; `(slots, size)` per listener.
+    pub fn set_capacity(
+        &self,
+        budget: Arc<Budget>,
+        https: (Arc<Semaphore>, usize),
+        metrics: (Arc<Semaphore>, usize),
+    ) {
+        let _ = self.capacity.set(Capacity {
+            budget,
+            https,
+            metrics,
+        });
+    }
+
+    fn read_capacity(&self) {
+        let Some(c) = self.capacity.get() else {
+            return;
+        };
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.body_bytes.set(gauge(c.budget.in_use()));
+        self.body_bytes_peak.set(gauge(c.budget.peak()));
+        for (listener, (slots, size)) in [("https", &c.https), ("metrics", &c.metrics)] {
+            let open = size.saturating_sub(slots.available_permits());
+            self.connections_open
+                .get_or_create(&Listener { listener })
+                .set(gauge(open));
+        }
+    }
+
     /// The exposition text.
     pub fn encode(&self) -> String {
+        self.read_capacity();
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

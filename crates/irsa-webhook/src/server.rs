@@ -1,7 +1,5 @@
 //! The HTTPS admission server and the plain-HTTP metrics server.
 
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -10,15 +8,17 @@ use anyhow::{Context, Result};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use kube::Client;
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::admission::Handler;
 use crate::cache::SaStore;
+use crate::conn::{accept_loop, serve, serve_unlimited, Activity, Body};
+use crate::limits::{read_body, BodyError, Budget, Limits};
 use crate::metrics::{Metrics, RequestLabels};
+use crate::registry::Connections;
 use crate::settings::Settings;
 use crate::tls::{server_config, ReloadingCert};
 
@@ -33,6 +33,8 @@ pub struct Running {
     /// The metrics.
     pub metrics: Arc<Metrics>,
     shutdown: watch::Sender<bool>,
+    /// Never sent: the metrics listener serves until [`Running::wait`] ends.
+    _metrics_stop: watch::Sender<bool>,
     draining: Arc<std::sync::atomic::AtomicBool>,
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<()>,
@@ -60,8 +62,6 @@ impl Running {
     }
 }
 
-type Body = Full<Bytes>;
-
 fn text(status: StatusCode, body: &'static str) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
@@ -72,6 +72,19 @@ struct State {
     handler: Handler,
     max_body: usize,
     draining: Arc<std::sync::atomic::AtomicBool>,
+    /// `None` only in [`Hardening::Off`].
+    body_limits: Option<(Duration, Arc<Budget>)>,
+}
+
+/// Whether the connection limits, deadlines and byte budget apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[doc(hidden)]
+pub enum Hardening {
+    /// The server as deployed.
+    On,
+    /// No limits at all: only to measure what they cost (the `admission`
+    /// benchmark). Never use it to serve a cluster.
+    Off,
 }
 
 async fn route(req: Request<Incoming>, state: Arc<State>) -> Response<Body> {
@@ -132,6 +145,49 @@ async fn mutate(req: Request<Incoming>, state: &State) -> Response<Body> {
             "Content-Type must be application/json\n",
         );
     }
+    let Some((deadline, budget)) = &state.body_limits else {
+        return mutate_unlimited(req, state).await;
+    };
+    let read = read_body(req.into_body(), state.max_body, budget);
+    let (body, held) = match tokio::time::timeout(*deadline, read).await {
+        Ok(Ok(read)) => read,
+        Ok(Err(BodyError::TooLarge(_))) => {
+            return closing(text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "AdmissionReview larger than --max-request-bytes\n",
+            ))
+        }
+        Ok(Err(BodyError::Read(_))) => {
+            return closing(text(
+                StatusCode::BAD_REQUEST,
+                "cannot read the request body\n",
+            ))
+        }
+        Err(_) => {
+            state.handler.metrics.connection_cut("body_timeout");
+            return closing(text(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive within --body-timeout-seconds\n",
+            ));
+        }
+    };
+    let bytes = state.handler.review(&body).await;
+    drop((body, held));
+    json(bytes)
+}
+
+/// Asks hyper to close the connection after this answer (the rest of an
+/// unread body is not waited for).
+fn closing(mut r: Response<Body>) -> Response<Body> {
+    r.headers_mut().insert(
+        hyper::header::CONNECTION,
+        hyper::header::HeaderValue::from_static("close"),
+    );
+    r
+}
+
+/// [`Hardening::Off`]: the whole body, no deadline, no budget.
+async fn mutate_unlimited(req: Request<Incoming>, state: &State) -> Response<Body> {
     let body = match Limited::new(req.into_body(), state.max_body)
         .collect()
         .await
@@ -145,7 +201,10 @@ async fn mutate(req: Request<Incoming>, state: &State) -> Response<Body> {
         }
         Err(_) => return text(StatusCode::BAD_REQUEST, "cannot read the request body\n"),
     };
-    let bytes = state.handler.review(&body).await;
+    json(state.handler.review(&body).await)
+}
+
+fn json(bytes: Vec<u8>) -> Response<Body> {
     let mut r = Response::new(Full::new(Bytes::from(bytes)));
     r.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -154,82 +213,55 @@ async fn mutate(req: Request<Incoming>, state: &State) -> Response<Body> {
     r
 }
 
-/// Open connections, each with its own stop signal. A connection polls
-/// only its own oneshot receiver: a signal shared by every connection
-/// (a watch channel, hyper-util's `GracefulShutdown`) takes a lock shared
-/// by all of them on every poll; under load on two cores that lock cost
-/// about as much CPU as the whole admission (the `admission` bench: 1.55x
-/// the bare server's CPU per request with it, 1.40x without).
-#[derive(Default)]
-struct Connections {
-    next: u64,
-    open: HashMap<u64, oneshot::Sender<()>>,
-}
-
-impl Connections {
-    fn open(this: &Mutex<Self>) -> (u64, oneshot::Receiver<()>) {
-        let (tx, rx) = oneshot::channel();
-        let Ok(mut c) = this.lock() else {
-            // A poisoned registry cannot signal this connection; it still
-            // ends when its client goes or the server task is dropped.
-            return (u64::MAX, rx);
-        };
-        let id = c.next;
-        c.next += 1;
-        c.open.insert(id, tx);
-        (id, rx)
-    }
-
-    fn close(this: &Mutex<Self>, id: u64) {
-        if let Ok(mut c) = this.lock() {
-            c.open.remove(&id);
-        }
-    }
-
-    /// Asks every open connection to finish its request in flight and close.
-    fn stop_all(this: &Mutex<Self>) {
-        let senders: Vec<_> = match this.lock() {
-            Ok(mut c) => c.open.drain().map(|(_, tx)| tx).collect(),
-            Err(_) => Vec::new(),
-        };
-        for tx in senders {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// TLS handshake (bounded), then HTTP/1.1 until the client closes or the
-/// server stops: on `stop`, the request in flight is answered and the
-/// connection closed.
+/// TLS handshake (bounded), then HTTP/1.1 until the client closes, a
+/// limit cuts the connection, or the server stops: on `stop`, the request
+/// in flight is answered and the connection closed.
 async fn serve_connection(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     acceptor: &tokio_rustls::TlsAcceptor,
     state: Arc<State>,
-    mut stop: oneshot::Receiver<()>,
+    limits: Option<&Limits>,
+    (stop, activity): (oneshot::Receiver<()>, Arc<Activity>),
 ) {
-    let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+    let handshake = limits.map_or(Duration::from_secs(10), |l| l.tls_handshake);
+    let tls = match tokio::time::timeout(handshake, acceptor.accept(tcp)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(error)) => {
             tracing::debug!(%error, %peer, "TLS handshake failed");
             return;
         }
-        Err(_) => return,
-    };
-    let svc = hyper::service::service_fn(move |req| {
-        let state = state.clone();
-        async move { Ok::<_, Infallible>(route(req, state).await) }
-    });
-    let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), svc);
-    tokio::pin!(conn);
-    tokio::select! {
-        biased;
-        _ = conn.as_mut() => {}
-        _ = &mut stop => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+        Err(_) => {
+            state.handler.metrics.connection_cut("handshake_timeout");
+            return;
         }
+    };
+    let metrics = state.handler.metrics.clone();
+    let handler = move |req| {
+        let state = state.clone();
+        async move { route(req, state).await }
+    };
+    match limits {
+        Some(limits) => serve(tls, handler, activity, limits, &metrics, stop).await,
+        None => serve_unlimited(tls, handler, stop).await,
     }
+}
+
+/// `/metrics` (and 404 for anything else); the body, if any, is never read.
+async fn metrics_route(req: Request<Incoming>, m: Arc<Metrics>, s: SaStore) -> Response<Body> {
+    if req.uri().path() != "/metrics" {
+        return text(StatusCode::NOT_FOUND, "not found");
+    }
+    m.cache_size.set(i64::try_from(s.len()).unwrap_or(i64::MAX));
+    m.cache_ready.set(i64::from(s.is_ready()));
+    let mut r = Response::new(Full::new(Bytes::from(m.encode())));
+    r.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        ),
+    );
+    r
 }
 
 /// Builds the kube client from `--kubeconfig` or the in-cluster environment.
@@ -265,6 +297,19 @@ pub async fn run(
     client: Option<Client>,
     store: Option<SaStore>,
 ) -> Result<Running> {
+    start(settings, client, store, Hardening::On).await
+}
+
+/// [`run`] with the limits switched on or off. Off exists only so the
+/// `admission` benchmark can measure what the limits cost in one run.
+#[doc(hidden)]
+pub async fn start(
+    settings: Settings,
+    client: Option<Client>,
+    store: Option<SaStore>,
+    hardening: Hardening,
+) -> Result<Running> {
+    let limits = Limits::new(&settings.limits, settings.max_request_bytes)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let certs = Arc::new(
         ReloadingCert::load(&settings.tls_cert, &settings.tls_key, provider.clone()).context(
@@ -274,8 +319,10 @@ pub async fn run(
     let acceptor =
         tokio_rustls::TlsAcceptor::from(Arc::new(server_config(certs.clone(), provider)?));
     let metrics = Arc::new(Metrics::default());
+    metrics.certificate_expiry.set(certs.not_after());
     let mutation = settings.mutation();
     let store = store.unwrap_or_else(|| SaStore::new(&mutation.annotation_prefix));
+    store.set_lookup_concurrency(settings.sa_lookup_concurrency);
     let mut tasks = Vec::new();
     if let Some(client) = client.clone() {
         tasks.push(tokio::spawn(store.clone().watch(client)));
@@ -290,6 +337,7 @@ pub async fn run(
                 Ok(true) => {
                     tracing::info!("serving certificate reloaded");
                     reload_metrics.tls_reload("ok");
+                    reload_metrics.certificate_expiry.set(certs.not_after());
                 }
                 Ok(false) => {}
                 Err(error) => {
@@ -308,12 +356,15 @@ pub async fn run(
                 settings.bind_address, settings.port
             )
         })?;
-    let metrics_listener = TcpListener::bind((settings.bind_address, settings.metrics_port))
+    let metrics_ip = settings
+        .metrics_bind_address
+        .unwrap_or(settings.bind_address);
+    let metrics_listener = TcpListener::bind((metrics_ip, settings.metrics_port))
         .await
         .with_context(|| {
             format!(
-                "cannot listen on {}:{} for metrics",
-                settings.bind_address, settings.metrics_port
+                "cannot listen on {metrics_ip}:{} for metrics",
+                settings.metrics_port
             )
         })?;
     let addr = listener.local_addr()?;
@@ -327,72 +378,87 @@ pub async fn run(
         lookup_timeout: settings.lookup_timeout(),
         metrics: metrics.clone(),
     };
+    let hardened = hardening == Hardening::On;
+    let budget = Arc::new(Budget::new(limits.max_buffered_bytes));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let metrics_slots = Arc::new(Semaphore::new(limits.metrics_max_connections));
+    metrics.set_capacity(
+        budget.clone(),
+        (slots.clone(), limits.max_connections),
+        (metrics_slots.clone(), limits.metrics_max_connections),
+    );
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let state = Arc::new(State {
         handler,
         draining: draining.clone(),
-        max_body: settings.max_request_bytes,
+        max_body: limits.max_request_bytes,
+        body_limits: hardened.then(|| (limits.body, budget.clone())),
     });
-    let (shutdown, mut stop) = watch::channel(false);
+    let (shutdown, stop) = watch::channel(false);
+    let (metrics_stop, metrics_stop_rx) = watch::channel(false);
     let drain = Duration::from_secs(settings.shutdown_seconds);
+    let limits = Arc::new(limits);
+
+    let (m, s, l) = (metrics.clone(), store.clone(), limits.clone());
+    tasks.push(tokio::spawn(accept_loop(
+        metrics_listener,
+        hardened.then_some(metrics_slots),
+        metrics_stop_rx,
+        metrics.clone(),
+        "metrics",
+        || false,
+        move |tcp, _peer, slot| {
+            let (m, s, l) = (m.clone(), s.clone(), l.clone());
+            tokio::spawn(async move {
+                let handler = {
+                    let m = m.clone();
+                    move |req| metrics_route(req, m.clone(), s.clone())
+                };
+                // The metrics server never drains: it has nothing to finish.
+                let (_never, stop) = oneshot::channel();
+                if hardened {
+                    let activity = Arc::new(Activity::new());
+                    serve(tcp, handler, activity, &l, &m, stop).await;
+                } else {
+                    serve_unlimited(tcp, handler, stop).await;
+                }
+                drop(slot);
+            });
+        },
+    )));
 
     let m = metrics.clone();
-    let s = store.clone();
-    tasks.push(tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = metrics_listener.accept().await else {
-                continue;
-            };
-            let (m, s) = (m.clone(), s.clone());
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let (m, s) = (m.clone(), s.clone());
-                    async move {
-                        let r = if req.uri().path() == "/metrics" {
-                            m.cache_size.set(i64::try_from(s.len()).unwrap_or(i64::MAX));
-                            m.cache_ready.set(i64::from(s.is_ready()));
-                            let mut r = Response::new(Full::new(Bytes::from(m.encode())));
-                            r.headers_mut().insert(
-                                hyper::header::CONTENT_TYPE,
-                                hyper::header::HeaderValue::from_static(
-                                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                ),
-                            );
-                            r
-                        } else {
-                            text(StatusCode::NOT_FOUND, "not found")
-                        };
-                        Ok::<_, Infallible>(r)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .await;
-            });
-        }
-    }));
-
     let server = tokio::spawn(async move {
         let open: Arc<Mutex<Connections>> = Arc::default();
         let mut connections = tokio::task::JoinSet::new();
-        loop {
-            tokio::select! {
-                _ = stop.changed() => break,
-                accepted = listener.accept() => {
-                    // Reap finished connections so the set stays small.
-                    while connections.try_join_next().is_some() {}
-                    let Ok((tcp, peer)) = accepted else { continue };
-                    let _ = tcp.set_nodelay(true);
-                    let (id, stop_conn) = Connections::open(&open);
-                    let (acceptor, state, open) = (acceptor.clone(), state.clone(), open.clone());
-                    connections.spawn(async move {
-                        serve_connection(tcp, peer, &acceptor, state, stop_conn).await;
-                        Connections::close(&open, id);
-                    });
-                }
-            }
-        }
-        drop(listener);
+        accept_loop(
+            listener,
+            hardened.then_some(slots),
+            stop,
+            m,
+            "https",
+            || Connections::evict_idle(&open),
+            |tcp, peer, slot| {
+                // Reap finished connections so the set stays small.
+                while connections.try_join_next().is_some() {}
+                let _ = tcp.set_nodelay(true);
+                let (id, stop_conn, activity) = Connections::open(&open);
+                let (acceptor, state, open, limits) = (
+                    acceptor.clone(),
+                    state.clone(),
+                    open.clone(),
+                    limits.clone(),
+                );
+                connections.spawn(async move {
+                    let limits = hardened.then_some(&*limits);
+                    let conn = (stop_conn, activity);
+                    serve_connection(tcp, peer, &acceptor, state, limits, conn).await;
+                    Connections::close(&open, id);
+                    drop(slot);
+                });
+            },
+        )
+        .await;
         Connections::stop_all(&open);
         let drained = async { while connections.join_next().await.is_some() {} };
         if tokio::time::timeout(drain, drained).await.is_err() {
@@ -405,6 +471,7 @@ pub async fn run(
         store,
         metrics,
         shutdown,
+        _metrics_stop: metrics_stop,
         draining,
         tasks,
         server,

@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Args;
 use irsa_core::mutate::{clamp_expiration, MutationConfig, DEFAULT_MOUNT_PATH, DEFAULT_PREFIX};
 
+use crate::limits::{LimitFlags, DEFAULT_MAX_REQUEST_BYTES};
+
 /// `irsa webhook serve` flags.
 #[derive(Args, Debug, Clone)]
 pub struct Settings {
@@ -35,6 +37,10 @@ pub struct Settings {
         help_heading = "Server"
     )]
     pub bind_address: IpAddr,
+    /// Address for the metrics listener (default: --bind-address); e.g.
+    /// 127.0.0.1 to keep /metrics off the pod network.
+    #[arg(long, env = "IRSA_METRICS_BIND_ADDRESS", help_heading = "Server")]
+    pub metrics_bind_address: Option<IpAddr>,
     /// Serving certificate (PEM, chain allowed); reloaded when it changes.
     #[arg(
         long,
@@ -59,9 +65,14 @@ pub struct Settings {
         help_heading = "Server"
     )]
     pub tls_reload_seconds: u64,
-    /// Largest accepted AdmissionReview body, in bytes.
-    #[arg(long, default_value_t = 3 * 1024 * 1024, env = "IRSA_MAX_REQUEST_BYTES", help_heading = "Server")]
+    /// Largest accepted AdmissionReview body, in bytes (HTTP 413 above).
+    /// The API server refuses request bodies over 3 MiB, so any pod it
+    /// could store fits in the default.
+    #[arg(long, default_value_t = DEFAULT_MAX_REQUEST_BYTES, env = "IRSA_MAX_REQUEST_BYTES", help_heading = "Limits")]
     pub max_request_bytes: usize,
+    /// Connection, deadline and memory limits.
+    #[command(flatten)]
+    pub limits: LimitFlags,
     /// Seconds to drain in-flight requests on SIGTERM.
     #[arg(
         long,
@@ -92,6 +103,10 @@ pub struct Settings {
         help_heading = "Kubernetes"
     )]
     pub sa_lookup_timeout_ms: u64,
+    /// API GETs for uncached ServiceAccounts in flight at once; further
+    /// lookups wait (within --sa-lookup-timeout-ms).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..1025), env = "IRSA_SA_LOOKUP_CONCURRENCY", help_heading = "Kubernetes")]
+    pub sa_lookup_concurrency: u64,
 
     /// Annotation prefix on ServiceAccounts and pods.
     #[arg(long, default_value = DEFAULT_PREFIX, env = "IRSA_ANNOTATION_PREFIX", help_heading = "Injection")]

@@ -2,16 +2,21 @@
 //! certificate + key pair replaces the old one atomically; anything else
 //! (half-written files, a key of another certificate) keeps the old pair.
 //! Files are re-read by path, so kubelet's `..data` symlink swap of a
-//! mounted Secret is seen as well as in-place writes.
+//! mounted Secret is seen as well as in-place writes. A pair whose leaf
+//! certificate is expired or not yet valid is refused too: the API server
+//! would reject it, and every admission meanwhile would fail.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use x509_cert::der::Decode;
 
 /// Why a certificate pair could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +43,28 @@ pub enum TlsError {
     /// The key is not the certificate's.
     #[error("certificate and key do not belong together: {0}")]
     Mismatch(String),
+    /// The leaf certificate cannot be parsed as X.509.
+    #[error("{path} does not start with an X.509 certificate: {detail}")]
+    NotX509 {
+        /// The file.
+        path: PathBuf,
+        /// Parser message.
+        detail: String,
+    },
+    /// The leaf certificate's validity does not include now.
+    #[error("the certificate in {path} is {state} (valid from {not_before} to {not_after}, seconds since 1970; now {now}); issue a current one")]
+    OutsideValidity {
+        /// The file.
+        path: PathBuf,
+        /// `expired` or `not valid yet`.
+        state: &'static str,
+        /// notBefore.
+        not_before: i64,
+        /// notAfter.
+        not_after: i64,
+        /// The clock.
+        now: i64,
+    },
 }
 
 /// A certificate resolver that can be reloaded.
@@ -47,6 +74,8 @@ pub struct ReloadingCert {
     key_path: PathBuf,
     provider: Arc<CryptoProvider>,
     current: RwLock<Arc<CertifiedKey>>,
+    /// notAfter of the current leaf, seconds since 1970.
+    not_after: AtomicI64,
     last_bytes: Mutex<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -57,24 +86,64 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
+fn unix_seconds(t: &x509_cert::time::Time) -> i64 {
+    i64::try_from(t.to_unix_duration().as_secs()).unwrap_or(i64::MAX)
+}
+
+/// The leaf's notAfter, if `now` (seconds since 1970) is within its validity.
+fn check_validity(leaf: &CertificateDer<'_>, path: &Path, now: i64) -> Result<i64, TlsError> {
+    let cert = x509_cert::Certificate::from_der(leaf).map_err(|e| TlsError::NotX509 {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    let validity = &cert.tbs_certificate.validity;
+    let (not_before, not_after) = (
+        unix_seconds(&validity.not_before),
+        unix_seconds(&validity.not_after),
+    );
+    let state = if now < not_before {
+        "not valid yet"
+    } else if now > not_after {
+        "expired"
+    } else {
+        return Ok(not_after);
+    };
+    Err(TlsError::OutsideValidity {
+        path: path.to_path_buf(),
+        state,
+        not_before,
+        not_after,
+        now,
+    })
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 fn parse(
     cert: &[u8],
     key: &[u8],
     cert_path: &Path,
     key_path: &Path,
     provider: &CryptoProvider,
-) -> Result<CertifiedKey, TlsError> {
+) -> Result<(CertifiedKey, i64), TlsError> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert)
         .filter_map(Result::ok)
         .collect();
-    if chain.is_empty() {
+    let Some(leaf) = chain.first() else {
         return Err(TlsError::NoCertificate(cert_path.to_path_buf()));
-    }
+    };
+    let not_after = check_validity(leaf, cert_path, now_unix())?;
     let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| TlsError::NoKey {
         path: key_path.to_path_buf(),
         detail: e.to_string(),
     })?;
-    CertifiedKey::from_der(chain, key, provider).map_err(|e| TlsError::Mismatch(e.to_string()))
+    let certified = CertifiedKey::from_der(chain, key, provider)
+        .map_err(|e| TlsError::Mismatch(e.to_string()))?;
+    Ok((certified, not_after))
 }
 
 impl ReloadingCert {
@@ -85,18 +154,24 @@ impl ReloadingCert {
         provider: Arc<CryptoProvider>,
     ) -> Result<Self, TlsError> {
         let (cert, key) = (read(cert_path)?, read(key_path)?);
-        let certified = parse(&cert, &key, cert_path, key_path, &provider)?;
+        let (certified, not_after) = parse(&cert, &key, cert_path, key_path, &provider)?;
         Ok(Self {
             cert_path: cert_path.to_path_buf(),
             key_path: key_path.to_path_buf(),
             provider,
             current: RwLock::new(Arc::new(certified)),
+            not_after: AtomicI64::new(not_after),
             last_bytes: Mutex::new((cert, key)),
         })
     }
 
-    /// Re-reads the files; swaps in the new pair only if both changed
-    /// consistently. Returns whether a new pair is now in use.
+    /// notAfter of the certificate in use, in seconds since 1970.
+    pub fn not_after(&self) -> i64 {
+        self.not_after.load(Ordering::Relaxed)
+    }
+
+    /// Re-reads the files; swaps in the new pair only if it is complete,
+    /// consistent and currently valid. Returns whether a new pair is now in use.
     pub fn reload(&self) -> Result<bool, TlsError> {
         let (cert, key) = (read(&self.cert_path)?, read(&self.key_path)?);
         let mut last = self
@@ -106,10 +181,12 @@ impl ReloadingCert {
         if last.0 == cert && last.1 == key {
             return Ok(false);
         }
-        let certified = parse(&cert, &key, &self.cert_path, &self.key_path, &self.provider)?;
+        let (certified, not_after) =
+            parse(&cert, &key, &self.cert_path, &self.key_path, &self.provider)?;
         if let Ok(mut current) = self.current.write() {
             *current = Arc::new(certified);
         }
+        self.not_after.store(not_after, Ordering::Relaxed);
         *last = (cert, key);
         Ok(true)
     }

@@ -280,6 +280,19 @@ async fn webhook_against_real_apiserver() {
         matches!(missing, irsa_webhook::cache::Lookup::NotFound),
         "{missing:?}"
     );
+    // Asked again at once: the NotFound is remembered, the API not asked.
+    let again = store
+        .lookup(
+            Some(&client),
+            "e2e-lookup",
+            "nobody",
+            Duration::from_secs(2),
+        )
+        .await;
+    assert!(
+        matches!(again, irsa_webhook::cache::Lookup::NotFoundCached),
+        "{again:?}"
+    );
 
     let webhook = start_webhook(d, &bed.kubeconfig);
     wait_ready(d, webhook.port).await;
