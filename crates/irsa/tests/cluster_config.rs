@@ -21,8 +21,11 @@ pub const ISSUER: &str = "https://irsa-cc.s3.eu-west-1.amazonaws.com/prod";
 
 /// A bundle in `DIR/b` and the kids of its keys (computed by OpenSSL).
 pub struct TestBundle {
+    /// The bundle directory, `DIR/b`.
     pub dir: PathBuf,
+    /// The kid of the active key.
     pub active_kid: String,
+    /// The kid of the `next` key, when the bundle was made with one.
     pub next_kid: Option<String>,
 }
 
