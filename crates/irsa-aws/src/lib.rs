@@ -14,3 +14,4 @@ mod sts;
 pub use client::{Aws, Connect, DEFAULT_PARALLELISM};
 pub use error::AwsError;
 pub use irsa_core::plan::role_path;
+pub use sts::StsRefusal;
