@@ -30,6 +30,15 @@ pub struct Connect {
 /// without being throttled.
 pub const DEFAULT_PARALLELISM: usize = 8;
 
+/// Throttling and transient errors (the SDK's standard classification)
+/// are retried with exponential backoff and jitter, up to 8 attempts;
+/// `AWS_MAX_ATTEMPTS`, when set, wins over this.
+fn retry_config() -> aws_config::retry::RetryConfig {
+    aws_config::retry::RetryConfig::standard()
+        .with_max_attempts(8)
+        .with_initial_backoff(std::time::Duration::from_millis(200))
+}
+
 impl Aws {
     /// Clients from the default chain (env, profile, SSO, IMDS, web identity),
     /// honouring `AWS_ENDPOINT_URL` (S3 then uses path-style addressing).
@@ -41,14 +50,8 @@ impl Aws {
         if let Some(r) = &c.region {
             loader = loader.region(aws_config::Region::new(r.clone()));
         }
-        // Throttling and transient errors are retried with exponential
-        // backoff and jitter, up to 8 attempts unless AWS_MAX_ATTEMPTS says otherwise.
         if std::env::var_os("AWS_MAX_ATTEMPTS").is_none() {
-            loader = loader.retry_config(
-                aws_config::retry::RetryConfig::standard()
-                    .with_max_attempts(8)
-                    .with_initial_backoff(std::time::Duration::from_millis(200)),
-            );
+            loader = loader.retry_config(retry_config());
         }
         let shared = loader.load().await;
         let custom_endpoint = std::env::var_os("AWS_ENDPOINT_URL").is_some();
@@ -80,5 +83,20 @@ impl Aws {
             self.reads.load(Ordering::Relaxed),
             self.writes.load(Ordering::Relaxed),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_config::retry::RetryMode;
+
+    use super::*;
+
+    #[test]
+    fn calls_are_retried_up_to_eight_times_with_backoff() {
+        let r = retry_config();
+        assert_eq!(r.mode(), RetryMode::Standard);
+        assert_eq!(r.max_attempts(), 8);
+        assert_eq!(r.initial_backoff(), std::time::Duration::from_millis(200));
     }
 }

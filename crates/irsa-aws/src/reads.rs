@@ -10,7 +10,9 @@ use irsa_core::ownership::provider_host_path;
 use irsa_core::plan::{role_path, Actual, ActualProvider, ActualRole, Desired};
 use serde_json::Value;
 
-use crate::convert::{arn_for, decode_policy, iam_tag_map};
+use crate::convert::{
+    arn_for, decode_policy, iam_tag_map, public_policy_allowed, role_from_detail,
+};
 use crate::error::call_err;
 use crate::{Aws, AwsError};
 
@@ -35,10 +37,7 @@ impl Aws {
                     .send()
                     .await
                 {
-                    Ok(r) => r.public_access_block_configuration().is_some_and(|c| {
-                        !c.block_public_policy().unwrap_or(false)
-                            && !c.restrict_public_buckets().unwrap_or(false)
-                    }),
+                    Ok(r) => public_policy_allowed(r.public_access_block_configuration()),
                     Err(e) if e.code() == Some("NoSuchPublicAccessBlockConfiguration") => false,
                     Err(e) => return Err(call_err("s3:GetPublicAccessBlock", e)),
                 };
@@ -218,36 +217,7 @@ impl Aws {
                 if !wanted.contains(name) && !sessions.contains_key(name) {
                     continue;
                 }
-                out.insert(
-                    name.to_string(),
-                    ActualRole {
-                        trust: r
-                            .assume_role_policy_document()
-                            .map(decode_policy)
-                            .unwrap_or(Value::Null),
-                        managed: r
-                            .attached_managed_policies()
-                            .iter()
-                            .filter_map(|p| p.policy_arn().map(String::from))
-                            .collect(),
-                        inline: r
-                            .role_policy_list()
-                            .iter()
-                            .filter_map(|p| {
-                                Some((
-                                    p.policy_name()?.to_string(),
-                                    decode_policy(p.policy_document()?),
-                                ))
-                            })
-                            .collect(),
-                        max_session: 3600,
-                        boundary: r
-                            .permissions_boundary()
-                            .and_then(|b| b.permissions_boundary_arn().map(String::from)),
-                        tags: iam_tag_map(r.tags()),
-                        path: r.path().unwrap_or("/").to_string(),
-                    },
-                );
+                out.insert(name.to_string(), role_from_detail(r));
             }
             match page.marker() {
                 Some(m) if page.is_truncated() => marker = Some(m.to_string()),
