@@ -14,6 +14,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use irsa_aws::{AwsError, StsRefusal};
 use irsa_core::checks::Report;
 use irsa_core::issuer::DISCOVERY_PATH;
 use irsa_core::jwt::{self, JwtError, VerifyOptions};
@@ -414,27 +415,24 @@ fn document_links(
     }
 }
 
-/// Maps an STS error message to the link it points at and its fix.
-pub fn sts_diagnosis(message: &str) -> (&'static str, &'static str) {
-    let m = message.to_ascii_lowercase();
-    if m.contains("no openidconnect provider found") {
-        (
+/// Maps an STS refusal to the link it points at and its fix.
+pub fn sts_diagnosis(error: &AwsError) -> (&'static str, &'static str) {
+    let AwsError::WebIdentityRefused { refusal, .. } = error else {
+        return ("sts: AssumeRoleWithWebIdentity", "see the message");
+    };
+    match refusal {
+        StsRefusal::NoProvider => (
             "iam: OIDC provider",
             "create the provider for the token's issuer host/path: `irsa apply`",
-        )
-    } else if m.contains("couldn't retrieve verification key") || m.contains("could not retrieve") {
-        ("jwks: token kid published", "STS cannot fetch the JWKS or it lacks the kid: publish it publicly (`irsa apply`) and check the discovery document's jwks_uri")
-    } else if m.contains("incorrect token audience") {
-        ("iam: provider client IDs", "add the token's audience to the provider's client IDs (`audience:` in irsa.yaml, then `irsa apply`)")
-    } else if m.contains("not authorized to perform sts:assumerolewithwebidentity") {
-        ("iam: trust policy admits the token", "the trust policy's Federated principal, :sub or :aud condition does not match: `irsa plan` shows the repair")
-    } else if m.contains("expired") {
-        (
+        ),
+        StsRefusal::KeyUnavailable => ("jwks: token kid published", "STS cannot fetch the JWKS or it lacks the kid: publish it publicly (`irsa apply`) and check the discovery document's jwks_uri"),
+        StsRefusal::Audience => ("iam: provider client IDs", "add the token's audience to the provider's client IDs (`audience:` in irsa.yaml, then `irsa apply`)"),
+        StsRefusal::TrustPolicy => ("iam: trust policy admits the token", "the trust policy's Federated principal, :sub or :aud condition does not match: `irsa plan` shows the repair"),
+        StsRefusal::Expired => (
             "token: not expired",
             "use a fresh token; kubelet refreshes projected tokens",
-        )
-    } else {
-        ("sts: AssumeRoleWithWebIdentity", "see the message")
+        ),
+        StsRefusal::Other => ("sts: AssumeRoleWithWebIdentity", "see the message"),
     }
 }
 
@@ -504,7 +502,7 @@ fn aws_links(
             match aws.assume_role_with_web_identity(role_arn, token).await {
                 Ok(arn) => r.pass("sts: AssumeRoleWithWebIdentity", format!("assumed {arn}")),
                 Err(e) => {
-                    let (link, fix) = sts_diagnosis(&e.to_string());
+                    let (link, fix) = sts_diagnosis(&e);
                     r.fail("sts: AssumeRoleWithWebIdentity", format!("{e} (broken link: {link})"), fix);
                 }
             }
@@ -632,23 +630,25 @@ mod tests {
         );
         assert!(parse_role_arn("arn:aws:iam::1234:role/x").is_none());
         assert!(parse_role_arn("arn:aws:s3:::bucket").is_none());
-        assert_eq!(
-            sts_diagnosis("InvalidIdentityToken: No OpenIDConnect provider found in your account for https://x/y").0,
-            "iam: OIDC provider"
-        );
-        assert_eq!(
-            sts_diagnosis("InvalidIdentityToken: Incorrect token audience").0,
-            "iam: provider client IDs"
-        );
-        assert_eq!(
-            sts_diagnosis("AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity")
-                .0,
-            "iam: trust policy admits the token"
-        );
-        assert_eq!(
-            sts_diagnosis("InvalidIdentityToken: Couldn't retrieve verification key from your identity provider").0,
-            "jwks: token kid published"
-        );
-        assert_eq!(sts_diagnosis("ExpiredTokenException: Token expired: current date/time 1 must be before the expiration date/time 0").0, "token: not expired");
+        let refused = |refusal| AwsError::WebIdentityRefused {
+            refusal,
+            code: Some("InvalidIdentityToken".into()),
+            message: String::new(),
+        };
+        for (refusal, link) in [
+            (StsRefusal::NoProvider, "iam: OIDC provider"),
+            (StsRefusal::Audience, "iam: provider client IDs"),
+            (
+                StsRefusal::TrustPolicy,
+                "iam: trust policy admits the token",
+            ),
+            (StsRefusal::KeyUnavailable, "jwks: token kid published"),
+            (StsRefusal::Expired, "token: not expired"),
+            (StsRefusal::Other, "sts: AssumeRoleWithWebIdentity"),
+        ] {
+            assert_eq!(sts_diagnosis(&refused(refusal)).0, link, "{refusal:?}");
+        }
+        let other = AwsError::Unexpected("no assumed role user".into());
+        assert_eq!(sts_diagnosis(&other).0, "sts: AssumeRoleWithWebIdentity");
     }
 }

@@ -1,0 +1,336 @@
+//! Applying one plan [`Change`] to S3 or IAM (the order and the safety
+//! checks between changes are in `phases`).
+
+use aws_sdk_s3::primitives::ByteStream;
+use irsa_core::plan::{role_path, Action, Change, Desired};
+
+use crate::convert::{arn_for, tags_iam};
+use crate::error::call_err;
+use crate::{Aws, AwsError};
+
+impl Aws {
+    /// Executes one change.
+    pub async fn execute(&self, desired: &Desired, change: &Change) -> Result<(), AwsError> {
+        let bucket = desired
+            .s3
+            .as_ref()
+            .map(|s| s.bucket.clone())
+            .unwrap_or_default();
+        match &change.action {
+            Action::CreateBucket => {
+                let region = desired
+                    .s3
+                    .as_ref()
+                    .map(|s| s.region.clone())
+                    .unwrap_or_default();
+                let mut req = self.s3.create_bucket().bucket(&bucket);
+                if region != "us-east-1" {
+                    let cfg = aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                            region.as_str(),
+                        ))
+                        .build();
+                    req = req.create_bucket_configuration(cfg);
+                }
+                self.write();
+                req.send()
+                    .await
+                    .map_err(|e| call_err("s3:CreateBucket", e))?;
+                self.tag_bucket(desired, &bucket).await?;
+            }
+            Action::TagBucket => self.tag_bucket(desired, &bucket).await?,
+            Action::AllowPublicPolicy => {
+                let cfg = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(true)
+                    .ignore_public_acls(true)
+                    .block_public_policy(false)
+                    .restrict_public_buckets(false)
+                    .build();
+                self.write();
+                self.s3
+                    .put_public_access_block()
+                    .bucket(&bucket)
+                    .public_access_block_configuration(cfg)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("s3:PutPublicAccessBlock", e))?;
+            }
+            Action::PutBucketPolicy(policy) => {
+                self.write();
+                self.s3
+                    .put_bucket_policy()
+                    .bucket(&bucket)
+                    .policy(policy.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| call_err("s3:PutBucketPolicy", e))?;
+            }
+            Action::PutObject { key, body } => {
+                self.write();
+                self.s3
+                    .put_object()
+                    .bucket(&bucket)
+                    .key(key)
+                    .content_type("application/json")
+                    .cache_control("max-age=300")
+                    .body(ByteStream::from(body.clone().into_bytes()))
+                    .send()
+                    .await
+                    .map_err(|e| call_err("s3:PutObject", e))?;
+            }
+            Action::CreateProvider(host) => {
+                self.write();
+                self.iam
+                    .create_open_id_connect_provider()
+                    .url(format!("https://{host}"))
+                    .set_thumbprint_list(
+                        (!desired.thumbprints.is_empty()).then(|| desired.thumbprints.clone()),
+                    )
+                    .set_client_id_list(Some(desired.client_ids.iter().cloned().collect()))
+                    .set_tags(Some(tags_iam(&desired.owner_tags())))
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:CreateOpenIDConnectProvider", e))?;
+            }
+            Action::AddClientId(host, id) => {
+                let arn = self.provider_arn(host).await?;
+                self.write();
+                self.iam
+                    .add_client_id_to_open_id_connect_provider()
+                    .open_id_connect_provider_arn(arn)
+                    .client_id(id)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:AddClientIDToOpenIDConnectProvider", e))?;
+            }
+            Action::UpdateThumbprints(host, thumbprints) => {
+                let arn = self.provider_arn(host).await?;
+                self.write();
+                self.iam
+                    .update_open_id_connect_provider_thumbprint()
+                    .open_id_connect_provider_arn(arn)
+                    .set_thumbprint_list(Some(thumbprints.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:UpdateOpenIDConnectProviderThumbprint", e))?;
+            }
+            Action::TagProvider(host) => {
+                let arn = self.provider_arn(host).await?;
+                self.write();
+                self.iam
+                    .tag_open_id_connect_provider()
+                    .open_id_connect_provider_arn(arn)
+                    .set_tags(Some(tags_iam(&desired.owner_tags())))
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:TagOpenIDConnectProvider", e))?;
+            }
+            Action::CreateRole(role) => {
+                self.write();
+                self.iam
+                    .create_role()
+                    .role_name(&role.name)
+                    .path(role_path(&desired.cluster))
+                    .assume_role_policy_document(role.trust.to_string())
+                    .max_session_duration(role.max_session)
+                    .set_permissions_boundary(role.boundary.clone())
+                    .description(format!(
+                        "IRSA role for cluster {} (managed by irsa)",
+                        desired.cluster
+                    ))
+                    .set_tags(Some(tags_iam(&role.tags)))
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:CreateRole", e))?;
+            }
+            Action::UpdateTrust(name, trust) => {
+                self.write();
+                self.iam
+                    .update_assume_role_policy()
+                    .role_name(name)
+                    .policy_document(trust.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:UpdateAssumeRolePolicy", e))?;
+            }
+            Action::UpdateMaxSession(name, secs) => {
+                self.write();
+                self.iam
+                    .update_role()
+                    .role_name(name)
+                    .max_session_duration(*secs)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:UpdateRole", e))?;
+            }
+            Action::TagRole(name, tags) => {
+                self.write();
+                self.iam
+                    .tag_role()
+                    .role_name(name)
+                    .set_tags(Some(tags_iam(tags)))
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:TagRole", e))?;
+            }
+            Action::PutBoundary(name, arn) => {
+                self.write();
+                self.iam
+                    .put_role_permissions_boundary()
+                    .role_name(name)
+                    .permissions_boundary(arn)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:PutRolePermissionsBoundary", e))?;
+            }
+            Action::DeleteBoundary(name) => {
+                self.write();
+                self.iam
+                    .delete_role_permissions_boundary()
+                    .role_name(name)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:DeleteRolePermissionsBoundary", e))?;
+            }
+            Action::AttachPolicy(name, arn) => {
+                self.write();
+                self.iam
+                    .attach_role_policy()
+                    .role_name(name)
+                    .policy_arn(arn)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:AttachRolePolicy", e))?;
+            }
+            Action::DetachPolicy(name, arn) => self.detach_policy(name, arn).await?,
+            Action::PutInline(name, policy, doc) => {
+                self.write();
+                self.iam
+                    .put_role_policy()
+                    .role_name(name)
+                    .policy_name(policy)
+                    .policy_document(doc.to_string())
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:PutRolePolicy", e))?;
+            }
+            Action::DeleteInline(name, policy) => self.delete_inline(name, policy).await?,
+            Action::DeleteRole(name) => {
+                if let Some(role) = self.read_role(name).await? {
+                    for arn in &role.managed {
+                        self.detach_policy(name, arn).await?;
+                    }
+                    for policy in role.inline.keys() {
+                        self.delete_inline(name, policy).await?;
+                    }
+                    self.write();
+                    self.iam
+                        .delete_role()
+                        .role_name(name)
+                        .send()
+                        .await
+                        .map_err(|e| call_err("iam:DeleteRole", e))?;
+                }
+            }
+            Action::DeleteProvider(arn) => {
+                self.write();
+                self.iam
+                    .delete_open_id_connect_provider()
+                    .open_id_connect_provider_arn(arn)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("iam:DeleteOpenIDConnectProvider", e))?;
+            }
+            Action::DeleteObject(key) => {
+                self.write();
+                self.s3
+                    .delete_object()
+                    .bucket(&bucket)
+                    .key(key)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("s3:DeleteObject", e))?;
+            }
+            Action::DeleteBucketPolicy => {
+                self.write();
+                self.s3
+                    .delete_bucket_policy()
+                    .bucket(&bucket)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("s3:DeleteBucketPolicy", e))?;
+            }
+            Action::DeleteBucket => {
+                self.write();
+                self.s3
+                    .delete_bucket()
+                    .bucket(&bucket)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("s3:DeleteBucket", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn detach_policy(&self, role: &str, arn: &str) -> Result<(), AwsError> {
+        self.write();
+        self.iam
+            .detach_role_policy()
+            .role_name(role)
+            .policy_arn(arn)
+            .send()
+            .await
+            .map_err(|e| call_err("iam:DetachRolePolicy", e))?;
+        Ok(())
+    }
+
+    async fn delete_inline(&self, role: &str, policy: &str) -> Result<(), AwsError> {
+        self.write();
+        self.iam
+            .delete_role_policy()
+            .role_name(role)
+            .policy_name(policy)
+            .send()
+            .await
+            .map_err(|e| call_err("iam:DeleteRolePolicy", e))?;
+        Ok(())
+    }
+
+    /// Adds the owner tag to the bucket, keeping its other tags
+    /// (`PutBucketTagging` replaces the whole set).
+    async fn tag_bucket(&self, desired: &Desired, bucket: &str) -> Result<(), AwsError> {
+        let mut tags = self.bucket_tags(bucket).await?;
+        tags.extend(desired.owner_tags());
+        let tags: Vec<aws_sdk_s3::types::Tag> = tags
+            .iter()
+            .filter_map(|(k, v)| {
+                aws_sdk_s3::types::Tag::builder()
+                    .key(k)
+                    .value(v)
+                    .build()
+                    .ok()
+            })
+            .collect();
+        let tagging = aws_sdk_s3::types::Tagging::builder()
+            .set_tag_set(Some(tags))
+            .build()
+            .map_err(|e| AwsError::Unexpected(e.to_string()))?;
+        self.write();
+        self.s3
+            .put_bucket_tagging()
+            .bucket(bucket)
+            .tagging(tagging)
+            .send()
+            .await
+            .map_err(|e| call_err("s3:PutBucketTagging", e))?;
+        Ok(())
+    }
+
+    async fn provider_arn(&self, host_path: &str) -> Result<String, AwsError> {
+        let arns = self.provider_arns().await?;
+        arn_for(&arns, host_path).map(String::from).ok_or_else(|| {
+            AwsError::Unexpected(format!("OIDC provider for {host_path} disappeared"))
+        })
+    }
+}
