@@ -2,78 +2,16 @@
 //! response shape, bad requests, readiness and certificate hot reload.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::{BTreeMap, HashMap};
+mod support;
+
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use irsa_webhook::cache::SaStore;
-use irsa_webhook::{run, Running, Settings};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+use irsa_webhook::{run, Running};
 use serde_json::{json, Value};
-
-const ROLE: &str = "arn:aws:iam::111122223333:role/s3-reader";
-
-/// Writes a CA (ca.crt) and a 127.0.0.1 serving pair (tls.crt/tls.key) into `dir`.
-fn write_certs(dir: &Path, cn: &str) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let mut params = CertificateParams::new(vec![cn.to_string()]).unwrap();
-    params
-        .subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let key = KeyPair::generate().unwrap();
-    let cert = params.signed_by(&key, &ca).unwrap();
-    std::fs::write(dir.join("ca.crt"), ca.pem()).unwrap();
-    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
-    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
-}
-
-fn settings(dir: &Path) -> Settings {
-    Settings {
-        port: 0,
-        metrics_port: 0,
-        bind_address: "127.0.0.1".parse().unwrap(),
-        metrics_bind_address: None,
-        tls_cert: dir.join("tls.crt"),
-        tls_key: dir.join("tls.key"),
-        tls_reload_seconds: 1,
-        max_request_bytes: 64 * 1024,
-        limits: Default::default(),
-        shutdown_seconds: 5,
-        shutdown_delay_seconds: 0,
-        kubeconfig: None,
-        sa_lookup_timeout_ms: 100,
-        sa_lookup_concurrency: 8,
-        annotation_prefix: "eks.amazonaws.com".into(),
-        token_audience: "sts.amazonaws.com".into(),
-        token_mount_path: "/var/run/secrets/eks.amazonaws.com/serviceaccount".into(),
-        token_expiration: 86400,
-        aws_default_region: String::new(),
-        sts_regional_endpoint: false,
-        fs_group: None,
-        go_compat: Default::default(),
-    }
-}
-
-fn store_with_role() -> SaStore {
-    let store = SaStore::new("eks.amazonaws.com");
-    let annotations: BTreeMap<String, String> =
-        [("eks.amazonaws.com/role-arn".to_string(), ROLE.to_string())].into();
-    store.apply("default", "s3", Some(&annotations));
-    store
-}
-
-fn client(ca_dir: &Path) -> reqwest::Client {
-    let ca =
-        reqwest::Certificate::from_pem(&std::fs::read(ca_dir.join("ca.crt")).unwrap()).unwrap();
-    reqwest::Client::builder()
-        .tls_certs_only([ca])
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
+use support::{client, settings, store_with_role, write_certs};
 
 fn review(with_types: bool) -> Value {
     let mut r = json!({
