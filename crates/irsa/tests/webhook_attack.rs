@@ -10,18 +10,13 @@
 mod common;
 mod webhook_process;
 
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::testbed::Testbed;
+use common::testbed::{register_webhook, Testbed, WebhookRegistration};
 use common::*;
-use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, WebhookClientConfig,
-};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use k8s_openapi::ByteString;
 use kube::api::{Api, ObjectMeta, PostParams};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -88,39 +83,6 @@ fn review(namespace: &str, sa: &str) -> Vec<u8> {
             "object": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": namespace},
                 "spec": {"serviceAccountName": sa, "containers": [{"name": "app", "image": "nginx"}]}}}}))
     .unwrap()
-}
-
-async fn register(client: &kube::Client, dir: &Path, port: u16) {
-    let ca = std::fs::read(dir.join("certs/ca.crt")).unwrap();
-    let config = MutatingWebhookConfiguration {
-        metadata: ObjectMeta {
-            name: Some("irsa-attack".into()),
-            ..Default::default()
-        },
-        webhooks: Some(vec![MutatingWebhook {
-            name: "pod-identity-webhook.irsa.dev".into(),
-            admission_review_versions: vec!["v1".into()],
-            side_effects: "None".into(),
-            failure_policy: Some("Ignore".into()),
-            timeout_seconds: Some(10),
-            client_config: WebhookClientConfig {
-                url: Some(format!("https://127.0.0.1:{port}/mutate")),
-                ca_bundle: Some(ByteString(ca)),
-                service: None,
-            },
-            rules: Some(vec![RuleWithOperations {
-                api_groups: Some(vec!["".into()]),
-                api_versions: Some(vec!["v1".into()]),
-                operations: Some(vec!["CREATE".into()]),
-                resources: Some(vec!["pods".into()]),
-                scope: None,
-            }]),
-            ..Default::default()
-        }]),
-    };
-    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    api.create(&PostParams::default(), &config).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
 }
 
 /// Sizes of the attack (idle connections, stalled uploads, connections
@@ -219,7 +181,19 @@ async fn idle_connections_and_stalled_uploads_leave_memory_bounded_and_admission
     let extra: Vec<&str> = extra.split_whitespace().collect();
     let webhook = Webhook::start(d, &bed.kubeconfig, 8192, &extra);
     wait_healthy(d, &webhook, "/readyz").await;
-    register(&client, d, webhook.port).await;
+    register_webhook(
+        &client,
+        WebhookRegistration {
+            name: "irsa-attack",
+            port: webhook.port,
+            ca_pem: std::fs::read(d.join("certs/ca.crt")).unwrap(),
+            timeout_seconds: 10,
+            reinvocation: None,
+        },
+    )
+    .await;
+    // The apiserver picks up webhook configurations asynchronously.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let normal = https_client(d);
     let url = format!("https://127.0.0.1:{}/mutate", webhook.port);
     let body = review("attack", "app");

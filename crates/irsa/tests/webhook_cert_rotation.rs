@@ -20,13 +20,9 @@ use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::testbed::Testbed;
+use common::testbed::{register_webhook, Testbed, WebhookRegistration};
 use common::*;
-use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, WebhookClientConfig,
-};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use k8s_openapi::ByteString;
 use kube::api::{Api, ObjectMeta, PostParams};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
@@ -264,37 +260,17 @@ async fn leaf_renewal_under_the_same_ca_loses_no_admission() {
     };
     sas.create(&PostParams::default(), &sa).await.unwrap();
     // The apiserver trusts the CA, not the serving certificate.
-    let config = MutatingWebhookConfiguration {
-        metadata: ObjectMeta {
-            name: Some("irsa-rotation".into()),
-            ..Default::default()
+    register_webhook(
+        &client,
+        WebhookRegistration {
+            name: "irsa-rotation",
+            port,
+            ca_pem: ca.pem().into_bytes(),
+            timeout_seconds: 5,
+            reinvocation: None,
         },
-        webhooks: Some(vec![MutatingWebhook {
-            name: "pod-identity-webhook.irsa.dev".into(),
-            admission_review_versions: vec!["v1".into()],
-            side_effects: "None".into(),
-            failure_policy: Some("Ignore".into()),
-            timeout_seconds: Some(5),
-            client_config: WebhookClientConfig {
-                url: Some(format!("https://127.0.0.1:{port}/mutate")),
-                ca_bundle: Some(ByteString(ca.pem().into_bytes())),
-                service: None,
-            },
-            rules: Some(vec![RuleWithOperations {
-                api_groups: Some(vec!["".into()]),
-                api_versions: Some(vec!["v1".into()]),
-                operations: Some(vec!["CREATE".into()]),
-                resources: Some(vec!["pods".into()]),
-                scope: None,
-            }]),
-            ..Default::default()
-        }]),
-    };
-    let configs: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    configs
-        .create(&PostParams::default(), &config)
-        .await
-        .unwrap();
+    )
+    .await;
     // Wait until the apiserver calls the webhook (it loads configurations asynchronously).
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut probe = 0;

@@ -11,13 +11,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::testbed::Testbed;
+use common::testbed::{register_webhook, Testbed, WebhookRegistration};
 use common::*;
-use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, WebhookClientConfig,
-};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use k8s_openapi::ByteString;
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use serde_json::{json, Value};
 
@@ -115,41 +111,6 @@ async fn wait_ready(dir: &Path, port: u16) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-async fn register(client: &kube::Client, dir: &Path, port: u16) {
-    let ca = std::fs::read(dir.join("certs/ca.crt")).unwrap();
-    let config = MutatingWebhookConfiguration {
-        metadata: ObjectMeta {
-            name: Some("irsa-e2e".into()),
-            ..Default::default()
-        },
-        webhooks: Some(vec![MutatingWebhook {
-            name: "pod-identity-webhook.irsa.dev".into(),
-            admission_review_versions: vec!["v1".into()],
-            side_effects: "None".into(),
-            failure_policy: Some("Ignore".into()),
-            reinvocation_policy: Some("IfNeeded".into()),
-            timeout_seconds: Some(5),
-            client_config: WebhookClientConfig {
-                url: Some(format!("https://127.0.0.1:{port}/mutate")),
-                ca_bundle: Some(ByteString(ca)),
-                service: None,
-            },
-            rules: Some(vec![RuleWithOperations {
-                api_groups: Some(vec!["".into()]),
-                api_versions: Some(vec!["v1".into()]),
-                operations: Some(vec!["CREATE".into()]),
-                resources: Some(vec!["pods".into()]),
-                scope: None,
-            }]),
-            ..Default::default()
-        }]),
-    };
-    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    api.create(&PostParams::default(), &config).await.unwrap();
-    // The apiserver picks up webhook configurations asynchronously.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
 }
 
 async fn namespace(client: &kube::Client, name: &str) {
@@ -296,7 +257,19 @@ async fn webhook_against_real_apiserver() {
 
     let webhook = start_webhook(d, &bed.kubeconfig);
     wait_ready(d, webhook.port).await;
-    register(&client, d, webhook.port).await;
+    register_webhook(
+        &client,
+        WebhookRegistration {
+            name: "irsa-e2e",
+            port: webhook.port,
+            ca_pem: std::fs::read(d.join("certs/ca.crt")).unwrap(),
+            timeout_seconds: 5,
+            reinvocation: Some("IfNeeded"),
+        },
+    )
+    .await;
+    // The apiserver picks up webhook configurations asynchronously.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // 1. A pod with a role: env, volume, mount added; probes and other fields intact.
     namespace(&client, "e2e-basic").await;

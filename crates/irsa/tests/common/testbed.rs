@@ -399,3 +399,56 @@ impl Drop for Testbed {
         }
     }
 }
+
+/// How a test registers its webhook with the bed's apiserver.
+pub struct WebhookRegistration<'a> {
+    /// Name of the MutatingWebhookConfiguration.
+    pub name: &'a str,
+    /// Port of `https://127.0.0.1:PORT/mutate`.
+    pub port: u16,
+    /// The caBundle (PEM) the apiserver trusts for it.
+    pub ca_pem: Vec<u8>,
+    /// The apiserver's timeout for one call.
+    pub timeout_seconds: i32,
+    /// `reinvocationPolicy`, if any.
+    pub reinvocation: Option<&'a str>,
+}
+
+/// Creates a MutatingWebhookConfiguration (failurePolicy Ignore) that sends
+/// every pod CREATE to the webhook.
+pub async fn register_webhook(client: &kube::Client, r: WebhookRegistration<'_>) {
+    use k8s_openapi::api::admissionregistration::v1::{
+        MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, WebhookClientConfig,
+    };
+    let config = MutatingWebhookConfiguration {
+        metadata: kube::api::ObjectMeta {
+            name: Some(r.name.into()),
+            ..Default::default()
+        },
+        webhooks: Some(vec![MutatingWebhook {
+            name: "pod-identity-webhook.irsa.dev".into(),
+            admission_review_versions: vec!["v1".into()],
+            side_effects: "None".into(),
+            failure_policy: Some("Ignore".into()),
+            reinvocation_policy: r.reinvocation.map(str::to_string),
+            timeout_seconds: Some(r.timeout_seconds),
+            client_config: WebhookClientConfig {
+                url: Some(format!("https://127.0.0.1:{}/mutate", r.port)),
+                ca_bundle: Some(k8s_openapi::ByteString(r.ca_pem)),
+                service: None,
+            },
+            rules: Some(vec![RuleWithOperations {
+                api_groups: Some(vec!["".into()]),
+                api_versions: Some(vec!["v1".into()]),
+                operations: Some(vec!["CREATE".into()]),
+                resources: Some(vec!["pods".into()]),
+                scope: None,
+            }]),
+            ..Default::default()
+        }]),
+    };
+    Api::<MutatingWebhookConfiguration>::all(client.clone())
+        .create(&PostParams::default(), &config)
+        .await
+        .unwrap();
+}
