@@ -96,29 +96,28 @@ enum Command {
     Cluster(cmd::cluster::ClusterCommand),
 }
 
-/// An error that maps to exit code 1 (a check failed, already reported).
-#[derive(Debug)]
-pub struct ChecksFailed;
+/// The one way a command ends with an exit code other than 0 and 2: it has
+/// already reported why (a failed check, a plan with changes under
+/// `--detailed-exitcode`), and the process only exits with this code. Every
+/// other error is printed as `irsa: {error:#}` and exits 2.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit(pub u8);
 
-impl std::fmt::Display for ChecksFailed {
+impl Exit {
+    /// A check failed (`validate`, `token verify`, `doctor`, ...): exit 1.
+    pub const CHECKS_FAILED: Exit = Exit(1);
+}
+
+impl std::fmt::Display for Exit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("one or more checks failed")
+        match self.0 {
+            1 => f.write_str("one or more checks failed"),
+            code => write!(f, "exit {code}"),
+        }
     }
 }
 
-impl std::error::Error for ChecksFailed {}
-
-/// An error carrying a specific exit code.
-#[derive(Debug)]
-pub struct ExitWith(pub u8);
-
-impl std::fmt::Display for ExitWith {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "exit {}", self.0)
-    }
-}
-
-impl std::error::Error for ExitWith {}
+impl std::error::Error for Exit {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -166,13 +165,12 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<ChecksFailed>() => ExitCode::from(1),
-        Err(e) if e.is::<ExitWith>() => {
-            ExitCode::from(e.downcast_ref::<ExitWith>().map_or(1, |x| x.0))
-        }
-        Err(e) => {
-            eprintln!("irsa: {e:#}");
-            ExitCode::from(2)
-        }
+        Err(e) => match e.downcast_ref::<Exit>() {
+            Some(exit) => ExitCode::from(exit.0),
+            None => {
+                eprintln!("irsa: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
 }

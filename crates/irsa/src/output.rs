@@ -59,3 +59,13 @@ pub fn print_report(report: &Report, format: Format) {
         );
     }
 }
+
+/// Progress, notes and warnings for the person at the terminal: written to
+/// stderr, so that stdout carries only a command's result (text or JSON).
+/// Commands print through this one place, never with `eprintln!` directly.
+macro_rules! status {
+    ($($arg:tt)*) => {
+        eprintln!($($arg)*)
+    };
+}
+pub(crate) use status;

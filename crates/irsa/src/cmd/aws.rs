@@ -9,8 +9,9 @@ use irsa_core::plan::{self, Desired, Plan};
 
 pub use super::aws_args::{ApplyArgs, Common, PlanArgs};
 use crate::bundle::Bundle;
+use crate::output::status;
 use crate::output::Format;
-use crate::{ChecksFailed, ExitWith};
+use crate::Exit;
 
 struct Context_ {
     bundle: Bundle,
@@ -48,7 +49,7 @@ async fn load(c: &Common) -> Result<Context_> {
         let host = bundle.config.issuer.url.host().to_string();
         match crate::thumbprint::thumbprint(&host, c.net.ca_cert.as_deref(), &c.net.resolve).await {
             Ok(t) => desired.thumbprints = vec![t],
-            Err(e) => eprintln!(
+            Err(e) => status!(
                 "warning: no provider thumbprint ({e:#}); AWS needs none when the issuer's certificate is from a public CA"
             ),
         }
@@ -147,9 +148,9 @@ pub fn plan(a: PlanArgs) -> Result<()> {
     let result = plan_inner(a);
     match result {
         // With --detailed-exitcode, errors exit 1 (2 means "changes").
-        Err(e) if detailed && !e.is::<ExitWith>() => {
-            eprintln!("irsa: {e:#}");
-            Err(ExitWith(1).into())
+        Err(e) if detailed && !e.is::<Exit>() => {
+            status!("irsa: {e:#}");
+            Err(Exit(1).into())
         }
         other => other,
     }
@@ -166,9 +167,9 @@ fn plan_inner(a: PlanArgs) -> Result<()> {
             &format!("Plan for cluster {}", ctx.bundle.config.cluster),
         );
         let (reads, writes) = ctx.aws.counts();
-        eprintln!("({reads} AWS reads, {writes} writes)");
+        status!("({reads} AWS reads, {writes} writes)");
         if a.detailed_exitcode && !plan.is_empty() {
-            return Err(ExitWith(2).into());
+            return Err(Exit(2).into());
         }
         Ok(())
     })
@@ -206,7 +207,7 @@ async fn execute(ctx: &Context_, plan: &Plan, format: Format, verb: &str) -> Res
     let journal_error = std::sync::Mutex::new(None);
     let progress = |change: &plan::Change| {
         let i = started.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        eprintln!("[{i}/{total}] {change}");
+        status!("[{i}/{total}] {change}");
         if let (plan::Action::CreateBucket, Some(s3)) = (&change.action, &ctx.desired.s3) {
             if let Err(e) = journal::write(&ctx.bundle.dir, &s3.bucket) {
                 if let Ok(mut slot) = journal_error.lock() {
@@ -232,7 +233,7 @@ async fn execute(ctx: &Context_, plan: &Plan, format: Format, verb: &str) -> Res
     }
     if !failures.is_empty() {
         for (change, e) in &failures {
-            eprintln!("irsa: failed: {change}\n       {e}");
+            status!("irsa: failed: {change}\n       {e}");
         }
         bail!(
             "{verb} stopped: {} of {total} change(s) failed (see above); fix the cause and re-run: completed steps are not repeated",
@@ -283,11 +284,11 @@ fn conflicts_fail(plan: &Plan) -> Result<()> {
     if plan.conflicts.is_empty() {
         Ok(())
     } else {
-        eprintln!(
+        status!(
             "irsa: {} resource(s) were left alone (see ! above)",
             plan.conflicts.len()
         );
-        Err(ChecksFailed.into())
+        Err(Exit::CHECKS_FAILED.into())
     }
 }
 
@@ -314,11 +315,11 @@ pub fn destroy(a: ApplyArgs) -> Result<()> {
         }
         execute(&ctx, &plan, a.output, "destroy").await?;
         if !plan.withheld.is_empty() {
-            eprintln!(
+            status!(
                 "irsa: destroy is not complete: {} step(s) held back so that no trust is left pointing at hosting anyone could re-create (see ! above)",
                 plan.withheld.len()
             );
-            return Err(ChecksFailed.into());
+            return Err(Exit::CHECKS_FAILED.into());
         }
         Ok(())
     })

@@ -16,6 +16,7 @@ use irsa_core::parse::parse_private_key;
 
 use crate::bundle::{Bundle, CONFIG_FILE};
 use crate::fsutil;
+use crate::output::status;
 use crate::output::Format;
 
 /// Cluster commands.
@@ -250,7 +251,7 @@ fn print(a: &ConfigArgs, bundle: &Bundle, r: &Rendered) -> Result<()> {
     }
     print!("{out}");
     if let Some(dir) = &r.key_dir {
-        eprintln!("Key files for {dir}/ on each control-plane node (not printed; -o DIR writes them to DIR/pki/):");
+        status!("Key files for {dir}/ on each control-plane node (not printed; -o DIR writes them to DIR/pki/):");
         for f in &r.node_files {
             let sources: Vec<String> = f
                 .sources
@@ -263,12 +264,12 @@ fn print(a: &ConfigArgs, bundle: &Bundle, r: &Rendered) -> Result<()> {
                 format!("cat {}", sources.join(" "))
             };
             let mode = if f.private { "0600" } else { "0644" };
-            eprintln!("  {}/{}  ({how}, mode {mode})", dir, f.name);
+            status!("  {}/{}  ({how}, mode {mode})", dir, f.name);
         }
     }
-    eprintln!("Next steps:");
+    status!("Next steps:");
     for note in &r.notes {
-        eprintln!("  - {note}");
+        status!("  - {note}");
     }
     Ok(())
 }
@@ -394,9 +395,9 @@ fn write_out(
         } else {
             ""
         };
-        eprintln!("wrote {}{private}", path.display());
+        status!("wrote {}{private}", path.display());
     }
-    eprintln!(
+    status!(
         "next steps: {} (where each file goes)",
         dir.join("NOTES.txt").display()
     );

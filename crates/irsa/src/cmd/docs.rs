@@ -9,7 +9,8 @@ use irsa_core::{Algorithm, Discovery, IssuerUrl, Jwks, JwksPath, PublicKey};
 
 use crate::bundle::Bundle;
 use crate::fsutil;
-use crate::ChecksFailed;
+use crate::output::status;
+use crate::Exit;
 
 /// Arguments of `irsa jwks`.
 #[derive(Args)]
@@ -68,7 +69,7 @@ fn emit(out: Option<&PathBuf>, text: &str) -> Result<()> {
     match out {
         Some(path) => {
             fsutil::write_atomic(path, text.as_bytes(), fsutil::PUBLIC)?;
-            eprintln!("wrote {}", path.display());
+            status!("wrote {}", path.display());
         }
         None => print!("{text}"),
     }
@@ -163,7 +164,7 @@ pub fn render(a: RenderArgs) -> Result<()> {
             stale.join(", "),
             a.dir.display()
         );
-        return Err(ChecksFailed.into());
+        return Err(Exit::CHECKS_FAILED.into());
     }
     bundle.write_documents(&docs)?;
     println!("wrote {}", bundle.discovery_path().display());

@@ -29,7 +29,7 @@ use kube::api::{Api, ListParams, PostParams};
 use crate::bundle::{Bundle, CONFIG_FILE};
 use crate::fetch::{Fetcher, Network};
 use crate::output::{print_report, Format};
-use crate::ChecksFailed;
+use crate::Exit;
 
 /// Arguments of `irsa doctor`.
 #[derive(Args)]
@@ -538,7 +538,7 @@ pub fn run(a: DoctorArgs) -> Result<()> {
     }
     print_report(&r, a.output);
     if r.failed() {
-        return Err(ChecksFailed.into());
+        return Err(Exit::CHECKS_FAILED.into());
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 
 use crate::bundle::{Bundle, CONFIG_FILE};
 use crate::fsutil;
+use crate::output::status;
 
 /// Target format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -293,19 +294,19 @@ pub fn run(a: ExportArgs) -> Result<()> {
                 anyhow::bail!("{} exists; pass --force to overwrite it", path.display());
             }
             fsutil::write_atomic(path, text.as_bytes(), fsutil::PUBLIC)?;
-            eprintln!("wrote {}", path.display());
+            status!("wrote {}", path.display());
         }
         None => print!("{text}"),
     }
     if a.target == Target::Cloudformation {
         if let Some(s3) = &desired.s3 {
-            eprintln!("CloudFormation cannot upload files: after the stack is created, upload the issuer documents:");
+            status!("CloudFormation cannot upload files: after the stack is created, upload the issuer documents:");
             for key in desired.objects.keys() {
                 let local = bundle
                     .dir
                     .join(crate::bundle::ISSUER_DIR)
                     .join(key.strip_prefix(&format!("{}/", s3.prefix)).unwrap_or(key));
-                eprintln!(
+                status!(
                     "  aws s3 cp {} s3://{}/{key} --content-type application/json --cache-control max-age=300",
                     local.display(),
                     s3.bucket

@@ -10,6 +10,7 @@ use irsa_core::{Algorithm, PrivateKey};
 
 use crate::cfgedit::ConfigEdit;
 use crate::fsutil;
+use crate::output::status;
 use crate::output::Format;
 
 /// Key commands.
@@ -303,7 +304,7 @@ fn rotate(a: RotateArgs) -> Result<()> {
                 cfg.issuer.jwks_path.as_str()
             );
             if a.force {
-                eprintln!("warning: --force: not checking that {url} publishes kid {kid}");
+                status!("warning: --force: not checking that {url} publishes kid {kid}");
             } else {
                 let fetcher = a.net.fetcher()?;
                 let published = fetcher
@@ -322,12 +323,12 @@ fn rotate(a: RotateArgs) -> Result<()> {
                 match has {
                     Ok(true) => println!("checked: {url} publishes the next key (kid {kid})"),
                     Ok(false) => {
-                        eprintln!("irsa: {url} does not publish the next key (kid {kid}) yet; switching now would break every pod's AWS access until it does.\n      Run `irsa apply` (or upload issuer/ to your host), wait for caches to expire, and retry. (--force skips this check.)");
-                        return Err(crate::ChecksFailed.into());
+                        status!("irsa: {url} does not publish the next key (kid {kid}) yet; switching now would break every pod's AWS access until it does.\n      Run `irsa apply` (or upload issuer/ to your host), wait for caches to expire, and retry. (--force skips this check.)");
+                        return Err(crate::Exit::CHECKS_FAILED.into());
                     }
                     Err(e) => {
-                        eprintln!("irsa: {e:#}\n      The switch needs proof that STS can fetch the next key. (--force skips this check.)");
-                        return Err(crate::ChecksFailed.into());
+                        status!("irsa: {e:#}\n      The switch needs proof that STS can fetch the next key. (--force skips this check.)");
+                        return Err(crate::Exit::CHECKS_FAILED.into());
                     }
                 }
             }
@@ -360,12 +361,12 @@ fn rotate(a: RotateArgs) -> Result<()> {
             let ready = since.map(|t| t + a.max_token_lifetime + a.margin);
             match ready {
                 Some(t) if t > now && !a.force => {
-                    eprintln!(
+                    status!(
                         "irsa: tokens signed by the old key may be valid until {} ({} s from now): retiring it earlier would break pods still holding them.\n      Retry then, or pass --force if no such token is in use (--max-token-lifetime and --margin set the wait).",
                         crate::cmd::rfc3339(t),
                         t - now
                     );
-                    return Err(crate::ChecksFailed.into());
+                    return Err(crate::Exit::CHECKS_FAILED.into());
                 }
                 None if !a.force => bail!("the previous key has no `deactivated` time in irsa.yaml; pass --force once its tokens have expired"),
                 _ => {}
@@ -407,7 +408,7 @@ fn generate(a: GenerateArgs) -> Result<()> {
     )?;
     if !a.algorithm.kube_apiserver_signs() {
         tracing::warn!(algorithm = %a.algorithm, "kube-apiserver signs RSA keys with RS256; use this algorithm only with a signer that uses it");
-        eprintln!("warning: kube-apiserver always signs RSA keys with RS256; publish {} only for a signer that uses it", a.algorithm);
+        status!("warning: kube-apiserver always signs RSA keys with RS256; publish {} only for a signer that uses it", a.algorithm);
     }
     let kid = key.public_key().kid();
     match a.output {

@@ -14,7 +14,7 @@ use crate::bundle::{self, Bundle, CONFIG_FILE, ISSUER_DIR};
 use crate::fetch::{Fetcher, Network};
 use crate::fsutil;
 use crate::output::{print_report, Format};
-use crate::ChecksFailed;
+use crate::Exit;
 
 /// Arguments of `irsa validate`.
 #[derive(Args)]
@@ -70,7 +70,7 @@ pub fn run(a: ValidateArgs) -> Result<()> {
     }
     print_report(&report, a.output);
     if report.failed() {
-        return Err(ChecksFailed.into());
+        return Err(Exit::CHECKS_FAILED.into());
     }
     Ok(())
 }

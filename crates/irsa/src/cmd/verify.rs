@@ -16,6 +16,7 @@ use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, Po
 use crate::bundle::Bundle;
 use crate::cmd::aws::Common;
 use crate::cmd::bind::{account_for, object_yaml, service_account};
+use crate::output::status;
 
 /// Arguments of `irsa verify`.
 #[derive(Args)]
@@ -123,7 +124,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
     let job = job(&a.namespace, &a.service_account, &a.image);
     if !a.apply {
         print!("{}---\n{}", object_yaml(&sa), object_yaml(&job));
-        eprintln!("apply with `kubectl apply -f -`, or run `irsa verify ... --apply` to apply, wait and report");
+        status!("apply with `kubectl apply -f -`, or run `irsa verify ... --apply` to apply, wait and report");
         return Ok(());
     }
     crate::cmd::runtime()?.block_on(apply_and_wait(&a, sa, job))
@@ -163,11 +164,11 @@ async fn apply_and_wait(a: &VerifyArgs, sa: ServiceAccount, job: Job) -> Result<
             break (s > 0, f > 0);
         }
         if Instant::now() > deadline {
-            eprintln!(
+            status!(
                 "irsa: job/{name} did not finish in {} s: check that nodes can pull {} (`kubectl -n {ns} describe job {name}`)",
                 a.timeout, a.image
             );
-            return Err(crate::ChecksFailed.into());
+            return Err(crate::Exit::CHECKS_FAILED.into());
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
@@ -192,12 +193,12 @@ async fn apply_and_wait(a: &VerifyArgs, sa: ServiceAccount, job: Job) -> Result<
         }
         _ => {
             let _ = failed;
-            eprintln!("✗ job/{name} failed:\n{logs}");
-            eprintln!(
+            status!("✗ job/{name} failed:\n{logs}");
+            status!(
                 "run `irsa doctor -n {ns} -s {}` to find the broken link",
                 a.service_account
             );
-            Err(crate::ChecksFailed.into())
+            Err(crate::Exit::CHECKS_FAILED.into())
         }
     }
 }

@@ -11,6 +11,7 @@ use rcgen::{
 };
 
 use crate::fsutil;
+use crate::output::status;
 
 /// Webhook commands.
 #[derive(Subcommand)]
@@ -121,13 +122,13 @@ fn serve(settings: irsa_webhook::Settings) -> Result<()> {
         .build()
         .context("cannot start the runtime")?;
     for warning in settings.go_compat.ignored() {
-        eprintln!("irsa webhook: warning: {warning}");
+        status!("irsa webhook: warning: {warning}");
     }
     runtime.block_on(async move {
         let client = irsa_webhook::server::client(&settings).await?;
         let delay = std::time::Duration::from_secs(settings.shutdown_delay_seconds);
         let running = irsa_webhook::run(settings, Some(client), None).await?;
-        eprintln!(
+        status!(
             "irsa webhook: serving https://{}/mutate, metrics http://{}/metrics",
             running.addr, running.metrics_addr
         );
@@ -267,7 +268,7 @@ fn manifests(a: ManifestsArgs) -> Result<()> {
             // A kubernetes.io/tls Secret without tls.key is rejected by the
             // apiserver, and one applied here would make `kubectl create
             // secret` fail later: leave it out and say how to make it.
-            eprintln!(
+            status!(
                 "note: the Secret irsa-webhook-tls holds the serving key, which irsa does not print by default; create it from the files:\n  kubectl -n {ns} create secret tls irsa-webhook-tls --cert={crt} --key={key}\nor pass --include-private-key to print it with the manifests",
                 ns = a.namespace,
                 crt = dir.join("tls.crt").display(),
@@ -275,7 +276,7 @@ fn manifests(a: ManifestsArgs) -> Result<()> {
             );
         }
     } else {
-        eprintln!("note: no --cert-dir: caBundle is empty and the Secret irsa-webhook-tls must come from elsewhere (e.g. deploy/cert-manager)");
+        status!("note: no --cert-dir: caBundle is empty and the Secret irsa-webhook-tls must come from elsewhere (e.g. deploy/cert-manager)");
     }
     println!("{}", docs.join("\n---\n"));
     Ok(())
