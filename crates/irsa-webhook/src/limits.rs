@@ -245,12 +245,43 @@ pub enum BodyError {
 /// Smallest buffer allocated for a body of unknown length.
 const FIRST_ALLOCATION: usize = 16 * 1024;
 
+/// At most this much of an oversized body is read and dropped before the
+/// 413 goes out, so that a client still writing its body reads the answer
+/// instead of a reset connection.
+pub const DRAIN_BYTES: usize = 4 * 1024 * 1024;
+
+/// And for at most this long.
+pub const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and drops what is left of `body`, up to [`DRAIN_BYTES`] and
+/// [`DRAIN_TIME`]; nothing is kept, so memory does not grow. A body
+/// declared larger than that is not read at all (the connection closes).
+pub async fn drain(body: &mut Incoming) {
+    let declared = hyper::body::Body::size_hint(body).exact();
+    if declared.is_some_and(|n| n > DRAIN_BYTES as u64) {
+        return;
+    }
+    let discard = async {
+        let mut left = DRAIN_BYTES;
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
+            let Some(rest) = left.checked_sub(chunk.len()) else {
+                return;
+            };
+            left = rest;
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
+}
+
 /// Reads a body of at most `max` bytes into one buffer whose every
 /// allocation is first taken from `budget`. The returned [`Held`] keeps
 /// the bytes counted until dropped. No deadline here: the caller bounds
 /// the whole read.
 pub async fn read_body(
-    mut body: Incoming,
+    body: &mut Incoming,
     max: usize,
     budget: &Budget,
 ) -> Result<(Vec<u8>, Held), BodyError> {

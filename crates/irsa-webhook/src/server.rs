@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::admission::Handler;
 use crate::cache::SaStore;
 use crate::conn::{accept_loop, serve, serve_unlimited, Activity, Body};
-use crate::limits::{read_body, BodyError, Budget, Limits};
+use crate::limits::{drain, read_body, BodyError, Budget, Limits};
 use crate::metrics::{Metrics, RequestLabels};
 use crate::registry::Connections;
 use crate::settings::Settings;
@@ -148,14 +148,16 @@ async fn mutate(req: Request<Incoming>, state: &State) -> Response<Body> {
     let Some((deadline, budget)) = &state.body_limits else {
         return mutate_unlimited(req, state).await;
     };
-    let read = read_body(req.into_body(), state.max_body, budget);
+    let mut incoming = req.into_body();
+    let read = read_body(&mut incoming, state.max_body, budget);
     let (body, held) = match tokio::time::timeout(*deadline, read).await {
         Ok(Ok(read)) => read,
         Ok(Err(BodyError::TooLarge(_))) => {
+            drain(&mut incoming).await;
             return closing(text(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "AdmissionReview larger than --max-request-bytes\n",
-            ))
+            ));
         }
         Ok(Err(BodyError::Read(_))) => {
             return closing(text(
@@ -176,8 +178,9 @@ async fn mutate(req: Request<Incoming>, state: &State) -> Response<Body> {
     json(bytes)
 }
 
-/// Asks hyper to close the connection after this answer (the rest of an
-/// unread body is not waited for).
+/// Asks hyper to close the connection after this answer. The rest of an
+/// unread body is not waited for, except after a 413, where [`drain`] drops
+/// a bounded amount of it first.
 fn closing(mut r: Response<Body>) -> Response<Body> {
     r.headers_mut().insert(
         hyper::header::CONNECTION,

@@ -400,3 +400,41 @@ async fn only_tls12_and_newer_are_accepted() {
     assert!(!handshake("-tls1_1").await, "TLS 1.1 refused");
     assert!(!handshake("-tls1").await, "TLS 1.0 refused");
 }
+
+/// A body over `--max-request-bytes` is answered with 413, which the client
+/// reads: the server drops the rest of the body (bounded) before it closes,
+/// instead of closing on a client that is still writing (a reset).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_are_answered_with_413_not_a_reset() {
+    let t = tempfile::tempdir().unwrap();
+    write_certs(t.path(), "webhook");
+    let running = run(settings(t.path()), None, Some(store_with_role()))
+        .await
+        .unwrap();
+    let c = client(t.path());
+    let mut answers = HashMap::new();
+    for size in [100 * 1024, 1024 * 1024, 3 * 1024 * 1024] {
+        for _ in 0..20 {
+            let sent = c
+                .post(format!("https://{}/mutate", running.addr))
+                .header("content-type", "application/json")
+                .body(vec![b' '; size])
+                .send()
+                .await;
+            let answer = match sent {
+                Ok(r) => r.status().as_u16().to_string(),
+                Err(e) => format!("error: {e:?}"),
+            };
+            *answers.entry((size, answer)).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(
+        answers,
+        HashMap::from([
+            ((100 * 1024, "413".into()), 20),
+            ((1024 * 1024, "413".into()), 20),
+            ((3 * 1024 * 1024, "413".into()), 20),
+        ]),
+    );
+    running.shutdown();
+}
