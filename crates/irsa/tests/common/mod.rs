@@ -3,6 +3,7 @@
 
 pub mod faults;
 pub mod https;
+pub mod kustomize;
 pub mod moto;
 pub mod testbed;
 
