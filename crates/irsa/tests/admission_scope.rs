@@ -2,8 +2,9 @@
 //! only for pods in namespaces labelled `irsa.dev/webhook=enabled`) and
 //! `strict` (the same scope with `failurePolicy: Fail`). They render with
 //! `kubectl kustomize`, change nothing but the webhook's scope and failure
-//! policy, pass a server-side dry run, and the strict one refuses a pod while
-//! the webhook is down and admits it mutated once it is up.
+//! policy, also on top of the other installs, and pass a server-side dry run.
+//! On the test bed the strict one refuses a pod while the webhook is down and
+//! admits it mutated once it is up; the opt-in one admits it bare while down.
 // The test-bed tests run `irsa webhook serve` of the full build.
 #![cfg(feature = "online")]
 #![allow(clippy::unwrap_used)]
