@@ -21,6 +21,7 @@ pub mod private;
 pub mod rotation;
 pub mod sid;
 mod teardown;
+pub mod timestamp;
 pub mod trust;
 pub mod verify;
 
@@ -30,3 +31,4 @@ pub use issuer::{IssuerUrl, JwksPath, S3Location};
 pub use jwks::{Jwk, Jwks};
 pub use key::{Algorithm, Curve, Kid, PublicKey};
 pub use private::PrivateKey;
+pub use timestamp::Timestamp;

@@ -16,6 +16,7 @@
 use crate::config::{KeyConfig, KeyState};
 use crate::jwks::Jwks;
 use crate::key::Algorithm;
+use crate::timestamp::Timestamp;
 
 /// Why a rotation stage refuses to go ahead.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -59,10 +60,10 @@ pub enum RotationError {
     #[error("no previous key to retire (`irsa keys status` shows where the rotation stands)")]
     NoPreviousKey,
     /// Retire: tokens the previous key signed may still be valid.
-    #[error("tokens signed by the old key may be valid until {} ({remaining} s from now): retiring it earlier would break pods still holding them.\nRetry then, or pass --force if no such token is in use (--max-token-lifetime and --margin set the wait).", rfc3339(*.until))]
+    #[error("tokens signed by the old key may be valid until {until} ({remaining} s from now): retiring it earlier would break pods still holding them.\nRetry then, or pass --force if no such token is in use (--max-token-lifetime and --margin set the wait).")]
     TokensMayBeValid {
-        /// Unix time from which the previous key may be retired.
-        until: i64,
+        /// When the previous key may be retired.
+        until: Timestamp,
         /// Seconds from now until then.
         remaining: i64,
     },
@@ -138,8 +139,8 @@ pub enum Standing {
     Switched {
         /// Indexes of the `previous` keys.
         previous: Vec<usize>,
-        /// Unix time from which they may be retired, if known.
-        retire_ready: Option<i64>,
+        /// When they may be retired, if known.
+        retire_ready: Option<Timestamp>,
     },
 }
 
@@ -158,13 +159,13 @@ pub fn standing(keys: &[KeyConfig], wait: TokenWait) -> Standing {
     }
 }
 
-/// Unix time from which the `previous` keys may be retired: the latest time
-/// one of them stopped signing, plus the wait. `None` when none of them
-/// records when it stopped.
-pub fn retire_ready(keys: &[KeyConfig], wait: TokenWait) -> Option<i64> {
+/// When the `previous` keys may be retired: the latest time one of them
+/// stopped signing, plus the wait. `None` when none of them records when it
+/// stopped.
+pub fn retire_ready(keys: &[KeyConfig], wait: TokenWait) -> Option<Timestamp> {
     keys.iter()
         .filter(|k| k.state == KeyState::Previous)
-        .filter_map(|k| parse_time(k.deactivated.as_deref()))
+        .filter_map(|k| k.deactivated)
         .max()
         .map(|t| t.saturating_add(wait.seconds()))
 }
@@ -188,7 +189,7 @@ pub struct Publish {
 pub fn publish(
     keys: &[KeyConfig],
     algorithm: Option<Algorithm>,
-    now: i64,
+    now: Timestamp,
     force: bool,
 ) -> Result<Publish, RotationError> {
     let active = active_index(keys)?;
@@ -201,7 +202,7 @@ pub fn publish(
         return Err(RotationError::PreviousNotRetired);
     }
     let algorithm = algorithm.unwrap_or(keys[active].algorithm);
-    let tag = file_tag(now);
+    let tag = now.file_tag();
     let public_key = format!("keys/sa-signer-{tag}.pub");
     let private_key = format!("keys/sa-signer-{tag}.key");
     let mut keys = keys.to_vec();
@@ -210,7 +211,7 @@ pub fn publish(
         private_key: Some(private_key.clone()),
         algorithm,
         state: KeyState::Next,
-        created: Some(rfc3339(now)),
+        created: Some(now),
         activated: None,
         deactivated: None,
     });
@@ -236,7 +237,7 @@ pub struct Switch {
 /// Switch: the `next` key signs from `now` on, the active key becomes
 /// `previous`. The caller first proves, with [`check_published`], that the
 /// issuer serves the next key (unless forced).
-pub fn switch(keys: &[KeyConfig], now: i64) -> Result<Switch, RotationError> {
+pub fn switch(keys: &[KeyConfig], now: Timestamp) -> Result<Switch, RotationError> {
     let active = active_index(keys)?;
     let next = keys
         .iter()
@@ -247,12 +248,11 @@ pub fn switch(keys: &[KeyConfig], now: i64) -> Result<Switch, RotationError> {
             next: keys[next].public_key.clone(),
         });
     }
-    let stamp = rfc3339(now);
     let mut keys = keys.to_vec();
     keys[active].state = KeyState::Previous;
-    keys[active].deactivated = Some(stamp.clone());
+    keys[active].deactivated = Some(now);
     keys[next].state = KeyState::Active;
-    keys[next].activated = Some(stamp);
+    keys[next].activated = Some(now);
     Ok(Switch {
         signing: next,
         stopped: active,
@@ -322,7 +322,7 @@ impl Retire {
 pub fn retire(
     keys: &[KeyConfig],
     wait: TokenWait,
-    now: i64,
+    now: Timestamp,
     force: bool,
 ) -> Result<Retire, RotationError> {
     active_index(keys)?;
@@ -335,7 +335,7 @@ pub fn retire(
             Some(until) if until > now => {
                 return Err(RotationError::TokensMayBeValid {
                     until,
-                    remaining: until.saturating_sub(now),
+                    remaining: until.unix().saturating_sub(now.unix()),
                 })
             }
             None => return Err(RotationError::NoDeactivatedTime),
@@ -364,36 +364,6 @@ fn indexes(keys: &[KeyConfig], state: KeyState) -> Vec<usize> {
         .filter(|(_, k)| k.state == state)
         .map(|(i, _)| i)
         .collect()
-}
-
-fn parse_time(s: Option<&str>) -> Option<i64> {
-    time::OffsetDateTime::parse(s?, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
-}
-
-/// RFC 3339 rendering of a Unix time.
-fn rfc3339(ts: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ts)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ts.to_string())
-}
-
-/// `YYYYMMDD-hhmmss` of a Unix time, for key file names.
-fn file_tag(ts: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ts)
-        .ok()
-        .and_then(|t| {
-            t.format(time::macros::format_description!(
-                "[year][month][day]-[hour][minute][second]"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| ts.to_string())
 }
 
 #[cfg(test)]

@@ -6,6 +6,13 @@ use super::*;
 /// 2026-01-01T00:00:00Z.
 const T0: i64 = 1_767_225_600;
 const DAY: i64 = 86_400;
+/// When the tokens signed until `t(0)` have expired, with `wait()`.
+const READY: i64 = DAY + 3_600;
+
+/// `secs` seconds after T0.
+fn t(secs: i64) -> Timestamp {
+    Timestamp::from_unix(T0 + secs).unwrap()
+}
 
 fn key(name: &str, state: KeyState) -> KeyConfig {
     KeyConfig {
@@ -13,7 +20,7 @@ fn key(name: &str, state: KeyState) -> KeyConfig {
         private_key: Some(format!("keys/{name}.key")),
         algorithm: Algorithm::RS256,
         state,
-        created: Some("2025-01-01T00:00:00Z".into()),
+        created: Some("2025-01-01T00:00:00Z".parse().unwrap()),
         activated: None,
         deactivated: None,
     }
@@ -29,8 +36,8 @@ fn wait() -> TokenWait {
 
 /// `idle()` after publish and switch at T0.
 fn switched() -> Vec<KeyConfig> {
-    let published = publish(&idle(), None, T0 - 60, false).unwrap().keys;
-    switch(&published, T0).unwrap().keys
+    let published = publish(&idle(), None, t(-60), false).unwrap().keys;
+    switch(&published, t(0)).unwrap().keys
 }
 
 fn states(keys: &[KeyConfig]) -> Vec<KeyState> {
@@ -39,7 +46,7 @@ fn states(keys: &[KeyConfig]) -> Vec<KeyState> {
 
 #[test]
 fn publish_adds_a_next_key_named_after_the_time() {
-    let p = publish(&idle(), None, T0, false).unwrap();
+    let p = publish(&idle(), None, t(0), false).unwrap();
     assert_eq!(p.public_key, "keys/sa-signer-20260101-000000.pub");
     assert_eq!(p.private_key, "keys/sa-signer-20260101-000000.key");
     assert_eq!(p.algorithm, Algorithm::RS256, "the active key's algorithm");
@@ -51,21 +58,21 @@ fn publish_adds_a_next_key_named_after_the_time() {
             private_key: Some(p.private_key.clone()),
             algorithm: Algorithm::RS256,
             state: KeyState::Next,
-            created: Some("2026-01-01T00:00:00Z".into()),
+            created: Some(t(0)),
             activated: None,
             deactivated: None,
         }
     );
-    let es = publish(&idle(), Some(Algorithm::ES256), T0, false).unwrap();
+    let es = publish(&idle(), Some(Algorithm::ES256), t(0), false).unwrap();
     assert_eq!(es.algorithm, Algorithm::ES256);
     assert_eq!(es.keys[2].algorithm, Algorithm::ES256, "the one asked for");
 }
 
 #[test]
 fn publish_refuses_while_a_rotation_is_under_way_even_forced() {
-    let published = publish(&idle(), None, T0, false).unwrap().keys;
+    let published = publish(&idle(), None, t(0), false).unwrap().keys;
     for force in [false, true] {
-        let err = publish(&published, None, T0 + 1, force).unwrap_err();
+        let err = publish(&published, None, t(1), force).unwrap_err();
         assert_eq!(
             err,
             RotationError::RotationUnderWay {
@@ -79,10 +86,10 @@ fn publish_refuses_while_a_rotation_is_under_way_even_forced() {
 
 #[test]
 fn publish_refuses_while_a_previous_key_verifies_unless_forced() {
-    let err = publish(&switched(), None, T0 + 1, false).unwrap_err();
+    let err = publish(&switched(), None, t(1), false).unwrap_err();
     assert_eq!(err, RotationError::PreviousNotRetired);
     assert!(err.to_string().contains("--stage retire"), "{err}");
-    let forced = publish(&switched(), None, T0 + 1, true).unwrap();
+    let forced = publish(&switched(), None, t(1), true).unwrap();
     assert_eq!(
         states(&forced.keys),
         [
@@ -98,12 +105,12 @@ fn publish_refuses_while_a_previous_key_verifies_unless_forced() {
 fn every_stage_refuses_a_list_without_an_active_key() {
     let keys = vec![key("a", KeyState::Next), key("b", KeyState::Previous)];
     assert_eq!(
-        publish(&keys, None, T0, true).unwrap_err(),
+        publish(&keys, None, t(0), true).unwrap_err(),
         RotationError::NoActiveKey
     );
-    assert_eq!(switch(&keys, T0).unwrap_err(), RotationError::NoActiveKey);
+    assert_eq!(switch(&keys, t(0)).unwrap_err(), RotationError::NoActiveKey);
     assert_eq!(
-        retire(&keys, wait(), T0, true).unwrap_err(),
+        retire(&keys, wait(), t(0), true).unwrap_err(),
         RotationError::NoActiveKey
     );
     assert!(RotationError::NoActiveKey
@@ -113,24 +120,21 @@ fn every_stage_refuses_a_list_without_an_active_key() {
 
 #[test]
 fn switch_makes_the_next_key_sign_and_the_active_one_previous() {
-    let published = publish(&idle(), None, T0 - 60, false).unwrap().keys;
-    let s = switch(&published, T0).unwrap();
+    let published = publish(&idle(), None, t(-60), false).unwrap().keys;
+    let s = switch(&published, t(0)).unwrap();
     assert_eq!((s.signing, s.stopped), (2, 1));
     assert_eq!(
         states(&s.keys),
         [KeyState::Retired, KeyState::Previous, KeyState::Active]
     );
-    assert_eq!(
-        s.keys[1].deactivated.as_deref(),
-        Some("2026-01-01T00:00:00Z")
-    );
-    assert_eq!(s.keys[2].activated.as_deref(), Some("2026-01-01T00:00:00Z"));
+    assert_eq!(s.keys[1].deactivated, Some(t(0)));
+    assert_eq!(s.keys[2].activated, Some(t(0)));
     assert_eq!(s.keys[0], published[0], "retired record untouched");
 }
 
 #[test]
 fn switch_refuses_without_a_next_key() {
-    let err = switch(&idle(), T0).unwrap_err();
+    let err = switch(&idle(), t(0)).unwrap_err();
     assert_eq!(err, RotationError::NoNextKey);
     assert!(err.to_string().contains("--stage publish"), "{err}");
 }
@@ -141,7 +145,7 @@ fn switch_refuses_a_next_key_without_a_private_key() {
     let mut next = key("n", KeyState::Next);
     next.private_key = None;
     keys.push(next);
-    let err = switch(&keys, T0).unwrap_err();
+    let err = switch(&keys, t(0)).unwrap_err();
     assert_eq!(
         err,
         RotationError::NextKeyWithoutPrivateKey {
@@ -215,13 +219,12 @@ fn the_switch_check_refuses_what_is_not_a_served_jwks() {
 #[test]
 fn retire_waits_for_the_old_keys_tokens_to_expire() {
     let keys = switched();
-    let ready = T0 + DAY + 3_600;
-    assert_eq!(retire_ready(&keys, wait()), Some(ready));
-    let err = retire(&keys, wait(), ready - 10, false).unwrap_err();
+    assert_eq!(retire_ready(&keys, wait()), Some(t(READY)));
+    let err = retire(&keys, wait(), t(READY - 10), false).unwrap_err();
     assert_eq!(
         err,
         RotationError::TokensMayBeValid {
-            until: ready,
+            until: t(READY),
             remaining: 10
         }
     );
@@ -232,7 +235,7 @@ fn retire_waits_for_the_old_keys_tokens_to_expire() {
         ),
         "{err}"
     );
-    let r = retire(&keys, wait(), ready, false).unwrap();
+    let r = retire(&keys, wait(), t(READY), false).unwrap();
     assert_eq!(r.retired, [1]);
     assert_eq!(
         states(&r.keys),
@@ -244,7 +247,7 @@ fn retire_waits_for_the_old_keys_tokens_to_expire() {
 
 #[test]
 fn retire_forced_goes_ahead_early() {
-    let r = retire(&switched(), wait(), T0 + 1, true).unwrap();
+    let r = retire(&switched(), wait(), t(1), true).unwrap();
     assert_eq!(r.retired, [1]);
     assert_eq!(r.verifying(), 1);
 }
@@ -252,7 +255,7 @@ fn retire_forced_goes_ahead_early() {
 #[test]
 fn retire_refuses_without_a_previous_key() {
     for force in [false, true] {
-        let err = retire(&idle(), wait(), T0, force).unwrap_err();
+        let err = retire(&idle(), wait(), t(0), force).unwrap_err();
         assert_eq!(err, RotationError::NoPreviousKey);
         assert!(err.to_string().contains("irsa keys status"), "{err}");
     }
@@ -263,12 +266,12 @@ fn retire_refuses_when_no_previous_key_says_when_it_stopped_unless_forced() {
     let mut keys = switched();
     keys[1].deactivated = None;
     assert_eq!(retire_ready(&keys, wait()), None);
-    let err = retire(&keys, wait(), T0 + 10 * DAY, false).unwrap_err();
+    let err = retire(&keys, wait(), t(10 * DAY), false).unwrap_err();
     assert_eq!(err, RotationError::NoDeactivatedTime);
     assert!(!err.is_safety_check());
     assert!(err.to_string().contains("--force"), "{err}");
     assert_eq!(
-        retire(&keys, wait(), T0, true).unwrap().retired,
+        retire(&keys, wait(), t(0), true).unwrap().retired,
         [1],
         "forced"
     );
@@ -278,15 +281,14 @@ fn retire_refuses_when_no_previous_key_says_when_it_stopped_unless_forced() {
 fn retire_waits_for_the_latest_of_several_previous_keys() {
     let mut keys = switched();
     let mut older = key("older", KeyState::Previous);
-    older.deactivated = Some("2025-12-01T00:00:00Z".into());
+    older.deactivated = Some("2025-12-01T00:00:00Z".parse().unwrap());
     keys.insert(0, older);
     let mut unstamped = key("unstamped", KeyState::Previous);
     unstamped.deactivated = None;
     keys.push(unstamped);
-    let ready = T0 + DAY + 3_600;
-    assert_eq!(retire_ready(&keys, wait()), Some(ready));
-    assert!(retire(&keys, wait(), ready - 1, false).is_err());
-    let r = retire(&keys, wait(), ready, false).unwrap();
+    assert_eq!(retire_ready(&keys, wait()), Some(t(READY)));
+    assert!(retire(&keys, wait(), t(READY - 1), false).is_err());
+    let r = retire(&keys, wait(), t(READY), false).unwrap();
     assert_eq!(r.retired, [0, 2, 4]);
     assert_eq!(r.verifying(), 1);
 }
@@ -294,7 +296,7 @@ fn retire_waits_for_the_latest_of_several_previous_keys() {
 #[test]
 fn standing_follows_the_stages() {
     assert_eq!(standing(&idle(), wait()), Standing::Idle);
-    let published = publish(&idle(), None, T0 - 60, false).unwrap().keys;
+    let published = publish(&idle(), None, t(-60), false).unwrap().keys;
     assert_eq!(
         standing(&published, wait()),
         Standing::Published { next: 2 }
@@ -303,16 +305,16 @@ fn standing_follows_the_stages() {
         standing(&switched(), wait()),
         Standing::Switched {
             previous: vec![1],
-            retire_ready: Some(T0 + DAY + 3_600)
+            retire_ready: Some(t(READY))
         }
     );
-    let forced = publish(&switched(), None, T0 + 1, true).unwrap().keys;
+    let forced = publish(&switched(), None, t(1), true).unwrap().keys;
     assert_eq!(
         standing(&forced, wait()),
         Standing::Published { next: 3 },
         "a next key comes first"
     );
-    let retired = retire(&switched(), wait(), T0, true).unwrap().keys;
+    let retired = retire(&switched(), wait(), t(0), true).unwrap().keys;
     assert_eq!(standing(&retired, wait()), Standing::Idle);
 }
 
@@ -333,6 +335,6 @@ fn token_wait_refuses_negative_seconds_and_never_overflows() {
     assert_eq!(TokenWait::new(0, 0).unwrap().seconds(), 0);
     let huge = TokenWait::new(i64::MAX, i64::MAX).unwrap();
     assert_eq!(huge.seconds(), i64::MAX);
-    assert_eq!(retire_ready(&switched(), huge), Some(i64::MAX));
-    assert!(retire(&switched(), huge, T0, false).is_err());
+    assert_eq!(retire_ready(&switched(), huge), Some(Timestamp::MAX));
+    assert!(retire(&switched(), huge, t(0), false).is_err());
 }

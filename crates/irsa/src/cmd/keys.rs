@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use irsa_core::config::{KeyConfig, KeyState};
 use irsa_core::rotation::{self, RotationError, Served, Standing, TokenWait};
-use irsa_core::{Algorithm, PrivateKey};
+use irsa_core::{Algorithm, PrivateKey, Timestamp};
 
 use crate::cfgedit::ConfigEdit;
 use crate::fsutil;
@@ -122,12 +122,11 @@ fn describe(cfg: &irsa_core::IrsaConfig, wait: TokenWait) -> (String, String) {
             "1. `irsa apply` (the JWKS now carries both keys); 2. give every apiserver both public keys (`irsa cluster config`), still signing with the active key; 3. `irsa keys rotate --stage switch`".into(),
         ),
         Standing::Switched { previous, retire_ready } => {
-            let now = crate::cmd::now();
+            let now = Timestamp::saturating_from_unix(crate::cmd::now());
             let wait = match retire_ready {
                 Some(t) if t > now => format!(
-                    "wait until {} ({} s from now) so every token the old key signed has expired, then `irsa keys rotate --stage retire`",
-                    crate::cmd::rfc3339(t),
-                    t - now
+                    "wait until {t} ({} s from now) so every token the old key signed has expired, then `irsa keys rotate --stage retire`",
+                    t.unix() - now.unix()
                 ),
                 _ => "`irsa keys rotate --stage retire` (every token the old key signed has expired)".into(),
             };
@@ -174,13 +173,11 @@ fn status(a: StatusArgs) -> Result<()> {
             format!("{:?}", e.state).to_lowercase(),
             e.public_key,
             k.public.kid(),
-            e.created.as_deref().unwrap_or("?"),
+            e.created.map_or_else(|| "?".into(), |t| t.to_string()),
             e.activated
-                .as_deref()
                 .map(|t| format!(", signing since {t}"))
                 .unwrap_or_default(),
             e.deactivated
-                .as_deref()
                 .map(|t| format!(", stopped signing {t}"))
                 .unwrap_or_default(),
         );
@@ -223,7 +220,7 @@ fn rotate(a: RotateArgs) -> Result<()> {
     let edit = ConfigEdit::open(&a.file)?;
     let bundle = crate::bundle::Bundle::from_text(&a.file, edit.text())?;
     let cfg = &bundle.config;
-    let now = crate::cmd::now();
+    let now = Timestamp::saturating_from_unix(crate::cmd::now());
     match a.stage {
         Stage::Publish => {
             let publish =
