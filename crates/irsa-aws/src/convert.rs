@@ -53,7 +53,8 @@ pub(crate) fn role_from_detail(r: &RoleDetail) -> ActualRole {
         trust: r
             .assume_role_policy_document()
             .map(decode_policy)
-            .unwrap_or(Value::Null),
+            .unwrap_or(Value::Null)
+            .into(),
         managed: r
             .attached_managed_policies()
             .iter()

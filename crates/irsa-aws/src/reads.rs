@@ -326,7 +326,8 @@ impl Aws {
             trust: role
                 .assume_role_policy_document()
                 .map(decode_policy)
-                .unwrap_or(Value::Null),
+                .unwrap_or(Value::Null)
+                .into(),
             managed: attached
                 .attached_policies()
                 .iter()

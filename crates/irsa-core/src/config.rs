@@ -1,9 +1,10 @@
 //! The declarative `irsa.yaml` model.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::issuer::{IssuerUrl, JwksPath, S3Location};
 use crate::key::Algorithm;
+use crate::timestamp::Timestamp;
 
 /// The `apiVersion` this build reads and writes.
 pub const API_VERSION: &str = "irsa.dev/v1alpha1";
@@ -100,15 +101,50 @@ pub struct KeyConfig {
     pub algorithm: Algorithm,
     /// Lifecycle state.
     pub state: KeyState,
-    /// When the key was created (RFC 3339), for rotation decisions.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created: Option<String>,
-    /// When the key started signing (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub activated: Option<String>,
-    /// When the key stopped signing (RFC 3339); its tokens expire after that.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub deactivated: Option<String>,
+    /// When the key was created, for rotation decisions.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "created"
+    )]
+    pub created: Option<Timestamp>,
+    /// When the key started signing.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "activated"
+    )]
+    pub activated: Option<Timestamp>,
+    /// When the key stopped signing; its tokens expire after that.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "deactivated"
+    )]
+    pub deactivated: Option<Timestamp>,
+}
+
+/// Reads a key's optional timestamp; an error names `field` (the YAML
+/// path the parser adds stops at the key).
+fn timestamp<'de, D: Deserializer<'de>>(d: D, field: &str) -> Result<Option<Timestamp>, D::Error> {
+    Option::<String>::deserialize(d)?
+        .map(|text| {
+            text.parse()
+                .map_err(|e| serde::de::Error::custom(format!("{field}: {e}")))
+        })
+        .transpose()
+}
+
+fn created<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+    timestamp(d, "created")
+}
+
+fn activated<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+    timestamp(d, "activated")
+}
+
+fn deactivated<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+    timestamp(d, "deactivated")
 }
 
 /// A service account (or pattern) bound to an IAM role.
@@ -441,5 +477,72 @@ bindings:
         let err = IrsaConfig::from_yaml(&GOOD.replace("amazonaws.com/demo", "amazonaws.com/demo/"))
             .expect_err("slash");
         assert!(err.to_string().contains("ends with '/'"), "{err}");
+    }
+
+    /// The `keys:` block of `text`, as the lines after `keys:` up to the next top-level key.
+    fn keys_block(text: &str) -> String {
+        text.lines()
+            .skip_while(|l| *l != "keys:")
+            .skip(1)
+            .take_while(|l| l.starts_with("- ") || l.starts_with("  "))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    #[test]
+    fn key_timestamps_read_and_write_byte_identically() {
+        for text in [
+            include_str!("../../../examples/s3-issuer/irsa.yaml"),
+            include_str!("../../../examples/custom-issuer/irsa.yaml"),
+        ] {
+            let cfg = IrsaConfig::from_yaml(text).expect("valid");
+            let created = cfg.keys[0].created.expect("created");
+            assert_eq!(created.to_string(), "2026-12-01T05:22:00Z");
+            assert_eq!(cfg.keys[0].activated, Some(created));
+            // How irsa writes the key list back (yamledit::replace_keys).
+            let block = keys_block(text);
+            assert!(block.contains("created: 2026-12-01T05:22:00Z"), "{block}");
+            assert_eq!(serde_yaml::to_string(&cfg.keys).expect("render"), block);
+            assert_eq!(IrsaConfig::from_yaml(&cfg.to_yaml()).expect("valid"), cfg);
+        }
+        let stamped = GOOD.replace(
+            "state: active}",
+            "state: active, created: 2026-01-01T00:00:00Z, activated: '2026-01-01T00:00:00Z', deactivated: \"2026-01-02T00:00:00Z\"}",
+        );
+        let cfg = IrsaConfig::from_yaml(&stamped).expect("valid");
+        let rendered = cfg.to_yaml();
+        assert!(
+            rendered.contains("  created: 2026-01-01T00:00:00Z\n  activated: 2026-01-01T00:00:00Z\n  deactivated: 2026-01-02T00:00:00Z\n"),
+            "{rendered}"
+        );
+        assert_eq!(IrsaConfig::from_yaml(&rendered).expect("valid"), cfg);
+        assert_eq!(
+            IrsaConfig::from_yaml(&rendered).expect("valid").to_yaml(),
+            rendered,
+            "a file irsa wrote reads and writes byte-identically"
+        );
+    }
+
+    #[test]
+    fn a_bad_key_timestamp_is_an_error_naming_the_field() {
+        for (field, value) in [
+            ("created", "yesterday"),
+            ("activated", "2026-13-01T00:00:00Z"),
+            ("deactivated", "2026-01-01"),
+        ] {
+            let bad = GOOD.replace(
+                "state: active}",
+                &format!("state: active, {field}: {value}}}"),
+            );
+            let err = IrsaConfig::from_yaml(&bad)
+                .expect_err("bad time")
+                .to_string();
+            assert!(
+                err.contains(&format!("keys[0]: {field}: "))
+                    && err.contains(&format!("{value:?}"))
+                    && err.contains("write it like 2026-01-01T00:00:00Z"),
+                "{err}"
+            );
+        }
     }
 }

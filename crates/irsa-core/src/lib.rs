@@ -1,7 +1,8 @@
 //! Pure logic of irsa: keys and their `kid`, JWKS and discovery documents,
 //! issuer URLs, JWT decoding and verification, the `irsa.yaml` model and
-//! the issuer-bundle checks, and the cluster configuration each kind of
-//! cluster needs (`cluster`). No network, no async, no file system.
+//! the issuer-bundle checks, signing-key rotation (`rotation`), and the
+//! cluster configuration each kind of cluster needs (`cluster`). No
+//! network, no async, no file system.
 
 pub mod b64;
 pub mod checks;
@@ -17,8 +18,10 @@ pub mod ownership;
 pub mod parse;
 pub mod plan;
 pub mod private;
+pub mod rotation;
 pub mod sid;
 mod teardown;
+pub mod timestamp;
 pub mod trust;
 pub mod verify;
 
@@ -28,3 +31,4 @@ pub use issuer::{IssuerUrl, JwksPath, S3Location};
 pub use jwks::{Jwk, Jwks};
 pub use key::{Algorithm, Curve, Kid, PublicKey};
 pub use private::PrivateKey;
+pub use timestamp::Timestamp;

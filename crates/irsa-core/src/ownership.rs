@@ -16,10 +16,8 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
-
 use crate::plan::{Action, ActualRole, Desired, OWNER_TAG};
-use crate::sid::strings;
+use crate::trust::TrustPolicy;
 
 /// Whether a role is this bundle's, and if not, why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,18 +36,8 @@ pub enum RoleOwner {
 }
 
 /// The provider ARNs the Allow statements of a trust policy federate to.
-pub fn trusted_providers(trust: &Value) -> BTreeSet<String> {
-    let statements: Vec<&Value> = match &trust["Statement"] {
-        Value::Array(a) => a.iter().collect(),
-        v @ Value::Object(_) => vec![v],
-        _ => Vec::new(),
-    };
-    statements
-        .into_iter()
-        .filter(|s| s["Effect"].as_str() == Some("Allow"))
-        .flat_map(|s| strings(&s["Principal"]["Federated"]))
-        .map(String::from)
-        .collect()
+pub fn trusted_providers(trust: &TrustPolicy) -> BTreeSet<String> {
+    trust.federated_providers()
 }
 
 impl Desired {

@@ -10,7 +10,9 @@ use serde_json::{json, Value};
 use crate::config::IrsaConfig;
 use crate::issuer::{JwksPath, S3Location, DISCOVERY_PATH};
 use crate::sid;
-use crate::trust::{partition, policy_length, provider_arn, trust_policy_for, TRUST_POLICY_LIMIT};
+use crate::trust::{
+    partition, policy_length, provider_arn, trust_policy_for, TrustPolicy, TRUST_POLICY_LIMIT,
+};
 
 pub use crate::teardown::destroy;
 
@@ -26,7 +28,7 @@ pub struct DesiredRole {
     /// Role name.
     pub name: String,
     /// Trust policy.
-    pub trust: Value,
+    pub trust: TrustPolicy,
     /// Managed policy ARNs.
     pub managed: BTreeSet<String>,
     /// Inline policies by name.
@@ -227,7 +229,7 @@ pub(crate) fn statements(policy: Option<&Value>) -> Vec<Value> {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ActualRole {
     /// Trust policy (decoded JSON).
-    pub trust: Value,
+    pub trust: TrustPolicy,
     /// Attached managed policies.
     pub managed: BTreeSet<String>,
     /// Inline policies.
@@ -314,7 +316,7 @@ pub enum Action {
     /// Create a role with trust policy, session duration and tags.
     CreateRole(DesiredRole),
     /// Replace a role's trust policy.
-    UpdateTrust(String, Value),
+    UpdateTrust(String, TrustPolicy),
     /// Change max session duration.
     UpdateMaxSession(String, i32),
     /// Re-tag a role.

@@ -1,9 +1,85 @@
 //! IAM trust policies for service-account roles.
 
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::config::Binding;
 use crate::issuer::IssuerUrl;
+
+/// An IAM role trust policy document: one irsa renders, or one read from
+/// IAM. It keeps the document exactly as given, so statements irsa does not
+/// model (other principals, Sids, other conditions) round-trip unchanged,
+/// and it serialises to the same JSON bytes (compact with `Display`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TrustPolicy(Value);
+
+impl TrustPolicy {
+    /// The document as JSON.
+    pub fn as_value(&self) -> &Value {
+        &self.0
+    }
+
+    /// The document as JSON, by value.
+    pub fn into_value(self) -> Value {
+        self.0
+    }
+
+    /// Its statements: the `Statement` array, or a lone `Statement` object;
+    /// none when the document has no `Statement`.
+    pub fn statements(&self) -> Vec<&Value> {
+        match &self.0["Statement"] {
+            Value::Array(a) => a.iter().collect(),
+            v @ Value::Object(_) => vec![v],
+            _ => Vec::new(),
+        }
+    }
+
+    /// The provider ARNs its Allow statements federate to.
+    pub fn federated_providers(&self) -> std::collections::BTreeSet<String> {
+        self.statements()
+            .into_iter()
+            .filter(|s| s["Effect"].as_str() == Some("Allow"))
+            .flat_map(|s| strings(&s["Principal"]["Federated"]))
+            .map(String::from)
+            .collect()
+    }
+}
+
+impl From<Value> for TrustPolicy {
+    fn from(document: Value) -> Self {
+        Self(document)
+    }
+}
+
+impl PartialEq<Value> for TrustPolicy {
+    fn eq(&self, other: &Value) -> bool {
+        &self.0 == other
+    }
+}
+
+impl PartialEq<TrustPolicy> for Value {
+    fn eq(&self, other: &TrustPolicy) -> bool {
+        self == &other.0
+    }
+}
+
+impl std::ops::Index<&str> for TrustPolicy {
+    type Output = Value;
+
+    fn index(&self, key: &str) -> &Value {
+        &self.0[key]
+    }
+}
+
+/// Compact JSON, as IAM is sent it.
+impl fmt::Display for TrustPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
 
 /// The AWS partition of a region: `aws`, `aws-cn` or `aws-us-gov`.
 pub fn partition(region: &str) -> &'static str {
@@ -32,7 +108,7 @@ pub fn trust_policy(
     account: &str,
     issuer: &IssuerUrl,
     binding: &Binding,
-) -> Value {
+) -> TrustPolicy {
     let host = issuer.host_path();
     let sub = format!(
         "system:serviceaccount:{}:{}",
@@ -48,7 +124,7 @@ pub fn trust_policy(
     } else if let Some(Value::Object(eq)) = condition.get_mut("StringEquals") {
         eq.insert(format!("{host}:sub"), Value::String(sub));
     }
-    json!({
+    TrustPolicy(json!({
         "Version": "2012-10-17",
         "Statement": [{
             "Effect": "Allow",
@@ -56,7 +132,7 @@ pub fn trust_policy(
             "Action": "sts:AssumeRoleWithWebIdentity",
             "Condition": condition,
         }]
-    })
+    }))
 }
 
 /// What STS knows about a web-identity request, for [`evaluate`].
@@ -207,12 +283,11 @@ fn statement_gaps(st: &Value, req: &Request<'_>) -> Vec<String> {
 /// Evaluates a role's trust policy for a web-identity request the way STS
 /// does for the keys it sets (`:sub`, `:aud`): some Allow statement must
 /// match and no Deny statement may. Returns why not, statement by statement.
-pub fn evaluate(policy: &Value, req: &Request<'_>) -> Result<(), Vec<String>> {
-    let statements: Vec<&Value> = match &policy["Statement"] {
-        Value::Array(a) => a.iter().collect(),
-        v @ Value::Object(_) => vec![v],
-        _ => return Err(vec!["the trust policy has no Statement".into()]),
-    };
+pub fn evaluate(policy: &TrustPolicy, req: &Request<'_>) -> Result<(), Vec<String>> {
+    let statements = policy.statements();
+    if statements.is_empty() && !policy["Statement"].is_array() {
+        return Err(vec!["the trust policy has no Statement".into()]);
+    }
     let mut reasons = Vec::new();
     let mut allowed = false;
     for (i, st) in statements.iter().enumerate() {
@@ -247,12 +322,12 @@ pub fn trust_policy_for(
     account: &str,
     issuers: &[&IssuerUrl],
     binding: &Binding,
-) -> Value {
+) -> TrustPolicy {
     let statements: Vec<Value> = issuers
         .iter()
         .map(|i| trust_policy(partition, account, i, binding)["Statement"][0].clone())
         .collect();
-    json!({"Version": "2012-10-17", "Statement": statements})
+    TrustPolicy(json!({"Version": "2012-10-17", "Statement": statements}))
 }
 
 /// IAM's default limit on a role trust policy, in characters without
@@ -261,7 +336,7 @@ pub const TRUST_POLICY_LIMIT: usize = 2048;
 
 /// The length IAM counts for a policy: its characters without whitespace
 /// outside strings (serde's compact form has none).
-pub fn policy_length(policy: &Value) -> usize {
+pub fn policy_length(policy: &TrustPolicy) -> usize {
     policy.to_string().chars().count()
 }
 
@@ -292,7 +367,7 @@ mod tests {
         assert!(evaluate(&pattern, &req("system:serviceaccount:app:job-42")).is_ok());
         assert!(evaluate(&pattern, &req("system:serviceaccount:app:web")).is_err());
         // A scheme in the condition key never matches what STS sets.
-        let bad: Value = serde_json::from_str(&exact.to_string().replace(
+        let bad: TrustPolicy = serde_json::from_str(&exact.to_string().replace(
             "\"b.s3.eu-west-1.amazonaws.com/prod:sub\"",
             "\"https://b.s3.eu-west-1.amazonaws.com/prod:sub\"",
         ))
@@ -347,5 +422,65 @@ mod tests {
         );
         assert_eq!(partition("cn-north-1"), "aws-cn");
         assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+    }
+
+    #[test]
+    fn a_rendered_policy_is_the_json_irsa_sends_to_iam() {
+        let issuer = IssuerUrl::parse("https://b.s3.eu-west-1.amazonaws.com/prod").expect("valid");
+        let p = trust_policy("aws", "111122223333", &issuer, &binding("s3-echoer"));
+        let sent = concat!(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","#,
+            r#""Principal":{"Federated":"arn:aws:iam::111122223333:oidc-provider/b.s3.eu-west-1.amazonaws.com/prod"},"#,
+            r#""Action":"sts:AssumeRoleWithWebIdentity","Condition":{"StringEquals":{"#,
+            r#""b.s3.eu-west-1.amazonaws.com/prod:aud":"sts.amazonaws.com","#,
+            r#""b.s3.eu-west-1.amazonaws.com/prod:sub":"system:serviceaccount:app:s3-echoer"}}}]}"#
+        );
+        assert_eq!(p.to_string(), sent);
+        assert_eq!(serde_json::to_string(&p).expect("json"), sent);
+        assert_eq!(policy_length(&p), sent.len());
+    }
+
+    #[test]
+    fn statements_irsa_does_not_model_round_trip_unchanged() {
+        let from_iam = concat!(
+            r#"{"Version":"2012-10-17","Statement":["#,
+            r#"{"Sid":"Ec2","Effect":"Allow","Principal":{"Service":"ec2.amazonaws.com"},"Action":"sts:AssumeRole"},"#,
+            r#"{"Effect":"Allow","Principal":{"Federated":["arn:aws:iam::1:oidc-provider/a","arn:aws:iam::1:oidc-provider/b"]},"#,
+            r#""Action":["sts:AssumeRoleWithWebIdentity","sts:TagSession"],"Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}},"#,
+            r#"{"Effect":"Deny","Principal":{"Federated":"arn:aws:iam::1:oidc-provider/c"},"Action":"*"}],"#,
+            r#""Custom":{"kept":true}}"#
+        );
+        let p: TrustPolicy = serde_json::from_str(from_iam).expect("json");
+        assert_eq!(p.to_string(), from_iam, "nothing dropped or reordered");
+        assert_eq!(p.statements().len(), 3);
+        assert_eq!(
+            p.federated_providers().into_iter().collect::<Vec<_>>(),
+            [
+                "arn:aws:iam::1:oidc-provider/a",
+                "arn:aws:iam::1:oidc-provider/b"
+            ],
+            "Allow statements only"
+        );
+        let lone: TrustPolicy = serde_json::from_str(
+            r#"{"Statement":{"Effect":"Allow","Principal":{"Federated":"x"}}}"#,
+        )
+        .expect("json");
+        assert_eq!(lone.statements().len(), 1, "a lone Statement object");
+        assert!(TrustPolicy::default().statements().is_empty());
+        let none = Request {
+            provider_arn: "x",
+            host_path: "h",
+            sub: "s",
+            aud: &[],
+        };
+        assert_eq!(
+            evaluate(&TrustPolicy::default(), &none),
+            Err(vec!["the trust policy has no Statement".to_string()])
+        );
+        let empty: TrustPolicy = serde_json::from_str(r#"{"Statement":[]}"#).expect("json");
+        assert_eq!(
+            evaluate(&empty, &none),
+            Err(vec!["no Allow statement".to_string()])
+        );
     }
 }

@@ -284,7 +284,7 @@ fn world(c: &Case) -> World {
         }
         roles.insert(name.clone());
         let role = ActualRole {
-            trust: trust(c, *which),
+            trust: trust(c, *which).into(),
             managed: BTreeSet::new(),
             inline: BTreeMap::new(),
             max_session: 7200,

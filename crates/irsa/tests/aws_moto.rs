@@ -518,7 +518,7 @@ fn many_clusters_share_a_bucket_an_account_and_a_role() {
     let providers =
         ctl.py("print(len(iam.list_open_id_connect_providers()['OpenIDConnectProviderList']))");
     assert_eq!(providers, "2");
-    let trust = trust_of(&ctl, "beta-app-web");
+    let trust = irsa_core::trust::TrustPolicy::from(trust_of(&ctl, "beta-app-web"));
     let aud = vec!["sts.amazonaws.com".to_string()];
     for cluster in ["alpha", "beta"] {
         let host = format!("shared-oidc.s3.eu-west-1.amazonaws.com/{cluster}");

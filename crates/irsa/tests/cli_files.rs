@@ -533,7 +533,8 @@ fn export_terraform_and_cloudformation_match_the_plan() {
         assert_eq!(role["RoleName"], binding.role_name("prod"));
         assert_eq!(role["Path"], "/irsa/prod/");
         let mut expected =
-            irsa_core::trust::trust_policy("aws", "000000000000", &cfg.issuer.url, binding);
+            irsa_core::trust::trust_policy("aws", "000000000000", &cfg.issuer.url, binding)
+                .into_value();
         expected["Statement"][0]["Principal"]["Federated"] =
             serde_json::json!({"Fn::GetAtt": ["OidcProvider", "Arn"]});
         assert_eq!(role["AssumeRolePolicyDocument"], expected, "{logical}");

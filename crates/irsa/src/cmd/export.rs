@@ -156,7 +156,7 @@ pub fn terraform(desired: &Desired) -> Value {
     for role in &desired.roles {
         let id = ident("role_", &role.name, false);
         // Escape the policy text first, then put the reference in.
-        let trust = with_principal(&role.trust, json!("IRSA_PROVIDER_ARN"));
+        let trust = with_principal(role.trust.as_value(), json!("IRSA_PROVIDER_ARN"));
         let trust = tf_escape(&trust.to_string()).replace("IRSA_PROVIDER_ARN", TF_PROVIDER_ARN);
         let mut body = json!({"name": role.name, "path": role_path(&desired.cluster),
             "assume_role_policy": trust, "max_session_duration": role.max_session,
@@ -209,7 +209,10 @@ fn cfn_tags(tags: &std::collections::BTreeMap<String, String>) -> Value {
 }
 
 fn cfn_role(desired: &Desired, role: &DesiredRole) -> Value {
-    let trust = with_principal(&role.trust, json!({"Fn::GetAtt": ["OidcProvider", "Arn"]}));
+    let trust = with_principal(
+        role.trust.as_value(),
+        json!({"Fn::GetAtt": ["OidcProvider", "Arn"]}),
+    );
     let mut props = json!({
         "RoleName": role.name,
         "Path": role_path(&desired.cluster),

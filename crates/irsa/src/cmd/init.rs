@@ -95,6 +95,7 @@ pub fn create(a: &InitArgs, bindings: Vec<Binding>) -> Result<Created> {
         (None, Some(s3)) => IssuerUrl::for_s3(s3),
         (None, None) => bail!("no issuer: pass --bucket B --region R [--prefix P] to serve from S3, or --issuer https://HOST/PATH"),
     };
+    let now = irsa_core::Timestamp::saturating_from_unix(crate::cmd::now());
     let config = IrsaConfig {
         api_version: API_VERSION.into(),
         kind: KIND.into(),
@@ -110,8 +111,8 @@ pub fn create(a: &InitArgs, bindings: Vec<Binding>) -> Result<Created> {
             private_key: Some(PRIVATE_KEY_FILE.into()),
             algorithm: a.algorithm,
             state: KeyState::Active,
-            created: Some(crate::cmd::rfc3339(crate::cmd::now())),
-            activated: Some(crate::cmd::rfc3339(crate::cmd::now())),
+            created: Some(now),
+            activated: Some(now),
             deactivated: None,
         }],
         bindings,

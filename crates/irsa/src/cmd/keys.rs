@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use irsa_core::config::{KeyConfig, KeyState};
-use irsa_core::{Algorithm, PrivateKey};
+use irsa_core::rotation::{self, RotationError, Served, Standing, TokenWait};
+use irsa_core::{Algorithm, PrivateKey, Timestamp};
 
 use crate::cfgedit::ConfigEdit;
 use crate::fsutil;
@@ -113,62 +114,57 @@ pub fn run(cmd: KeysCommand) -> Result<()> {
     }
 }
 
-fn parse_time(s: Option<&str>) -> Option<i64> {
-    time::OffsetDateTime::parse(s?, &time::format_description::well_known::Rfc3339)
-        .ok()
-        .map(|t| t.unix_timestamp())
+/// Where a rotation stands, and the next step.
+fn describe(cfg: &irsa_core::IrsaConfig, wait: TokenWait) -> (String, String) {
+    match rotation::standing(&cfg.keys, wait) {
+        Standing::Published { next } => (
+            format!("stage publish done: {} is published as the next key", cfg.keys[next].public_key),
+            "1. `irsa apply` (the JWKS now carries both keys); 2. give every apiserver both public keys (`irsa cluster config`), still signing with the active key; 3. `irsa keys rotate --stage switch`".into(),
+        ),
+        Standing::Switched { previous, retire_ready } => {
+            let now = Timestamp::saturating_from_unix(crate::cmd::now());
+            let wait = match retire_ready {
+                Some(t) if t > now => format!(
+                    "wait until {t} ({} s from now) so every token the old key signed has expired, then `irsa keys rotate --stage retire`",
+                    t.unix() - now.unix()
+                ),
+                _ => "`irsa keys rotate --stage retire` (every token the old key signed has expired)".into(),
+            };
+            (
+                format!(
+                    "stage switch done: the apiserver signs with the new key; {} still verif{}",
+                    previous
+                        .iter()
+                        .map(|&i| cfg.keys[i].public_key.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if previous.len() == 1 { "ies" } else { "y" }
+                ),
+                format!(
+                    "1. roll out the new signing key (`irsa cluster config`) if not done; 2. {wait}"
+                ),
+            )
+        }
+        Standing::Idle => (
+            "no rotation in progress".into(),
+            "`irsa keys rotate --stage publish` starts one".into(),
+        ),
+    }
 }
 
-/// Where a rotation stands, and the next step.
-fn describe(cfg: &irsa_core::IrsaConfig, lifetime: i64, margin: i64) -> (String, String) {
-    let next = cfg.keys.iter().find(|k| k.state == KeyState::Next);
-    let previous: Vec<&KeyConfig> = cfg
-        .keys
-        .iter()
-        .filter(|k| k.state == KeyState::Previous)
-        .collect();
-    if let Some(n) = next {
-        return (
-            format!("stage publish done: {} is published as the next key", n.public_key),
-            "1. `irsa apply` (the JWKS now carries both keys); 2. give every apiserver both public keys (`irsa cluster config`), still signing with the active key; 3. `irsa keys rotate --stage switch`".into(),
-        );
+/// A stage's refusal as the CLI reports it: a failed safety check is
+/// printed and exits 1; anything else is an input error (exit 2).
+fn refused(e: RotationError) -> anyhow::Error {
+    if e.is_safety_check() {
+        status!("irsa: {}", e.to_string().replace('\n', "\n      "));
+        crate::Exit::CHECKS_FAILED.into()
+    } else {
+        e.into()
     }
-    if !previous.is_empty() {
-        let since = previous
-            .iter()
-            .filter_map(|k| parse_time(k.deactivated.as_deref()))
-            .max();
-        let when = since.map(|t| t + lifetime + margin);
-        let wait = match when {
-            Some(t) if t > crate::cmd::now() => format!(
-                "wait until {} ({} s from now) so every token the old key signed has expired, then `irsa keys rotate --stage retire`",
-                crate::cmd::rfc3339(t),
-                t - crate::cmd::now()
-            ),
-            _ => "`irsa keys rotate --stage retire` (every token the old key signed has expired)".into(),
-        };
-        return (
-            format!(
-                "stage switch done: the apiserver signs with the new key; {} still verif{}",
-                previous
-                    .iter()
-                    .map(|k| k.public_key.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                if previous.len() == 1 { "ies" } else { "y" }
-            ),
-            format!(
-                "1. roll out the new signing key (`irsa cluster config`) if not done; 2. {wait}"
-            ),
-        );
-    }
-    (
-        "no rotation in progress".into(),
-        "`irsa keys rotate --stage publish` starts one".into(),
-    )
 }
 
 fn status(a: StatusArgs) -> Result<()> {
+    let wait = TokenWait::new(a.max_token_lifetime, a.margin)?;
     let bundle = crate::bundle::Bundle::load_file(&a.file)?;
     for k in bundle.keys()? {
         let e = &k.entry;
@@ -177,18 +173,16 @@ fn status(a: StatusArgs) -> Result<()> {
             format!("{:?}", e.state).to_lowercase(),
             e.public_key,
             k.public.kid(),
-            e.created.as_deref().unwrap_or("?"),
+            e.created.map_or_else(|| "?".into(), |t| t.to_string()),
             e.activated
-                .as_deref()
                 .map(|t| format!(", signing since {t}"))
                 .unwrap_or_default(),
             e.deactivated
-                .as_deref()
                 .map(|t| format!(", stopped signing {t}"))
                 .unwrap_or_default(),
         );
     }
-    let (state, next) = describe(&bundle.config, a.max_token_lifetime, a.margin);
+    let (state, next) = describe(&bundle.config, wait);
     println!("\n{state}\nnext: {next}");
     Ok(())
 }
@@ -221,55 +215,27 @@ fn save_documents(bundle: &crate::bundle::Bundle) -> Result<crate::bundle::Bundl
 
 fn rotate(a: RotateArgs) -> Result<()> {
     crate::bundle::Bundle::dir_of(&a.file)?;
+    let wait = TokenWait::new(a.max_token_lifetime, a.margin)?;
     // Locked until the new key list is written, so no other irsa edit interleaves.
     let edit = ConfigEdit::open(&a.file)?;
     let bundle = crate::bundle::Bundle::from_text(&a.file, edit.text())?;
     let cfg = &bundle.config;
-    let now = crate::cmd::now();
-    let stamp = crate::cmd::rfc3339(now);
-    let mut keys = cfg.keys.clone();
-    let Some(active_at) = keys.iter().position(|k| k.state == KeyState::Active) else {
-        bail!("irsa.yaml has no active key");
-    };
+    let now = Timestamp::saturating_from_unix(crate::cmd::now());
     match a.stage {
         Stage::Publish => {
-            if let Some(n) = keys.iter().find(|k| k.state == KeyState::Next) {
-                bail!("a rotation is already under way: {} is the next key; carry on with `irsa keys rotate --stage switch` (`irsa keys status` shows where it stands)", n.public_key);
-            }
-            if keys.iter().any(|k| k.state == KeyState::Previous) && !a.force {
-                bail!("the previous rotation is not finished (a `previous` key still verifies): run `irsa keys rotate --stage retire` first");
-            }
-            let algorithm = a.algorithm.unwrap_or(keys[active_at].algorithm);
-            let tag = time::OffsetDateTime::from_unix_timestamp(now)
-                .ok()
-                .and_then(|t| {
-                    t.format(time::macros::format_description!(
-                        "[year][month][day]-[hour][minute][second]"
-                    ))
-                    .ok()
-                })
-                .unwrap_or_else(|| now.to_string());
-            let public = format!("keys/sa-signer-{tag}.pub");
-            let private = format!("keys/sa-signer-{tag}.key");
-            let (pub_path, key_path) = (bundle.resolve(&public), bundle.resolve(&private));
+            let publish =
+                rotation::publish(&cfg.keys, a.algorithm, now, a.force).map_err(refused)?;
+            let (public, private) = (&publish.public_key, &publish.private_key);
+            let (pub_path, key_path) = (bundle.resolve(public), bundle.resolve(private));
             fsutil::ensure_writable(&[&key_path, &pub_path], false)?;
-            let key = PrivateKey::generate(algorithm, 2048)?;
+            let key = PrivateKey::generate(publish.algorithm, 2048)?;
             fsutil::write_atomic(&key_path, key.to_pem().as_bytes(), fsutil::PRIVATE)?;
             fsutil::write_atomic(
                 &pub_path,
                 key.public_key().to_pem().as_bytes(),
                 fsutil::PUBLIC,
             )?;
-            keys.push(KeyConfig {
-                public_key: public.clone(),
-                private_key: Some(private.clone()),
-                algorithm,
-                state: KeyState::Next,
-                created: Some(stamp),
-                activated: None,
-                deactivated: None,
-            });
-            if let Err(e) = save_keys(&edit, &bundle, &keys) {
+            if let Err(e) = save_keys(&edit, &bundle, &publish.keys) {
                 // Listed nowhere: do not leave an orphan key pair behind.
                 let _ = std::fs::remove_file(&key_path);
                 let _ = std::fs::remove_file(&pub_path);
@@ -280,23 +246,16 @@ fn rotate(a: RotateArgs) -> Result<()> {
                 "published next key {public} (kid {}); private key {private} (0600)",
                 key.public_key().kid()
             );
-            let (_, next) = describe(&bundle.config, a.max_token_lifetime, a.margin);
+            let (_, next) = describe(&bundle.config, wait);
             println!("next: {next}");
         }
         Stage::Switch => {
-            let Some(next_at) = keys.iter().position(|k| k.state == KeyState::Next) else {
-                bail!("no next key to switch to: start with `irsa keys rotate --stage publish`");
-            };
+            let switch = rotation::switch(&cfg.keys, now).map_err(refused)?;
             let next_key = bundle
                 .keys()?
                 .into_iter()
                 .find(|k| k.entry.state == KeyState::Next)
                 .context("the next key cannot be read")?;
-            if keys[next_at].private_key.is_none() {
-                bail!(
-                    "the next key has no privateKey in irsa.yaml; the apiserver needs it to sign"
-                );
-            }
             let kid = next_key.public.kid();
             let url = format!(
                 "{}/{}",
@@ -306,84 +265,33 @@ fn rotate(a: RotateArgs) -> Result<()> {
             if a.force {
                 status!("warning: --force: not checking that {url} publishes kid {kid}");
             } else {
-                let fetcher = a.net.fetcher()?;
-                let published = fetcher
-                    .get(&url)
-                    .map_err(|e| anyhow::anyhow!("cannot fetch the published JWKS {url}: {e}"))
-                    .and_then(|f| {
-                        if f.status != 200 {
-                            bail!("GET {url} returned {}", f.status);
-                        }
-                        irsa_core::Jwks::from_json(&f.body)
-                            .map_err(|e| anyhow::anyhow!("{url} is not a JWKS: {e}"))
-                    });
-                let has = published
-                    .as_ref()
-                    .map(|j| j.find(kid.as_str()).next().is_some());
-                match has {
-                    Ok(true) => println!("checked: {url} publishes the next key (kid {kid})"),
-                    Ok(false) => {
-                        status!("irsa: {url} does not publish the next key (kid {kid}) yet; switching now would break every pod's AWS access until it does.\n      Run `irsa apply` (or upload issuer/ to your host), wait for caches to expire, and retry. (--force skips this check.)");
-                        return Err(crate::Exit::CHECKS_FAILED.into());
-                    }
-                    Err(e) => {
-                        status!("irsa: {e:#}\n      The switch needs proof that STS can fetch the next key. (--force skips this check.)");
-                        return Err(crate::Exit::CHECKS_FAILED.into());
-                    }
-                }
+                let fetched = a.net.fetcher()?.get(&url);
+                let served = match &fetched {
+                    Ok(f) => Served::Response {
+                        status: f.status,
+                        body: &f.body,
+                    },
+                    Err(why) => Served::Unreachable(why),
+                };
+                rotation::check_published(&url, kid.as_str(), served).map_err(refused)?;
+                println!("checked: {url} publishes the next key (kid {kid})");
             }
-            keys[active_at].state = KeyState::Previous;
-            keys[active_at].deactivated = Some(stamp.clone());
-            keys[next_at].state = KeyState::Active;
-            keys[next_at].activated = Some(stamp);
-            let bundle = save(&edit, &bundle, &keys)?;
+            let bundle = save(&edit, &bundle, &switch.keys)?;
             println!(
                 "switched: {} signs from now on; {} still verifies",
-                bundle.config.keys[next_at].public_key, bundle.config.keys[active_at].public_key
+                bundle.config.keys[switch.signing].public_key,
+                bundle.config.keys[switch.stopped].public_key
             );
-            let (_, next) = describe(&bundle.config, a.max_token_lifetime, a.margin);
+            let (_, next) = describe(&bundle.config, wait);
             println!("next: {next}");
         }
         Stage::Retire => {
-            let previous: Vec<usize> = keys
-                .iter()
-                .enumerate()
-                .filter(|(_, k)| k.state == KeyState::Previous)
-                .map(|(i, _)| i)
-                .collect();
-            if previous.is_empty() {
-                bail!("no previous key to retire (`irsa keys status` shows where the rotation stands)");
-            }
-            let since = previous
-                .iter()
-                .filter_map(|i| parse_time(keys[*i].deactivated.as_deref()))
-                .max();
-            let ready = since.map(|t| t + a.max_token_lifetime + a.margin);
-            match ready {
-                Some(t) if t > now && !a.force => {
-                    status!(
-                        "irsa: tokens signed by the old key may be valid until {} ({} s from now): retiring it earlier would break pods still holding them.\n      Retry then, or pass --force if no such token is in use (--max-token-lifetime and --margin set the wait).",
-                        crate::cmd::rfc3339(t),
-                        t - now
-                    );
-                    return Err(crate::Exit::CHECKS_FAILED.into());
-                }
-                None if !a.force => bail!("the previous key has no `deactivated` time in irsa.yaml; pass --force once its tokens have expired"),
-                _ => {}
-            }
-            for i in &previous {
-                keys[*i].state = KeyState::Retired;
-            }
-            let bundle = save(&edit, &bundle, &keys)?;
+            let retire = rotation::retire(&cfg.keys, wait, now, a.force).map_err(refused)?;
+            save(&edit, &bundle, &retire.keys)?;
             println!(
                 "retired {} key(s); the JWKS now holds {} key(s)",
-                previous.len(),
-                bundle
-                    .config
-                    .keys
-                    .iter()
-                    .filter(|k| k.state.verifies())
-                    .count()
+                retire.retired.len(),
+                retire.verifying()
             );
             println!("next: 1. `irsa apply` (the old key leaves the JWKS); 2. `irsa cluster config` and roll out (the apiserver stops accepting the old key). The key files stay on disk.");
         }

@@ -1,0 +1,370 @@
+//! Staged rotation of the service-account signing key: a pure state machine
+//! over the `keys:` list of `irsa.yaml`.
+//!
+//! | stage   | from                                   | to                                              |
+//! |---------|----------------------------------------|-------------------------------------------------|
+//! | publish | one `active` key, no `next`/`previous` | a new `next` key: published, not signing        |
+//! | switch  | `active` and `next`                    | `next` becomes `active`, `active` `previous`    |
+//! | retire  | `previous` keys whose tokens expired   | those keys `retired`: no longer published       |
+//!
+//! A new key is published before the apiserver signs with it, and an old
+//! key stays published until every token it signed has expired, so no
+//! running pod loses its AWS access. Nothing here reads files, the clock or
+//! the network: the caller passes the current time and, for the switch,
+//! what the issuer serves; it writes the key list each transition returns.
+
+use crate::config::{KeyConfig, KeyState};
+use crate::jwks::Jwks;
+use crate::key::Algorithm;
+use crate::timestamp::Timestamp;
+
+/// Why a rotation stage refuses to go ahead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RotationError {
+    /// The key list has no `active` key.
+    #[error("irsa.yaml has no active key; mark the key the apiserver signs with `state: active`")]
+    NoActiveKey,
+    /// Publish: a `next` key already exists.
+    #[error("a rotation is already under way: {next} is the next key; carry on with `irsa keys rotate --stage switch` (`irsa keys status` shows where it stands)")]
+    RotationUnderWay {
+        /// The next key's public key file.
+        next: String,
+    },
+    /// Publish: a `previous` key still verifies.
+    #[error("the previous rotation is not finished (a `previous` key still verifies): run `irsa keys rotate --stage retire` first")]
+    PreviousNotRetired,
+    /// Switch: there is no `next` key.
+    #[error("no next key to switch to: start with `irsa keys rotate --stage publish`")]
+    NoNextKey,
+    /// Switch: the `next` key lists no private key file.
+    #[error("the next key {next} has no privateKey in irsa.yaml; the apiserver needs it to sign: add the private key file's path")]
+    NextKeyWithoutPrivateKey {
+        /// The next key's public key file.
+        next: String,
+    },
+    /// Switch: the issuer's JWKS does not list the next key.
+    #[error("{url} does not publish the next key (kid {kid}) yet; switching now would break every pod's AWS access until it does.\nRun `irsa apply` (or upload issuer/ to your host), wait for caches to expire, and retry. (--force skips this check.)")]
+    NotPublished {
+        /// The JWKS URL.
+        url: String,
+        /// The next key's `kid`.
+        kid: String,
+    },
+    /// Switch: the issuer's JWKS cannot be read.
+    #[error("{problem}\nThe switch needs proof that STS can fetch the next key. (--force skips this check.)")]
+    JwksUnreadable {
+        /// What went wrong, naming the URL.
+        problem: String,
+    },
+    /// Retire: there is no `previous` key.
+    #[error("no previous key to retire (`irsa keys status` shows where the rotation stands)")]
+    NoPreviousKey,
+    /// Retire: tokens the previous key signed may still be valid.
+    #[error("tokens signed by the old key may be valid until {until} ({remaining} s from now): retiring it earlier would break pods still holding them.\nRetry then, or pass --force if no such token is in use (--max-token-lifetime and --margin set the wait).")]
+    TokensMayBeValid {
+        /// When the previous key may be retired.
+        until: Timestamp,
+        /// Seconds from now until then.
+        remaining: i64,
+    },
+    /// Retire: no `previous` key says when it stopped signing.
+    #[error("the previous key has no `deactivated` time in irsa.yaml; pass --force once its tokens have expired")]
+    NoDeactivatedTime,
+    /// A wait given in seconds is negative.
+    #[error("{flag} is {value}; give a number of seconds, 0 or more")]
+    NegativeWait {
+        /// The flag that set it.
+        flag: &'static str,
+        /// The value given.
+        value: i64,
+    },
+}
+
+impl RotationError {
+    /// Whether a safety check refused the stage (the issuer does not serve
+    /// the next key yet, old tokens may still be valid), as opposed to a key
+    /// list or input the stage cannot work with. `--force` skips the former.
+    pub fn is_safety_check(&self) -> bool {
+        matches!(
+            self,
+            Self::NotPublished { .. } | Self::JwksUnreadable { .. } | Self::TokensMayBeValid { .. }
+        )
+    }
+}
+
+/// How long a token signed by a key that stopped signing may stay valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenWait {
+    max_token_lifetime: i64,
+    margin: i64,
+}
+
+impl TokenWait {
+    /// The longest token lifetime in use plus a margin (clock skew, caches,
+    /// slow kubelets), both in seconds and not negative.
+    pub fn new(max_token_lifetime: i64, margin: i64) -> Result<Self, RotationError> {
+        for (flag, value) in [
+            ("--max-token-lifetime", max_token_lifetime),
+            ("--margin", margin),
+        ] {
+            if value < 0 {
+                return Err(RotationError::NegativeWait { flag, value });
+            }
+        }
+        Ok(Self {
+            max_token_lifetime,
+            margin,
+        })
+    }
+
+    /// The whole wait in seconds.
+    pub fn seconds(self) -> i64 {
+        self.max_token_lifetime.saturating_add(self.margin)
+    }
+}
+
+/// Where a rotation stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// No rotation under way.
+    Idle,
+    /// Publish done: the next key (its index in the key list) is published
+    /// and the apiserver still signs with the active key.
+    Published {
+        /// Index of the `next` key.
+        next: usize,
+    },
+    /// Switch done: the apiserver signs with the new key and the previous
+    /// keys still verify.
+    Switched {
+        /// Indexes of the `previous` keys.
+        previous: Vec<usize>,
+        /// When they may be retired, if known.
+        retire_ready: Option<Timestamp>,
+    },
+}
+
+/// Where the rotation of `keys` stands.
+pub fn standing(keys: &[KeyConfig], wait: TokenWait) -> Standing {
+    if let Some(next) = keys.iter().position(|k| k.state == KeyState::Next) {
+        return Standing::Published { next };
+    }
+    let previous = indexes(keys, KeyState::Previous);
+    if previous.is_empty() {
+        return Standing::Idle;
+    }
+    Standing::Switched {
+        retire_ready: retire_ready(keys, wait),
+        previous,
+    }
+}
+
+/// When the `previous` keys may be retired: the latest time one of them
+/// stopped signing, plus the wait. `None` when none of them records when it
+/// stopped.
+pub fn retire_ready(keys: &[KeyConfig], wait: TokenWait) -> Option<Timestamp> {
+    keys.iter()
+        .filter(|k| k.state == KeyState::Previous)
+        .filter_map(|k| k.deactivated)
+        .max()
+        .map(|t| t.saturating_add(wait.seconds()))
+}
+
+/// The outcome of the publish stage: a new `next` key to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publish {
+    /// The new key's algorithm: the one asked for, else the active key's.
+    pub algorithm: Algorithm,
+    /// Where to write the new public key, relative to `irsa.yaml`.
+    pub public_key: String,
+    /// Where to write the new private key, relative to `irsa.yaml`.
+    pub private_key: String,
+    /// The key list to write once both files exist.
+    pub keys: Vec<KeyConfig>,
+}
+
+/// Publish: adds a `next` key, named after `now`, next to the active key.
+/// Refuses while a rotation is under way, and (unless `force`) while a
+/// `previous` key still verifies.
+pub fn publish(
+    keys: &[KeyConfig],
+    algorithm: Option<Algorithm>,
+    now: Timestamp,
+    force: bool,
+) -> Result<Publish, RotationError> {
+    let active = active_index(keys)?;
+    if let Some(n) = keys.iter().find(|k| k.state == KeyState::Next) {
+        return Err(RotationError::RotationUnderWay {
+            next: n.public_key.clone(),
+        });
+    }
+    if !force && keys.iter().any(|k| k.state == KeyState::Previous) {
+        return Err(RotationError::PreviousNotRetired);
+    }
+    let algorithm = algorithm.unwrap_or(keys[active].algorithm);
+    let tag = now.file_tag();
+    let public_key = format!("keys/sa-signer-{tag}.pub");
+    let private_key = format!("keys/sa-signer-{tag}.key");
+    let mut keys = keys.to_vec();
+    keys.push(KeyConfig {
+        public_key: public_key.clone(),
+        private_key: Some(private_key.clone()),
+        algorithm,
+        state: KeyState::Next,
+        created: Some(now),
+        activated: None,
+        deactivated: None,
+    });
+    Ok(Publish {
+        algorithm,
+        public_key,
+        private_key,
+        keys,
+    })
+}
+
+/// The outcome of the switch stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Switch {
+    /// Index of the key that signs from now on (was `next`).
+    pub signing: usize,
+    /// Index of the key that stopped signing (now `previous`).
+    pub stopped: usize,
+    /// The key list to write.
+    pub keys: Vec<KeyConfig>,
+}
+
+/// Switch: the `next` key signs from `now` on, the active key becomes
+/// `previous`. The caller first proves, with [`check_published`], that the
+/// issuer serves the next key (unless forced).
+pub fn switch(keys: &[KeyConfig], now: Timestamp) -> Result<Switch, RotationError> {
+    let active = active_index(keys)?;
+    let next = keys
+        .iter()
+        .position(|k| k.state == KeyState::Next)
+        .ok_or(RotationError::NoNextKey)?;
+    if keys[next].private_key.is_none() {
+        return Err(RotationError::NextKeyWithoutPrivateKey {
+            next: keys[next].public_key.clone(),
+        });
+    }
+    let mut keys = keys.to_vec();
+    keys[active].state = KeyState::Previous;
+    keys[active].deactivated = Some(now);
+    keys[next].state = KeyState::Active;
+    keys[next].activated = Some(now);
+    Ok(Switch {
+        signing: next,
+        stopped: active,
+        keys,
+    })
+}
+
+/// What a GET of the issuer's JWKS returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served<'a> {
+    /// The request failed (connection, TLS, timeout): why.
+    Unreachable(&'a str),
+    /// An HTTP response.
+    Response {
+        /// HTTP status.
+        status: u16,
+        /// Body.
+        body: &'a str,
+    },
+}
+
+/// The switch's safety check: the JWKS served at `url` lists `kid`.
+pub fn check_published(url: &str, kid: &str, served: Served<'_>) -> Result<(), RotationError> {
+    let body = match served {
+        Served::Unreachable(why) => {
+            return Err(RotationError::JwksUnreadable {
+                problem: format!("cannot fetch the published JWKS {url}: {why}"),
+            })
+        }
+        Served::Response { status, .. } if status != 200 => {
+            return Err(RotationError::JwksUnreadable {
+                problem: format!("GET {url} returned {status}"),
+            })
+        }
+        Served::Response { body, .. } => body,
+    };
+    let jwks = Jwks::from_json(body).map_err(|e| RotationError::JwksUnreadable {
+        problem: format!("{url} is not a JWKS: {e}"),
+    })?;
+    if jwks.find(kid).next().is_none() {
+        return Err(RotationError::NotPublished {
+            url: url.into(),
+            kid: kid.into(),
+        });
+    }
+    Ok(())
+}
+
+/// The outcome of the retire stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Retire {
+    /// Indexes of the keys retired.
+    pub retired: Vec<usize>,
+    /// The key list to write.
+    pub keys: Vec<KeyConfig>,
+}
+
+impl Retire {
+    /// How many keys still verify (and are published) after retirement.
+    pub fn verifying(&self) -> usize {
+        self.keys.iter().filter(|k| k.state.verifies()).count()
+    }
+}
+
+/// Retire: every `previous` key becomes `retired`, once the tokens they
+/// signed have expired ([`retire_ready`]), or at once with `force`.
+pub fn retire(
+    keys: &[KeyConfig],
+    wait: TokenWait,
+    now: Timestamp,
+    force: bool,
+) -> Result<Retire, RotationError> {
+    active_index(keys)?;
+    let previous = indexes(keys, KeyState::Previous);
+    if previous.is_empty() {
+        return Err(RotationError::NoPreviousKey);
+    }
+    if !force {
+        match retire_ready(keys, wait) {
+            Some(until) if until > now => {
+                return Err(RotationError::TokensMayBeValid {
+                    until,
+                    remaining: until.unix().saturating_sub(now.unix()),
+                })
+            }
+            None => return Err(RotationError::NoDeactivatedTime),
+            Some(_) => {}
+        }
+    }
+    let mut keys = keys.to_vec();
+    for &i in &previous {
+        keys[i].state = KeyState::Retired;
+    }
+    Ok(Retire {
+        retired: previous,
+        keys,
+    })
+}
+
+fn active_index(keys: &[KeyConfig]) -> Result<usize, RotationError> {
+    keys.iter()
+        .position(|k| k.state == KeyState::Active)
+        .ok_or(RotationError::NoActiveKey)
+}
+
+fn indexes(keys: &[KeyConfig], state: KeyState) -> Vec<usize> {
+    keys.iter()
+        .enumerate()
+        .filter(|(_, k)| k.state == state)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
