@@ -390,4 +390,50 @@ mod tests {
             }
         }
     }
+
+    /// The patch's exact bytes, escapes included, for every kind of value:
+    /// the AdmissionResponse carries them base64-encoded, so a change of
+    /// writer must not change a byte.
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn patch_bytes_are_pinned() {
+        let cfg = MutationConfig {
+            region: Some("eu-west-1".into()),
+            regional_sts: true,
+            mount_path: "/var/run//x/".into(),
+            token_expiration: 3600,
+            fs_group: Some(65534),
+            ..Default::default()
+        };
+        let sa = SaIdentity {
+            role_arn: Some("arn:aws:iam::111122223333:role/a\"b\\c\u{1}é".into()),
+            audience: Some("aud\t".into()),
+            ..Default::default()
+        };
+        let bare = r#"{"spec":{"containers":[{"name":"a"}],"initContainers":[{"name":"i"}]}}"#;
+        let full = r#"{"spec":{"securityContext":{},"volumes":[],"containers":[{"name":"a","env":[],"volumeMounts":[]}]}}"#;
+        let mut got = Vec::new();
+        for pod in [bare, full] {
+            let view = PodView::from_json(pod).unwrap();
+            got.push(String::from_utf8(mutate(&view, Some(&sa), &cfg).patch_json()).unwrap());
+        }
+        let windows = r#"{"spec":{"nodeSelector":{"kubernetes.io/os":"windows"},"containers":[{"name":"w","env":[{"name":"AWS_REGION","value":"x"}]}]}}"#;
+        let plain = SaIdentity {
+            role_arn: Some("arn:aws:iam::111122223333:role/r".into()),
+            audience: Some(String::new()),
+            ..Default::default()
+        };
+        let view = PodView::from_json(windows).unwrap();
+        got.push(
+            String::from_utf8(mutate(&view, Some(&plain), &MutationConfig::default()).patch_json())
+                .unwrap(),
+        );
+        assert_eq!(got, EXPECTED);
+    }
+
+    const EXPECTED: [&str; 3] = [
+        r#"[{"op":"add","path":"/spec/volumes","value":[{"name":"aws-iam-token","projected":{"sources":[{"serviceAccountToken":{"audience":"aud\t","expirationSeconds":3600,"path":"token"}}]}}]},{"op":"add","path":"/spec/containers/0/env","value":[{"name":"AWS_STS_REGIONAL_ENDPOINTS","value":"regional"},{"name":"AWS_DEFAULT_REGION","value":"eu-west-1"},{"name":"AWS_REGION","value":"eu-west-1"},{"name":"AWS_ROLE_ARN","value":"arn:aws:iam::111122223333:role/a\"b\\c\u0001é"},{"name":"AWS_WEB_IDENTITY_TOKEN_FILE","value":"/var/run/x/token"}]},{"op":"add","path":"/spec/containers/0/volumeMounts","value":[{"name":"aws-iam-token","mountPath":"/var/run/x","readOnly":true}]},{"op":"add","path":"/spec/initContainers/0/env","value":[{"name":"AWS_STS_REGIONAL_ENDPOINTS","value":"regional"},{"name":"AWS_DEFAULT_REGION","value":"eu-west-1"},{"name":"AWS_REGION","value":"eu-west-1"},{"name":"AWS_ROLE_ARN","value":"arn:aws:iam::111122223333:role/a\"b\\c\u0001é"},{"name":"AWS_WEB_IDENTITY_TOKEN_FILE","value":"/var/run/x/token"}]},{"op":"add","path":"/spec/initContainers/0/volumeMounts","value":[{"name":"aws-iam-token","mountPath":"/var/run/x","readOnly":true}]},{"op":"add","path":"/spec/securityContext","value":{"fsGroup":65534}}]"#,
+        r#"[{"op":"add","path":"/spec/volumes/0","value":{"name":"aws-iam-token","projected":{"sources":[{"serviceAccountToken":{"audience":"aud\t","expirationSeconds":3600,"path":"token"}}]}}},{"op":"add","path":"/spec/containers/0/env/-","value":{"name":"AWS_STS_REGIONAL_ENDPOINTS","value":"regional"}},{"op":"add","path":"/spec/containers/0/env/-","value":{"name":"AWS_DEFAULT_REGION","value":"eu-west-1"}},{"op":"add","path":"/spec/containers/0/env/-","value":{"name":"AWS_REGION","value":"eu-west-1"}},{"op":"add","path":"/spec/containers/0/env/-","value":{"name":"AWS_ROLE_ARN","value":"arn:aws:iam::111122223333:role/a\"b\\c\u0001é"}},{"op":"add","path":"/spec/containers/0/env/-","value":{"name":"AWS_WEB_IDENTITY_TOKEN_FILE","value":"/var/run/x/token"}},{"op":"add","path":"/spec/containers/0/volumeMounts/-","value":{"name":"aws-iam-token","mountPath":"/var/run/x","readOnly":true}},{"op":"add","path":"/spec/securityContext/fsGroup","value":65534}]"#,
+        r#"[{"op":"add","path":"/spec/volumes","value":[{"name":"aws-iam-token","projected":{"sources":[{"serviceAccountToken":{"expirationSeconds":86400,"path":"token"}}]}}]},{"op":"add","path":"/spec/containers/0/env/-","value":{"name":"AWS_ROLE_ARN","value":"arn:aws:iam::111122223333:role/r"}},{"op":"add","path":"/spec/containers/0/env/-","value":{"name":"AWS_WEB_IDENTITY_TOKEN_FILE","value":"C:\\var\\run\\secrets\\eks.amazonaws.com\\serviceaccount\\token"}},{"op":"add","path":"/spec/containers/0/volumeMounts","value":[{"name":"aws-iam-token","mountPath":"/var/run/secrets/eks.amazonaws.com/serviceaccount","readOnly":true}]}]"#,
+    ];
 }
