@@ -3,6 +3,7 @@
 //! the issuer-bundle checks, and the cluster configuration each kind of
 //! cluster needs (`cluster`). No network, no async, no file system.
 
+pub mod arn;
 pub mod b64;
 pub mod checks;
 pub mod cluster;

@@ -37,34 +37,6 @@ impl SaIdentity {
         };
         (id != Self::default()).then_some(id)
     }
-
-    /// Whether a role ARN looks valid (only used to warn; invalid ARNs are still injected).
-    pub fn role_arn_looks_valid(arn: &str) -> bool {
-        // arn:aws[-partition]:iam::<12 digits>:role/<path and name>
-        let mut parts = arn.splitn(6, ':');
-        let mut next = || parts.next().unwrap_or_default();
-        let (arn_, partition, service, region, account, resource) =
-            (next(), next(), next(), next(), next(), next());
-        let Some(partition_tail) = partition.strip_prefix("aws") else {
-            return false;
-        };
-        let Some(role) = resource.strip_prefix("role/") else {
-            return false;
-        };
-        arn_ == "arn"
-            && service == "iam"
-            && region.is_empty()
-            && partition_tail
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && account.len() == 12
-            && account.bytes().all(|b| b.is_ascii_digit())
-            && !role.is_empty()
-            && role.bytes().all(|b| {
-                b.is_ascii_alphanumeric()
-                    || matches!(b, b'_' | b'-' | b'/' | b'.' | b'@' | b'+' | b'=' | b',')
-            })
-    }
 }
 
 /// Go `strconv.ParseBool`.
@@ -163,31 +135,6 @@ mod tests {
         assert!(parse_csv_record("a\"b").is_empty());
         assert!(parse_csv_record("").is_empty());
         assert!(parse_csv_record("\"open").is_empty());
-    }
-
-    #[test]
-    fn arn_check() {
-        assert!(SaIdentity::role_arn_looks_valid(
-            "arn:aws:iam::111122223333:role/s3-reader"
-        ));
-        assert!(SaIdentity::role_arn_looks_valid(
-            "arn:aws-cn:iam::111122223333:role/path/x"
-        ));
-        assert!(!SaIdentity::role_arn_looks_valid("s3-reader"));
-        for bad in [
-            "arn:aws:iam::111122223333:role/",
-            "arn:aws:iam::11112222333:role/x",
-            "arn:aws:iam:us-east-1:111122223333:role/x",
-            "arn:aws:sts::111122223333:role/x",
-            "arn:aws:iam::111122223333:user/x",
-            "arn:aws:iam::111122223333:role/a:b",
-            "arn:aws:iam::111122223333:role/a b",
-            "arn:azure:iam::111122223333:role/x",
-            "arn:aws_x:iam::111122223333:role/x",
-            "xrn:aws:iam::111122223333:role/x",
-        ] {
-            assert!(!SaIdentity::role_arn_looks_valid(bad), "{bad}");
-        }
     }
 
     #[test]
