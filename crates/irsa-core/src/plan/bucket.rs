@@ -89,7 +89,7 @@ pub(super) fn diff(
                         '~',
                         format!("{bucket_res} policy"),
                         what,
-                        Action::PutBucketPolicy(merged),
+                        Action::PutBucketPolicy { policy: merged },
                     ));
                 }
             }
@@ -151,7 +151,7 @@ mod tests {
             .changes
             .iter()
             .find_map(|c| match &c.action {
-                Action::PutBucketPolicy(p) => Some(p.clone()),
+                Action::PutBucketPolicy { policy: p } => Some(p.clone()),
                 _ => None,
             })
             .expect("policy change");
@@ -178,7 +178,7 @@ mod tests {
             .changes
             .iter()
             .find_map(|c| match &c.action {
-                Action::PutBucketPolicy(p) => Some(p.clone()),
+                Action::PutBucketPolicy { policy: p } => Some(p.clone()),
                 _ => None,
             })
             .expect("policy change");

@@ -17,7 +17,10 @@ pub enum Action {
     /// Allow bucket policies to grant public read (ACLs stay blocked).
     AllowPublicPolicy,
     /// Put the bucket policy.
-    PutBucketPolicy(Value),
+    PutBucketPolicy {
+        /// The whole policy document.
+        policy: Value,
+    },
     /// Upload one document.
     PutObject {
         /// Key.
@@ -26,39 +29,112 @@ pub enum Action {
         body: String,
     },
     /// Create the OIDC provider for a host/path.
-    CreateProvider(String),
+    CreateProvider {
+        /// The provider URL without `https://`.
+        host_path: String,
+    },
     /// Add a client ID to the provider for a host/path.
-    AddClientId(String, String),
+    AddClientId {
+        /// The provider URL without `https://`.
+        host_path: String,
+        /// The client ID (an audience).
+        client_id: String,
+    },
     /// Tag the provider for a host/path as owned.
-    TagProvider(String),
+    TagProvider {
+        /// The provider URL without `https://`.
+        host_path: String,
+    },
     /// Replace the thumbprints of the provider for a host/path.
-    UpdateThumbprints(String, Vec<String>),
+    UpdateThumbprints {
+        /// The provider URL without `https://`.
+        host_path: String,
+        /// The new thumbprints.
+        thumbprints: Vec<String>,
+    },
     /// Create a role with trust policy, session duration and tags.
-    CreateRole(DesiredRole),
+    CreateRole {
+        /// The role as it should be.
+        role: DesiredRole,
+    },
     /// Replace a role's trust policy.
-    UpdateTrust(String, Value),
+    UpdateTrust {
+        /// Role name.
+        role: String,
+        /// The new trust policy.
+        trust: Value,
+    },
     /// Change max session duration.
-    UpdateMaxSession(String, i32),
+    UpdateMaxSession {
+        /// Role name.
+        role: String,
+        /// The new maximum, in seconds.
+        seconds: i32,
+    },
     /// Re-tag a role.
-    TagRole(String, BTreeMap<String, String>),
+    TagRole {
+        /// Role name.
+        role: String,
+        /// The tags to set.
+        tags: BTreeMap<String, String>,
+    },
     /// Set a role's permissions boundary.
-    PutBoundary(String, String),
+    PutBoundary {
+        /// Role name.
+        role: String,
+        /// The boundary policy's ARN.
+        policy_arn: String,
+    },
     /// Remove a role's permissions boundary.
-    DeleteBoundary(String),
+    DeleteBoundary {
+        /// Role name.
+        role: String,
+    },
     /// Attach a managed policy.
-    AttachPolicy(String, String),
+    AttachPolicy {
+        /// Role name.
+        role: String,
+        /// The managed policy's ARN.
+        policy_arn: String,
+    },
     /// Detach a managed policy.
-    DetachPolicy(String, String),
+    DetachPolicy {
+        /// Role name.
+        role: String,
+        /// The managed policy's ARN.
+        policy_arn: String,
+    },
     /// Put an inline policy.
-    PutInline(String, String, Value),
+    PutInline {
+        /// Role name.
+        role: String,
+        /// The inline policy's name.
+        policy_name: String,
+        /// The policy document.
+        document: Value,
+    },
     /// Delete an inline policy.
-    DeleteInline(String, String),
+    DeleteInline {
+        /// Role name.
+        role: String,
+        /// The inline policy's name.
+        policy_name: String,
+    },
     /// Delete a role (after detaching everything).
-    DeleteRole(String),
+    DeleteRole {
+        /// Role name.
+        role: String,
+    },
     /// Delete the OIDC provider.
-    DeleteProvider(String),
+    DeleteProvider {
+        /// The provider's ARN.
+        arn: String,
+    },
     /// Delete one document.
-    DeleteObject(String),
+    DeleteObject {
+        /// Key.
+        key: String,
+    },
     /// Delete the bucket policy.
     DeleteBucketPolicy,
     /// Delete the (empty) bucket.
@@ -100,30 +176,30 @@ impl Change {
     /// and each role.
     pub fn lane(&self) -> String {
         match &self.action {
-            Action::CreateRole(r) => format!("role:{}", r.name),
-            Action::UpdateTrust(n, _)
-            | Action::UpdateMaxSession(n, _)
-            | Action::TagRole(n, _)
-            | Action::PutBoundary(n, _)
-            | Action::DeleteBoundary(n)
-            | Action::AttachPolicy(n, _)
-            | Action::DetachPolicy(n, _)
-            | Action::PutInline(n, _, _)
-            | Action::DeleteInline(n, _)
-            | Action::DeleteRole(n) => format!("role:{n}"),
-            Action::CreateProvider(h)
-            | Action::AddClientId(h, _)
-            | Action::TagProvider(h)
-            | Action::UpdateThumbprints(h, _) => {
+            Action::CreateRole { role: r } => format!("role:{}", r.name),
+            Action::UpdateTrust { role: n, .. }
+            | Action::UpdateMaxSession { role: n, .. }
+            | Action::TagRole { role: n, .. }
+            | Action::PutBoundary { role: n, .. }
+            | Action::DeleteBoundary { role: n }
+            | Action::AttachPolicy { role: n, .. }
+            | Action::DetachPolicy { role: n, .. }
+            | Action::PutInline { role: n, .. }
+            | Action::DeleteInline { role: n, .. }
+            | Action::DeleteRole { role: n } => format!("role:{n}"),
+            Action::CreateProvider { host_path: h }
+            | Action::AddClientId { host_path: h, .. }
+            | Action::TagProvider { host_path: h }
+            | Action::UpdateThumbprints { host_path: h, .. } => {
                 format!("provider:{h}")
             }
-            Action::DeleteProvider(arn) => format!("provider:{arn}"),
+            Action::DeleteProvider { arn } => format!("provider:{arn}"),
             Action::CreateBucket
             | Action::TagBucket
             | Action::AllowPublicPolicy
-            | Action::PutBucketPolicy(_)
+            | Action::PutBucketPolicy { .. }
             | Action::PutObject { .. }
-            | Action::DeleteObject(_)
+            | Action::DeleteObject { .. }
             | Action::DeleteBucketPolicy
             | Action::DeleteBucket => "s3".into(),
         }
@@ -177,8 +253,8 @@ mod tests {
         let lanes = lanes(&plan.changes);
         assert_eq!(lanes.len(), 3, "s3, provider, one role");
         assert!(matches!(lanes[0][0].action, Action::CreateBucket));
-        assert!(matches!(lanes[2][0].action, Action::CreateRole(_)));
-        assert!(matches!(lanes[2][1].action, Action::AttachPolicy(..)));
+        assert!(matches!(lanes[2][0].action, Action::CreateRole { .. }));
+        assert!(matches!(lanes[2][1].action, Action::AttachPolicy { .. }));
         assert_eq!(
             lanes.iter().map(Vec::len).sum::<usize>(),
             plan.changes.len()

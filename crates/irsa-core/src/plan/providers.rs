@@ -17,7 +17,7 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                     '+',
                     &provider_res,
                     format!("client ids {:?}", desired.client_ids),
-                    Action::CreateProvider(host.to_string()),
+                    Action::CreateProvider { host_path: host.to_string() },
                 ))
             }
             None => plan.conflicts.push(format!(
@@ -29,7 +29,7 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                         '~',
                         &provider_res,
                         format!("add client id {id}"),
-                        Action::AddClientId(host.to_string(), id.clone()),
+                        Action::AddClientId { host_path: host.to_string(), client_id: id.clone() },
                     ));
                 }
                 if current && !desired.thumbprints.is_empty() && p.thumbprints != desired.thumbprints {
@@ -37,7 +37,7 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                         '~',
                         &provider_res,
                         format!("thumbprints {:?} -> {:?}", p.thumbprints, desired.thumbprints),
-                        Action::UpdateThumbprints(host.to_string(), desired.thumbprints.clone()),
+                        Action::UpdateThumbprints { host_path: host.to_string(), thumbprints: desired.thumbprints.clone() },
                     ));
                 }
                 if !owned(desired, &p.tags) {
@@ -45,7 +45,7 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                         '~',
                         &provider_res,
                         "adopt: tag as owned",
-                        Action::TagProvider(host.to_string()),
+                        Action::TagProvider { host_path: host.to_string() },
                     ));
                 }
             }
@@ -63,7 +63,7 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
             actual.account_providers
         ));
         plan.changes
-            .retain(|c| !matches!(c.action, Action::CreateProvider(_)));
+            .retain(|c| !matches!(c.action, Action::CreateProvider { .. }));
     }
 }
 
@@ -85,14 +85,14 @@ mod tests {
         // The old provider is expected to exist: a conflict if it does not,
         // never created anew; the new one is created.
         let plan = diff(&desired, &Actual::default(), &BTreeSet::new());
-        assert!(plan
-            .changes
-            .iter()
-            .any(|c| c.action == Action::CreateProvider("new.example.com/demo".into())));
-        assert!(!plan
-            .changes
-            .iter()
-            .any(|c| c.action == Action::CreateProvider("old.example.com/demo".into())));
+        assert!(plan.changes.iter().any(|c| c.action
+            == Action::CreateProvider {
+                host_path: "new.example.com/demo".into()
+            }));
+        assert!(!plan.changes.iter().any(|c| c.action
+            == Action::CreateProvider {
+                host_path: "old.example.com/demo".into()
+            }));
         assert!(
             plan.conflicts
                 .iter()
@@ -124,7 +124,7 @@ mod tests {
         assert_eq!(
             gone.changes
                 .iter()
-                .filter(|c| matches!(c.action, Action::DeleteProvider(_)))
+                .filter(|c| matches!(c.action, Action::DeleteProvider { .. }))
                 .count(),
             2
         );
@@ -137,7 +137,7 @@ mod tests {
         assert!(!plan
             .changes
             .iter()
-            .any(|c| matches!(c.action, Action::CreateProvider(_))));
+            .any(|c| matches!(c.action, Action::CreateProvider { .. })));
         assert!(
             plan.conflicts.iter().any(|c| c.contains("quota")),
             "{plan:?}"

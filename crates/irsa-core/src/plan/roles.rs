@@ -27,14 +27,17 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                     role.managed.len(),
                     role.inline.len()
                 ),
-                Action::CreateRole(role.clone()),
+                Action::CreateRole { role: role.clone() },
             ));
             for arn in &role.managed {
                 plan.changes.push(change(
                     '+',
                     format!("{res} policy"),
                     arn,
-                    Action::AttachPolicy(role.name.clone(), arn.clone()),
+                    Action::AttachPolicy {
+                        role: role.name.clone(),
+                        policy_arn: arn.clone(),
+                    },
                 ));
             }
             for (name, doc) in &role.inline {
@@ -42,7 +45,11 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                     '+',
                     format!("{res} inline policy"),
                     name,
-                    Action::PutInline(role.name.clone(), name.clone(), doc.clone()),
+                    Action::PutInline {
+                        role: role.name.clone(),
+                        policy_name: name.clone(),
+                        document: doc.clone(),
+                    },
                 ));
             }
             continue;
@@ -61,7 +68,10 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                 '~',
                 &res,
                 "trust policy",
-                Action::UpdateTrust(role.name.clone(), role.trust.clone()),
+                Action::UpdateTrust {
+                    role: role.name.clone(),
+                    trust: role.trust.clone(),
+                },
             ));
         }
         if act.max_session != role.max_session {
@@ -69,7 +79,10 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                 '~',
                 &res,
                 format!("max session {} -> {}", act.max_session, role.max_session),
-                Action::UpdateMaxSession(role.name.clone(), role.max_session),
+                Action::UpdateMaxSession {
+                    role: role.name.clone(),
+                    seconds: role.max_session,
+                },
             ));
         }
         if act.boundary != role.boundary {
@@ -78,13 +91,18 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                     '~',
                     &res,
                     format!("permissions boundary {arn}"),
-                    Action::PutBoundary(role.name.clone(), arn.clone()),
+                    Action::PutBoundary {
+                        role: role.name.clone(),
+                        policy_arn: arn.clone(),
+                    },
                 )),
                 None => plan.changes.push(change(
                     '~',
                     &res,
                     "remove permissions boundary",
-                    Action::DeleteBoundary(role.name.clone()),
+                    Action::DeleteBoundary {
+                        role: role.name.clone(),
+                    },
                 )),
             }
         }
@@ -94,7 +112,10 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                 '~',
                 &res,
                 "tags",
-                Action::TagRole(role.name.clone(), role.tags.clone()),
+                Action::TagRole {
+                    role: role.name.clone(),
+                    tags: role.tags.clone(),
+                },
             ));
         }
         for arn in role.managed.difference(&act.managed) {
@@ -102,7 +123,10 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                 '+',
                 format!("{res} policy"),
                 arn,
-                Action::AttachPolicy(role.name.clone(), arn.clone()),
+                Action::AttachPolicy {
+                    role: role.name.clone(),
+                    policy_arn: arn.clone(),
+                },
             ));
         }
         for arn in act.managed.difference(&role.managed) {
@@ -110,7 +134,10 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                 '-',
                 format!("{res} policy"),
                 arn,
-                Action::DetachPolicy(role.name.clone(), arn.clone()),
+                Action::DetachPolicy {
+                    role: role.name.clone(),
+                    policy_arn: arn.clone(),
+                },
             ));
         }
         for (name, doc) in &role.inline {
@@ -119,7 +146,11 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                     '~',
                     format!("{res} inline policy"),
                     name,
-                    Action::PutInline(role.name.clone(), name.clone(), doc.clone()),
+                    Action::PutInline {
+                        role: role.name.clone(),
+                        policy_name: name.clone(),
+                        document: doc.clone(),
+                    },
                 ));
             }
         }
@@ -128,7 +159,10 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                 '-',
                 format!("{res} inline policy"),
                 name,
-                Action::DeleteInline(role.name.clone(), name.clone()),
+                Action::DeleteInline {
+                    role: role.name.clone(),
+                    policy_name: name.clone(),
+                },
             ));
         }
     }
@@ -141,7 +175,7 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                 '-',
                 format!("iam role {name}"),
                 "no longer bound in irsa.yaml",
-                Action::DeleteRole(name.clone()),
+                Action::DeleteRole { role: name.clone() },
             )),
             Some(why) => plan.notes.push(format!("{why}: left alone")),
         }
