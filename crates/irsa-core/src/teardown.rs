@@ -166,7 +166,13 @@ mod tests {
     fn desired(cluster: &str, bucket: &str) -> Desired {
         let yaml = format!("apiVersion: irsa.dev/v1alpha1\nkind: IrsaConfig\ncluster: {cluster}\nissuer:\n  url: https://{bucket}.s3.us-east-1.amazonaws.com/{cluster}\n  s3: {{bucket: {bucket}, region: us-east-1, prefix: {cluster}}}\nkeys:\n- {{publicKey: k.pub, algorithm: RS256, state: active}}\nbindings:\n- {{namespace: app, serviceAccount: web}}\n");
         let cfg = IrsaConfig::from_yaml(&yaml).expect("valid");
-        Desired::from_config(&cfg, ACCOUNT, "us-east-1", "{}", "{}")
+        Desired::from_config(
+            &cfg,
+            ACCOUNT,
+            "us-east-1",
+            &crate::Discovery::for_issuer(&cfg.issuer.url, cfg.issuer.jwks_path, &[]),
+            &crate::Jwks::default(),
+        )
     }
 
     fn provider(d: &Desired, host: &str, tags: BTreeMap<String, String>) -> ActualProvider {

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use irsa_core::config::IrsaConfig;
 use irsa_core::plan::{self, Action, Actual, ActualProvider, ActualRole, Desired, Phase};
 use irsa_core::sid::{legacy_sid, statement_sid};
+use irsa_core::{Discovery, Jwks};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use serde_json::{json, Value};
@@ -223,7 +224,13 @@ struct World {
 
 fn world(c: &Case) -> World {
     let cfg = config(c);
-    let desired = Desired::from_config(&cfg, ACCOUNT, "eu-west-1", "{}", "{\"keys\":[]}");
+    let desired = Desired::from_config(
+        &cfg,
+        ACCOUNT,
+        "eu-west-1",
+        &Discovery::for_issuer(&cfg.issuer.url, cfg.issuer.jwks_path, &[]),
+        &Jwks::default(),
+    );
     let mut actual = Actual {
         bucket: c.bucket.map(|t| tags(t, c.cluster)),
         public_policy_allowed: c.public_allowed && c.bucket.is_some(),

@@ -136,8 +136,13 @@ mod tests {
 
     #[test]
     fn shared_bucket_keeps_other_statements() {
-        let desired =
-            Desired::from_config(&cfg(), "111122223333", "us-east-1", "{}", "{\"keys\":[]}");
+        let desired = Desired::from_config(
+            &cfg(),
+            "111122223333",
+            "us-east-1",
+            &crate::Discovery::for_issuer(&cfg().issuer.url, cfg().issuer.jwks_path, &[]),
+            &crate::Jwks::default(),
+        );
         let other = json!({"Sid": "IrsaPublicIssuerprod", "Effect": "Allow", "Principal": "*",
             "Action": "s3:GetObject", "Resource": ["arn:aws:s3:::b-oidc/prod/keys.json"]});
         let actual = Actual {

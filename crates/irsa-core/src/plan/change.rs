@@ -247,8 +247,13 @@ mod tests {
 
     #[test]
     fn lanes_keep_order_within_a_resource() {
-        let desired =
-            Desired::from_config(&cfg(), "111122223333", "us-east-1", "{}", "{\"keys\":[]}");
+        let desired = Desired::from_config(
+            &cfg(),
+            "111122223333",
+            "us-east-1",
+            &crate::Discovery::for_issuer(&cfg().issuer.url, cfg().issuer.jwks_path, &[]),
+            &crate::Jwks::default(),
+        );
         let plan = diff(&desired, &Actual::default(), &BTreeSet::new());
         let lanes = lanes(&plan.changes);
         assert_eq!(lanes.len(), 3, "s3, provider, one role");

@@ -7,7 +7,9 @@ use serde_json::{json, Value};
 
 use super::OWNER_TAG;
 use crate::config::IrsaConfig;
+use crate::discovery::Discovery;
 use crate::issuer::{JwksPath, S3Location, DISCOVERY_PATH};
+use crate::jwks::Jwks;
 use crate::sid;
 use crate::trust::{partition, provider_arn, trust_policy_for};
 
@@ -62,13 +64,14 @@ pub struct Desired {
 }
 
 impl Desired {
-    /// Derives the desired state from the config and rendered documents.
+    /// Derives the desired state from the config and the two documents
+    /// the issuer serves (rendered here, as S3 is to hold them).
     pub fn from_config(
         cfg: &IrsaConfig,
         account: &str,
         region: &str,
-        discovery: &str,
-        jwks: &str,
+        discovery: &Discovery,
+        jwks: &Jwks,
     ) -> Self {
         let part = partition(cfg.issuer.s3.as_ref().map_or(region, |s| s.region.as_str()));
         let owner = |extra: &[(&str, &str)]| {
@@ -93,8 +96,8 @@ impl Desired {
                 s3.key(DISCOVERY_PATH),
                 s3.key(cfg.issuer.jwks_path.as_str()),
             ];
-            objects.insert(keys[0].clone(), discovery.to_string());
-            objects.insert(keys[1].clone(), jwks.to_string());
+            objects.insert(keys[0].clone(), discovery.to_json());
+            objects.insert(keys[1].clone(), jwks.to_json());
             let resources: Vec<String> = keys
                 .iter()
                 .map(|k| format!("arn:{part}:s3:::{}/{k}", s3.bucket))

@@ -93,8 +93,13 @@ pub(crate) mod tests {
 
     #[test]
     fn fresh_then_converged_then_drift() {
-        let desired =
-            Desired::from_config(&cfg(), "111122223333", "us-east-1", "{}", "{\"keys\":[]}");
+        let desired = Desired::from_config(
+            &cfg(),
+            "111122223333",
+            "us-east-1",
+            &crate::Discovery::for_issuer(&cfg().issuer.url, cfg().issuer.jwks_path, &[]),
+            &crate::Jwks::default(),
+        );
         let plan = diff(&desired, &Actual::default(), &BTreeSet::new());
         let symbols: String = plan.changes.iter().map(|c| c.symbol).collect();
         assert_eq!(

@@ -76,7 +76,13 @@ mod tests {
     fn issuer_change_keeps_the_old_provider_and_trust() {
         let text = "apiVersion: irsa.dev/v1alpha1\nkind: IrsaConfig\ncluster: demo\nissuer:\n  url: https://new.example.com/demo\n  previousUrls: [https://old.example.com/demo]\nkeys:\n- {publicKey: k.pub, algorithm: RS256, state: active}\nbindings:\n- {namespace: default, serviceAccount: app}\n";
         let cfg = IrsaConfig::from_yaml(text).expect("valid");
-        let desired = Desired::from_config(&cfg, "111122223333", "us-east-1", "{}", "{}");
+        let desired = Desired::from_config(
+            &cfg,
+            "111122223333",
+            "us-east-1",
+            &crate::Discovery::for_issuer(&cfg.issuer.url, cfg.issuer.jwks_path, &[]),
+            &crate::Jwks::default(),
+        );
         let trust = &desired.roles[0].trust;
         assert_eq!(trust["Statement"].as_array().map(Vec::len), Some(2));
         assert!(trust["Statement"][1]["Condition"]["StringEquals"]
