@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use irsa_aws::{Aws, Connect};
 use irsa_core::plan::{self, Desired};
-use irsa_core::IrsaConfig;
+use irsa_core::{Discovery, IrsaConfig, Jwks};
 
 struct Moto(Child, String);
 
@@ -198,7 +198,8 @@ fn main() {
             reset(&moto.1).await;
             let aws = connect(irsa_aws::DEFAULT_PARALLELISM).await;
             let account = aws.account_id().await.unwrap();
-            let desired = Desired::from_config(&config(n), &account, "eu-west-1", "{}", "{\"keys\":[]}");
+            let cfg = config(n);
+            let desired = Desired::from_config(&cfg, &account, "eu-west-1", &Discovery::for_issuer(&cfg.issuer.url, cfg.issuer.jwks_path, &[]), &Jwks::default());
             let (plan0, _) = plan_and_apply(&aws, &desired, false).await;
             let (apply, changes) = plan_and_apply(&aws, &desired, true).await;
             let (plan1, _) = plan_and_apply(&aws, &desired, false).await;
@@ -218,7 +219,8 @@ fn main() {
                 reset(&moto.1).await;
                 let aws = connect(parallelism).await;
                 let account = aws.account_id().await.unwrap();
-                let desired = Desired::from_config(&config(100), &account, "eu-west-1", "{}", "{\"keys\":[]}");
+                let cfg = config(100);
+            let desired = Desired::from_config(&cfg, &account, "eu-west-1", &Discovery::for_issuer(&cfg.issuer.url, cfg.issuer.jwks_path, &[]), &Jwks::default());
                 let (apply, _) = plan_and_apply(&aws, &desired, true).await;
                 println!("{label}: apply 100 bindings, parallelism {parallelism}: {:.3} s ({} writes, {} reads)", apply.secs, apply.writes, apply.reads);
                 times.push(apply.secs);

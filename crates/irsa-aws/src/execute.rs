@@ -55,7 +55,7 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("s3:PutPublicAccessBlock", e))?;
             }
-            Action::PutBucketPolicy(policy) => {
+            Action::PutBucketPolicy { policy } => {
                 self.write();
                 self.s3
                     .put_bucket_policy()
@@ -78,7 +78,7 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("s3:PutObject", e))?;
             }
-            Action::CreateProvider(host) => {
+            Action::CreateProvider { host_path: host } => {
                 self.write();
                 self.iam
                     .create_open_id_connect_provider()
@@ -92,7 +92,10 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("iam:CreateOpenIDConnectProvider", e))?;
             }
-            Action::AddClientId(host, id) => {
+            Action::AddClientId {
+                host_path: host,
+                client_id: id,
+            } => {
                 let arn = self.provider_arn(host).await?;
                 self.write();
                 self.iam
@@ -103,7 +106,10 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("iam:AddClientIDToOpenIDConnectProvider", e))?;
             }
-            Action::UpdateThumbprints(host, thumbprints) => {
+            Action::UpdateThumbprints {
+                host_path: host,
+                thumbprints,
+            } => {
                 let arn = self.provider_arn(host).await?;
                 self.write();
                 self.iam
@@ -114,7 +120,7 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("iam:UpdateOpenIDConnectProviderThumbprint", e))?;
             }
-            Action::TagProvider(host) => {
+            Action::TagProvider { host_path: host } => {
                 let arn = self.provider_arn(host).await?;
                 self.write();
                 self.iam
@@ -125,7 +131,7 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("iam:TagOpenIDConnectProvider", e))?;
             }
-            Action::CreateRole(role) => {
+            Action::CreateRole { role } => {
                 self.write();
                 self.iam
                     .create_role()
@@ -143,7 +149,7 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("iam:CreateRole", e))?;
             }
-            Action::UpdateTrust(name, trust) => {
+            Action::UpdateTrust { role: name, trust } => {
                 self.write();
                 self.iam
                     .update_assume_role_policy()
@@ -153,7 +159,10 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("iam:UpdateAssumeRolePolicy", e))?;
             }
-            Action::UpdateMaxSession(name, secs) => {
+            Action::UpdateMaxSession {
+                role: name,
+                seconds: secs,
+            } => {
                 self.write();
                 self.iam
                     .update_role()
@@ -163,7 +172,7 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("iam:UpdateRole", e))?;
             }
-            Action::TagRole(name, tags) => {
+            Action::TagRole { role: name, tags } => {
                 self.write();
                 self.iam
                     .tag_role()
@@ -173,7 +182,10 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("iam:TagRole", e))?;
             }
-            Action::PutBoundary(name, arn) => {
+            Action::PutBoundary {
+                role: name,
+                policy_arn: arn,
+            } => {
                 self.write();
                 self.iam
                     .put_role_permissions_boundary()
@@ -183,7 +195,7 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("iam:PutRolePermissionsBoundary", e))?;
             }
-            Action::DeleteBoundary(name) => {
+            Action::DeleteBoundary { role: name } => {
                 self.write();
                 self.iam
                     .delete_role_permissions_boundary()
@@ -192,7 +204,10 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("iam:DeleteRolePermissionsBoundary", e))?;
             }
-            Action::AttachPolicy(name, arn) => {
+            Action::AttachPolicy {
+                role: name,
+                policy_arn: arn,
+            } => {
                 self.write();
                 self.iam
                     .attach_role_policy()
@@ -202,8 +217,15 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("iam:AttachRolePolicy", e))?;
             }
-            Action::DetachPolicy(name, arn) => self.detach_policy(name, arn).await?,
-            Action::PutInline(name, policy, doc) => {
+            Action::DetachPolicy {
+                role: name,
+                policy_arn: arn,
+            } => self.detach_policy(name, arn).await?,
+            Action::PutInline {
+                role: name,
+                policy_name: policy,
+                document: doc,
+            } => {
                 self.write();
                 self.iam
                     .put_role_policy()
@@ -214,8 +236,11 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("iam:PutRolePolicy", e))?;
             }
-            Action::DeleteInline(name, policy) => self.delete_inline(name, policy).await?,
-            Action::DeleteRole(name) => {
+            Action::DeleteInline {
+                role: name,
+                policy_name: policy,
+            } => self.delete_inline(name, policy).await?,
+            Action::DeleteRole { role: name } => {
                 if let Some(role) = self.read_role(name).await? {
                     for arn in &role.managed {
                         self.detach_policy(name, arn).await?;
@@ -232,7 +257,7 @@ impl Aws {
                         .map_err(|e| call_err("iam:DeleteRole", e))?;
                 }
             }
-            Action::DeleteProvider(arn) => {
+            Action::DeleteProvider { arn } => {
                 self.write();
                 self.iam
                     .delete_open_id_connect_provider()
@@ -241,7 +266,7 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("iam:DeleteOpenIDConnectProvider", e))?;
             }
-            Action::DeleteObject(key) => {
+            Action::DeleteObject { key } => {
                 self.write();
                 self.s3
                     .delete_object()

@@ -4,6 +4,7 @@
 //! cluster configuration each kind of cluster needs (`cluster`). No
 //! network, no async, no file system.
 
+pub mod arn;
 pub mod b64;
 pub mod checks;
 pub mod cluster;

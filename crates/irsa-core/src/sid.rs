@@ -100,7 +100,13 @@ mod tests {
     fn desired(cluster: &str) -> crate::plan::Desired {
         let yaml = format!("apiVersion: irsa.dev/v1alpha1\nkind: IrsaConfig\ncluster: {cluster}\nissuer:\n  url: https://shared.s3.us-east-1.amazonaws.com/{cluster}\n  s3: {{bucket: shared, region: us-east-1, prefix: {cluster}}}\nkeys:\n- {{publicKey: k.pub, algorithm: RS256, state: active}}\n");
         let cfg = crate::config::IrsaConfig::from_yaml(&yaml).expect("valid");
-        crate::plan::Desired::from_config(&cfg, "111122223333", "us-east-1", "{}", "{}")
+        crate::plan::Desired::from_config(
+            &cfg,
+            "111122223333",
+            "us-east-1",
+            &crate::Discovery::for_issuer(&cfg.issuer.url, cfg.issuer.jwks_path, &[]),
+            &crate::Jwks::default(),
+        )
     }
 
     /// The statement an earlier version wrote for `d`: its documents under the legacy id.

@@ -31,7 +31,7 @@ pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> 
                 '-',
                 format!("iam role {name}"),
                 "with its policies",
-                Action::DeleteRole(name.clone()),
+                Action::DeleteRole { role: name.clone() },
             )),
             Some(why) => plan.conflicts.push(format!("{why}: left alone")),
         }
@@ -47,7 +47,7 @@ pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> 
                 '-',
                 format!("iam oidc-provider {host}"),
                 "",
-                Action::DeleteProvider(p.arn.clone()),
+                Action::DeleteProvider { arn: p.arn.clone() },
             ));
         } else {
             plan.conflicts.push(format!(
@@ -91,7 +91,7 @@ pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> 
             '-',
             format!("s3://{bucket}/{key}"),
             String::new(),
-            Action::DeleteObject(key.clone()),
+            Action::DeleteObject { key: key.clone() },
         ));
     }
     let Some(tags) = &actual.bucket else {
@@ -113,7 +113,9 @@ pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> 
                 '~',
                 resource,
                 format!("remove statement {sid}"),
-                Action::PutBucketPolicy(json!({"Version": "2012-10-17", "Statement": rest})),
+                Action::PutBucketPolicy {
+                    policy: json!({"Version": "2012-10-17", "Statement": rest}),
+                },
             )
         });
     }
@@ -164,7 +166,13 @@ mod tests {
     fn desired(cluster: &str, bucket: &str) -> Desired {
         let yaml = format!("apiVersion: irsa.dev/v1alpha1\nkind: IrsaConfig\ncluster: {cluster}\nissuer:\n  url: https://{bucket}.s3.us-east-1.amazonaws.com/{cluster}\n  s3: {{bucket: {bucket}, region: us-east-1, prefix: {cluster}}}\nkeys:\n- {{publicKey: k.pub, algorithm: RS256, state: active}}\nbindings:\n- {{namespace: app, serviceAccount: web}}\n");
         let cfg = IrsaConfig::from_yaml(&yaml).expect("valid");
-        Desired::from_config(&cfg, ACCOUNT, "us-east-1", "{}", "{}")
+        Desired::from_config(
+            &cfg,
+            ACCOUNT,
+            "us-east-1",
+            &crate::Discovery::for_issuer(&cfg.issuer.url, cfg.issuer.jwks_path, &[]),
+            &crate::Jwks::default(),
+        )
     }
 
     fn provider(d: &Desired, host: &str, tags: BTreeMap<String, String>) -> ActualProvider {
@@ -214,7 +222,10 @@ mod tests {
         let last = plan.changes.last().expect("changes");
         assert_eq!(last.action, Action::DeleteBucket);
         for c in &plan.changes {
-            let trust = matches!(c.action, Action::DeleteRole(_) | Action::DeleteProvider(_));
+            let trust = matches!(
+                c.action,
+                Action::DeleteRole { .. } | Action::DeleteProvider { .. }
+            );
             let phase = if trust {
                 Phase::Main
             } else {
@@ -244,7 +255,7 @@ mod tests {
         assert!(plan
             .changes
             .iter()
-            .any(|c| matches!(c.action, Action::DeleteProvider(_))));
+            .any(|c| matches!(c.action, Action::DeleteProvider { .. })));
     }
 
     #[test]
@@ -256,7 +267,7 @@ mod tests {
         assert!(plan
             .changes
             .iter()
-            .any(|c| matches!(c.action, Action::DeleteObject(_))));
+            .any(|c| matches!(c.action, Action::DeleteObject { .. })));
         assert!(!plan
             .changes
             .iter()
@@ -278,7 +289,7 @@ mod tests {
             !plan
                 .changes
                 .iter()
-                .any(|c| matches!(c.action, Action::DeleteRole(_))),
+                .any(|c| matches!(c.action, Action::DeleteRole { .. })),
             "{plan:?}"
         );
         assert!(

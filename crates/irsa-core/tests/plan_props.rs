@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use irsa_core::config::IrsaConfig;
 use irsa_core::plan::{self, Action, Actual, ActualProvider, ActualRole, Desired, Phase};
 use irsa_core::sid::{legacy_sid, statement_sid};
+use irsa_core::{Discovery, Jwks};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use serde_json::{json, Value};
@@ -223,7 +224,13 @@ struct World {
 
 fn world(c: &Case) -> World {
     let cfg = config(c);
-    let desired = Desired::from_config(&cfg, ACCOUNT, "eu-west-1", "{}", "{\"keys\":[]}");
+    let desired = Desired::from_config(
+        &cfg,
+        ACCOUNT,
+        "eu-west-1",
+        &Discovery::for_issuer(&cfg.issuer.url, cfg.issuer.jwks_path, &[]),
+        &Jwks::default(),
+    );
     let mut actual = Actual {
         bucket: c.bucket.map(|t| tags(t, c.cluster)),
         public_policy_allowed: c.public_allowed && c.bucket.is_some(),
@@ -311,17 +318,17 @@ fn world(c: &Case) -> World {
 
 fn role_of(action: &Action) -> Option<&str> {
     match action {
-        Action::UpdateTrust(n, _)
-        | Action::UpdateMaxSession(n, _)
-        | Action::TagRole(n, _)
-        | Action::PutBoundary(n, _)
-        | Action::DeleteBoundary(n)
-        | Action::AttachPolicy(n, _)
-        | Action::DetachPolicy(n, _)
-        | Action::PutInline(n, _, _)
-        | Action::DeleteInline(n, _)
-        | Action::DeleteRole(n) => Some(n),
-        Action::CreateRole(r) => Some(&r.name),
+        Action::UpdateTrust { role: n, .. }
+        | Action::UpdateMaxSession { role: n, .. }
+        | Action::TagRole { role: n, .. }
+        | Action::PutBoundary { role: n, .. }
+        | Action::DeleteBoundary { role: n }
+        | Action::AttachPolicy { role: n, .. }
+        | Action::DetachPolicy { role: n, .. }
+        | Action::PutInline { role: n, .. }
+        | Action::DeleteInline { role: n, .. }
+        | Action::DeleteRole { role: n } => Some(n),
+        Action::CreateRole { role: r } => Some(&r.name),
         _ => None,
     }
 }
@@ -339,7 +346,7 @@ fn check(w: &World, p: &plan::Plan, destroying: bool) -> Result<(), TestCaseErro
         .changes
         .iter()
         .filter_map(|c| match &c.action {
-            Action::DeleteProvider(a) => Some(a.clone()),
+            Action::DeleteProvider { arn: a } => Some(a.clone()),
             _ => None,
         })
         .collect();
@@ -352,15 +359,15 @@ fn check(w: &World, p: &plan::Plan, destroying: bool) -> Result<(), TestCaseErro
             );
         }
         match &c.action {
-            Action::CreateProvider(h) => {
+            Action::CreateProvider { host_path: h } => {
                 prop_assert!(!w.providers.contains_key(h), "{shown}")
             }
-            Action::AddClientId(h, _)
-            | Action::TagProvider(h)
-            | Action::UpdateThumbprints(h, _) => {
+            Action::AddClientId { host_path: h, .. }
+            | Action::TagProvider { host_path: h }
+            | Action::UpdateThumbprints { host_path: h, .. } => {
                 prop_assert!(managed.contains(&h.as_str()) && w.providers[h].0, "{shown}")
             }
-            Action::DeleteProvider(a) => {
+            Action::DeleteProvider { arn: a } => {
                 let host = a.split_once(":oidc-provider/").unwrap().1;
                 prop_assert!(
                     destroying && managed.contains(&host) && w.providers[host].0,
@@ -372,7 +379,7 @@ fn check(w: &World, p: &plan::Plan, destroying: bool) -> Result<(), TestCaseErro
             Action::AllowPublicPolicy => {
                 prop_assert!(w.actual.bucket.is_none() || owned_bucket, "{shown}")
             }
-            Action::PutBucketPolicy(policy) => {
+            Action::PutBucketPolicy { policy } => {
                 prop_assert!(
                     bucket_tag.is_none() || bucket_tag.clone().flatten().is_some(),
                     "{shown}: untagged bucket's policy"
@@ -385,7 +392,7 @@ fn check(w: &World, p: &plan::Plan, destroying: bool) -> Result<(), TestCaseErro
             Action::DeleteBucketPolicy => {
                 prop_assert!(w.foreign_statements.is_empty(), "{shown}")
             }
-            Action::DeleteBucket | Action::DeleteObject(_) => {
+            Action::DeleteBucket | Action::DeleteObject { .. } => {
                 prop_assert!(destroying, "{shown}: apply deletes hosting");
                 let bucket = matches!(c.action, Action::DeleteBucket);
                 prop_assert!(!bucket || owned_bucket, "{shown}: bucket not owned");
@@ -399,7 +406,10 @@ fn check(w: &World, p: &plan::Plan, destroying: bool) -> Result<(), TestCaseErro
                 }
                 // Trust goes first: every deletion of trust is in an earlier phase.
                 for d in &p.changes[..] {
-                    if matches!(d.action, Action::DeleteProvider(_) | Action::DeleteRole(_)) {
+                    if matches!(
+                        d.action,
+                        Action::DeleteProvider { .. } | Action::DeleteRole { .. }
+                    ) {
                         prop_assert!(d.phase < c.phase, "{d} runs with {shown}");
                     }
                 }
@@ -439,7 +449,7 @@ fn no_plan_touches_what_is_not_this_bundles() {
                 destroyed
                     .changes
                     .iter()
-                    .any(|ch| ch.action == Action::DeleteRole(role.clone())),
+                    .any(|ch| ch.action == Action::DeleteRole { role: role.clone() }),
                 "{role} kept"
             );
         }

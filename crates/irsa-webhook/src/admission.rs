@@ -12,7 +12,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use irsa_core::mutate::{mutate, Decision, MutationConfig, PodView, SaIdentity, Text};
+use irsa_core::mutate::{mutate, Decision, MutationConfig, PodView, Text};
 use kube::Client;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -302,7 +302,7 @@ impl Handler {
         let identity = lookup.identity();
         let mut answer = Answer::allow(uid);
         if let Some(arn) = identity.as_ref().and_then(|i| i.role_arn.as_deref()) {
-            if !SaIdentity::role_arn_looks_valid(arn) {
+            if irsa_core::arn::RoleArn::parse(arn).is_err() {
                 tracing::warn!(
                     role_arn = arn,
                     "role-arn annotation does not look like an IAM role ARN"

@@ -43,16 +43,22 @@ pub struct Documents {
 
 /// Renders both documents for `config` and its keys, deterministically.
 pub fn render(config: &IrsaConfig, keys: &[(PublicKey, Algorithm)]) -> Documents {
+    let (discovery, jwks) = documents(config, keys);
+    Documents {
+        discovery: discovery.to_json(),
+        jwks: jwks.to_json(),
+    }
+}
+
+/// Both documents for `config` and its keys, as values.
+pub fn documents(config: &IrsaConfig, keys: &[(PublicKey, Algorithm)]) -> (Discovery, Jwks) {
     let jwks = Jwks::build(keys.iter().map(|(k, a)| (k, *a)), false);
     let discovery = Discovery::for_issuer(
         &config.issuer.url,
         config.issuer.jwks_path,
         &jwks.algorithms(),
     );
-    Documents {
-        discovery: discovery.to_json(),
-        jwks: jwks.to_json(),
-    }
+    (discovery, jwks)
 }
 
 impl Bundle {
@@ -150,25 +156,34 @@ impl Bundle {
 
     /// Renders the documents from the config and key files.
     pub fn render(&self) -> Result<Documents> {
+        let (discovery, jwks) = self.documents()?;
+        Ok(Documents {
+            discovery: discovery.to_json(),
+            jwks: jwks.to_json(),
+        })
+    }
+
+    /// The documents from the config and key files, as values.
+    pub fn documents(&self) -> Result<(Discovery, Jwks)> {
         let keys: Vec<(PublicKey, Algorithm)> = self
             .keys()?
             .into_iter()
             .filter(|k| k.entry.state.verifies())
             .map(|k| (k.public, k.entry.algorithm))
             .collect();
-        Ok(render(&self.config, &keys))
+        Ok(documents(&self.config, &keys))
     }
 
     /// The desired AWS state for `account`, in the bucket's region (or
     /// us-east-1 when something else serves the issuer), without AWS calls.
     pub fn desired(&self, account: &str) -> Result<irsa_core::plan::Desired> {
-        let docs = self.render()?;
+        let (discovery, jwks) = self.documents()?;
         Ok(irsa_core::plan::Desired::from_config(
             &self.config,
             account,
             self.config.issuer.region(),
-            &docs.discovery,
-            &docs.jwks,
+            &discovery,
+            &jwks,
         ))
     }
 

@@ -274,3 +274,44 @@ fn edits_keep_the_config_mode() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(mode(&config), 0o600, "unbind");
 }
+
+/// `bind --account` takes a 12-digit account ID: a malformed one is refused,
+/// naming the problem, before irsa.yaml is touched (it used to be written
+/// into the printed role ARN as given). Without an account, the ARN shows
+/// the placeholder for the user to fill in.
+#[test]
+fn bind_refuses_a_malformed_account_and_shows_the_placeholder() {
+    let t = tempdir();
+    let d = t.path();
+    init(d);
+    let before = fs::read_to_string(d.join("irsa.yaml")).unwrap();
+    let bad = run_in(
+        d,
+        &[
+            "bind",
+            "-n",
+            "app",
+            "-s",
+            "web",
+            "--no-plan",
+            "--account",
+            "1234",
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains("\"1234\" is not a 12-digit AWS account ID"),
+        "{}",
+        stderr(&bad)
+    );
+    assert_eq!(fs::read_to_string(d.join("irsa.yaml")).unwrap(), before);
+    let good = run_in(d, &["bind", "-n", "app", "-s", "web", "--no-plan"]);
+    assert!(good.status.success(), "{}", stderr(&good));
+    assert!(
+        stdout(&good).contains(
+            "eks.amazonaws.com/role-arn: arn:aws:iam::<AWS_ACCOUNT_ID>:role/irsa/prod/prod-app-web"
+        ),
+        "{}",
+        stdout(&good)
+    );
+}

@@ -21,7 +21,7 @@ struct Context_ {
 
 async fn load(c: &Common) -> Result<Context_> {
     let bundle = Bundle::load_file(&c.file)?;
-    let docs = bundle.render()?;
+    let (discovery, jwks) = bundle.documents()?;
     let region = c
         .region
         .clone()
@@ -40,8 +40,8 @@ async fn load(c: &Common) -> Result<Context_> {
         &bundle.config,
         &account,
         region.as_deref().unwrap_or("us-east-1"),
-        &docs.discovery,
-        &docs.jwks,
+        &discovery,
+        &jwks,
     );
     // Issuers on S3 are trusted by AWS without a thumbprint; for any other
     // host, pin the top certificate it serves when it can be reached.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use irsa_core::arn::RoleArn;
 use irsa_core::config::{Binding, DEFAULT_AUDIENCE};
 use irsa_core::plan::role_path;
 use irsa_core::trust::partition;
@@ -74,7 +75,7 @@ pub struct BindArgs {
     #[arg(long)]
     pub replace: bool,
     /// AWS account ID for the printed role ARN (default: from the credentials).
-    #[arg(long)]
+    #[arg(long, value_parser = account_id)]
     pub account: Option<String>,
     #[command(flatten)]
     pub after: After,
@@ -122,21 +123,49 @@ fn read_policy(path: &Path) -> Result<(String, serde_json::Value)> {
     Ok((name, doc))
 }
 
-/// The role ARN a binding's ServiceAccount is annotated with.
-pub fn role_arn(config: &IrsaConfig, binding: &Binding, account: &str) -> String {
-    format!(
-        "arn:{}:iam::{account}:role{}{}",
-        partition(config.issuer.region()),
-        role_path(&config.cluster),
-        binding.role_name(&config.cluster)
-    )
+/// Reads `--account`: 12 digits.
+fn account_id(s: &str) -> Result<String, String> {
+    irsa_core::arn::check_account(s)
+        .map(|()| s.to_string())
+        .map_err(|problem| problem.to_string())
 }
 
-/// The annotated ServiceAccount for `binding`.
-pub fn service_account(config: &IrsaConfig, binding: &Binding, account: &str) -> ServiceAccount {
+/// Shown in place of the account ID when irsa does not know it.
+pub const ACCOUNT_PLACEHOLDER: &str = "<AWS_ACCOUNT_ID>";
+
+/// The role ARN a binding's ServiceAccount is annotated with, in `account`
+/// (`None`: [`ACCOUNT_PLACEHOLDER`] stands in for it, for the user to fill in).
+pub fn role_arn(config: &IrsaConfig, binding: &Binding, account: Option<&str>) -> Result<String> {
+    // Any valid account lets the other parts be checked; the placeholder
+    // then takes its place.
+    let arn = RoleArn::new(
+        partition(config.issuer.region()),
+        account.unwrap_or("000000000000"),
+        &role_path(&config.cluster),
+        &binding.role_name(&config.cluster),
+    )
+    .map_err(|problem| {
+        anyhow::anyhow!(
+            "cannot name the role of {}/{}: {problem}; pass --account with the 12-digit AWS account ID",
+            binding.namespace,
+            binding.service_account
+        )
+    })?;
+    Ok(match account {
+        Some(_) => arn.to_string(),
+        None => arn.display_account_as(ACCOUNT_PLACEHOLDER).to_string(),
+    })
+}
+
+/// The annotated ServiceAccount for `binding` (`account` as in [`role_arn`]).
+pub fn service_account(
+    config: &IrsaConfig,
+    binding: &Binding,
+    account: Option<&str>,
+) -> Result<ServiceAccount> {
     let mut annotations = BTreeMap::from([(
         "eks.amazonaws.com/role-arn".to_string(),
-        role_arn(config, binding, account),
+        role_arn(config, binding, account)?,
     )]);
     if binding.audience() != DEFAULT_AUDIENCE {
         annotations.insert(
@@ -144,7 +173,7 @@ pub fn service_account(config: &IrsaConfig, binding: &Binding, account: &str) ->
             binding.audience().to_string(),
         );
     }
-    ServiceAccount {
+    Ok(ServiceAccount {
         metadata: ObjectMeta {
             name: Some(binding.service_account.clone()),
             namespace: Some(binding.namespace.clone()),
@@ -152,7 +181,7 @@ pub fn service_account(config: &IrsaConfig, binding: &Binding, account: &str) ->
             ..ObjectMeta::default()
         },
         ..ServiceAccount::default()
-    }
+    })
 }
 
 /// A Kubernetes object as YAML, `apiVersion` and `kind` first.
@@ -172,8 +201,12 @@ pub fn object_yaml<K: k8s_openapi::Resource + serde::Serialize>(object: &K) -> S
 }
 
 /// The annotated ServiceAccount for `binding`, as YAML.
-pub fn service_account_yaml(config: &IrsaConfig, binding: &Binding, account: &str) -> String {
-    object_yaml(&service_account(config, binding, account))
+pub fn service_account_yaml(
+    config: &IrsaConfig,
+    binding: &Binding,
+    account: Option<&str>,
+) -> Result<String> {
+    Ok(object_yaml(&service_account(config, binding, account)?))
 }
 
 fn config_path(common: &Common) -> PathBuf {
@@ -312,9 +345,8 @@ pub fn bind(a: BindArgs) -> Result<()> {
             role_arn(
                 &config,
                 &binding,
-                &account_for(&a.common, a.account.as_deref())
-                    .unwrap_or_else(|| "<AWS_ACCOUNT_ID>".into())
-            )
+                account_for(&a.common, a.account.as_deref()).as_deref()
+            )?
         );
     } else {
         let account = if a.after.no_plan && a.account.is_none() {
@@ -322,11 +354,11 @@ pub fn bind(a: BindArgs) -> Result<()> {
         } else {
             account_for(&a.common, a.account.as_deref())
         };
-        let shown = account.clone().unwrap_or_else(|| "<AWS_ACCOUNT_ID>".into());
+        let yaml = service_account_yaml(&config, &binding, account.as_deref())?;
         println!("\nServiceAccount (kubectl apply -f -):\n---");
-        print!("{}", service_account_yaml(&config, &binding, &shown));
+        print!("{yaml}");
         if account.is_none() {
-            println!("# replace <AWS_ACCOUNT_ID> (or pass --account)");
+            println!("# replace {ACCOUNT_PLACEHOLDER} (or pass --account)");
         }
     }
     follow_up(&a.after, a.common)

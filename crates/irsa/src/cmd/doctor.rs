@@ -15,6 +15,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use irsa_aws::{AwsError, StsRefusal};
+use irsa_core::arn::RoleArn;
 use irsa_core::checks::Report;
 use irsa_core::issuer::DISCOVERY_PATH;
 use irsa_core::jwt::{self, JwtError, VerifyOptions};
@@ -86,19 +87,6 @@ struct FromCluster {
     role_arn: String,
 }
 
-/// Whether `arn` looks like an IAM role ARN: `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`.
-pub fn parse_role_arn(arn: &str) -> Option<(&str, &str, &str)> {
-    let rest = arn.strip_prefix("arn:")?;
-    let (partition, rest) = rest.split_once(":iam::")?;
-    let (account, resource) = rest.split_once(':')?;
-    let name = resource.strip_prefix("role/")?.rsplit('/').next()?;
-    let ok = matches!(partition, "aws" | "aws-cn" | "aws-us-gov")
-        && account.len() == 12
-        && account.chars().all(|c| c.is_ascii_digit())
-        && !name.is_empty();
-    ok.then_some((partition, account, name))
-}
-
 async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Option<FromCluster>> {
     let client = irsa_webhook::server::client_from(a.kubeconfig.as_deref())
         .await
@@ -165,7 +153,7 @@ async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Option<FromClus
     };
     let annotations = sa.metadata.annotations.clone().unwrap_or_default();
     let role_arn = match annotations.get(ROLE_ANNOTATION) {
-        Some(arn) if parse_role_arn(arn).is_some() => {
+        Some(arn) if RoleArn::parse(arn).is_ok() => {
             r.pass(
                 "serviceaccount: role-arn annotation",
                 format!("{ns}/{sa_name}: {arn}"),
@@ -445,7 +433,7 @@ fn aws_links(
     sub: &str,
     aud: &[String],
 ) -> Result<()> {
-    let Some((partition, account, role_name)) = parse_role_arn(role_arn) else {
+    let Ok(arn) = RoleArn::parse(role_arn) else {
         r.fail(
             "iam: role ARN",
             format!("{role_arn:?} is not a role ARN"),
@@ -453,6 +441,7 @@ fn aws_links(
         );
         return Ok(());
     };
+    let (partition, account, role_name) = (arn.partition(), arn.account(), arn.name());
     let provider_arn = format!("arn:{partition}:iam::{account}:oidc-provider/{host_path}");
     crate::cmd::runtime()?.block_on(async {
         let aws = irsa_aws::Aws::connect(&irsa_aws::Connect {
@@ -624,12 +613,14 @@ mod tests {
 
     #[test]
     fn role_arns_and_sts_errors() {
+        let arn = RoleArn::parse("arn:aws:iam::123456789012:role/irsa/prod/prod-app-web")
+            .expect("a role ARN");
         assert_eq!(
-            parse_role_arn("arn:aws:iam::123456789012:role/irsa/prod/prod-app-web"),
-            Some(("aws", "123456789012", "prod-app-web"))
+            (arn.partition(), arn.account(), arn.name()),
+            ("aws", "123456789012", "prod-app-web")
         );
-        assert!(parse_role_arn("arn:aws:iam::1234:role/x").is_none());
-        assert!(parse_role_arn("arn:aws:s3:::bucket").is_none());
+        assert!(RoleArn::parse("arn:aws:iam::1234:role/x").is_err());
+        assert!(RoleArn::parse("arn:aws:s3:::bucket").is_err());
         let refused = |refusal| AwsError::WebIdentityRefused {
             refusal,
             code: Some("InvalidIdentityToken".into()),

@@ -120,7 +120,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
     let account = account_for(&a.common, a.account.as_deref()).context(
         "cannot find the AWS account ID for the role ARN: pass --account or set AWS credentials",
     )?;
-    let sa = service_account(&bundle.config, &binding, &account);
+    let sa = service_account(&bundle.config, &binding, Some(&account))?;
     let job = job(&a.namespace, &a.service_account, &a.image);
     if !a.apply {
         print!("{}---\n{}", object_yaml(&sa), object_yaml(&job));

@@ -1,0 +1,196 @@
+//! The bucket: its creation or adoption, public access, this issuer's
+//! policy statement, and the two documents.
+
+use std::collections::BTreeSet;
+
+use serde_json::Value;
+
+use super::{change, owned, statements, Action, Actual, Desired, Plan, OWNER_TAG};
+use crate::issuer::S3Location;
+
+/// Adds the bucket's changes and conflicts to `plan`.
+pub(super) fn diff(
+    plan: &mut Plan,
+    desired: &Desired,
+    actual: &Actual,
+    adopt: &BTreeSet<String>,
+    s3: &S3Location,
+) {
+    let bucket = &s3.bucket;
+    let bucket_res = format!("s3 bucket {bucket}");
+    // Owned: irsa manages public access and its policy statement.
+    // Shared: another cluster's irsa owns the bucket; irsa manages only
+    // this cluster's statement. Foreign: objects only, unless adopted.
+    let (manage_bpa, manage_statement) = match &actual.bucket {
+        None => {
+            plan.changes.push(change(
+                '+',
+                &bucket_res,
+                format!(
+                    "region {}, tagged {OWNER_TAG}={}",
+                    s3.region, desired.cluster
+                ),
+                Action::CreateBucket,
+            ));
+            (true, true)
+        }
+        Some(tags) if owned(desired, tags) => (true, true),
+        Some(_) if adopt.contains(bucket) => {
+            plan.changes.push(change(
+                '~',
+                &bucket_res,
+                format!("adopt: tag {OWNER_TAG}={}", desired.cluster),
+                Action::TagBucket,
+            ));
+            (true, true)
+        }
+        Some(tags) if tags.contains_key(OWNER_TAG) => {
+            if !actual.public_policy_allowed {
+                plan.conflicts.push(format!(
+                    "{bucket_res} belongs to cluster {} and its Block Public Access settings forbid public bucket policies: run `irsa apply` for that cluster first",
+                    tags[OWNER_TAG]
+                ));
+            }
+            (false, true)
+        }
+        Some(_) => {
+            plan.conflicts.push(format!(
+                "{bucket_res} exists and is not tagged {OWNER_TAG}={}: irsa uploads the documents but leaves its policy and public access settings to you (grant public s3:GetObject on them), or pass --adopt {bucket}",
+                desired.cluster
+            ));
+            (false, false)
+        }
+    };
+    if manage_bpa && !actual.public_policy_allowed {
+        plan.changes.push(change(
+            '~',
+            format!("{bucket_res} public access block"),
+            "ACLs blocked; a bucket policy may grant public read",
+            Action::AllowPublicPolicy,
+        ));
+    }
+    if manage_statement {
+        if let (Some(ours), Some(sid)) = (&desired.bucket_statement, desired.statement_sid()) {
+            let current = statements(actual.bucket_policy.as_ref());
+            let mine: Vec<&Value> = current
+                .iter()
+                .filter(|s| desired.is_our_statement(s))
+                .collect();
+            if mine != [ours] {
+                let what = if mine.iter().any(|s| s["Sid"].as_str() != Some(sid.as_str())) {
+                    format!("replace the statement of an earlier irsa version with {sid}")
+                } else if !mine.is_empty() {
+                    format!("replace statement {sid}")
+                } else {
+                    format!("add statement {sid}: public s3:GetObject on the two documents only")
+                };
+                if let Some(merged) = desired.merged_bucket_policy(actual.bucket_policy.as_ref()) {
+                    plan.changes.push(change(
+                        '~',
+                        format!("{bucket_res} policy"),
+                        what,
+                        Action::PutBucketPolicy { policy: merged },
+                    ));
+                }
+            }
+        }
+    }
+    for (key, body) in &desired.objects {
+        let res = format!("s3://{bucket}/{key}");
+        match actual.objects.get(key) {
+            None => plan.changes.push(change(
+                '+',
+                res,
+                "application/json",
+                Action::PutObject {
+                    key: key.clone(),
+                    body: body.clone(),
+                },
+            )),
+            Some((b, ct)) if b != body || ct != "application/json" => {
+                let why = if b != body {
+                    "content differs"
+                } else {
+                    "Content-Type is not application/json"
+                };
+                plan.changes.push(change(
+                    '~',
+                    res,
+                    why,
+                    Action::PutObject {
+                        key: key.clone(),
+                        body: body.clone(),
+                    },
+                ))
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::*;
+    use crate::plan::tests::cfg;
+    use serde_json::json;
+
+    #[test]
+    fn shared_bucket_keeps_other_statements() {
+        let desired = Desired::from_config(
+            &cfg(),
+            "111122223333",
+            "us-east-1",
+            &crate::Discovery::for_issuer(&cfg().issuer.url, cfg().issuer.jwks_path, &[]),
+            &crate::Jwks::default(),
+        );
+        let other = json!({"Sid": "IrsaPublicIssuerprod", "Effect": "Allow", "Principal": "*",
+            "Action": "s3:GetObject", "Resource": ["arn:aws:s3:::b-oidc/prod/keys.json"]});
+        let actual = Actual {
+            bucket: Some([(OWNER_TAG.to_string(), "prod".to_string())].into()),
+            public_policy_allowed: true,
+            bucket_policy: Some(json!({"Version": "2012-10-17", "Statement": [other.clone()]})),
+            ..Actual::default()
+        };
+        let plan = diff(&desired, &actual, &BTreeSet::new());
+        let put = plan
+            .changes
+            .iter()
+            .find_map(|c| match &c.action {
+                Action::PutBucketPolicy { policy: p } => Some(p.clone()),
+                _ => None,
+            })
+            .expect("policy change");
+        assert_eq!(put["Statement"].as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            put["Statement"][0], other,
+            "the other cluster's statement is kept"
+        );
+        assert!(
+            !plan
+                .changes
+                .iter()
+                .any(|c| matches!(c.action, Action::AllowPublicPolicy | Action::TagBucket)),
+            "a bucket owned by another cluster is not re-configured: {:?}",
+            plan.changes
+        );
+        // Destroy removes only this cluster's statement and keeps the bucket.
+        let after = Actual {
+            bucket_policy: Some(put),
+            ..actual
+        };
+        let plan = destroy(&desired, &after, true);
+        let rest = plan
+            .changes
+            .iter()
+            .find_map(|c| match &c.action {
+                Action::PutBucketPolicy { policy: p } => Some(p.clone()),
+                _ => None,
+            })
+            .expect("policy change");
+        assert_eq!(rest["Statement"], json!([other]));
+        assert!(!plan
+            .changes
+            .iter()
+            .any(|c| matches!(c.action, Action::DeleteBucket | Action::DeleteBucketPolicy)));
+    }
+}

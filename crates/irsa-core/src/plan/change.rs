@@ -1,0 +1,270 @@
+//! Changes: the steps of a plan, their phases and lanes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::trust::TrustPolicy;
+
+use super::DesiredRole;
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Create the bucket (tagged right after).
+    CreateBucket,
+    /// Tag the bucket as owned (adoption, or finishing an interrupted create).
+    TagBucket,
+    /// Allow bucket policies to grant public read (ACLs stay blocked).
+    AllowPublicPolicy,
+    /// Put the bucket policy.
+    PutBucketPolicy {
+        /// The whole policy document.
+        policy: Value,
+    },
+    /// Upload one document.
+    PutObject {
+        /// Key.
+        key: String,
+        /// Body.
+        body: String,
+    },
+    /// Create the OIDC provider for a host/path.
+    CreateProvider {
+        /// The provider URL without `https://`.
+        host_path: String,
+    },
+    /// Add a client ID to the provider for a host/path.
+    AddClientId {
+        /// The provider URL without `https://`.
+        host_path: String,
+        /// The client ID (an audience).
+        client_id: String,
+    },
+    /// Tag the provider for a host/path as owned.
+    TagProvider {
+        /// The provider URL without `https://`.
+        host_path: String,
+    },
+    /// Replace the thumbprints of the provider for a host/path.
+    UpdateThumbprints {
+        /// The provider URL without `https://`.
+        host_path: String,
+        /// The new thumbprints.
+        thumbprints: Vec<String>,
+    },
+    /// Create a role with trust policy, session duration and tags.
+    CreateRole {
+        /// The role as it should be.
+        role: DesiredRole,
+    },
+    /// Replace a role's trust policy.
+    UpdateTrust {
+        /// Role name.
+        role: String,
+        /// The new trust policy.
+        trust: TrustPolicy,
+    },
+    /// Change max session duration.
+    UpdateMaxSession {
+        /// Role name.
+        role: String,
+        /// The new maximum, in seconds.
+        seconds: i32,
+    },
+    /// Re-tag a role.
+    TagRole {
+        /// Role name.
+        role: String,
+        /// The tags to set.
+        tags: BTreeMap<String, String>,
+    },
+    /// Set a role's permissions boundary.
+    PutBoundary {
+        /// Role name.
+        role: String,
+        /// The boundary policy's ARN.
+        policy_arn: String,
+    },
+    /// Remove a role's permissions boundary.
+    DeleteBoundary {
+        /// Role name.
+        role: String,
+    },
+    /// Attach a managed policy.
+    AttachPolicy {
+        /// Role name.
+        role: String,
+        /// The managed policy's ARN.
+        policy_arn: String,
+    },
+    /// Detach a managed policy.
+    DetachPolicy {
+        /// Role name.
+        role: String,
+        /// The managed policy's ARN.
+        policy_arn: String,
+    },
+    /// Put an inline policy.
+    PutInline {
+        /// Role name.
+        role: String,
+        /// The inline policy's name.
+        policy_name: String,
+        /// The policy document.
+        document: Value,
+    },
+    /// Delete an inline policy.
+    DeleteInline {
+        /// Role name.
+        role: String,
+        /// The inline policy's name.
+        policy_name: String,
+    },
+    /// Delete a role (after detaching everything).
+    DeleteRole {
+        /// Role name.
+        role: String,
+    },
+    /// Delete the OIDC provider.
+    DeleteProvider {
+        /// The provider's ARN.
+        arn: String,
+    },
+    /// Delete one document.
+    DeleteObject {
+        /// Key.
+        key: String,
+    },
+    /// Delete the bucket policy.
+    DeleteBucketPolicy,
+    /// Delete the (empty) bucket.
+    DeleteBucket,
+}
+
+/// When a change may run. Phases run in order, each only after every
+/// change of the one before succeeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum Phase {
+    /// Everything except taking hosting down.
+    #[default]
+    Main,
+    /// Removing what serves the issuer's documents (objects, bucket policy
+    /// statement, bucket; any other hosting later): runs after trust is
+    /// gone, and each step only if a fresh read of IAM finds no provider
+    /// that still trusts what it removes ([`crate::ownership::hosting_blockers`]).
+    HostingRemoval,
+}
+
+/// A change with its human rendering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    /// `+` create, `~` update, `-` delete.
+    pub symbol: char,
+    /// Resource description.
+    pub resource: String,
+    /// What changes.
+    pub detail: String,
+    /// The step.
+    pub action: Action,
+    /// When it may run.
+    pub phase: Phase,
+}
+
+impl Change {
+    /// Changes in the same lane run in order; lanes are independent and
+    /// may run concurrently: the bucket and its objects, the provider,
+    /// and each role.
+    pub fn lane(&self) -> String {
+        match &self.action {
+            Action::CreateRole { role: r } => format!("role:{}", r.name),
+            Action::UpdateTrust { role: n, .. }
+            | Action::UpdateMaxSession { role: n, .. }
+            | Action::TagRole { role: n, .. }
+            | Action::PutBoundary { role: n, .. }
+            | Action::DeleteBoundary { role: n }
+            | Action::AttachPolicy { role: n, .. }
+            | Action::DetachPolicy { role: n, .. }
+            | Action::PutInline { role: n, .. }
+            | Action::DeleteInline { role: n, .. }
+            | Action::DeleteRole { role: n } => format!("role:{n}"),
+            Action::CreateProvider { host_path: h }
+            | Action::AddClientId { host_path: h, .. }
+            | Action::TagProvider { host_path: h }
+            | Action::UpdateThumbprints { host_path: h, .. } => {
+                format!("provider:{h}")
+            }
+            Action::DeleteProvider { arn } => format!("provider:{arn}"),
+            Action::CreateBucket
+            | Action::TagBucket
+            | Action::AllowPublicPolicy
+            | Action::PutBucketPolicy { .. }
+            | Action::PutObject { .. }
+            | Action::DeleteObject { .. }
+            | Action::DeleteBucketPolicy
+            | Action::DeleteBucket => "s3".into(),
+        }
+    }
+}
+
+/// Splits changes into their phases, in phase order (empty phases left out).
+pub fn phases(changes: &[Change]) -> Vec<(Phase, Vec<Change>)> {
+    let mut by_phase: BTreeMap<Phase, Vec<Change>> = BTreeMap::new();
+    for c in changes {
+        by_phase.entry(c.phase).or_default().push(c.clone());
+    }
+    by_phase.into_iter().collect()
+}
+
+/// Groups changes into lanes, keeping plan order within each lane and
+/// the order in which lanes first appear.
+pub fn lanes(changes: &[Change]) -> Vec<Vec<&Change>> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by_lane: BTreeMap<String, Vec<&Change>> = BTreeMap::new();
+    for c in changes {
+        let lane = c.lane();
+        if !by_lane.contains_key(&lane) {
+            order.push(lane.clone());
+        }
+        by_lane.entry(lane).or_default().push(c);
+    }
+    order
+        .into_iter()
+        .filter_map(|l| by_lane.remove(&l))
+        .collect()
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:<60} {}", self.symbol, self.resource, self.detail)
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::tests::cfg;
+    use crate::plan::{diff, Actual, Desired};
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn lanes_keep_order_within_a_resource() {
+        let desired = Desired::from_config(
+            &cfg(),
+            "111122223333",
+            "us-east-1",
+            &crate::Discovery::for_issuer(&cfg().issuer.url, cfg().issuer.jwks_path, &[]),
+            &crate::Jwks::default(),
+        );
+        let plan = diff(&desired, &Actual::default(), &BTreeSet::new());
+        let lanes = lanes(&plan.changes);
+        assert_eq!(lanes.len(), 3, "s3, provider, one role");
+        assert!(matches!(lanes[0][0].action, Action::CreateBucket));
+        assert!(matches!(lanes[2][0].action, Action::CreateRole { .. }));
+        assert!(matches!(lanes[2][1].action, Action::AttachPolicy { .. }));
+        assert_eq!(
+            lanes.iter().map(Vec::len).sum::<usize>(),
+            plan.changes.len()
+        );
+    }
+}

@@ -1,0 +1,218 @@
+//! The desired state: what `irsa.yaml` and the rendered documents ask of
+//! S3 and IAM.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{json, Value};
+
+use super::OWNER_TAG;
+use crate::config::IrsaConfig;
+use crate::discovery::Discovery;
+use crate::issuer::{JwksPath, S3Location, DISCOVERY_PATH};
+use crate::jwks::Jwks;
+use crate::sid;
+use crate::trust::{partition, provider_arn, trust_policy_for, TrustPolicy};
+
+/// What one role should look like.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredRole {
+    /// Role name.
+    pub name: String,
+    /// Trust policy.
+    pub trust: TrustPolicy,
+    /// Managed policy ARNs.
+    pub managed: BTreeSet<String>,
+    /// Inline policies by name.
+    pub inline: BTreeMap<String, Value>,
+    /// Maximum session duration in seconds.
+    pub max_session: i32,
+    /// Permissions boundary policy ARN.
+    pub boundary: Option<String>,
+    /// Tags (owner tag included).
+    pub tags: BTreeMap<String, String>,
+}
+
+/// The whole desired state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// Cluster name (owner tag value).
+    pub cluster: String,
+    /// Where the documents go, if irsa publishes to S3.
+    pub s3: Option<S3Location>,
+    /// Object key → body of the two documents.
+    pub objects: BTreeMap<String, String>,
+    /// The bucket policy statement granting public read of exactly those
+    /// objects; merged by `Sid` into whatever policy the bucket has.
+    pub bucket_statement: Option<Value>,
+    /// Provider URL without `https://`.
+    pub provider_host_path: String,
+    /// Providers of previous issuers (kept while the apiserver accepts them).
+    pub previous_host_paths: Vec<String>,
+    /// Provider client IDs (the audiences bindings use).
+    pub client_ids: BTreeSet<String>,
+    /// Provider thumbprints (SHA-1 of the top certificate the issuer's host
+    /// serves); empty when AWS does not need them (S3, public CAs).
+    pub thumbprints: Vec<String>,
+    /// Roles.
+    pub roles: Vec<DesiredRole>,
+    /// ARNs of this bundle's own providers (issuer and previous issuers):
+    /// a role is this bundle's only if it trusts one of them.
+    pub own_provider_arns: BTreeSet<String>,
+    /// ARNs of every object this issuer may have published (both JWKS
+    /// paths), to recognise a statement of an earlier version as ours.
+    pub issuer_documents: BTreeSet<String>,
+}
+
+impl Desired {
+    /// Derives the desired state from the config and the two documents
+    /// the issuer serves (rendered here, as S3 is to hold them).
+    pub fn from_config(
+        cfg: &IrsaConfig,
+        account: &str,
+        region: &str,
+        discovery: &Discovery,
+        jwks: &Jwks,
+    ) -> Self {
+        let part = partition(cfg.issuer.s3.as_ref().map_or(region, |s| s.region.as_str()));
+        let owner = |extra: &[(&str, &str)]| {
+            let mut tags: BTreeMap<String, String> =
+                [(OWNER_TAG.to_string(), cfg.cluster.clone())].into();
+            tags.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            tags
+        };
+        let mut objects = BTreeMap::new();
+        let mut bucket_statement = None;
+        let mut issuer_documents = BTreeSet::new();
+        if let Some(s3) = &cfg.issuer.s3 {
+            issuer_documents = [
+                DISCOVERY_PATH,
+                JwksPath::OpenidV1Jwks.as_str(),
+                JwksPath::KeysJson.as_str(),
+            ]
+            .iter()
+            .map(|p| format!("arn:{part}:s3:::{}/{}", s3.bucket, s3.key(p)))
+            .collect();
+            let keys = [
+                s3.key(DISCOVERY_PATH),
+                s3.key(cfg.issuer.jwks_path.as_str()),
+            ];
+            objects.insert(keys[0].clone(), discovery.to_json());
+            objects.insert(keys[1].clone(), jwks.to_json());
+            let resources: Vec<String> = keys
+                .iter()
+                .map(|k| format!("arn:{part}:s3:::{}/{k}", s3.bucket))
+                .collect();
+            bucket_statement = Some(json!({
+                "Sid": sid::statement_sid(&cfg.cluster, &s3.prefix),
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "s3:GetObject",
+                "Resource": resources,
+            }));
+        }
+        let roles = cfg
+            .bindings
+            .iter()
+            .map(|b| DesiredRole {
+                name: b.role_name(&cfg.cluster),
+                trust: {
+                    let issuers: Vec<&crate::issuer::IssuerUrl> = std::iter::once(&cfg.issuer.url)
+                        .chain(&cfg.issuer.previous_urls)
+                        .chain(&b.extra_issuers)
+                        .collect();
+                    trust_policy_for(part, account, &issuers, b)
+                },
+                managed: b.policy_arns.iter().cloned().collect(),
+                inline: b.inline_policies.clone().into_iter().collect(),
+                max_session: b.max_session_duration.map_or(3600, |d| d as i32),
+                boundary: b.permissions_boundary.clone(),
+                tags: {
+                    let mut tags = b.tags.clone();
+                    tags.extend(owner(&[(
+                        "irsa.dev/service-account",
+                        &format!("{}.{}", b.namespace, b.service_account.replace('*', "_")),
+                    )]));
+                    tags
+                },
+            })
+            .collect();
+        Self {
+            cluster: cfg.cluster.clone(),
+            s3: cfg.issuer.s3.clone(),
+            objects,
+            bucket_statement,
+            provider_host_path: cfg.issuer.url.host_path().to_string(),
+            previous_host_paths: cfg
+                .issuer
+                .previous_urls
+                .iter()
+                .map(|u| u.host_path().to_string())
+                .collect(),
+            client_ids: cfg
+                .bindings
+                .iter()
+                .map(|b| b.audience().to_string())
+                .chain(std::iter::once(crate::config::DEFAULT_AUDIENCE.to_string()))
+                .collect(),
+            roles,
+            thumbprints: Vec::new(),
+            own_provider_arns: std::iter::once(&cfg.issuer.url)
+                .chain(&cfg.issuer.previous_urls)
+                .map(|u| provider_arn(part, account, u))
+                .collect(),
+            issuer_documents,
+        }
+    }
+
+    /// Host/paths of every provider irsa manages for this cluster, current first.
+    pub fn managed_providers(&self) -> Vec<&str> {
+        std::iter::once(self.provider_host_path.as_str())
+            .chain(self.previous_host_paths.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// The owner tags.
+    pub fn owner_tags(&self) -> BTreeMap<String, String> {
+        [(OWNER_TAG.to_string(), self.cluster.clone())].into()
+    }
+
+    /// The id of this issuer's bucket-policy statement (see [`crate::sid`]).
+    pub fn statement_sid(&self) -> Option<String> {
+        let s3 = self.s3.as_ref()?;
+        Some(sid::statement_sid(&self.cluster, &s3.prefix))
+    }
+
+    /// Whether a bucket-policy statement is this issuer's (its id, or an
+    /// earlier version's id on exactly this issuer's documents).
+    pub fn is_our_statement(&self, statement: &Value) -> bool {
+        self.statement_sid().is_some_and(|id| {
+            sid::is_issuer_statement(statement, &id, &self.cluster, &self.issuer_documents)
+        })
+    }
+
+    /// The statements of `policy` that are not this issuer's.
+    pub fn other_statements(&self, policy: Option<&Value>) -> Vec<Value> {
+        statements(policy)
+            .into_iter()
+            .filter(|s| !self.is_our_statement(s))
+            .collect()
+    }
+
+    /// The bucket policy after merging this cluster's statement into
+    /// `current` (replacing an earlier version's statement of this issuer).
+    pub fn merged_bucket_policy(&self, current: Option<&Value>) -> Option<Value> {
+        let ours = self.bucket_statement.as_ref()?;
+        let mut statements = self.other_statements(current);
+        statements.push(ours.clone());
+        Some(json!({"Version": "2012-10-17", "Statement": statements}))
+    }
+}
+
+/// The statements of a bucket policy (a single statement object counts).
+pub(crate) fn statements(policy: Option<&Value>) -> Vec<Value> {
+    match policy.map(|p| &p["Statement"]) {
+        Some(Value::Array(a)) => a.clone(),
+        Some(v @ Value::Object(_)) => vec![v.clone()],
+        _ => Vec::new(),
+    }
+}

@@ -1,0 +1,187 @@
+//! Desired AWS state derived from `irsa.yaml`, actual state as read, and
+//! the diff between them: a [`Plan`] of [`Change`]s. Pure: the AWS adapter
+//! reads [`Actual`] and executes the changes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+mod actual;
+mod bucket;
+mod change;
+mod desired;
+mod providers;
+mod roles;
+
+pub use crate::teardown::destroy;
+pub use actual::{role_path, Actual, ActualProvider, ActualRole};
+pub use change::{lanes, phases, Action, Change, Phase};
+pub(crate) use desired::statements;
+pub use desired::{Desired, DesiredRole};
+
+/// IAM's default quota of OIDC providers per account.
+pub const MAX_OIDC_PROVIDERS: usize = 100;
+
+/// Tag that marks a resource as created by irsa for a cluster.
+pub const OWNER_TAG: &str = "irsa.dev/cluster";
+
+/// The diff.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Changes in execution order.
+    pub changes: Vec<Change>,
+    /// Resources irsa will not touch, with the reason and fix.
+    pub conflicts: Vec<String>,
+    /// Steps irsa holds back because running them could let someone else
+    /// take over trust, each with the reason and fix: a plan with any does
+    /// not finish the job.
+    pub withheld: Vec<String>,
+    /// Resources left alone that are someone else's and in nobody's way.
+    pub notes: Vec<String>,
+}
+
+pub(crate) fn change(
+    symbol: char,
+    resource: impl Into<String>,
+    detail: impl Into<String>,
+    action: Action,
+) -> Change {
+    Change {
+        symbol,
+        resource: resource.into(),
+        detail: detail.into(),
+        action,
+        phase: Phase::Main,
+    }
+}
+
+/// Whether tags mark a resource as this bundle's cluster's.
+fn owned(desired: &Desired, tags: &BTreeMap<String, String>) -> bool {
+    tags.get(OWNER_TAG) == Some(&desired.cluster)
+}
+
+/// Computes the changes that make `actual` match `desired`. Resources that
+/// exist without this cluster's owner tag are reported as conflicts, never
+/// changed, unless their name is in `adopt`.
+pub fn diff(desired: &Desired, actual: &Actual, adopt: &BTreeSet<String>) -> Plan {
+    let mut plan = Plan::default();
+    if let Some(s3) = &desired.s3 {
+        bucket::diff(&mut plan, desired, actual, adopt, s3);
+    }
+    providers::diff(&mut plan, desired, actual, adopt);
+    roles::diff(&mut plan, desired, actual, adopt);
+    plan
+}
+
+/// Whether the plan writes anything.
+impl Plan {
+    /// True when there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::config::IrsaConfig;
+
+    pub(crate) fn cfg() -> IrsaConfig {
+        IrsaConfig::from_yaml(
+            "apiVersion: irsa.dev/v1alpha1\nkind: IrsaConfig\ncluster: demo\nissuer:\n  url: https://b.s3.us-east-1.amazonaws.com/demo\n  s3: {bucket: b-oidc, region: us-east-1, prefix: demo}\nkeys:\n- {publicKey: k.pub, algorithm: RS256, state: active}\nbindings:\n- {namespace: default, serviceAccount: app, policyArns: [arn:aws:iam::aws:policy/ReadOnlyAccess]}\n",
+        )
+        .expect("valid")
+    }
+
+    #[test]
+    fn fresh_then_converged_then_drift() {
+        let desired = Desired::from_config(
+            &cfg(),
+            "111122223333",
+            "us-east-1",
+            &crate::Discovery::for_issuer(&cfg().issuer.url, cfg().issuer.jwks_path, &[]),
+            &crate::Jwks::default(),
+        );
+        let plan = diff(&desired, &Actual::default(), &BTreeSet::new());
+        let symbols: String = plan.changes.iter().map(|c| c.symbol).collect();
+        assert_eq!(
+            symbols,
+            "+~~+++++",
+            "{:#?}",
+            plan.changes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        );
+        assert!(plan.conflicts.is_empty());
+        let role = &desired.roles[0];
+        let converged = Actual {
+            bucket: Some(desired.owner_tags()),
+            public_policy_allowed: true,
+            bucket_policy: desired.merged_bucket_policy(None),
+            objects: desired
+                .objects
+                .iter()
+                .map(|(k, v)| (k.clone(), (v.clone(), "application/json".into())))
+                .collect(),
+            providers: [(
+                desired.provider_host_path.clone(),
+                ActualProvider {
+                    arn: "a".into(),
+                    client_ids: desired.client_ids.clone(),
+                    thumbprints: Vec::new(),
+                    tags: desired.owner_tags(),
+                },
+            )]
+            .into(),
+            account_providers: 1,
+            roles: [(
+                role.name.clone(),
+                ActualRole {
+                    trust: role.trust.clone(),
+                    managed: role.managed.clone(),
+                    inline: BTreeMap::new(),
+                    max_session: 3600,
+                    boundary: None,
+                    path: role_path("demo"),
+                    tags: role.tags.clone(),
+                },
+            )]
+            .into(),
+            path_roles: BTreeMap::new(),
+        };
+        let mut converged = converged;
+        converged.path_roles = converged.roles.clone();
+        assert!(diff(&desired, &converged, &BTreeSet::new()).is_empty());
+        let mut drift = converged.clone();
+        drift
+            .roles
+            .get_mut(&role.name)
+            .expect("role")
+            .managed
+            .clear();
+        drift
+            .roles
+            .get_mut(&role.name)
+            .expect("role")
+            .tags
+            .remove("irsa.dev/service-account");
+        let plan = diff(&desired, &drift, &BTreeSet::new());
+        assert_eq!(plan.changes.len(), 2, "{:?}", plan.changes);
+        // Not ours: a conflict, never a change.
+        let mut foreign = converged;
+        foreign
+            .roles
+            .get_mut(&role.name)
+            .expect("role")
+            .tags
+            .clear();
+        foreign.roles.get_mut(&role.name).expect("role").max_session = 7200;
+        let plan = diff(&desired, &foreign, &BTreeSet::new());
+        assert!(
+            plan.changes.is_empty() && plan.conflicts.len() == 1,
+            "{plan:?}"
+        );
+        assert!(!diff(&desired, &foreign, &[role.name.clone()].into())
+            .changes
+            .is_empty());
+    }
+}
