@@ -7,6 +7,8 @@
 pub mod admission;
 pub mod cache;
 mod conn;
+pub mod goflags;
+pub mod klog;
 pub mod limits;
 pub mod metrics;
 pub mod names;

@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Args;
 use irsa_core::mutate::{clamp_expiration, MutationConfig, DEFAULT_MOUNT_PATH, DEFAULT_PREFIX};
 
+use crate::goflags::parse_bool;
+pub use crate::goflags::GoCompat;
 use crate::limits::{LimitFlags, DEFAULT_MAX_REQUEST_BYTES};
 
 /// `irsa webhook serve` flags.
@@ -138,88 +140,18 @@ pub struct Settings {
         help_heading = "Injection"
     )]
     pub aws_default_region: String,
-    /// Inject AWS_STS_REGIONAL_ENDPOINTS=regional unless the ServiceAccount says otherwise.
-    #[arg(long, env = "IRSA_STS_REGIONAL_ENDPOINT", help_heading = "Injection")]
+    /// Inject AWS_STS_REGIONAL_ENDPOINTS=regional unless the ServiceAccount
+    /// says otherwise (`--sts-regional-endpoint` or `=true|false`).
+    #[arg(long, env = "IRSA_STS_REGIONAL_ENDPOINT", help_heading = "Injection", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub sts_regional_endpoint: bool,
     /// Set this pod fsGroup when a mutated pod has none, so non-root containers can read the token.
     #[arg(long, env = "IRSA_FS_GROUP", help_heading = "Injection")]
     pub fs_group: Option<i64>,
 
-    /// Flags of amazon-eks-pod-identity-webhook that irsa accepts and ignores.
+    /// Flags of amazon-eks-pod-identity-webhook (and klog) that irsa accepts
+    /// and reports at start-up.
     #[command(flatten)]
     pub go_compat: GoCompat,
-}
-
-/// Flags of the Go webhook that have no meaning here; accepted (hidden) so an
-/// existing Deployment's arguments keep working, with a warning at start-up.
-#[derive(Args, Debug, Clone, Default)]
-pub struct GoCompat {
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
-    in_cluster: Option<String>,
-    #[arg(long, hide = true)]
-    namespace: Option<String>,
-    #[arg(long, hide = true)]
-    service_name: Option<String>,
-    #[arg(long, hide = true)]
-    tls_secret: Option<String>,
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
-    logtostderr: Option<String>,
-    #[arg(short = 'v', long = "v", hide = true)]
-    verbosity: Option<String>,
-    #[arg(long, hide = true)]
-    resync_period: Option<String>,
-    #[arg(long, hide = true)]
-    service_account_lookup_grace_period: Option<String>,
-    #[arg(long, hide = true)]
-    tls_min_version: Option<String>,
-}
-
-impl GoCompat {
-    /// One line per ignored flag that was set, for start-up warnings.
-    pub fn ignored(&self) -> Vec<String> {
-        let GoCompat {
-            in_cluster,
-            namespace,
-            service_name,
-            tls_secret,
-            logtostderr,
-            verbosity,
-            resync_period,
-            service_account_lookup_grace_period,
-            tls_min_version,
-        } = self;
-        let mut out = Vec::new();
-        if in_cluster.as_deref().is_some_and(|v| v != "false") {
-            out.push("--in-cluster=true (CSR-issued certificates) is not supported: irsa serves --tls-cert/--tls-key".to_string());
-        }
-        for (name, value, why) in [
-            ("--namespace", namespace, "only used by --in-cluster"),
-            ("--service-name", service_name, "only used by --in-cluster"),
-            ("--tls-secret", tls_secret, "only used by --in-cluster"),
-            ("--logtostderr", logtostderr, "irsa always logs to stderr"),
-            ("-v", verbosity, "use --log debug"),
-            (
-                "--resync-period",
-                resync_period,
-                "irsa's watch needs no resync",
-            ),
-            (
-                "--service-account-lookup-grace-period",
-                service_account_lookup_grace_period,
-                "irsa asks the API server on a miss (--sa-lookup-timeout-ms)",
-            ),
-            (
-                "--tls-min-version",
-                tls_min_version,
-                "irsa always requires TLS 1.2 or later",
-            ),
-        ] {
-            if value.is_some() {
-                out.push(format!("{name} is ignored: {why}"));
-            }
-        }
-        out
-    }
 }
 
 impl Settings {
