@@ -257,6 +257,20 @@ impl SaStore {
         self.inner.read().map(|i| i.map.len()).unwrap_or(0)
     }
 
+    /// Every cached account as `namespace/name` with its entry, sorted.
+    pub fn entries(&self) -> Vec<(String, Entry)> {
+        let Ok(inner) = self.inner.read() else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, Entry)> = inner
+            .map
+            .iter()
+            .map(|(k, e)| (k.to_string(), e.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
     /// Whether the cache is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0

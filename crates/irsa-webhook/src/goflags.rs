@@ -152,12 +152,6 @@ pub struct GoCompat {
     /// Print the version and exit (`--version`, `--version=true|false`).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
     version: Option<bool>,
-    #[arg(long, hide = true)]
-    kube_api: Option<String>,
-    #[arg(long, hide = true)]
-    tls_cipher_suites: Option<String>,
-    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
-    enable_debugging_handlers: Option<bool>,
     #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
     watch_config_map: Option<bool>,
     #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
@@ -197,9 +191,6 @@ impl GoCompat {
             service_account_lookup_grace_period,
             tls_min_version,
             version: _,
-            kube_api,
-            tls_cipher_suites,
-            enable_debugging_handlers,
             watch_config_map,
             compose_role_arn,
             watch_container_credentials_config,
@@ -215,11 +206,6 @@ impl GoCompat {
             out.push("--in-cluster=true (CSR-issued certificates) is not supported: irsa serves --tls-cert/--tls-key".to_string());
         }
         for (name, on, why) in [
-            (
-                "--enable-debugging-handlers",
-                enable_debugging_handlers,
-                "irsa has no cache debug endpoint yet",
-            ),
             (
                 "--watch-config-map",
                 watch_config_map,
@@ -254,16 +240,6 @@ impl GoCompat {
                 "--service-account-lookup-grace-period",
                 service_account_lookup_grace_period,
                 "irsa asks the API server on a miss (--sa-lookup-timeout-ms)",
-            ),
-            (
-                "--kube-api",
-                kube_api,
-                "not supported yet; the API server comes from --kubeconfig or the in-cluster configuration",
-            ),
-            (
-                "--tls-cipher-suites",
-                tls_cipher_suites,
-                "not supported yet; irsa serves rustls's default suites",
             ),
             (
                 "--tls-min-version",

@@ -6,7 +6,9 @@
 
 pub mod admission;
 pub mod cache;
+pub mod ciphers;
 mod conn;
+pub mod debug;
 pub mod goflags;
 pub mod klog;
 pub mod limits;

@@ -67,6 +67,15 @@ pub struct Settings {
         help_heading = "Server"
     )]
     pub tls_reload_seconds: u64,
+    /// Comma-separated TLS 1.2 cipher suites, by their IANA/Go names (e.g.
+    /// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); TLS 1.3 suites are only
+    /// restricted when the list names some. Default: rustls's suites.
+    #[arg(long, env = "IRSA_TLS_CIPHER_SUITES", help_heading = "Server")]
+    pub tls_cipher_suites: Option<String>,
+    /// Serve /debug/alpha/cache (the cached ServiceAccount settings, JSON)
+    /// on the metrics listener.
+    #[arg(long, env = "IRSA_ENABLE_DEBUGGING_HANDLERS", help_heading = "Server", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub enable_debugging_handlers: bool,
     /// Largest accepted AdmissionReview body, in bytes (HTTP 413 above).
     /// The API server refuses request bodies over 3 MiB, so any pod it
     /// could store fits in the default.
@@ -97,6 +106,10 @@ pub struct Settings {
     /// Kubeconfig file; in-cluster configuration when empty.
     #[arg(long, env = "IRSA_KUBECONFIG", help_heading = "Kubernetes")]
     pub kubeconfig: Option<PathBuf>,
+    /// API server URL; replaces the server of the kubeconfig or in-cluster
+    /// configuration, whose credentials and CA are kept.
+    #[arg(long, env = "IRSA_KUBE_API", help_heading = "Kubernetes")]
+    pub kube_api: Option<String>,
     /// Milliseconds to wait for a direct API GET when a ServiceAccount is not cached yet.
     #[arg(
         long,
