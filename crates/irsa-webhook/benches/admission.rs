@@ -83,6 +83,10 @@ fn settings(dir: &Path) -> Settings {
         token_expiration: 86400,
         aws_default_region: "us-west-2".into(),
         sts_regional_endpoint: true,
+        compose_role_arn: false,
+        aws_account_id: None,
+        aws_partition: None,
+        imds_endpoint: "http://127.0.0.1:1".into(),
         fs_group: None,
         go_compat: Default::default(),
     }

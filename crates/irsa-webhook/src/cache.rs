@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -16,6 +16,7 @@ use kube::runtime::WatchStreamExt;
 use kube::Client;
 use tokio::sync::Semaphore;
 
+use crate::imds::RoleArnContext;
 use crate::names::{check_namespace, check_service_account, NameError};
 
 /// One cached account: `None` when it has none of our annotations.
@@ -40,6 +41,7 @@ pub struct SaStore {
     prefix: Arc<str>,
     lookups: Arc<Semaphore>,
     lookup_slots: Arc<AtomicUsize>,
+    compose: Arc<OnceLock<RoleArnContext>>,
 }
 
 #[derive(Default)]
@@ -157,6 +159,7 @@ impl SaStore {
             prefix: prefix.into(),
             lookups: Arc::new(Semaphore::new(DEFAULT_LOOKUP_CONCURRENCY)),
             lookup_slots: Arc::new(AtomicUsize::new(DEFAULT_LOOKUP_CONCURRENCY)),
+            compose: Arc::default(),
         }
     }
 
@@ -182,10 +185,21 @@ impl SaStore {
         self.inner.write().ok()
     }
 
+    /// `--compose-role-arn`: from now on a `role-arn` annotation holding a
+    /// role name is read as that role of `context` (set it before the
+    /// store is filled; a second call is ignored).
+    pub fn set_compose_role_arn(&self, context: RoleArnContext) {
+        let _ = self.compose.set(context);
+    }
+
     fn entry(&self, annotations: Option<&BTreeMap<String, String>>) -> Entry {
-        annotations
-            .and_then(|a| SaIdentity::from_annotations(a, &self.prefix))
-            .map(Arc::new)
+        let mut id = SaIdentity::from_annotations(annotations?, &self.prefix)?;
+        if let (Some(context), Some(value)) = (self.compose.get(), id.role_arn.as_deref()) {
+            if let Some(arn) = context.compose(value) {
+                id.role_arn = Some(arn);
+            }
+        }
+        Some(Arc::new(id))
     }
 
     /// Inserts or replaces an account from its metadata (a watch event).

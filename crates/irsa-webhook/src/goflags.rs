@@ -154,8 +154,6 @@ pub struct GoCompat {
     version: Option<bool>,
     #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
     watch_config_map: Option<bool>,
-    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
-    compose_role_arn: Option<bool>,
     #[arg(long, hide = true)]
     watch_container_credentials_config: Option<String>,
     #[arg(long, hide = true)]
@@ -192,7 +190,6 @@ impl GoCompat {
             tls_min_version,
             version: _,
             watch_config_map,
-            compose_role_arn,
             watch_container_credentials_config,
             container_credentials_audience,
             container_credentials_token_mount_path,
@@ -205,21 +202,8 @@ impl GoCompat {
         if *in_cluster == Some(true) {
             out.push("--in-cluster=true (CSR-issued certificates) is not supported: irsa serves --tls-cert/--tls-key".to_string());
         }
-        for (name, on, why) in [
-            (
-                "--watch-config-map",
-                watch_config_map,
-                "ServiceAccounts named only in the pod-identity-webhook ConfigMap get no credentials yet",
-            ),
-            (
-                "--compose-role-arn",
-                compose_role_arn,
-                "a role-arn annotation must hold a full ARN",
-            ),
-        ] {
-            if *on == Some(true) {
-                out.push(format!("{name} is not supported yet: {why}"));
-            }
+        if *watch_config_map == Some(true) {
+            out.push("--watch-config-map is not supported yet: ServiceAccounts named only in the pod-identity-webhook ConfigMap get no credentials".to_string());
         }
         let pod_identity = "EKS Pod Identity (container credentials) is not supported yet; pods get no AWS_CONTAINER_CREDENTIALS_* variables";
         if let Some(path) = watch_container_credentials_config {

@@ -10,6 +10,7 @@ pub mod ciphers;
 mod conn;
 pub mod debug;
 pub mod goflags;
+pub mod imds;
 pub mod klog;
 pub mod limits;
 pub mod metrics;

@@ -375,6 +375,16 @@ pub async fn start(
     let mutation = settings.mutation();
     let store = store.unwrap_or_else(|| SaStore::new(&mutation.annotation_prefix));
     store.set_lookup_concurrency(settings.sa_lookup_concurrency);
+    if settings.compose_role_arn {
+        let context = crate::imds::context(
+            &settings.imds_endpoint,
+            settings.aws_account_id.as_deref(),
+            settings.aws_partition.as_deref(),
+        )
+        .await?;
+        tracing::info!(partition = %context.partition, account = %context.account, "role names in role-arn annotations are composed into ARNs");
+        store.set_compose_role_arn(context);
+    }
     let mut tasks = Vec::new();
     if let Some(client) = client.clone() {
         tasks.push(tokio::spawn(store.clone().watch(client)));

@@ -157,6 +157,21 @@ pub struct Settings {
     /// says otherwise (`--sts-regional-endpoint` or `=true|false`).
     #[arg(long, env = "IRSA_STS_REGIONAL_ENDPOINT", help_heading = "Injection", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub sts_regional_endpoint: bool,
+    /// Read a role-arn annotation holding a role name (and path) as that
+    /// role of this account: partition and account from EC2 instance
+    /// metadata (IMDSv2), or from --aws-account-id/--aws-partition.
+    #[arg(long, env = "IRSA_COMPOSE_ROLE_ARN", help_heading = "Injection", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub compose_role_arn: bool,
+    /// With --compose-role-arn: the account id, instead of instance metadata.
+    #[arg(long, env = "IRSA_AWS_ACCOUNT_ID", help_heading = "Injection")]
+    pub aws_account_id: Option<String>,
+    /// With --compose-role-arn: the partition (default: from the instance's
+    /// region, or aws with --aws-account-id).
+    #[arg(long, env = "IRSA_AWS_PARTITION", help_heading = "Injection")]
+    pub aws_partition: Option<String>,
+    /// Instance metadata service, for --compose-role-arn.
+    #[arg(long, default_value = crate::imds::DEFAULT_ENDPOINT, env = "AWS_EC2_METADATA_SERVICE_ENDPOINT", help_heading = "Injection")]
+    pub imds_endpoint: String,
     /// Set this pod fsGroup when a mutated pod has none, so non-root containers can read the token.
     #[arg(long, env = "IRSA_FS_GROUP", help_heading = "Injection")]
     pub fs_group: Option<i64>,

@@ -134,3 +134,144 @@ async fn kube_api_replaces_the_server_and_keeps_the_kubeconfig_credentials() {
         "{error}"
     );
 }
+
+/// An instance metadata stand-in on 127.0.0.1 speaking IMDSv2: a token
+/// from `PUT /latest/api/token`, the identity document only with it.
+/// Returns its URL and the number of requests it answered.
+async fn imds(region: &'static str) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        // Bounded: a test makes a handful of requests.
+        for _ in 0..16 {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    let h = |n: &str| {
+                        req.headers()
+                            .get(n)
+                            .and_then(|v| v.to_str().ok())
+                            .map(String::from)
+                    };
+                    let (status, body) = match (req.method().as_str(), req.uri().path()) {
+                        ("PUT", "/latest/api/token")
+                            if h("x-aws-ec2-metadata-token-ttl-seconds").is_some() =>
+                        {
+                            (200, "tok-123".to_string())
+                        }
+                        ("GET", "/latest/dynamic/instance-identity/document")
+                            if h("x-aws-ec2-metadata-token").as_deref() == Some("tok-123") =>
+                        {
+                            (
+                                200,
+                                format!(
+                                    r#"{{"accountId":"444455556666","region":"{region}","instanceId":"i-0"}}"#
+                                ),
+                            )
+                        }
+                        ("GET", _) => (401, String::new()),
+                        _ => (405, String::new()),
+                    };
+                    let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
+                    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                    async move { Ok::<_, std::convert::Infallible>(r) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}"), hits)
+}
+
+fn role_arn(running: &irsa_webhook::Running, ns: &str, name: &str, value: &str) -> String {
+    let annotations = [("eks.amazonaws.com/role-arn".to_string(), value.to_string())].into();
+    running.store.apply(ns, name, Some(&annotations));
+    let entry = running.store.get(ns, name).unwrap().unwrap();
+    entry.role_arn.clone().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_role_arn_reads_account_and_partition_from_imdsv2() {
+    let t = tempfile::tempdir().unwrap();
+    write_certs(t.path(), "compose");
+    let (url, hits) = imds("cn-northwest-1").await;
+    let mut s = settings(t.path());
+    s.compose_role_arn = true;
+    s.imds_endpoint = url;
+    let running = run(s, None, None).await.unwrap();
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::Relaxed),
+        2,
+        "token, then document"
+    );
+    assert_eq!(
+        role_arn(&running, "default", "a", "s3-reader"),
+        "arn:aws-cn:iam::444455556666:role/s3-reader"
+    );
+    assert_eq!(
+        role_arn(&running, "default", "b", "team/app/s3-reader"),
+        "arn:aws-cn:iam::444455556666:role/team/app/s3-reader"
+    );
+    assert_eq!(
+        role_arn(&running, "default", "c", ROLE),
+        ROLE,
+        "a full ARN is kept"
+    );
+    running.shutdown();
+    running.wait().await;
+
+    // Without the flag a name stays a name (and the webhook warns per pod).
+    let running = run(settings(t.path()), None, None).await.unwrap();
+    assert_eq!(role_arn(&running, "default", "a", "s3-reader"), "s3-reader");
+    running.shutdown();
+    running.wait().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_role_arn_off_ec2_takes_the_account_from_flags() {
+    let t = tempfile::tempdir().unwrap();
+    write_certs(t.path(), "compose");
+    let (url, hits) = imds("eu-west-1").await;
+    let mut s = settings(t.path());
+    s.compose_role_arn = true;
+    s.imds_endpoint = url;
+    s.aws_account_id = Some("111122223333".into());
+    s.aws_partition = Some("aws-us-gov".into());
+    let running = run(s, None, None).await.unwrap();
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "IMDS not asked"
+    );
+    assert_eq!(
+        role_arn(&running, "default", "a", "s3-reader"),
+        "arn:aws-us-gov:iam::111122223333:role/s3-reader"
+    );
+    running.shutdown();
+    running.wait().await;
+
+    // No metadata service and no account: the start fails saying what to pass.
+    let mut s = settings(t.path());
+    s.compose_role_arn = true;
+    let error = format!("{:#}", run(s, None, None).await.err().unwrap());
+    assert!(
+        error.contains("127.0.0.1:1") && error.contains("--aws-account-id"),
+        "{error}"
+    );
+    let mut s = settings(t.path());
+    s.compose_role_arn = true;
+    s.aws_account_id = Some("12345".into());
+    let error = format!("{:#}", run(s, None, None).await.err().unwrap());
+    assert!(error.contains("\"12345\" is not a 12-digit"), "{error}");
+}

@@ -75,6 +75,10 @@ pub fn settings(dir: &Path) -> Settings {
         token_expiration: 86400,
         aws_default_region: String::new(),
         sts_regional_endpoint: false,
+        compose_role_arn: false,
+        aws_account_id: None,
+        aws_partition: None,
+        imds_endpoint: "http://127.0.0.1:1".into(),
         fs_group: None,
         go_compat: Default::default(),
     }
