@@ -83,6 +83,7 @@ fn settings(dir: &Path) -> Settings {
         token_expiration: 86400,
         aws_default_region: "us-west-2".into(),
         sts_regional_endpoint: true,
+        watch_config_map: false,
         compose_role_arn: false,
         aws_account_id: None,
         aws_partition: None,

@@ -42,6 +42,9 @@ pub struct SaStore {
     lookups: Arc<Semaphore>,
     lookup_slots: Arc<AtomicUsize>,
     compose: Arc<OnceLock<RoleArnContext>>,
+    config_map: Arc<RwLock<crate::configmap::Entries>>,
+    /// False while a `--watch-config-map` watch has not listed yet.
+    config_map_ready: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -160,6 +163,8 @@ impl SaStore {
             lookups: Arc::new(Semaphore::new(DEFAULT_LOOKUP_CONCURRENCY)),
             lookup_slots: Arc::new(AtomicUsize::new(DEFAULT_LOOKUP_CONCURRENCY)),
             compose: Arc::default(),
+            config_map: Arc::default(),
+            config_map_ready: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -261,9 +266,35 @@ impl SaStore {
             .is_some_and(|until| *until > Instant::now())
     }
 
-    /// Whether the first full list has been applied.
+    /// Whether the first full list has been applied (and, with
+    /// `--watch-config-map`, the ConfigMap read).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.config_map_ready.load(Ordering::Acquire)
+    }
+
+    /// `--watch-config-map`: not ready until [`SaStore::set_config_map_ready`].
+    pub fn expect_config_map(&self) {
+        self.config_map_ready.store(false, Ordering::Release);
+    }
+
+    /// The ConfigMap watch has listed.
+    pub fn set_config_map_ready(&self) {
+        self.config_map_ready.store(true, Ordering::Release);
+    }
+
+    /// Replaces the accounts configured by the ConfigMap.
+    pub fn set_config_map(&self, entries: crate::configmap::Entries) {
+        if let Ok(mut map) = self.config_map.write() {
+            *map = entries;
+        }
+    }
+
+    /// The ConfigMap's settings for an account: `namespace/name`, else `*/name`.
+    pub fn config_map_entry(&self, namespace: &str, name: &str) -> Entry {
+        let map = self.config_map.read().ok()?;
+        map.get(&format!("{namespace}/{name}"))
+            .or_else(|| map.get(&format!("*/{name}")))
+            .cloned()
     }
 
     /// Number of cached accounts.

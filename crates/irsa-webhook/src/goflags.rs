@@ -152,8 +152,6 @@ pub struct GoCompat {
     /// Print the version and exit (`--version`, `--version=true|false`).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
     version: Option<bool>,
-    #[arg(long, hide = true, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
-    watch_config_map: Option<bool>,
     #[arg(long, hide = true)]
     watch_container_credentials_config: Option<String>,
     #[arg(long, hide = true)]
@@ -172,6 +170,13 @@ pub struct GoCompat {
 }
 
 impl GoCompat {
+    /// `--namespace`: where `--watch-config-map` looks (Go's default `eks`).
+    pub fn config_map_namespace(&self) -> &str {
+        self.namespace
+            .as_deref()
+            .unwrap_or(crate::configmap::DEFAULT_NAMESPACE)
+    }
+
     /// Whether `--version` asks for the version instead of serving.
     pub fn version(&self) -> bool {
         self.version == Some(true)
@@ -189,7 +194,6 @@ impl GoCompat {
             service_account_lookup_grace_period,
             tls_min_version,
             version: _,
-            watch_config_map,
             watch_container_credentials_config,
             container_credentials_audience,
             container_credentials_token_mount_path,
@@ -202,9 +206,6 @@ impl GoCompat {
         if *in_cluster == Some(true) {
             out.push("--in-cluster=true (CSR-issued certificates) is not supported: irsa serves --tls-cert/--tls-key".to_string());
         }
-        if *watch_config_map == Some(true) {
-            out.push("--watch-config-map is not supported yet: ServiceAccounts named only in the pod-identity-webhook ConfigMap get no credentials".to_string());
-        }
         let pod_identity = "EKS Pod Identity (container credentials) is not supported yet; pods get no AWS_CONTAINER_CREDENTIALS_* variables";
         if let Some(path) = watch_container_credentials_config {
             out.push(format!(
@@ -212,7 +213,11 @@ impl GoCompat {
             ));
         }
         for (name, value, why) in [
-            ("--namespace", namespace, "only used by --in-cluster"),
+            (
+                "--namespace",
+                namespace,
+                "only used by --in-cluster and --watch-config-map",
+            ),
             ("--service-name", service_name, "only used by --in-cluster"),
             ("--tls-secret", tls_secret, "only used by --in-cluster"),
             (

@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod cache;
 pub mod ciphers;
+pub mod configmap;
 mod conn;
 pub mod debug;
 pub mod goflags;

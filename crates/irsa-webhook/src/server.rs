@@ -387,7 +387,17 @@ pub async fn start(
     }
     let mut tasks = Vec::new();
     if let Some(client) = client.clone() {
-        tasks.push(tokio::spawn(store.clone().watch(client)));
+        tasks.push(tokio::spawn(store.clone().watch(client.clone())));
+        if settings.watch_config_map {
+            store.expect_config_map();
+            let namespace = settings.go_compat.config_map_namespace().to_string();
+            tracing::info!(%namespace, "watching ConfigMap pod-identity-webhook");
+            tasks.push(tokio::spawn(crate::configmap::watch(
+                store.clone(),
+                client,
+                namespace,
+            )));
+        }
     }
     let reload_every = Duration::from_secs(settings.tls_reload_seconds.max(1));
     let reload_metrics = metrics.clone();

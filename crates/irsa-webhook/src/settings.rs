@@ -157,6 +157,11 @@ pub struct Settings {
     /// says otherwise (`--sts-regional-endpoint` or `=true|false`).
     #[arg(long, env = "IRSA_STS_REGIONAL_ENDPOINT", help_heading = "Injection", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub sts_regional_endpoint: bool,
+    /// Also take ServiceAccount settings from the ConfigMap
+    /// pod-identity-webhook in --namespace (default eks), watched; an
+    /// account's own role-arn annotation wins.
+    #[arg(long, env = "IRSA_WATCH_CONFIG_MAP", help_heading = "Injection", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub watch_config_map: bool,
     /// Read a role-arn annotation holding a role name (and path) as that
     /// role of this account: partition and account from EC2 instance
     /// metadata (IMDSv2), or from --aws-account-id/--aws-partition.

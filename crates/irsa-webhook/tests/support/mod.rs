@@ -75,6 +75,7 @@ pub fn settings(dir: &Path) -> Settings {
         token_expiration: 86400,
         aws_default_region: String::new(),
         sts_regional_endpoint: false,
+        watch_config_map: false,
         compose_role_arn: false,
         aws_account_id: None,
         aws_partition: None,

@@ -141,6 +141,10 @@ fn serve(settings: irsa_webhook::Settings) -> Result<()> {
         .build()
         .context("cannot start the runtime")?;
     for warning in settings.go_compat.ignored() {
+        // --namespace names the ConfigMap's namespace for --watch-config-map.
+        if settings.watch_config_map && warning.starts_with("--namespace ") {
+            continue;
+        }
         status!("irsa webhook: warning: {warning}");
     }
     runtime.block_on(async move {

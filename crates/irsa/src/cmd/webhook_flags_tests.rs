@@ -83,7 +83,7 @@ fn the_whole_go_command_line_at_once_parses_and_reports_each_ignored_flag() {
     let s = settings(&refs);
     assert!(s.sts_regional_endpoint);
     assert_eq!(s.port, 8443);
-    assert!(s.enable_debugging_handlers && s.compose_role_arn);
+    assert!(s.enable_debugging_handlers && s.compose_role_arn && s.watch_config_map);
     assert_eq!(s.kube_api.as_deref(), Some("https://127.0.0.1:6443"));
     let warnings = s.go_compat.ignored();
     for name in [
