@@ -299,7 +299,11 @@ impl Handler {
                 ))
             }
         };
-        let identity = lookup.identity();
+        // An account's own role-arn annotation wins over the ConfigMap.
+        let identity = match lookup.identity() {
+            Some(id) if id.role_arn.is_some() => Some(id),
+            own => self.store.config_map_entry(namespace, sa_name).or(own),
+        };
         let mut answer = Answer::allow(uid);
         if let Some(arn) = identity.as_ref().and_then(|i| i.role_arn.as_deref()) {
             if irsa_core::arn::RoleArn::parse(arn).is_err() {

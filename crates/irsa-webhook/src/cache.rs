@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use futures::TryStreamExt;
@@ -16,6 +16,7 @@ use kube::runtime::WatchStreamExt;
 use kube::Client;
 use tokio::sync::Semaphore;
 
+use crate::imds::RoleArnContext;
 use crate::names::{check_namespace, check_service_account, NameError};
 
 /// One cached account: `None` when it has none of our annotations.
@@ -40,6 +41,10 @@ pub struct SaStore {
     prefix: Arc<str>,
     lookups: Arc<Semaphore>,
     lookup_slots: Arc<AtomicUsize>,
+    compose: Arc<OnceLock<RoleArnContext>>,
+    config_map: Arc<RwLock<crate::configmap::Entries>>,
+    /// False while a `--watch-config-map` watch has not listed yet.
+    config_map_ready: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -157,6 +162,9 @@ impl SaStore {
             prefix: prefix.into(),
             lookups: Arc::new(Semaphore::new(DEFAULT_LOOKUP_CONCURRENCY)),
             lookup_slots: Arc::new(AtomicUsize::new(DEFAULT_LOOKUP_CONCURRENCY)),
+            compose: Arc::default(),
+            config_map: Arc::default(),
+            config_map_ready: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -182,10 +190,21 @@ impl SaStore {
         self.inner.write().ok()
     }
 
+    /// `--compose-role-arn`: from now on a `role-arn` annotation holding a
+    /// role name is read as that role of `context` (set it before the
+    /// store is filled; a second call is ignored).
+    pub fn set_compose_role_arn(&self, context: RoleArnContext) {
+        let _ = self.compose.set(context);
+    }
+
     fn entry(&self, annotations: Option<&BTreeMap<String, String>>) -> Entry {
-        annotations
-            .and_then(|a| SaIdentity::from_annotations(a, &self.prefix))
-            .map(Arc::new)
+        let mut id = SaIdentity::from_annotations(annotations?, &self.prefix)?;
+        if let (Some(context), Some(value)) = (self.compose.get(), id.role_arn.as_deref()) {
+            if let Some(arn) = context.compose(value) {
+                id.role_arn = Some(arn);
+            }
+        }
+        Some(Arc::new(id))
     }
 
     /// Inserts or replaces an account from its metadata (a watch event).
@@ -247,14 +266,54 @@ impl SaStore {
             .is_some_and(|until| *until > Instant::now())
     }
 
-    /// Whether the first full list has been applied.
+    /// Whether the first full list has been applied (and, with
+    /// `--watch-config-map`, the ConfigMap read).
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && self.config_map_ready.load(Ordering::Acquire)
+    }
+
+    /// `--watch-config-map`: not ready until [`SaStore::set_config_map_ready`].
+    pub fn expect_config_map(&self) {
+        self.config_map_ready.store(false, Ordering::Release);
+    }
+
+    /// The ConfigMap watch has listed.
+    pub fn set_config_map_ready(&self) {
+        self.config_map_ready.store(true, Ordering::Release);
+    }
+
+    /// Replaces the accounts configured by the ConfigMap.
+    pub fn set_config_map(&self, entries: crate::configmap::Entries) {
+        if let Ok(mut map) = self.config_map.write() {
+            *map = entries;
+        }
+    }
+
+    /// The ConfigMap's settings for an account: `namespace/name`, else `*/name`.
+    pub fn config_map_entry(&self, namespace: &str, name: &str) -> Entry {
+        let map = self.config_map.read().ok()?;
+        map.get(&format!("{namespace}/{name}"))
+            .or_else(|| map.get(&format!("*/{name}")))
+            .cloned()
     }
 
     /// Number of cached accounts.
     pub fn len(&self) -> usize {
         self.inner.read().map(|i| i.map.len()).unwrap_or(0)
+    }
+
+    /// Every cached account as `namespace/name` with its entry, sorted.
+    pub fn entries(&self) -> Vec<(String, Entry)> {
+        let Ok(inner) = self.inner.read() else {
+            return Vec::new();
+        };
+        let mut out: Vec<(String, Entry)> = inner
+            .map
+            .iter()
+            .map(|(k, e)| (k.to_string(), e.clone()))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Whether the cache is empty.

@@ -6,7 +6,13 @@
 
 pub mod admission;
 pub mod cache;
+pub mod ciphers;
+pub mod configmap;
 mod conn;
+pub mod debug;
+pub mod goflags;
+pub mod imds;
+pub mod klog;
 pub mod limits;
 pub mod metrics;
 pub mod names;

@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinHandle;
 
+use irsa_core::mutate::MutationConfig;
+
 use crate::admission::Handler;
 use crate::cache::SaStore;
 use crate::conn::{accept_loop, serve, serve_unlimited, Activity, Body};
@@ -250,10 +252,28 @@ async fn serve_connection(
     }
 }
 
-/// `/metrics` (and 404 for anything else); the body, if any, is never read.
-async fn metrics_route(req: Request<Incoming>, m: Arc<Metrics>, s: SaStore) -> Response<Body> {
-    if req.uri().path() != "/metrics" {
-        return text(StatusCode::NOT_FOUND, "not found");
+/// `/metrics`, with `--enable-debugging-handlers` also
+/// [`crate::debug::CACHE_PATH`], and 404 for anything else; the body, if
+/// any, is never read.
+async fn metrics_route(
+    req: Request<Incoming>,
+    m: Arc<Metrics>,
+    s: SaStore,
+    debug: Option<Arc<MutationConfig>>,
+) -> Response<Body> {
+    match (req.uri().path(), debug) {
+        ("/metrics", _) => {}
+        (crate::debug::CACHE_PATH, Some(config)) => {
+            let mut r = Response::new(Full::new(Bytes::from(crate::debug::cache_json(
+                &s, &config,
+            ))));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("application/json"),
+            );
+            return r;
+        }
+        _ => return text(StatusCode::NOT_FOUND, "not found"),
     }
     m.cache_size.set(i64::try_from(s.len()).unwrap_or(i64::MAX));
     m.cache_ready.set(i64::from(s.is_ready()));
@@ -267,15 +287,27 @@ async fn metrics_route(req: Request<Incoming>, m: Arc<Metrics>, s: SaStore) -> R
     r
 }
 
-/// Builds the kube client from `--kubeconfig` or the in-cluster environment.
+/// Builds the kube client from `--kubeconfig` or the in-cluster
+/// environment, talking to `--kube-api` when given.
 pub async fn client(settings: &Settings) -> Result<Client> {
-    client_from(settings.kubeconfig.as_deref()).await
+    let config = kube_config(settings.kubeconfig.as_deref(), settings.kube_api.as_deref()).await?;
+    Client::try_from(config).context("cannot build the Kubernetes client")
 }
 
 /// Builds a kube client from `kubeconfig`, else the usual chain
 /// ($KUBECONFIG, ~/.kube/config, in-cluster).
 pub async fn client_from(kubeconfig: Option<&std::path::Path>) -> Result<Client> {
-    let config = match kubeconfig {
+    let config = kube_config(kubeconfig, None).await?;
+    Client::try_from(config).context("cannot build the Kubernetes client")
+}
+
+/// The client configuration from `kubeconfig`, else the usual chain, with
+/// its server replaced by `kube_api` (the Go webhook's `--kube-api`).
+pub async fn kube_config(
+    kubeconfig: Option<&std::path::Path>,
+    kube_api: Option<&str>,
+) -> Result<kube::Config> {
+    let mut config = match kubeconfig {
         Some(path) => {
             let kubeconfig = kube::config::Kubeconfig::read_from(path)
                 .with_context(|| format!("cannot read kubeconfig {}", path.display()))?;
@@ -290,7 +322,21 @@ pub async fn client_from(kubeconfig: Option<&std::path::Path>) -> Result<Client>
             .await
             .context("no kubeconfig ($KUBECONFIG, ~/.kube/config) and no in-cluster configuration; pass --kubeconfig")?,
     };
-    Client::try_from(config).context("cannot build the Kubernetes client")
+    if let Some(url) = kube_api.filter(|u| !u.is_empty()) {
+        let uri: hyper::Uri = url
+            .parse()
+            .ok()
+            .filter(|u: &hyper::Uri| {
+                matches!(u.scheme_str(), Some("https" | "http")) && u.host().is_some()
+            })
+            .with_context(|| {
+                format!(
+                    "--kube-api {url:?} is not an API server URL; write e.g. https://10.0.0.1:6443"
+                )
+            })?;
+        config.cluster_url = uri;
+    }
+    Ok(config)
 }
 
 /// Starts the webhook. With `client`, the ServiceAccount cache is kept in
@@ -313,7 +359,10 @@ pub async fn start(
     hardening: Hardening,
 ) -> Result<Running> {
     let limits = Limits::new(&settings.limits, settings.max_request_bytes)?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let provider = Arc::new(crate::ciphers::restrict(
+        rustls::crypto::aws_lc_rs::default_provider(),
+        settings.tls_cipher_suites.as_deref().unwrap_or(""),
+    )?);
     let certs = Arc::new(
         ReloadingCert::load(&settings.tls_cert, &settings.tls_key, provider.clone()).context(
             "cannot load the serving certificate (create one with `irsa webhook certs`)",
@@ -326,9 +375,29 @@ pub async fn start(
     let mutation = settings.mutation();
     let store = store.unwrap_or_else(|| SaStore::new(&mutation.annotation_prefix));
     store.set_lookup_concurrency(settings.sa_lookup_concurrency);
+    if settings.compose_role_arn {
+        let context = crate::imds::context(
+            &settings.imds_endpoint,
+            settings.aws_account_id.as_deref(),
+            settings.aws_partition.as_deref(),
+        )
+        .await?;
+        tracing::info!(partition = %context.partition, account = %context.account, "role names in role-arn annotations are composed into ARNs");
+        store.set_compose_role_arn(context);
+    }
     let mut tasks = Vec::new();
     if let Some(client) = client.clone() {
-        tasks.push(tokio::spawn(store.clone().watch(client)));
+        tasks.push(tokio::spawn(store.clone().watch(client.clone())));
+        if settings.watch_config_map {
+            store.expect_config_map();
+            let namespace = settings.go_compat.config_map_namespace().to_string();
+            tracing::info!(%namespace, "watching ConfigMap pod-identity-webhook");
+            tasks.push(tokio::spawn(crate::configmap::watch(
+                store.clone(),
+                client,
+                namespace,
+            )));
+        }
     }
     let reload_every = Duration::from_secs(settings.tls_reload_seconds.max(1));
     let reload_metrics = metrics.clone();
@@ -402,6 +471,9 @@ pub async fn start(
     let drain = Duration::from_secs(settings.shutdown_seconds);
     let limits = Arc::new(limits);
 
+    let debug = settings
+        .enable_debugging_handlers
+        .then(|| state.handler.config.clone());
     let (m, s, l) = (metrics.clone(), store.clone(), limits.clone());
     tasks.push(tokio::spawn(accept_loop(
         metrics_listener,
@@ -411,11 +483,11 @@ pub async fn start(
         "metrics",
         || false,
         move |tcp, _peer, slot| {
-            let (m, s, l) = (m.clone(), s.clone(), l.clone());
+            let (m, s, l, debug) = (m.clone(), s.clone(), l.clone(), debug.clone());
             tokio::spawn(async move {
                 let handler = {
                     let m = m.clone();
-                    move |req| metrics_route(req, m.clone(), s.clone())
+                    move |req| metrics_route(req, m.clone(), s.clone(), debug.clone())
                 };
                 // The metrics server never drains: it has nothing to finish.
                 let (_never, stop) = oneshot::channel();

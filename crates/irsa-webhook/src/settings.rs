@@ -8,6 +8,8 @@ use std::time::Duration;
 use clap::Args;
 use irsa_core::mutate::{clamp_expiration, MutationConfig, DEFAULT_MOUNT_PATH, DEFAULT_PREFIX};
 
+use crate::goflags::parse_bool;
+pub use crate::goflags::GoCompat;
 use crate::limits::{LimitFlags, DEFAULT_MAX_REQUEST_BYTES};
 
 /// `irsa webhook serve` flags.
@@ -65,6 +67,15 @@ pub struct Settings {
         help_heading = "Server"
     )]
     pub tls_reload_seconds: u64,
+    /// Comma-separated TLS 1.2 cipher suites, by their IANA/Go names (e.g.
+    /// TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256); TLS 1.3 suites are only
+    /// restricted when the list names some. Default: rustls's suites.
+    #[arg(long, env = "IRSA_TLS_CIPHER_SUITES", help_heading = "Server")]
+    pub tls_cipher_suites: Option<String>,
+    /// Serve /debug/alpha/cache (the cached ServiceAccount settings, JSON)
+    /// on the metrics listener.
+    #[arg(long, env = "IRSA_ENABLE_DEBUGGING_HANDLERS", help_heading = "Server", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub enable_debugging_handlers: bool,
     /// Largest accepted AdmissionReview body, in bytes (HTTP 413 above).
     /// The API server refuses request bodies over 3 MiB, so any pod it
     /// could store fits in the default.
@@ -95,6 +106,10 @@ pub struct Settings {
     /// Kubeconfig file; in-cluster configuration when empty.
     #[arg(long, env = "IRSA_KUBECONFIG", help_heading = "Kubernetes")]
     pub kubeconfig: Option<PathBuf>,
+    /// API server URL; replaces the server of the kubeconfig or in-cluster
+    /// configuration, whose credentials and CA are kept.
+    #[arg(long, env = "IRSA_KUBE_API", help_heading = "Kubernetes")]
+    pub kube_api: Option<String>,
     /// Milliseconds to wait for a direct API GET when a ServiceAccount is not cached yet.
     #[arg(
         long,
@@ -138,88 +153,38 @@ pub struct Settings {
         help_heading = "Injection"
     )]
     pub aws_default_region: String,
-    /// Inject AWS_STS_REGIONAL_ENDPOINTS=regional unless the ServiceAccount says otherwise.
-    #[arg(long, env = "IRSA_STS_REGIONAL_ENDPOINT", help_heading = "Injection")]
+    /// Inject AWS_STS_REGIONAL_ENDPOINTS=regional unless the ServiceAccount
+    /// says otherwise (`--sts-regional-endpoint` or `=true|false`).
+    #[arg(long, env = "IRSA_STS_REGIONAL_ENDPOINT", help_heading = "Injection", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub sts_regional_endpoint: bool,
+    /// Also take ServiceAccount settings from the ConfigMap
+    /// pod-identity-webhook in --namespace (default eks), watched; an
+    /// account's own role-arn annotation wins.
+    #[arg(long, env = "IRSA_WATCH_CONFIG_MAP", help_heading = "Injection", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub watch_config_map: bool,
+    /// Read a role-arn annotation holding a role name (and path) as that
+    /// role of this account: partition and account from EC2 instance
+    /// metadata (IMDSv2), or from --aws-account-id/--aws-partition.
+    #[arg(long, env = "IRSA_COMPOSE_ROLE_ARN", help_heading = "Injection", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub compose_role_arn: bool,
+    /// With --compose-role-arn: the account id, instead of instance metadata.
+    #[arg(long, env = "IRSA_AWS_ACCOUNT_ID", help_heading = "Injection")]
+    pub aws_account_id: Option<String>,
+    /// With --compose-role-arn: the partition (default: from the instance's
+    /// region, or aws with --aws-account-id).
+    #[arg(long, env = "IRSA_AWS_PARTITION", help_heading = "Injection")]
+    pub aws_partition: Option<String>,
+    /// Instance metadata service, for --compose-role-arn.
+    #[arg(long, default_value = crate::imds::DEFAULT_ENDPOINT, env = "AWS_EC2_METADATA_SERVICE_ENDPOINT", help_heading = "Injection")]
+    pub imds_endpoint: String,
     /// Set this pod fsGroup when a mutated pod has none, so non-root containers can read the token.
     #[arg(long, env = "IRSA_FS_GROUP", help_heading = "Injection")]
     pub fs_group: Option<i64>,
 
-    /// Flags of amazon-eks-pod-identity-webhook that irsa accepts and ignores.
+    /// Flags of amazon-eks-pod-identity-webhook (and klog) that irsa accepts
+    /// and reports at start-up.
     #[command(flatten)]
     pub go_compat: GoCompat,
-}
-
-/// Flags of the Go webhook that have no meaning here; accepted (hidden) so an
-/// existing Deployment's arguments keep working, with a warning at start-up.
-#[derive(Args, Debug, Clone, Default)]
-pub struct GoCompat {
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
-    in_cluster: Option<String>,
-    #[arg(long, hide = true)]
-    namespace: Option<String>,
-    #[arg(long, hide = true)]
-    service_name: Option<String>,
-    #[arg(long, hide = true)]
-    tls_secret: Option<String>,
-    #[arg(long, hide = true, num_args = 0..=1, default_missing_value = "true")]
-    logtostderr: Option<String>,
-    #[arg(short = 'v', long = "v", hide = true)]
-    verbosity: Option<String>,
-    #[arg(long, hide = true)]
-    resync_period: Option<String>,
-    #[arg(long, hide = true)]
-    service_account_lookup_grace_period: Option<String>,
-    #[arg(long, hide = true)]
-    tls_min_version: Option<String>,
-}
-
-impl GoCompat {
-    /// One line per ignored flag that was set, for start-up warnings.
-    pub fn ignored(&self) -> Vec<String> {
-        let GoCompat {
-            in_cluster,
-            namespace,
-            service_name,
-            tls_secret,
-            logtostderr,
-            verbosity,
-            resync_period,
-            service_account_lookup_grace_period,
-            tls_min_version,
-        } = self;
-        let mut out = Vec::new();
-        if in_cluster.as_deref().is_some_and(|v| v != "false") {
-            out.push("--in-cluster=true (CSR-issued certificates) is not supported: irsa serves --tls-cert/--tls-key".to_string());
-        }
-        for (name, value, why) in [
-            ("--namespace", namespace, "only used by --in-cluster"),
-            ("--service-name", service_name, "only used by --in-cluster"),
-            ("--tls-secret", tls_secret, "only used by --in-cluster"),
-            ("--logtostderr", logtostderr, "irsa always logs to stderr"),
-            ("-v", verbosity, "use --log debug"),
-            (
-                "--resync-period",
-                resync_period,
-                "irsa's watch needs no resync",
-            ),
-            (
-                "--service-account-lookup-grace-period",
-                service_account_lookup_grace_period,
-                "irsa asks the API server on a miss (--sa-lookup-timeout-ms)",
-            ),
-            (
-                "--tls-min-version",
-                tls_min_version,
-                "irsa always requires TLS 1.2 or later",
-            ),
-        ] {
-            if value.is_some() {
-                out.push(format!("{name} is ignored: {why}"));
-            }
-        }
-        out
-    }
 }
 
 impl Settings {

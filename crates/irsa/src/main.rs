@@ -27,9 +27,9 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Log verbosity for progress messages on stderr (error, warn, info, debug).
-    #[arg(long, global = true, default_value = "warn", env = "IRSA_LOG")]
-    log: String,
+    /// Log verbosity for progress messages on stderr (error, warn, info, debug) [default: warn].
+    #[arg(long, global = true, env = "IRSA_LOG")]
+    log: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -121,7 +121,12 @@ impl std::error::Error for Exit {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+    let log = match (&cli.log, &cli.command) {
+        (Some(log), _) => log.as_str(),
+        (None, Command::Webhook(c)) => c.log_level().unwrap_or("warn"),
+        (None, _) => "warn",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -17,7 +17,10 @@ use crate::output::status;
 #[derive(Subcommand)]
 pub enum WebhookCommand {
     /// Run the mutating admission webhook (drop-in for amazon-eks-pod-identity-webhook).
+    ///
+    /// A flag given twice takes its last value, as in the Go webhook.
     #[cfg(feature = "online")]
+    #[command(args_override_self = true, disable_version_flag = true)]
     Serve(Box<irsa_webhook::Settings>),
     /// Run the mutating admission webhook [full build only]
     #[cfg(not(feature = "online"))]
@@ -103,6 +106,18 @@ const BASE: &[(&str, &str)] = &[
     ),
 ];
 
+impl WebhookCommand {
+    /// The log level the command line asks for besides `--log`: klog's
+    /// `-v N` on `serve`.
+    pub fn log_level(&self) -> Option<&'static str> {
+        match self {
+            #[cfg(feature = "online")]
+            WebhookCommand::Serve(settings) => settings.go_compat.klog.log_level(),
+            _ => None,
+        }
+    }
+}
+
 /// Runs a webhook subcommand.
 pub fn run(cmd: WebhookCommand) -> Result<()> {
     match cmd {
@@ -117,11 +132,19 @@ pub fn run(cmd: WebhookCommand) -> Result<()> {
 
 #[cfg(feature = "online")]
 fn serve(settings: irsa_webhook::Settings) -> Result<()> {
+    if settings.go_compat.version() {
+        println!("irsa {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
     for warning in settings.go_compat.ignored() {
+        // --namespace names the ConfigMap's namespace for --watch-config-map.
+        if settings.watch_config_map && warning.starts_with("--namespace ") {
+            continue;
+        }
         status!("irsa webhook: warning: {warning}");
     }
     runtime.block_on(async move {
@@ -281,3 +304,7 @@ fn manifests(a: ManifestsArgs) -> Result<()> {
     println!("{}", docs.join("\n---\n"));
     Ok(())
 }
+
+#[cfg(all(test, feature = "online"))]
+#[path = "webhook_flags_tests.rs"]
+mod flags_tests;
