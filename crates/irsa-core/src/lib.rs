@@ -17,6 +17,7 @@ pub mod ownership;
 pub mod parse;
 pub mod plan;
 pub mod private;
+pub mod served;
 pub mod sid;
 mod teardown;
 pub mod trust;

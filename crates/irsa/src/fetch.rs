@@ -99,6 +99,20 @@ pub fn parse_resolve(s: &str) -> Result<Resolve, String> {
     })
 }
 
+impl Fetched {
+    /// The response as the served-document checks take it.
+    pub fn served(&self) -> irsa_core::served::Served<'_> {
+        irsa_core::served::Served {
+            url: &self.url,
+            status: self.status,
+            location: self.location.as_deref(),
+            content_type: self.content_type.as_deref(),
+            cache_control: self.cache_control.as_deref(),
+            body: self.body.as_bytes(),
+        }
+    }
+}
+
 #[cfg(feature = "online")]
 impl Fetcher {
     /// Builds a client; `ca` replaces the trusted roots with one PEM bundle.

@@ -19,6 +19,7 @@ use irsa_core::checks::Report;
 use irsa_core::issuer::DISCOVERY_PATH;
 use irsa_core::jwt::{self, JwtError, VerifyOptions};
 use irsa_core::mutate::VOLUME_NAME as TOKEN_VOLUME;
+use irsa_core::served::{self, Document, Rule};
 use irsa_core::trust::{self, Request};
 use irsa_core::{IrsaConfig, Jwks};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
@@ -27,7 +28,7 @@ use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{Api, ListParams, PostParams};
 
 use crate::bundle::{Bundle, CONFIG_FILE};
-use crate::fetch::{Fetcher, Network};
+use crate::fetch::{Fetched, Fetcher, Network};
 use crate::output::{print_report, Format};
 use crate::Exit;
 
@@ -272,6 +273,21 @@ fn jwt_fix(e: &JwtError) -> &'static str {
     }
 }
 
+/// Judges a fetched document with the rules `irsa validate` applies too,
+/// under doctor's link names.
+fn served_links(r: &mut Report, document: Document, fetched: &Fetched) -> bool {
+    let link = match document {
+        Document::Discovery => "discovery",
+        Document::Jwks => "jwks",
+    };
+    served::record(r, document, &fetched.served(), |rule| match rule {
+        Rule::Status => format!("{link}: reachable over HTTPS"),
+        Rule::ContentType => format!("{link}: Content-Type application/json"),
+        Rule::CacheControl => format!("{link}: caching headers"),
+        Rule::Body => format!("{link}: served body"),
+    })
+}
+
 fn document_links(
     r: &mut Report,
     fetcher: &Fetcher,
@@ -291,39 +307,9 @@ fn document_links(
             return None;
         }
     };
-    if fetched.status != 200 {
-        let fix = if fetched.status == 403 {
-            "the document is not public: `irsa apply` sets a bucket policy granting public s3:GetObject on the two documents (check Block Public Access)"
-        } else if fetched.status == 404 {
-            "the document is missing: `irsa apply` uploads it (check the issuer path and prefix)"
-        } else {
-            "serve the document with status 200, no redirects"
-        };
-        r.fail(
-            "discovery: reachable over HTTPS",
-            format!("GET {discovery_url} returned {}", fetched.status),
-            fix,
-        );
+    if !served_links(r, Document::Discovery, &fetched) {
         return None;
     }
-    r.pass(
-        "discovery: reachable over HTTPS",
-        format!("GET {discovery_url}: 200"),
-    );
-    let json_type = |ct: &Option<String>| {
-        ct.as_deref().is_some_and(|c| {
-            c.split(';')
-                .next()
-                .is_some_and(|m| m.trim() == "application/json")
-        })
-    };
-    r.check(
-        json_type(&fetched.content_type),
-        "discovery: Content-Type application/json",
-        "application/json",
-        format!("Content-Type is {:?}", fetched.content_type),
-        "upload with --content-type application/json (`irsa apply` does; it repairs the content type)",
-    );
     let doc: serde_json::Value = match serde_json::from_str(&fetched.body) {
         Ok(v) => v,
         Err(e) => {
@@ -345,15 +331,7 @@ fn document_links(
     );
     let jwks_uri = doc["jwks_uri"].as_str().unwrap_or_default().to_string();
     let fetched = match fetcher.get(&jwks_uri) {
-        Ok(f) if f.status == 200 => f,
-        Ok(f) => {
-            r.fail(
-                "jwks: reachable over HTTPS",
-                format!("GET {jwks_uri} returned {}", f.status),
-                "publish the JWKS at the jwks_uri of the discovery document, publicly (`irsa apply`)",
-            );
-            return None;
-        }
+        Ok(f) => f,
         Err(e) => {
             r.fail(
                 "jwks: reachable over HTTPS",
@@ -363,21 +341,8 @@ fn document_links(
             return None;
         }
     };
-    r.pass("jwks: reachable over HTTPS", format!("GET {jwks_uri}: 200"));
-    r.check(
-        json_type(&fetched.content_type),
-        "jwks: Content-Type application/json",
-        "application/json",
-        format!("Content-Type is {:?}", fetched.content_type),
-        "upload with --content-type application/json (`irsa apply` does)",
-    );
-    match fetched.cache_control.as_deref() {
-        Some(cc) => r.pass("jwks: caching headers", format!("Cache-Control: {cc}")),
-        None => r.warn(
-            "jwks: caching headers",
-            "no Cache-Control header: caches may keep an old JWKS after a key rotation",
-            "set Cache-Control: max-age=300 (`irsa apply` does)",
-        ),
+    if !served_links(r, Document::Jwks, &fetched) {
+        return None;
     }
     let jwks = match Jwks::from_json(&fetched.body) {
         Ok(j) => j,
