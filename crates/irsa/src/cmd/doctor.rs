@@ -16,8 +16,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use irsa_aws::{AwsError, StsRefusal};
 use irsa_core::checks::Report;
+use irsa_core::diagnosis;
 use irsa_core::issuer::DISCOVERY_PATH;
-use irsa_core::jwt::{self, JwtError, VerifyOptions};
+use irsa_core::jwt::{self, VerifyOptions};
 use irsa_core::mutate::VOLUME_NAME as TOKEN_VOLUME;
 use irsa_core::served::{self, Document, Rule};
 use irsa_core::trust::{self, Request};
@@ -264,15 +265,6 @@ async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Option<FromClus
     Ok(role_arn.map(|role_arn| FromCluster { token, role_arn }))
 }
 
-fn jwt_fix(e: &JwtError) -> &'static str {
-    match e {
-        JwtError::KidNotFound { .. } => "publish the apiserver's current public key: `irsa render` then `irsa apply` (keep old keys until their tokens expire)",
-        JwtError::BadSignature { .. } => "the apiserver signs with a key whose public half is not the one published under this kid: check --service-account-signing-key-file",
-        JwtError::Expired { .. } => "the token expired: kubelet refreshes projected tokens; make sure the SDK re-reads the file (recent AWS SDKs do)",
-        _ => "see the detail",
-    }
-}
-
 /// Judges a fetched document with the rules `irsa validate` applies too,
 /// under doctor's link names.
 fn served_links(r: &mut Report, document: Document, fetched: &Fetched) -> bool {
@@ -373,7 +365,7 @@ fn document_links(
             r.fail(
                 "jwks: token kid published and signature verifies",
                 e.to_string(),
-                jwt_fix(&e),
+                diagnosis::jwt_fix(&e),
             );
             None
         }
@@ -382,22 +374,9 @@ fn document_links(
 
 /// Maps an STS refusal to the link it points at and its fix.
 pub fn sts_diagnosis(error: &AwsError) -> (&'static str, &'static str) {
-    let AwsError::WebIdentityRefused { refusal, .. } = error else {
-        return ("sts: AssumeRoleWithWebIdentity", "see the message");
-    };
-    match refusal {
-        StsRefusal::NoProvider => (
-            "iam: OIDC provider",
-            "create the provider for the token's issuer host/path: `irsa apply`",
-        ),
-        StsRefusal::KeyUnavailable => ("jwks: token kid published", "STS cannot fetch the JWKS or it lacks the kid: publish it publicly (`irsa apply`) and check the discovery document's jwks_uri"),
-        StsRefusal::Audience => ("iam: provider client IDs", "add the token's audience to the provider's client IDs (`audience:` in irsa.yaml, then `irsa apply`)"),
-        StsRefusal::TrustPolicy => ("iam: trust policy admits the token", "the trust policy's Federated principal, :sub or :aud condition does not match: `irsa plan` shows the repair"),
-        StsRefusal::Expired => (
-            "token: not expired",
-            "use a fresh token; kubelet refreshes projected tokens",
-        ),
-        StsRefusal::Other => ("sts: AssumeRoleWithWebIdentity", "see the message"),
+    match error {
+        AwsError::WebIdentityRefused { refusal, .. } => refusal.diagnosis(),
+        _ => StsRefusal::Other.diagnosis(),
     }
 }
 

@@ -11,7 +11,7 @@ use irsa_core::parse::{parse_keys, parse_private_key};
 use irsa_core::served::{self, Document};
 use irsa_core::{Algorithm, IssuerUrl, Jwks, PrivateKey, PublicKey};
 
-use crate::bundle::{self, Bundle, CONFIG_FILE, ISSUER_DIR};
+use crate::bundle::{Bundle, CONFIG_FILE, ISSUER_DIR};
 use crate::fetch::{Fetched, Fetcher, Network};
 use crate::fsutil;
 use crate::output::{print_report, Format};
@@ -226,7 +226,7 @@ pub fn check_bundle(bundle: &Bundle, extra: Option<&PrivateKey>) -> Result<Repor
     if published.len() == cfg.keys.len() {
         let keys: Vec<(PublicKey, Algorithm)> =
             published.iter().map(|(_, k, a)| (k.clone(), *a)).collect();
-        let docs = bundle::render(cfg, &keys);
+        let docs = irsa_core::documents::render(cfg, &keys);
         let same = disc_text.as_ref().ok() == Some(&docs.discovery)
             && jwks_text.as_ref().ok() == Some(&docs.jwks);
         report.check(
