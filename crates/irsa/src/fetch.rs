@@ -34,7 +34,6 @@ pub struct Fetched {
 #[cfg(feature = "online")]
 pub struct Fetcher {
     client: reqwest::Client,
-    runtime: tokio::runtime::Runtime,
 }
 
 /// The offline build has no HTTPS client, so no `Fetcher` can be made:
@@ -138,16 +137,12 @@ impl Fetcher {
             builder = builder.resolve(&r.host, r.addr);
         }
         let client = builder.build().context("cannot build the HTTPS client")?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
-        Ok(Self { client, runtime })
+        Ok(Self { client })
     }
 
     /// GETs `url`; the error text carries the whole cause chain (TLS details included).
     pub fn get(&self, url: &str) -> Result<Fetched, String> {
-        self.runtime.block_on(async {
+        crate::rt::block_on(async {
             let resp = self.client.get(url).send().await.map_err(|e| chain(&e))?;
             let header = |name: &str| {
                 resp.headers()
@@ -179,6 +174,7 @@ impl Fetcher {
                 body: String::from_utf8_lossy(&body).into_owned(),
             })
         })
+        .unwrap_or_else(|e| Err(format!("{e:#}")))
     }
 }
 

@@ -102,9 +102,9 @@ pub fn parse_role_arn(arn: &str) -> Option<(&str, &str, &str)> {
 }
 
 async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Option<FromCluster>> {
-    let client = irsa_webhook::server::client_from(a.kubeconfig.as_deref())
-        .await
-        .context("doctor needs cluster access for these links; without it use --token FILE --role-arn ARN")?;
+    let client = crate::k8s::client(a.kubeconfig.as_deref()).await.context(
+        "doctor needs cluster access for these links; without it use --token FILE --role-arn ARN",
+    )?;
     let ns = &a.namespace;
     let mut sa_name = a.service_account.clone();
     if let Some(pod_name) = &a.pod {
@@ -398,7 +398,7 @@ fn aws_links(
         return Ok(());
     };
     let provider_arn = format!("arn:{partition}:iam::{account}:oidc-provider/{host_path}");
-    crate::cmd::runtime()?.block_on(async {
+    crate::rt::block_on(async {
         let aws = irsa_aws::Aws::connect(&irsa_aws::Connect {
             profile: a.profile.clone(),
             region: a.region.clone(),
@@ -429,7 +429,12 @@ fn aws_links(
         }
         match aws.role(role_name).await {
             Ok(Some(role)) => {
-                let req = Request { provider_arn: &provider_arn, host_path, sub, aud };
+                let req = Request {
+                    provider_arn: &provider_arn,
+                    host_path,
+                    sub,
+                    aud,
+                };
                 match trust::evaluate(&role.trust, &req) {
                     Ok(()) => r.pass("iam: trust policy admits the token", format!("role {role_name} trusts {sub}")),
                     Err(reasons) => r.fail(
@@ -439,20 +444,32 @@ fn aws_links(
                     ),
                 }
             }
-            Ok(None) => r.fail("iam: role exists", format!("no role {role_name}"), "create it: add the binding (`irsa bind`) and `irsa apply`"),
-            Err(e) => r.warn("iam: trust policy admits the token", format!("cannot read the role: {e}"), "run doctor with iam:GetRole permission, or pass --no-aws"),
+            Ok(None) => r.fail(
+                "iam: role exists",
+                format!("no role {role_name}"),
+                "create it: add the binding (`irsa bind`) and `irsa apply`",
+            ),
+            Err(e) => r.warn(
+                "iam: trust policy admits the token",
+                format!("cannot read the role: {e}"),
+                "run doctor with iam:GetRole permission, or pass --no-aws",
+            ),
         }
         if a.assume {
             match aws.assume_role_with_web_identity(role_arn, token).await {
                 Ok(arn) => r.pass("sts: AssumeRoleWithWebIdentity", format!("assumed {arn}")),
                 Err(e) => {
                     let (link, fix) = sts_diagnosis(&e);
-                    r.fail("sts: AssumeRoleWithWebIdentity", format!("{e} (broken link: {link})"), fix);
+                    r.fail(
+                        "sts: AssumeRoleWithWebIdentity",
+                        format!("{e} (broken link: {link})"),
+                        fix,
+                    );
                 }
             }
         }
         Ok(())
-    })
+    })?
 }
 
 /// Runs `irsa doctor`.
@@ -470,7 +487,7 @@ pub fn run(a: DoctorArgs) -> Result<()> {
             (Some(token.trim().to_string()), a.role_arn.clone())
         }
         None => {
-            let found = crate::cmd::runtime()?.block_on(cluster_links(&a, &mut r))?;
+            let found = crate::rt::block_on(cluster_links(&a, &mut r))??;
             match found {
                 Some(f) => (Some(f.token), a.role_arn.clone().or(Some(f.role_arn))),
                 None => (None, None),

@@ -117,20 +117,17 @@ pub fn run(cmd: WebhookCommand) -> Result<()> {
 
 #[cfg(feature = "online")]
 fn serve(settings: irsa_webhook::Settings) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
     for warning in settings.go_compat.ignored() {
         status!("irsa webhook: warning: {warning}");
     }
-    runtime.block_on(async move {
+    crate::rt::block_on(async move {
         let client = irsa_webhook::server::client(&settings).await?;
         let delay = std::time::Duration::from_secs(settings.shutdown_delay_seconds);
         let running = irsa_webhook::run(settings, Some(client), None).await?;
         status!(
             "irsa webhook: serving https://{}/mutate, metrics http://{}/metrics",
-            running.addr, running.metrics_addr
+            running.addr,
+            running.metrics_addr
         );
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot watch SIGTERM")?;
@@ -151,7 +148,7 @@ fn serve(settings: irsa_webhook::Settings) -> Result<()> {
         running.shutdown();
         running.wait().await;
         Ok(())
-    })
+    })?
 }
 
 fn certs(a: CertsArgs) -> Result<()> {
