@@ -40,46 +40,7 @@ impl Aws {
     }
 }
 
-/// Which link of the token-to-role chain STS named when it refused a web
-/// identity token. STS gives the same code (`InvalidIdentityToken`) for
-/// several causes, so the message tells them apart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StsRefusal {
-    /// No IAM OIDC provider for the token's issuer.
-    NoProvider,
-    /// STS could not fetch the issuer's keys, or they lack the token's kid.
-    KeyUnavailable,
-    /// The token's audience is not among the provider's client IDs.
-    Audience,
-    /// The role's trust policy does not admit the token.
-    TrustPolicy,
-    /// The token has expired.
-    Expired,
-    /// Anything else; the message says what.
-    Other,
-}
-
-impl StsRefusal {
-    /// Reads the refusal from STS's `code: message` text.
-    pub fn classify(message: &str) -> Self {
-        let m = message.to_ascii_lowercase();
-        if m.contains("no openidconnect provider found") {
-            Self::NoProvider
-        } else if m.contains("couldn't retrieve verification key")
-            || m.contains("could not retrieve")
-        {
-            Self::KeyUnavailable
-        } else if m.contains("incorrect token audience") {
-            Self::Audience
-        } else if m.contains("not authorized to perform sts:assumerolewithwebidentity") {
-            Self::TrustPolicy
-        } else if m.contains("expired") {
-            Self::Expired
-        } else {
-            Self::Other
-        }
-    }
-}
+pub use irsa_core::diagnosis::StsRefusal;
 
 /// A failed AssumeRoleWithWebIdentity call as a [`AwsError::WebIdentityRefused`].
 fn refused(e: AwsError) -> AwsError {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use irsa_core::config::KeyConfig;
+use irsa_core::documents::{documents, Documents};
 use irsa_core::issuer::DISCOVERY_PATH;
 use irsa_core::parse::parse_keys;
 use irsa_core::{Algorithm, Discovery, IrsaConfig, Jwks, PublicKey};
@@ -31,34 +32,6 @@ pub struct BundleKey {
     pub entry: KeyConfig,
     /// The public key.
     pub public: PublicKey,
-}
-
-/// The two rendered documents.
-pub struct Documents {
-    /// Discovery document JSON.
-    pub discovery: String,
-    /// JWKS JSON.
-    pub jwks: String,
-}
-
-/// Renders both documents for `config` and its keys, deterministically.
-pub fn render(config: &IrsaConfig, keys: &[(PublicKey, Algorithm)]) -> Documents {
-    let (discovery, jwks) = documents(config, keys);
-    Documents {
-        discovery: discovery.to_json(),
-        jwks: jwks.to_json(),
-    }
-}
-
-/// Both documents for `config` and its keys, as values.
-pub fn documents(config: &IrsaConfig, keys: &[(PublicKey, Algorithm)]) -> (Discovery, Jwks) {
-    let jwks = Jwks::build(keys.iter().map(|(k, a)| (k, *a)), false);
-    let discovery = Discovery::for_issuer(
-        &config.issuer.url,
-        config.issuer.jwks_path,
-        &jwks.algorithms(),
-    );
-    (discovery, jwks)
 }
 
 impl Bundle {

@@ -34,7 +34,6 @@ pub struct Fetched {
 #[cfg(feature = "online")]
 pub struct Fetcher {
     client: reqwest::Client,
-    runtime: tokio::runtime::Runtime,
 }
 
 /// The offline build has no HTTPS client, so no `Fetcher` can be made:
@@ -99,6 +98,20 @@ pub fn parse_resolve(s: &str) -> Result<Resolve, String> {
     })
 }
 
+impl Fetched {
+    /// The response as the served-document checks take it.
+    pub fn served(&self) -> irsa_core::served::Served<'_> {
+        irsa_core::served::Served {
+            url: &self.url,
+            status: self.status,
+            location: self.location.as_deref(),
+            content_type: self.content_type.as_deref(),
+            cache_control: self.cache_control.as_deref(),
+            body: self.body.as_bytes(),
+        }
+    }
+}
+
 #[cfg(feature = "online")]
 impl Fetcher {
     /// Builds a client; `ca` replaces the trusted roots with one PEM bundle.
@@ -124,16 +137,12 @@ impl Fetcher {
             builder = builder.resolve(&r.host, r.addr);
         }
         let client = builder.build().context("cannot build the HTTPS client")?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")?;
-        Ok(Self { client, runtime })
+        Ok(Self { client })
     }
 
     /// GETs `url`; the error text carries the whole cause chain (TLS details included).
     pub fn get(&self, url: &str) -> Result<Fetched, String> {
-        self.runtime.block_on(async {
+        crate::rt::block_on(async {
             let resp = self.client.get(url).send().await.map_err(|e| chain(&e))?;
             let header = |name: &str| {
                 resp.headers()
@@ -165,6 +174,7 @@ impl Fetcher {
                 body: String::from_utf8_lossy(&body).into_owned(),
             })
         })
+        .unwrap_or_else(|e| Err(format!("{e:#}")))
     }
 }
 

@@ -10,9 +10,13 @@ mod cfgedit;
 mod cmd;
 mod fetch;
 mod fsutil;
+#[cfg(feature = "online")]
+mod k8s;
 #[cfg(not(feature = "online"))]
 mod offline;
 mod output;
+#[cfg(feature = "online")]
+mod rt;
 #[cfg(feature = "online")]
 mod thumbprint;
 mod yamledit;

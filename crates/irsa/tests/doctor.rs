@@ -350,6 +350,74 @@ fn every_fault_is_diagnosed_at_its_link_with_a_fix() {
     );
 }
 
+/// Runs doctor on a good token without the AWS links; returns the
+/// (name, status, detail, fix) of the served-document lines.
+fn served_lines(s: &Setup, token_file: &str) -> Vec<(String, String, String, String)> {
+    let (_, report) = doctor_report(s, &["--token", token_file, "--role-arn", ROLE, "--no-aws"]);
+    report_checks(&report)
+        .iter()
+        .filter(|c| {
+            let name = c["name"].as_str().unwrap();
+            name.contains("reachable") || name.contains("Content-Type") || name.contains("caching")
+        })
+        .map(|c| {
+            let field = |k: &str| c[k].as_str().unwrap_or("").to_string();
+            (
+                field("name"),
+                field("status"),
+                field("detail"),
+                field("fix"),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn served_documents_are_judged_by_the_rules_validate_shares() {
+    let s = setup();
+    let good = token(&s, "b/keys/sa-signer.key", json!({}));
+
+    // The media type is compared ignoring case and parameters (doctor used
+    // to fail `Application/JSON`).
+    s.server.behaviour.lock().unwrap().content_type = "Application/JSON; charset=utf-8".into();
+    let lines = served_lines(&s, &good);
+    assert!(
+        lines.iter().any(|l| l.0.contains("Content-Type")) && lines.iter().all(|l| l.1 != "fail"),
+        "{lines:?}"
+    );
+    s.server.behaviour.lock().unwrap().content_type = "application/json".into();
+
+    // A redirect is named as one, with STS's reason.
+    s.server
+        .behaviour
+        .lock()
+        .unwrap()
+        .redirect
+        .push("/prod/openid/v1/jwks".into());
+    let (code, failed) = doctor(&s, &good, &["--no-aws"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(names(&failed), ["jwks: reachable over HTTPS"], "{failed:?}");
+    assert!(failed[0].1.contains("redirects (302)"), "{failed:?}");
+    assert!(
+        failed[0].2.contains("does not follow redirects"),
+        "{failed:?}"
+    );
+    s.server.behaviour.lock().unwrap().redirect.clear();
+
+    // `no-store` warns for both documents (doctor used to pass it, and
+    // did not look at the discovery document's caching at all).
+    s.server.behaviour.lock().unwrap().cache_control = Some("no-store".into());
+    let lines = served_lines(&s, &good);
+    for name in ["discovery: caching headers", "jwks: caching headers"] {
+        let line = lines.iter().find(|l| l.0 == name).unwrap();
+        assert_eq!(line.1, "warn", "{lines:?}");
+        assert!(line.2.contains("no-store"), "{lines:?}");
+    }
+    s.server.behaviour.lock().unwrap().cache_control = Some("max-age=300".into());
+    let lines = served_lines(&s, &good);
+    assert!(lines.iter().all(|l| l.1 == "pass"), "{lines:?}");
+}
+
 #[test]
 #[ignore = "needs kube-apiserver and etcd (KUBEBUILDER_ASSETS or PATH): scripts/test runs it"]
 fn cluster_links_against_a_real_apiserver() {

@@ -367,3 +367,79 @@ fn remote_certificate_problems_are_reported() {
         stdout(&out)
     );
 }
+
+/// Statuses of the report lines named `name`.
+fn statuses(out: &std::process::Output, name: &str) -> Vec<String> {
+    json(&out.stdout)["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == name)
+        .map(|c| c["status"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "online"),
+    ignore = "reads the served documents over HTTPS: a full-build command"
+)]
+fn served_headers_are_judged_by_the_rules_doctor_shares() {
+    let t = tempdir();
+    let d = t.path();
+    bundle(d);
+    let site = d.join("site");
+    fs::create_dir_all(&site).unwrap();
+    std::os::unix::fs::symlink(d.join("b/issuer"), site.join("cluster")).unwrap();
+    let server = serve(site, &[HOST]);
+    fs::write(d.join("ca.pem"), &server.ca_pem).unwrap();
+    let resolve = format!("{HOST}={}", server.addr);
+    let issuer = format!("https://{HOST}/cluster");
+    let validate = || {
+        run_in(
+            d,
+            &[
+                "validate",
+                "b",
+                "--issuer",
+                &issuer,
+                "--ca-cert",
+                "ca.pem",
+                "--resolve",
+                &resolve,
+                "--output",
+                "json",
+            ],
+        )
+    };
+
+    // No Cache-Control at all: a warning for each document, not a failure.
+    let out = validate();
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(statuses(&out, "remote discovery: Cache-Control"), ["warn"]);
+    assert_eq!(statuses(&out, "remote jwks: Cache-Control"), ["warn"]);
+
+    // What irsa apply sets passes.
+    server.behaviour.lock().unwrap().cache_control = Some("max-age=300".into());
+    let out = validate();
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(statuses(&out, "remote jwks: Cache-Control"), ["pass"]);
+
+    // Directives that stop reuse warn, in any case.
+    for cc in ["No-Store", "no-cache", "max-age=0"] {
+        server.behaviour.lock().unwrap().cache_control = Some(cc.into());
+        let out = validate();
+        assert!(out.status.success(), "{}", stdout(&out));
+        assert_eq!(
+            statuses(&out, "remote jwks: Cache-Control"),
+            ["warn"],
+            "{cc}"
+        );
+    }
+
+    // The media type is compared ignoring case and parameters.
+    server.behaviour.lock().unwrap().content_type = "Application/JSON; charset=utf-8".into();
+    let out = validate();
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert_eq!(statuses(&out, "remote jwks: Content-Type"), ["pass"]);
+}

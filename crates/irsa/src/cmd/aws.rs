@@ -157,7 +157,7 @@ pub fn plan(a: PlanArgs) -> Result<()> {
 }
 
 fn plan_inner(a: PlanArgs) -> Result<()> {
-    crate::cmd::runtime()?.block_on(async {
+    crate::rt::block_on(async {
         let ctx = load(&a.common).await?;
         let actual = ctx.aws.read_actual(&ctx.desired).await?;
         let plan = plan::diff(&ctx.desired, &actual, &adopt(&a.common, &ctx));
@@ -172,7 +172,7 @@ fn plan_inner(a: PlanArgs) -> Result<()> {
             return Err(Exit(2).into());
         }
         Ok(())
-    })
+    })?
 }
 
 fn confirm(what: &str) -> Result<bool> {
@@ -256,7 +256,7 @@ async fn execute(ctx: &Context_, plan: &Plan, format: Format, verb: &str) -> Res
 
 /// Runs `irsa apply`.
 pub fn apply(a: ApplyArgs) -> Result<()> {
-    crate::cmd::runtime()?.block_on(async {
+    crate::rt::block_on(async {
         let ctx = load(&a.common).await?;
         let actual = ctx.aws.read_actual(&ctx.desired).await?;
         let plan = plan::diff(&ctx.desired, &actual, &adopt(&a.common, &ctx));
@@ -277,7 +277,7 @@ pub fn apply(a: ApplyArgs) -> Result<()> {
         }
         execute(&ctx, &plan, a.output, "apply").await?;
         conflicts_fail(&plan)
-    })
+    })?
 }
 
 fn conflicts_fail(plan: &Plan) -> Result<()> {
@@ -294,7 +294,7 @@ fn conflicts_fail(plan: &Plan) -> Result<()> {
 
 /// Runs `irsa destroy`.
 pub fn destroy(a: ApplyArgs) -> Result<()> {
-    crate::cmd::runtime()?.block_on(async {
+    crate::rt::block_on(async {
         let ctx = load(&a.common).await?;
         let actual = ctx.aws.read_actual(&ctx.desired).await?;
         let ours: BTreeSet<String> = ctx.desired.objects.keys().cloned().collect();
@@ -322,7 +322,7 @@ pub fn destroy(a: ApplyArgs) -> Result<()> {
             return Err(Exit::CHECKS_FAILED.into());
         }
         Ok(())
-    })
+    })?
 }
 
 #[cfg(test)]

@@ -219,11 +219,7 @@ pub fn account_for(common: &Common, given: Option<&str>) -> Option<String> {
     if let Some(a) = given {
         return Some(a.to_string());
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    rt.block_on(async {
+    crate::rt::block_on(async {
         let aws = irsa_aws::Aws::connect(&irsa_aws::Connect {
             profile: common.profile.clone(),
             region: common.region.clone(),
@@ -235,6 +231,7 @@ pub fn account_for(common: &Common, given: Option<&str>) -> Option<String> {
             .ok()?
             .ok()
     })
+    .ok()?
 }
 
 /// The account ID as given: the offline build cannot ask AWS.

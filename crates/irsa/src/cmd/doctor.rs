@@ -12,25 +12,25 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
-use irsa_aws::{AwsError, StsRefusal};
-use irsa_core::arn::RoleArn;
 use irsa_core::checks::Report;
+use irsa_core::diagnosis;
 use irsa_core::issuer::DISCOVERY_PATH;
-use irsa_core::jwt::{self, JwtError, VerifyOptions};
-use irsa_core::mutate::VOLUME_NAME as TOKEN_VOLUME;
-use irsa_core::trust::{self, Request};
+use irsa_core::jwt::{self, VerifyOptions};
+use irsa_core::served::{self, Document, Rule};
 use irsa_core::{IrsaConfig, Jwks};
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use kube::api::{Api, ListParams, PostParams};
 
 use crate::bundle::{Bundle, CONFIG_FILE};
-use crate::fetch::{Fetcher, Network};
+use crate::fetch::{Fetched, Fetcher, Network};
 use crate::output::{print_report, Format};
 use crate::Exit;
+
+mod aws;
+mod cluster;
+
+use aws::aws_links;
+use cluster::cluster_links;
 
 /// Arguments of `irsa doctor`.
 #[derive(Args)]
@@ -75,189 +75,19 @@ pub struct DoctorArgs {
     pub output: Format,
 }
 
-const TOKEN_ENV_ROLE_ARN: &str = "AWS_ROLE_ARN";
-const TOKEN_ENV_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
-const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
-const AUDIENCE_ANNOTATION: &str = "eks.amazonaws.com/audience";
-const DEFAULT_AUDIENCE: &str = irsa_core::config::DEFAULT_AUDIENCE;
-
-/// What the cluster links found.
-struct FromCluster {
-    token: String,
-    role_arn: String,
-}
-
-async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Option<FromCluster>> {
-    let client = irsa_webhook::server::client_from(a.kubeconfig.as_deref())
-        .await
-        .context("doctor needs cluster access for these links; without it use --token FILE --role-arn ARN")?;
-    let ns = &a.namespace;
-    let mut sa_name = a.service_account.clone();
-    if let Some(pod_name) = &a.pod {
-        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-        match pods.get_opt(pod_name).await {
-            Ok(Some(pod)) => {
-                let spec = pod.spec.unwrap_or_default();
-                sa_name = Some(
-                    spec.service_account_name
-                        .clone()
-                        .unwrap_or_else(|| "default".into()),
-                );
-                let has_volume = spec
-                    .volumes
-                    .as_ref()
-                    .is_some_and(|v| v.iter().any(|v| v.name == TOKEN_VOLUME));
-                let unmutated: Vec<String> = spec
-                    .containers
-                    .iter()
-                    .chain(spec.init_containers.iter().flatten())
-                    .filter(|c| {
-                        let env = c.env.as_deref().unwrap_or_default();
-                        !env.iter().any(|e| e.name == TOKEN_ENV_ROLE_ARN)
-                            || !env.iter().any(|e| e.name == TOKEN_ENV_FILE)
-                    })
-                    .map(|c| c.name.clone())
-                    .collect();
-                r.check(
-                    has_volume && unmutated.is_empty(),
-                    "pod: mutated by the webhook",
-                    format!("{ns}/{pod_name}: {TOKEN_ENV_ROLE_ARN}, {TOKEN_ENV_FILE} and volume {TOKEN_VOLUME} present"),
-                    format!("{ns}/{pod_name}: volume {TOKEN_VOLUME} {}, containers without the env vars: {unmutated:?}", if has_volume { "present" } else { "missing" }),
-                    "pods are mutated only when created: make sure the webhook is installed and the ServiceAccount annotated (below), then delete the pod so its controller recreates it (kubectl rollout restart)",
-                );
-            }
-            Ok(None) => {
-                r.fail(
-                    "pod: exists",
-                    format!("no pod {ns}/{pod_name}"),
-                    "check the name and namespace (-n)",
-                );
-                return Ok(None);
-            }
-            Err(e) => bail!("cannot read pod {ns}/{pod_name}: {e}"),
-        }
-    }
-    let sa_name = sa_name.context("pass --service-account, --pod, or --token with --role-arn")?;
-    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let sa = match sas.get_opt(&sa_name).await {
-        Ok(Some(sa)) => sa,
-        Ok(None) => {
-            r.fail(
-                "serviceaccount: exists",
-                format!("no ServiceAccount {ns}/{sa_name}"),
-                format!("create it: `irsa bind -n {ns} -s {sa_name} ...` prints the manifest"),
-            );
-            return Ok(None);
-        }
-        Err(e) => bail!("cannot read ServiceAccount {ns}/{sa_name}: {e}"),
+/// Judges a fetched document with the rules `irsa validate` applies too,
+/// under doctor's link names.
+fn served_links(r: &mut Report, document: Document, fetched: &Fetched) -> bool {
+    let link = match document {
+        Document::Discovery => "discovery",
+        Document::Jwks => "jwks",
     };
-    let annotations = sa.metadata.annotations.clone().unwrap_or_default();
-    let role_arn = match annotations.get(ROLE_ANNOTATION) {
-        Some(arn) if RoleArn::parse(arn).is_ok() => {
-            r.pass(
-                "serviceaccount: role-arn annotation",
-                format!("{ns}/{sa_name}: {arn}"),
-            );
-            Some(arn.clone())
-        }
-        Some(arn) => {
-            r.fail(
-                "serviceaccount: role-arn annotation",
-                format!("{ROLE_ANNOTATION} is {arn:?}, not a role ARN"),
-                "set it to arn:aws:iam::ACCOUNT:role/[PATH/]NAME (`irsa bind` prints the exact value)",
-            );
-            None
-        }
-        None => {
-            r.fail(
-                "serviceaccount: role-arn annotation",
-                format!("{ns}/{sa_name} has no {ROLE_ANNOTATION} annotation, so the webhook leaves its pods alone"),
-                format!("kubectl annotate serviceaccount -n {ns} {sa_name} {ROLE_ANNOTATION}=arn:aws:iam::ACCOUNT:role/... (or `irsa bind -n {ns} -s {sa_name}`)"),
-            );
-            None
-        }
-    };
-    let audience = annotations
-        .get(AUDIENCE_ANNOTATION)
-        .cloned()
-        .unwrap_or_else(|| DEFAULT_AUDIENCE.to_string());
-    let hooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    match hooks.list(&ListParams::default()).await {
-        Ok(list) => {
-            let found: Vec<String> =
-                list.items
-                    .iter()
-                    .filter(|c| {
-                        c.webhooks.iter().flatten().any(|w| {
-                            w.rules.iter().flatten().any(|rule| {
-                                rule.resources
-                                    .as_ref()
-                                    .is_some_and(|res| res.iter().any(|x| x == "pods" || x == "*"))
-                                    && rule.operations.as_ref().is_some_and(|ops| {
-                                        ops.iter().any(|o| o == "CREATE" || o == "*")
-                                    })
-                            }) && (w.name.contains("pod-identity")
-                                || w.name.contains("irsa")
-                                || c.metadata.name.as_deref().is_some_and(|n| {
-                                    n.contains("pod-identity") || n.contains("irsa")
-                                }))
-                        })
-                    })
-                    .filter_map(|c| c.metadata.name.clone())
-                    .collect();
-            r.check(
-                !found.is_empty(),
-                "webhook: installed",
-                format!("MutatingWebhookConfiguration {found:?} mutates pods on create"),
-                "no pod identity webhook is registered: pods get no token volume or AWS_* env vars",
-                "install it: `irsa webhook certs ...` then `irsa webhook manifests ... | kubectl apply -f -` (see README, \"irsa webhook\")",
-            );
-        }
-        Err(e) => r.warn(
-            "webhook: installed",
-            format!("cannot list MutatingWebhookConfigurations: {e}"),
-            "run doctor with a kubeconfig allowed to list admissionregistration.k8s.io objects",
-        ),
-    }
-    let request = TokenRequest {
-        spec: TokenRequestSpec {
-            audiences: vec![audience.clone()],
-            expiration_seconds: Some(600),
-            ..TokenRequestSpec::default()
-        },
-        ..TokenRequest::default()
-    };
-    let token = match sas
-        .create_token_request(&sa_name, &PostParams::default(), &request)
-        .await
-    {
-        Ok(t) => t.status.map(|s| s.token),
-        Err(e) => {
-            r.fail(
-                "token: TokenRequest",
-                format!("the apiserver did not issue a token for {ns}/{sa_name} with audience {audience}: {e}"),
-                "the apiserver needs --service-account-signing-key-file and --service-account-issuer (`irsa cluster config`)",
-            );
-            None
-        }
-    };
-    let Some(token) = token else {
-        return Ok(None);
-    };
-    r.pass(
-        "token: TokenRequest",
-        format!("token issued for {ns}/{sa_name}, audience {audience}"),
-    );
-    Ok(role_arn.map(|role_arn| FromCluster { token, role_arn }))
-}
-
-fn jwt_fix(e: &JwtError) -> &'static str {
-    match e {
-        JwtError::KidNotFound { .. } => "publish the apiserver's current public key: `irsa render` then `irsa apply` (keep old keys until their tokens expire)",
-        JwtError::BadSignature { .. } => "the apiserver signs with a key whose public half is not the one published under this kid: check --service-account-signing-key-file",
-        JwtError::Expired { .. } => "the token expired: kubelet refreshes projected tokens; make sure the SDK re-reads the file (recent AWS SDKs do)",
-        _ => "see the detail",
-    }
+    served::record(r, document, &fetched.served(), |rule| match rule {
+        Rule::Status => format!("{link}: reachable over HTTPS"),
+        Rule::ContentType => format!("{link}: Content-Type application/json"),
+        Rule::CacheControl => format!("{link}: caching headers"),
+        Rule::Body => format!("{link}: served body"),
+    })
 }
 
 fn document_links(
@@ -279,39 +109,9 @@ fn document_links(
             return None;
         }
     };
-    if fetched.status != 200 {
-        let fix = if fetched.status == 403 {
-            "the document is not public: `irsa apply` sets a bucket policy granting public s3:GetObject on the two documents (check Block Public Access)"
-        } else if fetched.status == 404 {
-            "the document is missing: `irsa apply` uploads it (check the issuer path and prefix)"
-        } else {
-            "serve the document with status 200, no redirects"
-        };
-        r.fail(
-            "discovery: reachable over HTTPS",
-            format!("GET {discovery_url} returned {}", fetched.status),
-            fix,
-        );
+    if !served_links(r, Document::Discovery, &fetched) {
         return None;
     }
-    r.pass(
-        "discovery: reachable over HTTPS",
-        format!("GET {discovery_url}: 200"),
-    );
-    let json_type = |ct: &Option<String>| {
-        ct.as_deref().is_some_and(|c| {
-            c.split(';')
-                .next()
-                .is_some_and(|m| m.trim() == "application/json")
-        })
-    };
-    r.check(
-        json_type(&fetched.content_type),
-        "discovery: Content-Type application/json",
-        "application/json",
-        format!("Content-Type is {:?}", fetched.content_type),
-        "upload with --content-type application/json (`irsa apply` does; it repairs the content type)",
-    );
     let doc: serde_json::Value = match serde_json::from_str(&fetched.body) {
         Ok(v) => v,
         Err(e) => {
@@ -333,15 +133,7 @@ fn document_links(
     );
     let jwks_uri = doc["jwks_uri"].as_str().unwrap_or_default().to_string();
     let fetched = match fetcher.get(&jwks_uri) {
-        Ok(f) if f.status == 200 => f,
-        Ok(f) => {
-            r.fail(
-                "jwks: reachable over HTTPS",
-                format!("GET {jwks_uri} returned {}", f.status),
-                "publish the JWKS at the jwks_uri of the discovery document, publicly (`irsa apply`)",
-            );
-            return None;
-        }
+        Ok(f) => f,
         Err(e) => {
             r.fail(
                 "jwks: reachable over HTTPS",
@@ -351,21 +143,8 @@ fn document_links(
             return None;
         }
     };
-    r.pass("jwks: reachable over HTTPS", format!("GET {jwks_uri}: 200"));
-    r.check(
-        json_type(&fetched.content_type),
-        "jwks: Content-Type application/json",
-        "application/json",
-        format!("Content-Type is {:?}", fetched.content_type),
-        "upload with --content-type application/json (`irsa apply` does)",
-    );
-    match fetched.cache_control.as_deref() {
-        Some(cc) => r.pass("jwks: caching headers", format!("Cache-Control: {cc}")),
-        None => r.warn(
-            "jwks: caching headers",
-            "no Cache-Control header: caches may keep an old JWKS after a key rotation",
-            "set Cache-Control: max-age=300 (`irsa apply` does)",
-        ),
+    if !served_links(r, Document::Jwks, &fetched) {
+        return None;
     }
     let jwks = match Jwks::from_json(&fetched.body) {
         Ok(j) => j,
@@ -396,108 +175,11 @@ fn document_links(
             r.fail(
                 "jwks: token kid published and signature verifies",
                 e.to_string(),
-                jwt_fix(&e),
+                diagnosis::jwt_fix(&e),
             );
             None
         }
     }
-}
-
-/// Maps an STS refusal to the link it points at and its fix.
-pub fn sts_diagnosis(error: &AwsError) -> (&'static str, &'static str) {
-    let AwsError::WebIdentityRefused { refusal, .. } = error else {
-        return ("sts: AssumeRoleWithWebIdentity", "see the message");
-    };
-    match refusal {
-        StsRefusal::NoProvider => (
-            "iam: OIDC provider",
-            "create the provider for the token's issuer host/path: `irsa apply`",
-        ),
-        StsRefusal::KeyUnavailable => ("jwks: token kid published", "STS cannot fetch the JWKS or it lacks the kid: publish it publicly (`irsa apply`) and check the discovery document's jwks_uri"),
-        StsRefusal::Audience => ("iam: provider client IDs", "add the token's audience to the provider's client IDs (`audience:` in irsa.yaml, then `irsa apply`)"),
-        StsRefusal::TrustPolicy => ("iam: trust policy admits the token", "the trust policy's Federated principal, :sub or :aud condition does not match: `irsa plan` shows the repair"),
-        StsRefusal::Expired => (
-            "token: not expired",
-            "use a fresh token; kubelet refreshes projected tokens",
-        ),
-        StsRefusal::Other => ("sts: AssumeRoleWithWebIdentity", "see the message"),
-    }
-}
-
-fn aws_links(
-    r: &mut Report,
-    a: &DoctorArgs,
-    token: &str,
-    role_arn: &str,
-    host_path: &str,
-    sub: &str,
-    aud: &[String],
-) -> Result<()> {
-    let Ok(arn) = RoleArn::parse(role_arn) else {
-        r.fail(
-            "iam: role ARN",
-            format!("{role_arn:?} is not a role ARN"),
-            "use arn:aws:iam::ACCOUNT:role/[PATH/]NAME",
-        );
-        return Ok(());
-    };
-    let (partition, account, role_name) = (arn.partition(), arn.account(), arn.name());
-    let provider_arn = format!("arn:{partition}:iam::{account}:oidc-provider/{host_path}");
-    crate::cmd::runtime()?.block_on(async {
-        let aws = irsa_aws::Aws::connect(&irsa_aws::Connect {
-            profile: a.profile.clone(),
-            region: a.region.clone(),
-            parallelism: 1,
-        })
-        .await;
-        match aws.find_provider(host_path).await {
-            Ok(Some(p)) => {
-                r.pass("iam: OIDC provider", format!("{} exists", p.arn));
-                let missing: Vec<&String> = aud.iter().filter(|x| !p.client_ids.contains(*x)).collect();
-                r.check(
-                    missing.is_empty(),
-                    "iam: provider client IDs",
-                    format!("client IDs {:?} include the token's audience", p.client_ids),
-                    format!("the token's audience {missing:?} is not among the client IDs {:?} (STS: \"Incorrect token audience\")", p.client_ids),
-                    "add it: set the binding's `audience:` in irsa.yaml and `irsa apply`, or request the token with audience sts.amazonaws.com",
-                );
-                if p.arn != provider_arn {
-                    r.warn("iam: OIDC provider", format!("the provider is {} but the role is in account {account}", p.arn), "the provider must be in the role's account");
-                }
-            }
-            Ok(None) => r.fail(
-                "iam: OIDC provider",
-                format!("no IAM OIDC provider for {host_path} (STS: \"No OpenIDConnect provider found\")"),
-                format!("create it: `irsa apply` (provider URL https://{host_path}, no trailing slash)"),
-            ),
-            Err(e) => r.warn("iam: OIDC provider", format!("cannot read IAM: {e}"), "run doctor with credentials allowed iam:ListOpenIDConnectProviders and iam:GetOpenIDConnectProvider, or pass --no-aws"),
-        }
-        match aws.role(role_name).await {
-            Ok(Some(role)) => {
-                let req = Request { provider_arn: &provider_arn, host_path, sub, aud };
-                match trust::evaluate(&role.trust, &req) {
-                    Ok(()) => r.pass("iam: trust policy admits the token", format!("role {role_name} trusts {sub}")),
-                    Err(reasons) => r.fail(
-                        "iam: trust policy admits the token",
-                        reasons.join("; "),
-                        "fix the trust policy: `irsa plan` shows the repair for roles irsa manages (condition keys are host/path:sub without https://)",
-                    ),
-                }
-            }
-            Ok(None) => r.fail("iam: role exists", format!("no role {role_name}"), "create it: add the binding (`irsa bind`) and `irsa apply`"),
-            Err(e) => r.warn("iam: trust policy admits the token", format!("cannot read the role: {e}"), "run doctor with iam:GetRole permission, or pass --no-aws"),
-        }
-        if a.assume {
-            match aws.assume_role_with_web_identity(role_arn, token).await {
-                Ok(arn) => r.pass("sts: AssumeRoleWithWebIdentity", format!("assumed {arn}")),
-                Err(e) => {
-                    let (link, fix) = sts_diagnosis(&e);
-                    r.fail("sts: AssumeRoleWithWebIdentity", format!("{e} (broken link: {link})"), fix);
-                }
-            }
-        }
-        Ok(())
-    })
 }
 
 /// Runs `irsa doctor`.
@@ -515,7 +197,7 @@ pub fn run(a: DoctorArgs) -> Result<()> {
             (Some(token.trim().to_string()), a.role_arn.clone())
         }
         None => {
-            let found = crate::cmd::runtime()?.block_on(cluster_links(&a, &mut r))?;
+            let found = crate::rt::block_on(cluster_links(&a, &mut r))??;
             match found {
                 Some(f) => (Some(f.token), a.role_arn.clone().or(Some(f.role_arn))),
                 None => (None, None),
@@ -609,7 +291,9 @@ fn token_links(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::aws::sts_diagnosis;
+    use irsa_aws::{AwsError, StsRefusal};
+    use irsa_core::arn::RoleArn;
 
     #[test]
     fn role_arns_and_sts_errors() {

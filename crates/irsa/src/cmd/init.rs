@@ -9,7 +9,7 @@ use irsa_core::config::{
 };
 use irsa_core::{Algorithm, IssuerUrl, JwksPath, PrivateKey, S3Location};
 
-use crate::bundle::{self, Bundle, CONFIG_FILE, ISSUER_DIR};
+use crate::bundle::{Bundle, CONFIG_FILE, ISSUER_DIR};
 use crate::fsutil;
 
 /// Private key path inside a bundle.
@@ -132,7 +132,8 @@ pub fn create(a: &InitArgs, bindings: Vec<Binding>) -> Result<Created> {
     )?;
 
     let key = PrivateKey::generate(a.algorithm, 2048)?;
-    let docs = bundle::render(&bundle.config, &[(key.public_key().clone(), a.algorithm)]);
+    let docs =
+        irsa_core::documents::render(&bundle.config, &[(key.public_key().clone(), a.algorithm)]);
     fsutil::write_atomic(&private_path, key.to_pem().as_bytes(), fsutil::PRIVATE)?;
     fsutil::write_atomic(
         &public_path,

@@ -17,17 +17,6 @@ pub mod validate;
 pub mod verify;
 pub mod webhook;
 
-/// The runtime for commands that talk to AWS or Kubernetes.
-#[cfg(feature = "online")]
-pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    use anyhow::Context;
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")
-}
-
 /// Current Unix time in seconds.
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()

@@ -8,10 +8,11 @@ use clap::Args;
 use irsa_core::checks::{self, Report};
 use irsa_core::config::KeyState;
 use irsa_core::parse::{parse_keys, parse_private_key};
+use irsa_core::served::{self, Document};
 use irsa_core::{Algorithm, IssuerUrl, Jwks, PrivateKey, PublicKey};
 
-use crate::bundle::{self, Bundle, CONFIG_FILE, ISSUER_DIR};
-use crate::fetch::{Fetcher, Network};
+use crate::bundle::{Bundle, CONFIG_FILE, ISSUER_DIR};
+use crate::fetch::{Fetched, Fetcher, Network};
 use crate::fsutil;
 use crate::output::{print_report, Format};
 use crate::Exit;
@@ -225,7 +226,7 @@ pub fn check_bundle(bundle: &Bundle, extra: Option<&PrivateKey>) -> Result<Repor
     if published.len() == cfg.keys.len() {
         let keys: Vec<(PublicKey, Algorithm)> =
             published.iter().map(|(_, k, a)| (k.clone(), *a)).collect();
-        let docs = bundle::render(cfg, &keys);
+        let docs = irsa_core::documents::render(cfg, &keys);
         let same = disc_text.as_ref().ok() == Some(&docs.discovery)
             && jwks_text.as_ref().ok() == Some(&docs.jwks);
         report.check(
@@ -357,55 +358,11 @@ fn check_documents_dir(
     Ok((report, jwks))
 }
 
-fn check_response(report: &mut Report, label: &str, resp: &crate::fetch::Fetched) -> bool {
-    if (300..400).contains(&resp.status) {
-        report.fail(
-            format!("{label}: HTTP status"),
-            format!(
-                "{} redirects ({}) to {}",
-                resp.url,
-                resp.status,
-                resp.location.as_deref().unwrap_or("?")
-            ),
-            "STS does not follow redirects: serve the document at this exact URL",
-        );
-        return false;
-    }
-    if !report.check(
-        resp.status == 200,
-        &format!("{label}: HTTP status"),
-        format!("200 from {}", resp.url),
-        format!("{} returned HTTP {}", resp.url, resp.status),
-        if resp.status == 403 {
-            "the object is not publicly readable: allow s3:GetObject on the two document keys (irsa apply sets a minimal bucket policy)"
-        } else {
-            "upload the document to this path (irsa apply, or copy the bundle's issuer/ directory)"
-        },
-    ) {
-        return false;
-    }
-    let ct = resp.content_type.clone().unwrap_or_default();
-    let is_json = ct
-        .split(';')
-        .next()
-        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"));
-    report.check(
-        is_json,
-        &format!("{label}: Content-Type"),
-        ct.clone(),
-        format!("Content-Type is {:?}", if ct.is_empty() { "<none>" } else { &ct }),
-        "serve it as application/json (aws s3 cp --content-type application/json; irsa apply does this)",
-    );
-    if let Some(cc) = &resp.cache_control {
-        if cc.contains("no-store") || cc.contains("max-age=0") {
-            report.warn(
-                format!("{label}: Cache-Control"),
-                cc.clone(),
-                "STS caches issuer documents; allow caching (e.g. max-age=300) so token exchanges stay fast",
-            );
-        }
-    }
-    true
+/// Judges a fetched document with the rules `irsa doctor` applies too.
+fn check_response(report: &mut Report, label: &str, document: Document, resp: &Fetched) -> bool {
+    served::record(report, document, &resp.served(), |rule| {
+        format!("{label}: {}", rule.title())
+    })
 }
 
 fn check_remote(
@@ -461,7 +418,7 @@ fn check_remote(
             issuer.host_path().split('/').next().unwrap_or_default()
         ),
     );
-    if !check_response(report, "remote discovery", &disc) {
+    if !check_response(report, "remote discovery", Document::Discovery, &disc) {
         return;
     }
     let Some(doc) = checks::check_discovery(
@@ -485,7 +442,7 @@ fn check_remote(
             return;
         }
     };
-    if !check_response(report, "remote jwks", &jwks_resp) {
+    if !check_response(report, "remote jwks", Document::Jwks, &jwks_resp) {
         return;
     }
     let Some(remote) = checks::check_jwks("remote jwks", &jwks_resp.body, report) else {

@@ -127,11 +127,11 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         status!("apply with `kubectl apply -f -`, or run `irsa verify ... --apply` to apply, wait and report");
         return Ok(());
     }
-    crate::cmd::runtime()?.block_on(apply_and_wait(&a, sa, job))
+    crate::rt::block_on(apply_and_wait(&a, sa, job))?
 }
 
 async fn apply_and_wait(a: &VerifyArgs, sa: ServiceAccount, job: Job) -> Result<()> {
-    let client = irsa_webhook::server::client_from(a.kubeconfig.as_deref()).await?;
+    let client = crate::k8s::client(a.kubeconfig.as_deref()).await?;
     let ns = &a.namespace;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let params = PatchParams::apply("irsa").force();

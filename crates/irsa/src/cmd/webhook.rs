@@ -136,10 +136,6 @@ fn serve(settings: irsa_webhook::Settings) -> Result<()> {
         println!("irsa {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the runtime")?;
     for warning in settings.go_compat.ignored() {
         // --namespace names the ConfigMap's namespace for --watch-config-map.
         if settings.watch_config_map && warning.starts_with("--namespace ") {
@@ -147,13 +143,14 @@ fn serve(settings: irsa_webhook::Settings) -> Result<()> {
         }
         status!("irsa webhook: warning: {warning}");
     }
-    runtime.block_on(async move {
+    crate::rt::block_on(async move {
         let client = irsa_webhook::server::client(&settings).await?;
         let delay = std::time::Duration::from_secs(settings.shutdown_delay_seconds);
         let running = irsa_webhook::run(settings, Some(client), None).await?;
         status!(
             "irsa webhook: serving https://{}/mutate, metrics http://{}/metrics",
-            running.addr, running.metrics_addr
+            running.addr,
+            running.metrics_addr
         );
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("cannot watch SIGTERM")?;
@@ -174,7 +171,7 @@ fn serve(settings: irsa_webhook::Settings) -> Result<()> {
         running.shutdown();
         running.wait().await;
         Ok(())
-    })
+    })?
 }
 
 fn certs(a: CertsArgs) -> Result<()> {

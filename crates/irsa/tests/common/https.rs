@@ -22,6 +22,8 @@ pub struct Behaviour {
     pub redirect: Vec<String>,
     /// Paths (with leading '/') answered 403, like a private S3 object.
     pub forbidden: Vec<String>,
+    /// Cache-Control of every 200 response (none when `None`).
+    pub cache_control: Option<String>,
 }
 
 impl Default for Behaviour {
@@ -30,6 +32,7 @@ impl Default for Behaviour {
             content_type: "application/json".into(),
             redirect: Vec::new(),
             forbidden: Vec::new(),
+            cache_control: None,
         }
     }
 }
@@ -131,11 +134,15 @@ fn answer(root: &std::path::Path, b: &Behaviour, path: &str) -> Response<Full<By
             .unwrap();
     }
     match std::fs::read(root.join(rel)) {
-        Ok(body) => Response::builder()
-            .status(200)
-            .header("content-type", b.content_type.as_str())
-            .body(Full::new(Bytes::from(body)))
-            .unwrap(),
+        Ok(body) => {
+            let mut r = Response::builder()
+                .status(200)
+                .header("content-type", b.content_type.as_str());
+            if let Some(cc) = &b.cache_control {
+                r = r.header("cache-control", cc.as_str());
+            }
+            r.body(Full::new(Bytes::from(body))).unwrap()
+        }
         Err(_) => Response::builder()
             .status(404)
             .body(Full::new(Bytes::from_static(b"not found")))

@@ -1,0 +1,112 @@
+//! Doctor's AWS links: the IAM OIDC provider and its client IDs, the
+//! role's trust policy (evaluated by irsa), and optionally STS itself.
+
+use anyhow::Result;
+use irsa_aws::{AwsError, StsRefusal};
+use irsa_core::checks::Report;
+use irsa_core::trust::{self, Request};
+
+use irsa_core::arn::RoleArn;
+
+use super::DoctorArgs;
+
+/// Maps an STS refusal to the link it points at and its fix.
+pub fn sts_diagnosis(error: &AwsError) -> (&'static str, &'static str) {
+    match error {
+        AwsError::WebIdentityRefused { refusal, .. } => refusal.diagnosis(),
+        _ => StsRefusal::Other.diagnosis(),
+    }
+}
+
+pub(super) fn aws_links(
+    r: &mut Report,
+    a: &DoctorArgs,
+    token: &str,
+    role_arn: &str,
+    host_path: &str,
+    sub: &str,
+    aud: &[String],
+) -> Result<()> {
+    let Ok(arn) = RoleArn::parse(role_arn) else {
+        r.fail(
+            "iam: role ARN",
+            format!("{role_arn:?} is not a role ARN"),
+            "use arn:aws:iam::ACCOUNT:role/[PATH/]NAME",
+        );
+        return Ok(());
+    };
+    let (partition, account, role_name) = (arn.partition(), arn.account(), arn.name());
+    let provider_arn = format!("arn:{partition}:iam::{account}:oidc-provider/{host_path}");
+    crate::rt::block_on(async {
+        let aws = irsa_aws::Aws::connect(&irsa_aws::Connect {
+            profile: a.profile.clone(),
+            region: a.region.clone(),
+            parallelism: 1,
+        })
+        .await;
+        match aws.find_provider(host_path).await {
+            Ok(Some(p)) => {
+                r.pass("iam: OIDC provider", format!("{} exists", p.arn));
+                let missing: Vec<&String> = aud.iter().filter(|x| !p.client_ids.contains(*x)).collect();
+                r.check(
+                    missing.is_empty(),
+                    "iam: provider client IDs",
+                    format!("client IDs {:?} include the token's audience", p.client_ids),
+                    format!("the token's audience {missing:?} is not among the client IDs {:?} (STS: \"Incorrect token audience\")", p.client_ids),
+                    "add it: set the binding's `audience:` in irsa.yaml and `irsa apply`, or request the token with audience sts.amazonaws.com",
+                );
+                if p.arn != provider_arn {
+                    r.warn("iam: OIDC provider", format!("the provider is {} but the role is in account {account}", p.arn), "the provider must be in the role's account");
+                }
+            }
+            Ok(None) => r.fail(
+                "iam: OIDC provider",
+                format!("no IAM OIDC provider for {host_path} (STS: \"No OpenIDConnect provider found\")"),
+                format!("create it: `irsa apply` (provider URL https://{host_path}, no trailing slash)"),
+            ),
+            Err(e) => r.warn("iam: OIDC provider", format!("cannot read IAM: {e}"), "run doctor with credentials allowed iam:ListOpenIDConnectProviders and iam:GetOpenIDConnectProvider, or pass --no-aws"),
+        }
+        match aws.role(role_name).await {
+            Ok(Some(role)) => {
+                let req = Request {
+                    provider_arn: &provider_arn,
+                    host_path,
+                    sub,
+                    aud,
+                };
+                match trust::evaluate(&role.trust, &req) {
+                    Ok(()) => r.pass("iam: trust policy admits the token", format!("role {role_name} trusts {sub}")),
+                    Err(reasons) => r.fail(
+                        "iam: trust policy admits the token",
+                        reasons.join("; "),
+                        "fix the trust policy: `irsa plan` shows the repair for roles irsa manages (condition keys are host/path:sub without https://)",
+                    ),
+                }
+            }
+            Ok(None) => r.fail(
+                "iam: role exists",
+                format!("no role {role_name}"),
+                "create it: add the binding (`irsa bind`) and `irsa apply`",
+            ),
+            Err(e) => r.warn(
+                "iam: trust policy admits the token",
+                format!("cannot read the role: {e}"),
+                "run doctor with iam:GetRole permission, or pass --no-aws",
+            ),
+        }
+        if a.assume {
+            match aws.assume_role_with_web_identity(role_arn, token).await {
+                Ok(arn) => r.pass("sts: AssumeRoleWithWebIdentity", format!("assumed {arn}")),
+                Err(e) => {
+                    let (link, fix) = sts_diagnosis(&e);
+                    r.fail(
+                        "sts: AssumeRoleWithWebIdentity",
+                        format!("{e} (broken link: {link})"),
+                        fix,
+                    );
+                }
+            }
+        }
+        Ok(())
+    })?
+}

@@ -1,0 +1,192 @@
+//! Doctor's cluster links: the pod was mutated, its ServiceAccount
+//! carries a role ARN, a pod identity webhook is registered, and the
+//! TokenRequest API issues a token for the audience.
+
+use anyhow::{bail, Context, Result};
+use irsa_core::checks::Report;
+use irsa_core::mutate::VOLUME_NAME as TOKEN_VOLUME;
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use kube::api::{Api, ListParams, PostParams};
+
+use irsa_core::arn::RoleArn;
+
+use super::DoctorArgs;
+
+const TOKEN_ENV_ROLE_ARN: &str = "AWS_ROLE_ARN";
+const TOKEN_ENV_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
+const AUDIENCE_ANNOTATION: &str = "eks.amazonaws.com/audience";
+const DEFAULT_AUDIENCE: &str = irsa_core::config::DEFAULT_AUDIENCE;
+
+/// What the cluster links found.
+pub(super) struct FromCluster {
+    pub(super) token: String,
+    pub(super) role_arn: String,
+}
+
+/// Walks the cluster links; the token and role ARN when they hold.
+pub(super) async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Option<FromCluster>> {
+    let client = crate::k8s::client(a.kubeconfig.as_deref()).await.context(
+        "doctor needs cluster access for these links; without it use --token FILE --role-arn ARN",
+    )?;
+    let ns = &a.namespace;
+    let mut sa_name = a.service_account.clone();
+    if let Some(pod_name) = &a.pod {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+        match pods.get_opt(pod_name).await {
+            Ok(Some(pod)) => {
+                let spec = pod.spec.unwrap_or_default();
+                sa_name = Some(
+                    spec.service_account_name
+                        .clone()
+                        .unwrap_or_else(|| "default".into()),
+                );
+                let has_volume = spec
+                    .volumes
+                    .as_ref()
+                    .is_some_and(|v| v.iter().any(|v| v.name == TOKEN_VOLUME));
+                let unmutated: Vec<String> = spec
+                    .containers
+                    .iter()
+                    .chain(spec.init_containers.iter().flatten())
+                    .filter(|c| {
+                        let env = c.env.as_deref().unwrap_or_default();
+                        !env.iter().any(|e| e.name == TOKEN_ENV_ROLE_ARN)
+                            || !env.iter().any(|e| e.name == TOKEN_ENV_FILE)
+                    })
+                    .map(|c| c.name.clone())
+                    .collect();
+                r.check(
+                    has_volume && unmutated.is_empty(),
+                    "pod: mutated by the webhook",
+                    format!("{ns}/{pod_name}: {TOKEN_ENV_ROLE_ARN}, {TOKEN_ENV_FILE} and volume {TOKEN_VOLUME} present"),
+                    format!("{ns}/{pod_name}: volume {TOKEN_VOLUME} {}, containers without the env vars: {unmutated:?}", if has_volume { "present" } else { "missing" }),
+                    "pods are mutated only when created: make sure the webhook is installed and the ServiceAccount annotated (below), then delete the pod so its controller recreates it (kubectl rollout restart)",
+                );
+            }
+            Ok(None) => {
+                r.fail(
+                    "pod: exists",
+                    format!("no pod {ns}/{pod_name}"),
+                    "check the name and namespace (-n)",
+                );
+                return Ok(None);
+            }
+            Err(e) => bail!("cannot read pod {ns}/{pod_name}: {e}"),
+        }
+    }
+    let sa_name = sa_name.context("pass --service-account, --pod, or --token with --role-arn")?;
+    let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
+    let sa = match sas.get_opt(&sa_name).await {
+        Ok(Some(sa)) => sa,
+        Ok(None) => {
+            r.fail(
+                "serviceaccount: exists",
+                format!("no ServiceAccount {ns}/{sa_name}"),
+                format!("create it: `irsa bind -n {ns} -s {sa_name} ...` prints the manifest"),
+            );
+            return Ok(None);
+        }
+        Err(e) => bail!("cannot read ServiceAccount {ns}/{sa_name}: {e}"),
+    };
+    let annotations = sa.metadata.annotations.clone().unwrap_or_default();
+    let role_arn = match annotations.get(ROLE_ANNOTATION) {
+        Some(arn) if RoleArn::parse(arn).is_ok() => {
+            r.pass(
+                "serviceaccount: role-arn annotation",
+                format!("{ns}/{sa_name}: {arn}"),
+            );
+            Some(arn.clone())
+        }
+        Some(arn) => {
+            r.fail(
+                "serviceaccount: role-arn annotation",
+                format!("{ROLE_ANNOTATION} is {arn:?}, not a role ARN"),
+                "set it to arn:aws:iam::ACCOUNT:role/[PATH/]NAME (`irsa bind` prints the exact value)",
+            );
+            None
+        }
+        None => {
+            r.fail(
+                "serviceaccount: role-arn annotation",
+                format!("{ns}/{sa_name} has no {ROLE_ANNOTATION} annotation, so the webhook leaves its pods alone"),
+                format!("kubectl annotate serviceaccount -n {ns} {sa_name} {ROLE_ANNOTATION}=arn:aws:iam::ACCOUNT:role/... (or `irsa bind -n {ns} -s {sa_name}`)"),
+            );
+            None
+        }
+    };
+    let audience = annotations
+        .get(AUDIENCE_ANNOTATION)
+        .cloned()
+        .unwrap_or_else(|| DEFAULT_AUDIENCE.to_string());
+    let hooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    match hooks.list(&ListParams::default()).await {
+        Ok(list) => {
+            let found: Vec<String> =
+                list.items
+                    .iter()
+                    .filter(|c| {
+                        c.webhooks.iter().flatten().any(|w| {
+                            w.rules.iter().flatten().any(|rule| {
+                                rule.resources
+                                    .as_ref()
+                                    .is_some_and(|res| res.iter().any(|x| x == "pods" || x == "*"))
+                                    && rule.operations.as_ref().is_some_and(|ops| {
+                                        ops.iter().any(|o| o == "CREATE" || o == "*")
+                                    })
+                            }) && (w.name.contains("pod-identity")
+                                || w.name.contains("irsa")
+                                || c.metadata.name.as_deref().is_some_and(|n| {
+                                    n.contains("pod-identity") || n.contains("irsa")
+                                }))
+                        })
+                    })
+                    .filter_map(|c| c.metadata.name.clone())
+                    .collect();
+            r.check(
+                !found.is_empty(),
+                "webhook: installed",
+                format!("MutatingWebhookConfiguration {found:?} mutates pods on create"),
+                "no pod identity webhook is registered: pods get no token volume or AWS_* env vars",
+                "install it: `irsa webhook certs ...` then `irsa webhook manifests ... | kubectl apply -f -` (see README, \"irsa webhook\")",
+            );
+        }
+        Err(e) => r.warn(
+            "webhook: installed",
+            format!("cannot list MutatingWebhookConfigurations: {e}"),
+            "run doctor with a kubeconfig allowed to list admissionregistration.k8s.io objects",
+        ),
+    }
+    let request = TokenRequest {
+        spec: TokenRequestSpec {
+            audiences: vec![audience.clone()],
+            expiration_seconds: Some(600),
+            ..TokenRequestSpec::default()
+        },
+        ..TokenRequest::default()
+    };
+    let token = match sas
+        .create_token_request(&sa_name, &PostParams::default(), &request)
+        .await
+    {
+        Ok(t) => t.status.map(|s| s.token),
+        Err(e) => {
+            r.fail(
+                "token: TokenRequest",
+                format!("the apiserver did not issue a token for {ns}/{sa_name} with audience {audience}: {e}"),
+                "the apiserver needs --service-account-signing-key-file and --service-account-issuer (`irsa cluster config`)",
+            );
+            None
+        }
+    };
+    let Some(token) = token else {
+        return Ok(None);
+    };
+    r.pass(
+        "token: TokenRequest",
+        format!("token issued for {ns}/{sa_name}, audience {audience}"),
+    );
+    Ok(role_arn.map(|role_arn| FromCluster { token, role_arn }))
+}
