@@ -13,6 +13,7 @@ pub mod debug;
 pub mod goflags;
 pub mod imds;
 pub mod klog;
+mod kubeclient;
 pub mod limits;
 pub mod metrics;
 pub mod names;
