@@ -161,33 +161,11 @@ fn kubectl(bed: &Testbed, args: &[&str]) -> std::process::Output {
 }
 
 /// Keys for a bed, and the bed.
-fn bed(dir: &Path) -> Testbed {
-    let out = run_in(
-        dir,
-        &[
-            "init",
-            "--cluster",
-            "scope",
-            "--issuer",
-            ISSUER,
-            "--dir",
-            "b",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    Testbed::start(
-        dir,
-        &dir.join("b/keys/sa-signer.key"),
-        &dir.join("b/keys/sa-signer.pub"),
-        ISSUER,
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver and etcd (KUBEBUILDER_ASSETS or PATH): scripts/test runs it"]
 async fn base_opt_in_and_strict_pass_a_server_side_dry_run() {
     let t = tempdir();
-    let bed = bed(t.path());
+    let bed = Testbed::for_webhook(t.path(), "scope", ISSUER);
     // A dry run stores nothing, so the namespaced objects need their
     // namespace to exist already.
     let namespaces: Api<Namespace> = Api::all(bed.client().await);
@@ -358,19 +336,7 @@ fn mutated(pod: &Pod) -> bool {
 async fn strict_overlay_refuses_a_pod_while_the_webhook_is_down_and_mutates_it_once_up() {
     let t = tempdir();
     let d = t.path();
-    let bed = bed(d);
-    let out = run_in(
-        d,
-        &[
-            "webhook",
-            "certs",
-            "--ip",
-            "127.0.0.1",
-            "--out-dir",
-            "certs",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let bed = Testbed::for_webhook(d, "scope", ISSUER);
     let client = bed.client().await;
     let labelled = json!({LABEL.0: LABEL.1});
     namespace_with_account(&client, "team", labelled.clone()).await;
@@ -439,27 +405,13 @@ async fn strict_overlay_refuses_a_pod_while_the_webhook_is_down_and_mutates_it_o
     assert!(mutated(&stored), "{stored:?}");
 }
 
-fn webhook_certs(dir: &Path) {
-    let args = [
-        "webhook",
-        "certs",
-        "--ip",
-        "127.0.0.1",
-        "--out-dir",
-        "certs",
-    ];
-    let out = run_in(dir, &args);
-    assert!(out.status.success(), "{}", stderr(&out));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver and etcd (KUBEBUILDER_ASSETS or PATH): scripts/test runs it"]
 async fn opt_in_overlay_mutates_only_labelled_namespaces_and_admits_bare_pods_while_down() {
     let t = tempdir();
     let d = t.path();
-    let bed = bed(d);
+    let bed = Testbed::for_webhook(d, "scope", ISSUER);
     let client = bed.client().await;
-    webhook_certs(d);
     namespace_with_account(&client, "team", json!({LABEL.0: LABEL.1})).await;
     namespace_with_account(&client, "other", json!({})).await;
     let port = free_port();

@@ -67,29 +67,7 @@ async fn role_of_new_pod(client: &kube::Client, ns: &str, sa: &str, name: &str) 
 async fn roles_come_from_the_watched_config_map_and_annotations_win() {
     let t = tempdir();
     let d = t.path();
-    let init = run_in(
-        d,
-        &["init", "--cluster", "cm", "--issuer", ISSUER, "--dir", "b"],
-    );
-    assert!(init.status.success(), "{}", stderr(&init));
-    let bed = Testbed::start(
-        d,
-        &d.join("b/keys/sa-signer.key"),
-        &d.join("b/keys/sa-signer.pub"),
-        ISSUER,
-    );
-    let certs = run_in(
-        d,
-        &[
-            "webhook",
-            "certs",
-            "--ip",
-            "127.0.0.1",
-            "--out-dir",
-            "certs",
-        ],
-    );
-    assert!(certs.status.success(), "{}", stderr(&certs));
+    let bed = Testbed::for_webhook(d, "cm", ISSUER);
     let client = bed.client().await;
     for ns in ["eks", "app", "other"] {
         create(

@@ -186,30 +186,7 @@ fn has_token_volume(pod: &Value) -> bool {
 async fn webhook_against_real_apiserver() {
     let t = tempdir();
     let d = t.path();
-    assert!(run_in(
-        d,
-        &["init", "--cluster", "e2e", "--issuer", ISSUER, "--dir", "b"]
-    )
-    .status
-    .success());
-    let bed = Testbed::start(
-        d,
-        &d.join("b/keys/sa-signer.key"),
-        &d.join("b/keys/sa-signer.pub"),
-        ISSUER,
-    );
-    let out = run_in(
-        d,
-        &[
-            "webhook",
-            "certs",
-            "--ip",
-            "127.0.0.1",
-            "--out-dir",
-            "certs",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let bed = Testbed::for_webhook(d, "e2e", ISSUER);
     let client = bed.client().await;
 
     // The cache-miss path on its own: an empty store asks the API server.

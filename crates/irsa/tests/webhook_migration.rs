@@ -38,29 +38,7 @@ fn free_port() -> u16 {
 async fn pod_env_with(go_args: &[&str]) -> Vec<(String, String)> {
     let t = tempdir();
     let d = t.path();
-    let init = run_in(
-        d,
-        &["init", "--cluster", "m", "--issuer", ISSUER, "--dir", "b"],
-    );
-    assert!(init.status.success(), "{}", stderr(&init));
-    let bed = Testbed::start(
-        d,
-        &d.join("b/keys/sa-signer.key"),
-        &d.join("b/keys/sa-signer.pub"),
-        ISSUER,
-    );
-    let certs = run_in(
-        d,
-        &[
-            "webhook",
-            "certs",
-            "--ip",
-            "127.0.0.1",
-            "--out-dir",
-            "certs",
-        ],
-    );
-    assert!(certs.status.success(), "{}", stderr(&certs));
+    let bed = Testbed::for_webhook(d, "m", ISSUER);
     let client = bed.client().await;
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": "app"}})).unwrap();
     Api::<Namespace>::all(client.clone())

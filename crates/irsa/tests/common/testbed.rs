@@ -200,6 +200,45 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 }
 
 impl Testbed {
+    /// Makes a bundle with `irsa init` in `DIR/b` for `cluster` and `issuer`,
+    /// starts a bed that signs with its key, and writes webhook serving
+    /// certificates for 127.0.0.1 into `DIR/certs`: the start of every test
+    /// that runs the webhook against the bed.
+    pub fn for_webhook(dir: &Path, cluster: &str, issuer: &str) -> Self {
+        let init = super::run_in(
+            dir,
+            &[
+                "init",
+                "--cluster",
+                cluster,
+                "--issuer",
+                issuer,
+                "--dir",
+                "b",
+            ],
+        );
+        assert!(init.status.success(), "{}", super::stderr(&init));
+        let bed = Self::start(
+            dir,
+            &dir.join("b/keys/sa-signer.key"),
+            &dir.join("b/keys/sa-signer.pub"),
+            issuer,
+        );
+        let certs = super::run_in(
+            dir,
+            &[
+                "webhook",
+                "certs",
+                "--ip",
+                "127.0.0.1",
+                "--out-dir",
+                "certs",
+            ],
+        );
+        assert!(certs.status.success(), "{}", super::stderr(&certs));
+        bed
+    }
+
     /// Starts a bed trusting `public_key` and signing with `private_key` for
     /// `issuer`. Panics (fails the test) when kube-apiserver or etcd is missing.
     pub fn start(workdir: &Path, private_key: &Path, public_key: &Path, issuer: &str) -> Self {
