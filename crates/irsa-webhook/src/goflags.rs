@@ -183,8 +183,9 @@ impl GoCompat {
     }
 
     /// One line per accepted-but-ignored flag that was set, for start-up
-    /// warnings.
-    pub fn ignored(&self) -> Vec<String> {
+    /// warnings. With `config_map_watched`, `--namespace` is in use (it names
+    /// the ConfigMap's namespace) and not reported.
+    pub fn ignored(&self, config_map_watched: bool) -> Vec<String> {
         let GoCompat {
             in_cluster,
             namespace,
@@ -215,7 +216,7 @@ impl GoCompat {
         for (name, value, why) in [
             (
                 "--namespace",
-                namespace,
+                &namespace.as_ref().filter(|_| !config_map_watched).cloned(),
                 "only used by --in-cluster and --watch-config-map",
             ),
             ("--service-name", service_name, "only used by --in-cluster"),

@@ -136,11 +136,7 @@ fn serve(settings: irsa_webhook::Settings) -> Result<()> {
         println!("irsa {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
     }
-    for warning in settings.go_compat.ignored() {
-        // --namespace names the ConfigMap's namespace for --watch-config-map.
-        if settings.watch_config_map && warning.starts_with("--namespace ") {
-            continue;
-        }
+    for warning in settings.go_compat.ignored(settings.watch_config_map) {
         status!("irsa webhook: warning: {warning}");
     }
     crate::rt::block_on(async move {

@@ -85,7 +85,12 @@ fn the_whole_go_command_line_at_once_parses_and_reports_each_ignored_flag() {
     assert_eq!(s.port, 8443);
     assert!(s.enable_debugging_handlers && s.compose_role_arn && s.watch_config_map);
     assert_eq!(s.kube_api.as_deref(), Some("https://127.0.0.1:6443"));
-    let warnings = s.go_compat.ignored();
+    let watched = s.go_compat.ignored(true);
+    assert!(
+        !watched.iter().any(|w| w.starts_with("--namespace ")),
+        "--namespace names the watched ConfigMap's namespace: {watched:?}"
+    );
+    let warnings = s.go_compat.ignored(false);
     for name in [
         "--in-cluster=true",
         "--namespace",
