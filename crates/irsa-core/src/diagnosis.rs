@@ -20,6 +20,8 @@ pub const IAM_CLIENT_IDS: &str = "iam: provider client IDs";
 pub const IAM_TRUST: &str = "iam: trust policy admits the token";
 /// Report line of the token's expiry.
 pub const TOKEN_NOT_EXPIRED: &str = "token: not expired";
+/// Report line of the token's times against this machine's clock.
+pub const TOKEN_CLOCK: &str = "token: clocks of the apiserver and this machine agree";
 /// Report line of the STS call itself.
 pub const STS: &str = "sts: AssumeRoleWithWebIdentity";
 /// The link STS names when it cannot fetch the keys or they lack the kid.
@@ -40,6 +42,9 @@ pub enum StsRefusal {
     TrustPolicy,
     /// The token has expired.
     Expired,
+    /// The token is not valid yet (its `nbf` or `iat` is ahead of AWS's
+    /// clock): the apiserver's clock runs ahead.
+    NotYetValid,
     /// Anything else; the message says what.
     Other,
 }
@@ -58,6 +63,8 @@ impl StsRefusal {
             Self::Audience
         } else if m.contains("not authorized to perform sts:assumerolewithwebidentity") {
             Self::TrustPolicy
+        } else if m.contains("not yet valid") || m.contains("issued in the future") {
+            Self::NotYetValid
         } else if m.contains("expired") {
             Self::Expired
         } else {
@@ -79,7 +86,79 @@ impl StsRefusal {
                 TOKEN_NOT_EXPIRED,
                 "use a fresh token; kubelet refreshes projected tokens",
             ),
+            Self::NotYetValid => (
+                TOKEN_CLOCK,
+                "the token's nbf/iat is ahead of AWS's clock: the apiserver host's clock runs ahead; sync it (NTP, chrony)",
+            ),
             Self::Other => (STS, "see the message"),
+        }
+    }
+}
+
+/// What a token's times say about the clocks of the apiserver that signed it
+/// and of this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockFinding {
+    /// Nothing points at skew.
+    Agree,
+    /// `iat` or `nbf` is `ahead` seconds past this machine's now (beyond
+    /// the leeway): one of the two clocks is wrong.
+    FromTheFuture {
+        /// Seconds ahead.
+        ahead: i64,
+    },
+    /// A token the apiserver issued just now had already expired `ago`
+    /// seconds before this machine's now: one of the two clocks is wrong.
+    ExpiredOnArrival {
+        /// Seconds since `exp`.
+        ago: i64,
+    },
+}
+
+impl ClockFinding {
+    /// Judges a token's `iat`, `nbf` and `exp` against `now`. With
+    /// `just_issued` (the token came from the TokenRequest API a moment
+    /// ago), an expired token means skew rather than an old token.
+    pub fn of(
+        iat: Option<i64>,
+        nbf: Option<i64>,
+        exp: Option<i64>,
+        now: i64,
+        leeway: i64,
+        just_issued: bool,
+    ) -> Self {
+        let ahead = [iat, nbf]
+            .into_iter()
+            .flatten()
+            .map(|t| t.saturating_sub(now))
+            .max()
+            .unwrap_or(0);
+        if ahead > leeway {
+            return Self::FromTheFuture { ahead };
+        }
+        match exp {
+            Some(exp) if just_issued && now.saturating_sub(exp) > leeway => {
+                Self::ExpiredOnArrival {
+                    ago: now.saturating_sub(exp),
+                }
+            }
+            _ => Self::Agree,
+        }
+    }
+
+    /// The finding's detail and fix, or `None` when the clocks agree.
+    pub fn explain(self) -> Option<(String, &'static str)> {
+        let fix = "sync the clocks of the apiserver hosts and of this machine (NTP, chrony); STS judges tokens by AWS's clock";
+        match self {
+            Self::Agree => None,
+            Self::FromTheFuture { ahead } => Some((
+                format!("the token was issued {ahead} s in this machine's future: the apiserver's clock runs ahead of this one (or this one behind)"),
+                fix,
+            )),
+            Self::ExpiredOnArrival { ago } => Some((
+                format!("a token issued just now expired {ago} s ago by this machine's clock: the clocks disagree by at least the token's lifetime"),
+                fix,
+            )),
         }
     }
 }
@@ -90,6 +169,7 @@ pub fn jwt_fix(error: &JwtError) -> &'static str {
         JwtError::KidNotFound { .. } => "publish the apiserver's current public key: `irsa render` then `irsa apply` (keep old keys until their tokens expire)",
         JwtError::BadSignature { .. } => "the apiserver signs with a key whose public half is not the one published under this kid: check --service-account-signing-key-file",
         JwtError::Expired { .. } => "the token expired: kubelet refreshes projected tokens; make sure the SDK re-reads the file (recent AWS SDKs do)",
+        JwtError::NotYetValid { .. } | JwtError::IssuedInFuture { .. } => "the clocks of the apiserver and this machine disagree: sync them (NTP, chrony)",
         _ => "see the detail",
     }
 }
@@ -106,6 +186,7 @@ mod tests {
             (StsRefusal::Audience, IAM_CLIENT_IDS, "audience:"),
             (StsRefusal::TrustPolicy, IAM_TRUST, "irsa plan"),
             (StsRefusal::Expired, TOKEN_NOT_EXPIRED, "fresh token"),
+            (StsRefusal::NotYetValid, TOKEN_CLOCK, "clock"),
             (StsRefusal::Other, STS, "see the message"),
         ] {
             let (l, f) = refusal.diagnosis();
@@ -122,6 +203,7 @@ mod tests {
             ("InvalidIdentityToken: Incorrect token audience", StsRefusal::Audience),
             ("AccessDenied: Not authorized to perform sts:AssumeRoleWithWebIdentity", StsRefusal::TrustPolicy),
             ("ExpiredTokenException: Token expired", StsRefusal::Expired),
+            ("InvalidIdentityToken: Token is not yet valid", StsRefusal::NotYetValid),
             ("InvalidIdentityToken: Token is not valid", StsRefusal::Other),
         ] {
             assert_eq!(StsRefusal::classify(message), want, "{message}");
@@ -138,5 +220,50 @@ mod tests {
         let sig = JwtError::BadSignature { kid: "k".into() };
         assert!(jwt_fix(&sig).contains("--service-account-signing-key-file"));
         assert_eq!(jwt_fix(&JwtError::Malformed("x".into())), "see the detail");
+    }
+
+    #[test]
+    fn token_times_tell_clock_skew_from_an_old_token() {
+        let now = 1_000_000;
+        let f = |iat, nbf, exp, fresh| ClockFinding::of(iat, nbf, exp, now, 60, fresh);
+        // A token from now on agrees, with or without iat/nbf.
+        assert_eq!(
+            f(Some(now), Some(now), Some(now + 3600), true),
+            ClockFinding::Agree
+        );
+        assert_eq!(f(None, None, None, true), ClockFinding::Agree);
+        // Within the leeway is not skew.
+        assert_eq!(
+            f(Some(now + 60), None, Some(now + 3660), true),
+            ClockFinding::Agree
+        );
+        // iat or nbf ahead beyond the leeway is skew, whichever is larger.
+        assert_eq!(
+            f(Some(now + 61), Some(now + 300), Some(now + 4000), false),
+            ClockFinding::FromTheFuture { ahead: 300 }
+        );
+        // An expired token read from a file is just old; one the apiserver
+        // issued a moment ago is skew.
+        assert_eq!(
+            f(Some(now - 7200), None, Some(now - 3600), false),
+            ClockFinding::Agree
+        );
+        assert_eq!(
+            f(Some(now - 7200), None, Some(now - 3600), true),
+            ClockFinding::ExpiredOnArrival { ago: 3600 }
+        );
+        // Extreme claims neither overflow nor panic.
+        assert_eq!(
+            ClockFinding::of(Some(i64::MAX), None, Some(i64::MIN), i64::MIN, 0, true),
+            ClockFinding::FromTheFuture { ahead: i64::MAX }
+        );
+        assert!(ClockFinding::Agree.explain().is_none());
+        let (detail, fix) = ClockFinding::FromTheFuture { ahead: 300 }
+            .explain()
+            .expect("skew");
+        assert!(
+            detail.contains("300 s") && fix.contains("NTP"),
+            "{detail} / {fix}"
+        );
     }
 }

@@ -158,6 +158,9 @@ fn doctor(
     (code, failed)
 }
 
+/// The report line of the token's times against this machine's clock.
+const CLOCK: &str = "token: clocks of the apiserver and this machine agree";
+
 fn names(failed: &[(String, String, String)]) -> Vec<&str> {
     failed.iter().map(|f| f.0.as_str()).collect()
 }
@@ -203,6 +206,21 @@ fn every_fault_is_diagnosed_at_its_link_with_a_fix() {
     let (code, failed) = doctor(&s, &t, &[]);
     assert_eq!(code, Some(1));
     assert!(names(&failed).contains(&"token: not expired"), "{failed:?}");
+    // An old token read from a file is just old, not a sign of skew.
+    assert!(!names(&failed).contains(&CLOCK), "{failed:?}");
+
+    // A token issued in this machine's future: the clocks disagree.
+    let t = token(&s, key, json!({"iat": now() + 600, "nbf": now() + 600}));
+    let (code, failed) = doctor(&s, &t, &[]);
+    assert_eq!(code, Some(1));
+    let skew = failed
+        .iter()
+        .find(|f| f.0 == CLOCK)
+        .unwrap_or_else(|| panic!("{failed:?}"));
+    assert!(
+        skew.1.contains("s in this machine's future") && skew.2.contains("NTP"),
+        "{skew:?}"
+    );
 
     // The apiserver's issuer has a trailing slash.
     let t = token(&s, key, json!({"iss": format!("{}/", issuer())}));

@@ -190,22 +190,30 @@ pub fn run(a: DoctorArgs) -> Result<()> {
         None
     };
     let mut r = Report::default();
-    let (token, role_arn) = match &a.token {
+    // A token from the TokenRequest API was issued a moment ago: if it
+    // looks expired, the clocks disagree.
+    let (token, role_arn, just_issued) = match &a.token {
         Some(path) => {
             let token = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read --token {}", path.display()))?;
-            (Some(token.trim().to_string()), a.role_arn.clone())
+            (Some(token.trim().to_string()), a.role_arn.clone(), false)
         }
         None => {
             let found = crate::rt::block_on(cluster_links(&a, &mut r))??;
             match found {
-                Some(f) => (Some(f.token), a.role_arn.clone().or(Some(f.role_arn))),
-                None => (None, None),
+                Some(f) => (Some(f.token), a.role_arn.clone().or(Some(f.role_arn)), true),
+                None => (None, None, false),
             }
         }
     };
     if let Some(token) = token {
-        token_links(&mut r, &a, config.as_ref(), &token, role_arn.as_deref())?;
+        let links = TokenLinks {
+            config: config.as_ref(),
+            token: &token,
+            role_arn: role_arn.as_deref(),
+            just_issued,
+        };
+        token_links(&mut r, &a, &links)?;
     }
     print_report(&r, a.output);
     if r.failed() {
@@ -214,13 +222,22 @@ pub fn run(a: DoctorArgs) -> Result<()> {
     Ok(())
 }
 
-fn token_links(
-    r: &mut Report,
-    a: &DoctorArgs,
-    config: Option<&IrsaConfig>,
-    token: &str,
-    role_arn: Option<&str>,
-) -> Result<()> {
+/// The token doctor examines and what it knows about it.
+struct TokenLinks<'a> {
+    config: Option<&'a IrsaConfig>,
+    token: &'a str,
+    role_arn: Option<&'a str>,
+    /// Issued by the TokenRequest API during this run.
+    just_issued: bool,
+}
+
+fn token_links(r: &mut Report, a: &DoctorArgs, links: &TokenLinks<'_>) -> Result<()> {
+    let TokenLinks {
+        config,
+        token,
+        role_arn,
+        just_issued,
+    } = *links;
     let decoded = match jwt::decode(token) {
         Ok(d) => d,
         Err(e) => {
@@ -244,6 +261,21 @@ fn token_links(
         format!("expired {} s ago", now - exp),
         "use a fresh token (kubelet refreshes projected tokens; the SDK must re-read the file)",
     );
+    let clock = diagnosis::ClockFinding::of(
+        decoded.claim_time("iat"),
+        decoded.claim_time("nbf"),
+        decoded.claim_time("exp"),
+        now,
+        60,
+        just_issued,
+    );
+    match clock.explain() {
+        None => r.pass(
+            diagnosis::TOKEN_CLOCK,
+            "iat and nbf are not ahead of this machine's clock",
+        ),
+        Some((detail, fix)) => r.fail(diagnosis::TOKEN_CLOCK, detail, fix),
+    }
     match config {
         Some(cfg) => {
             let expected = cfg.issuer.url.as_str();
@@ -319,6 +351,10 @@ mod tests {
             ),
             (StsRefusal::KeyUnavailable, "jwks: token kid published"),
             (StsRefusal::Expired, "token: not expired"),
+            (
+                StsRefusal::NotYetValid,
+                "token: clocks of the apiserver and this machine agree",
+            ),
             (StsRefusal::Other, "sts: AssumeRoleWithWebIdentity"),
         ] {
             assert_eq!(sts_diagnosis(&refused(refusal)).0, link, "{refusal:?}");
