@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::kustomize::{kustomize, workspace};
-use common::testbed::Testbed;
+use common::testbed::{free_port, Testbed};
 use common::*;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
@@ -200,14 +200,6 @@ async fn base_opt_in_and_strict_pass_a_server_side_dry_run() {
             .is_empty(),
         "a dry run stores nothing"
     );
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `irsa webhook serve` on 127.0.0.1:`port`; killed on drop.

@@ -8,10 +8,10 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::testbed::{register_webhook, Testbed, WebhookRegistration};
+use common::testbed::{free_port, register_webhook, Killed, Testbed, WebhookRegistration};
 use common::*;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use kube::api::{Api, PostParams};
@@ -21,19 +21,6 @@ const ISSUER: &str = "https://oidc.irsa.test/cm";
 const OWN: &str = "arn:aws:iam::111122223333:role/own";
 const FROM_CM: &str = "arn:aws:iam::111122223333:role/from-config-map";
 const ANY_NS: &str = "arn:aws:iam::111122223333:role/any-namespace";
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 async fn create<K>(api: &Api<K>, value: serde_json::Value)
 where

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::testbed::{register_webhook, Testbed, WebhookRegistration};
+use common::testbed::{free_port, register_webhook, Testbed, WebhookRegistration};
 use common::*;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
@@ -19,14 +19,6 @@ use serde_json::{json, Value};
 
 const ROLE: &str = "arn:aws:iam::111122223333:role/s3-reader";
 const ISSUER: &str = "https://oidc.irsa.test/e2e";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The webhook process; killed on drop.
 struct Webhook {

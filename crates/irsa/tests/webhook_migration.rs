@@ -7,10 +7,10 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::testbed::{register_webhook, Testbed, WebhookRegistration};
+use common::testbed::{free_port, register_webhook, Killed, Testbed, WebhookRegistration};
 use common::*;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{Api, PostParams};
@@ -18,19 +18,6 @@ use serde_json::json;
 
 const ISSUER: &str = "https://oidc.irsa.test/migration";
 const ROLE: &str = "arn:aws:iam::111122223333:role/s3-reader";
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
 
 /// Starts a bed, then `irsa webhook serve GO_ARGS` (plus where to listen,
 /// the certificates and the kubeconfig), and returns the env of a new pod

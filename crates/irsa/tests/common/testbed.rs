@@ -199,6 +199,23 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     Some(answer)
 }
 
+/// A free TCP port on 127.0.0.1 (for a webhook a test starts).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A child process (the webhook a test starts) killed and reaped when the
+/// test ends, pass or fail.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 impl Testbed {
     /// Makes a bundle with `irsa init` in `DIR/b` for `cluster` and `issuer`,
     /// starts a bed that signs with its key, and writes webhook serving
