@@ -293,6 +293,8 @@ async fn doctor_names_each_stale_pod_with_the_fix_for_its_owner() {
     // --pod judges that pod alone.
     let (code, lines) = doctor.run(&["--pod", "fresh"]);
     assert_eq!((code, lines.len()), (Some(0), 0), "{lines:#?}");
+    let (code, lines) = doctor.run(&["--pod", "skipping"]);
+    assert_eq!((code, lines.len()), (Some(0), 0), "{lines:#?}");
     let (code, lines) = doctor.run(&["--pod", "web-5d4f-x"]);
     assert_eq!(code, Some(1));
     assert_eq!(lines.len(), 1, "{lines:#?}");

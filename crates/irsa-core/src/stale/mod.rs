@@ -183,7 +183,7 @@ impl Owner {
 pub fn fix(ns: &str, pod: &str, owners: &[Owner]) -> String {
     let Some(nearest) = owners.first() else {
         return format!(
-            "a bare pod is never mutated again: delete it (kubectl delete pod -n {ns} {pod}) and create it again from its own manifest, not from `kubectl get -o yaml`, which keeps the old AWS_* variables so the webhook leaves the pod alone"
+            "a bare pod is never mutated again: delete the pod (kubectl delete pod -n {ns} {pod}) and create it again from its own manifest, not from `kubectl get -o yaml`, which keeps the old AWS_* variables so the webhook leaves the pod alone"
         );
     };
     let top = owners.last().unwrap_or(nearest);

@@ -262,7 +262,8 @@ fn each_owner_gets_its_own_fix() {
     );
     let bare = fix("app", "debug", &[]);
     assert!(
-        bare.contains("kubectl delete pod -n app debug") && bare.contains("own manifest"),
+        bare.contains("delete the pod (kubectl delete pod -n app debug)")
+            && bare.contains("own manifest"),
         "{bare}"
     );
 }
