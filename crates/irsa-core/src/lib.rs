@@ -25,6 +25,7 @@ pub mod private;
 pub mod rotation;
 pub mod served;
 pub mod sid;
+pub mod stale;
 mod teardown;
 pub mod timestamp;
 pub mod trust;

@@ -47,6 +47,12 @@ pub struct DoctorArgs {
     /// Pod to check (its service account is checked too).
     #[arg(long, conflicts_with = "token")]
     pub pod: Option<String>,
+    /// With -s, judge only the ServiceAccount's pods matching this label selector.
+    #[arg(short = 'l', long, conflicts_with_all = ["pod", "token"])]
+    pub selector: Option<String>,
+    /// With -s, judge at most this many pods (one list call).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_pods: u32,
     /// Check this token file instead of asking the cluster (no cluster access needed).
     #[arg(long, requires = "role_arn")]
     pub token: Option<PathBuf>,
