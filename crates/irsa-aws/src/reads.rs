@@ -375,6 +375,24 @@ impl Aws {
         }
     }
 
+    /// The body of one object, `None` when the bucket or the key does not
+    /// exist (doctor compares it with what the bundle renders).
+    pub async fn stored_object(&self, bucket: &str, key: &str) -> Result<Option<String>, AwsError> {
+        self.read();
+        match self.s3.get_object().bucket(bucket).key(key).send().await {
+            Ok(o) => {
+                let body = o.body.collect().await.map_err(|e| {
+                    AwsError::Unexpected(format!("reading s3://{bucket}/{key}: {e}"))
+                })?;
+                Ok(Some(
+                    String::from_utf8_lossy(&body.into_bytes()).into_owned(),
+                ))
+            }
+            Err(e) if matches!(e.code(), Some("NoSuchKey" | "NoSuchBucket")) => Ok(None),
+            Err(e) => Err(call_err("s3:GetObject", e)),
+        }
+    }
+
     /// Whether the bucket holds objects other than `ours`.
     pub async fn bucket_has_other_objects(
         &self,
