@@ -22,6 +22,7 @@ pub mod ownership;
 pub mod parse;
 pub mod plan;
 pub mod private;
+pub mod publication;
 pub mod rotation;
 pub mod served;
 pub mod sid;

@@ -13,6 +13,7 @@ mod roles;
 
 pub use crate::teardown::destroy;
 pub use actual::{role_path, Actual, ActualProvider, ActualRole};
+pub use bucket::{public_hosting_refusal, AccountPublicAccess};
 pub use change::{lanes, phases, Action, Change, Phase};
 pub(crate) use desired::statements;
 pub use desired::{Desired, DesiredRole};
