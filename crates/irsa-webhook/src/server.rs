@@ -309,6 +309,16 @@ pub async fn start(
     hardening: Hardening,
 ) -> Result<Running> {
     let limits = Limits::new(&settings.limits, settings.max_request_bytes)?;
+    let versions = crate::tls::protocol_versions(settings.tls_min_version.as_deref())?;
+    if matches!(
+        settings.tls_min_version.as_deref().map(str::trim),
+        Some("1.0" | "1.1" | "VersionTLS10" | "VersionTLS11")
+    ) {
+        tracing::warn!(
+            "--tls-min-version below TLS 1.2: irsa serves TLS 1.2 and 1.3, the oldest it speaks"
+        );
+    }
+    let container_credentials = settings.pod_identity.settings()?;
     let provider = Arc::new(crate::ciphers::restrict(
         rustls::crypto::aws_lc_rs::default_provider(),
         settings.tls_cipher_suites.as_deref().unwrap_or(""),
@@ -318,11 +328,15 @@ pub async fn start(
             "cannot load the serving certificate (create one with `irsa webhook certs`)",
         )?,
     );
-    let acceptor =
-        tokio_rustls::TlsAcceptor::from(Arc::new(server_config(certs.clone(), provider)?));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config(
+        certs.clone(),
+        provider,
+        versions,
+    )?));
     let metrics = Arc::new(Metrics::default());
     metrics.certificate_expiry.set(certs.not_after());
-    let mutation = settings.mutation();
+    let mut mutation = settings.mutation();
+    mutation.container_credentials = container_credentials;
     let store = store.unwrap_or_else(|| SaStore::new(&mutation.annotation_prefix));
     store.set_lookup_concurrency(settings.sa_lookup_concurrency);
     if settings.compose_role_arn {
@@ -336,6 +350,19 @@ pub async fn start(
         store.set_compose_role_arn(context);
     }
     let mut tasks = Vec::new();
+    let pod_identities = settings
+        .pod_identity
+        .watch_container_credentials_config
+        .as_deref()
+        .map(|path| {
+            tracing::info!(path = %path.display(), "watching the EKS Pod Identity identities file");
+            let watcher = crate::containercreds::Watcher::start(path);
+            let identities = watcher.identities();
+            tasks.push(tokio::spawn(
+                watcher.run(crate::containercreds::POLL_INTERVAL),
+            ));
+            identities
+        });
     if let Some(client) = client.clone() {
         tasks.push(tokio::spawn(store.clone().watch(client.clone())));
         if settings.watch_config_map {
@@ -397,6 +424,7 @@ pub async fn start(
         store: store.clone(),
         client,
         config: Arc::new(mutation),
+        pod_identities,
         lookup_timeout: settings.lookup_timeout(),
         metrics: metrics.clone(),
     };
