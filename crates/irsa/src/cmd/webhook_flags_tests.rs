@@ -89,7 +89,9 @@ fn the_whole_go_command_line_at_once_parses_and_reports_each_ignored_flag() {
     let pi = &s.pod_identity;
     assert_eq!(
         pi.watch_container_credentials_config.as_deref(),
-        Some(std::path::Path::new("/etc/webhook/config/pod-identity.json"))
+        Some(std::path::Path::new(
+            "/etc/webhook/config/pod-identity.json"
+        ))
     );
     assert_eq!(
         pi.settings().unwrap(),
