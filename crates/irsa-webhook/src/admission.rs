@@ -340,7 +340,8 @@ impl Handler {
             Decision::Mutated { containers } => {
                 self.outcome("mutated");
                 self.metrics.pod_mutated();
-                tracing::debug!(containers, "pod mutated");
+                let pod_identity = injection != Injection::WebIdentity;
+                tracing::debug!(containers, pod_identity, "pod mutated");
                 answer.patch = Some(outcome.patch_json());
             }
         }

@@ -304,6 +304,16 @@ impl Watcher {
     }
 }
 
+/// Reads the identities file at `path` and adds the task that keeps
+/// checking it to `tasks`; returns the list the admissions read.
+pub fn watch(path: &Path, tasks: &mut Vec<tokio::task::JoinHandle<()>>) -> PodIdentities {
+    tracing::info!(path = %path.display(), "watching the EKS Pod Identity identities file");
+    let watcher = Watcher::start(path);
+    let identities = watcher.identities();
+    tasks.push(tokio::spawn(watcher.run(POLL_INTERVAL)));
+    identities
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

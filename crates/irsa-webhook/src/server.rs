@@ -310,14 +310,6 @@ pub async fn start(
 ) -> Result<Running> {
     let limits = Limits::new(&settings.limits, settings.max_request_bytes)?;
     let versions = crate::tls::protocol_versions(settings.tls_min_version.as_deref())?;
-    if matches!(
-        settings.tls_min_version.as_deref().map(str::trim),
-        Some("1.0" | "1.1" | "VersionTLS10" | "VersionTLS11")
-    ) {
-        tracing::warn!(
-            "--tls-min-version below TLS 1.2: irsa serves TLS 1.2 and 1.3, the oldest it speaks"
-        );
-    }
     let container_credentials = settings.pod_identity.settings()?;
     let provider = Arc::new(crate::ciphers::restrict(
         rustls::crypto::aws_lc_rs::default_provider(),
@@ -354,15 +346,7 @@ pub async fn start(
         .pod_identity
         .watch_container_credentials_config
         .as_deref()
-        .map(|path| {
-            tracing::info!(path = %path.display(), "watching the EKS Pod Identity identities file");
-            let watcher = crate::containercreds::Watcher::start(path);
-            let identities = watcher.identities();
-            tasks.push(tokio::spawn(
-                watcher.run(crate::containercreds::POLL_INTERVAL),
-            ));
-            identities
-        });
+        .map(|path| crate::containercreds::watch(path, &mut tasks));
     if let Some(client) = client.clone() {
         tasks.push(tokio::spawn(store.clone().watch(client.clone())));
         if settings.watch_config_map {

@@ -217,9 +217,11 @@ pub fn protocol_versions(
 ) -> Result<&'static [&'static rustls::SupportedProtocolVersion], MinVersionError> {
     match min.map(str::trim) {
         None | Some("") => Ok(TLS12_UP),
-        Some("1.0" | "VersionTLS10" | "1.1" | "VersionTLS11" | "1.2" | "VersionTLS12") => {
+        Some("1.0" | "VersionTLS10" | "1.1" | "VersionTLS11") => {
+            tracing::warn!("--tls-min-version below TLS 1.2: irsa serves TLS 1.2 and 1.3, the oldest it speaks");
             Ok(TLS12_UP)
         }
+        Some("1.2" | "VersionTLS12") => Ok(TLS12_UP),
         Some("1.3" | "VersionTLS13") => Ok(TLS13_ONLY),
         Some(other) => Err(MinVersionError(other.to_string())),
     }
