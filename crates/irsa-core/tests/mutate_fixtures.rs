@@ -1,6 +1,8 @@
 //! Mutation fixtures: one directory per case under `tests/mutate/` with
 //! `pod.yaml` (input), `sa.yaml` (the ServiceAccount), optional `config.yaml`
-//! (webhook flags) and `expected.yaml` (the pod after the patch). The patch is
+//! (webhook flags; `identities` is the Pod Identity identities file, and
+//! `containerCredentials` the `--container-credentials-*` flags) and
+//! `expected.yaml` (the pod after the patch). The patch is
 //! applied to the input and the resulting pod compared as a JSON value, so
 //! compatibility with the Go webhook is checked in effect, not byte order.
 #![allow(clippy::unwrap_used, missing_docs)]
@@ -11,7 +13,9 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use irsa_core::mutate::{mutate_pod, Decision, MutationConfig, SaIdentity};
+use irsa_core::mutate::{
+    mutate_pod_with, Decision, Identities, Injection, MutationConfig, SaIdentity,
+};
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use serde_json::Value;
 
@@ -20,11 +24,31 @@ fn yaml(path: &Path) -> Value {
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-fn config(dir: &Path) -> MutationConfig {
+/// The webhook flags of a case, and its identities file.
+fn config(dir: &Path) -> (MutationConfig, Identities) {
     let mut cfg = MutationConfig::default();
+    let mut identities = Identities::default();
     let path = dir.join("config.yaml");
     if path.exists() {
         let v = yaml(&path);
+        if let Some(file) = v.get("identities").and_then(Value::as_str) {
+            identities = Identities::parse(file.as_bytes())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+        if let Some(cc) = v.get("containerCredentials") {
+            let c = &mut cfg.container_credentials;
+            for (key, field) in [
+                ("audience", &mut c.audience),
+                ("mountPath", &mut c.mount_path),
+                ("volumeName", &mut c.volume_name),
+                ("tokenPath", &mut c.token_path),
+                ("fullUri", &mut c.full_uri),
+            ] {
+                if let Some(s) = cc.get(key).and_then(Value::as_str) {
+                    *field = s.into();
+                }
+            }
+        }
         if let Some(r) = v.get("region").and_then(Value::as_str) {
             cfg.region = Some(r.into());
         }
@@ -38,7 +62,22 @@ fn config(dir: &Path) -> MutationConfig {
             cfg.fs_group = Some(g);
         }
     }
-    cfg
+    (cfg, identities)
+}
+
+/// The injection the webhook picks for the pod: Pod Identity when its
+/// account is listed, with a zero jitter draw (as the Go webhook's fixture
+/// suite draws), else IRSA.
+fn injection(pod: &Value, identities: &Identities) -> Injection {
+    let namespace = pod["metadata"]["namespace"].as_str().unwrap_or("default");
+    let sa = pod["spec"]["serviceAccountName"]
+        .as_str()
+        .unwrap_or("default");
+    if identities.contains(namespace, sa) {
+        Injection::PodIdentity { jitter: 0 }
+    } else {
+        Injection::WebIdentity
+    }
 }
 
 /// Lines that differ between two pretty-printed JSON values.
@@ -74,7 +113,7 @@ fn every_fixture_case() {
         .map(|e| e.unwrap().path())
         .collect();
     dirs.sort();
-    assert!(dirs.len() >= 28, "fixtures missing");
+    assert!(dirs.len() >= 34, "fixtures missing");
     let mut failures = Vec::new();
     for dir in &dirs {
         let name = dir.file_name().unwrap().to_string_lossy().to_string();
@@ -90,9 +129,10 @@ fn every_fixture_case() {
         );
         let sa: ServiceAccount = serde_json::from_value(yaml(&dir.join("sa.yaml"))).unwrap();
         let annotations: BTreeMap<String, String> = sa.metadata.annotations.unwrap_or_default();
-        let cfg = config(dir);
+        let (cfg, identities) = config(dir);
         let identity = SaIdentity::from_annotations(&annotations, &cfg.annotation_prefix);
-        let outcome = mutate_pod(&pod, identity.as_ref(), &cfg).unwrap();
+        let how = injection(&pod, &identities);
+        let outcome = mutate_pod_with(&pod, identity.as_ref(), how, &cfg).unwrap();
         for op in &outcome.patch {
             assert_eq!(op.op, "add", "{name}: only add operations");
             let path = op.path.to_string();
@@ -115,7 +155,7 @@ fn every_fixture_case() {
             continue;
         }
         // Reinvocation: the mutated pod needs nothing more.
-        let again = mutate_pod(&result, identity.as_ref(), &cfg).unwrap();
+        let again = mutate_pod_with(&result, identity.as_ref(), how, &cfg).unwrap();
         assert!(
             again.patch.is_empty(),
             "{name}: second pass not empty: {:?}",
@@ -151,7 +191,8 @@ fn not_a_pod_is_an_error_not_a_panic() {
         serde_json::json!(42),
     ] {
         assert!(
-            mutate_pod(&bad, Some(&identity), &MutationConfig::default()).is_err(),
+            irsa_core::mutate::mutate_pod(&bad, Some(&identity), &MutationConfig::default())
+                .is_err(),
             "{bad}"
         );
     }

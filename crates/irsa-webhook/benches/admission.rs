@@ -67,6 +67,7 @@ fn settings(dir: &Path) -> Settings {
         tls_cert: dir.join("tls.crt"),
         tls_key: dir.join("tls.key"),
         tls_cipher_suites: None,
+        tls_min_version: None,
         enable_debugging_handlers: false,
         tls_reload_seconds: 60,
         max_request_bytes: 3 << 20,
@@ -89,6 +90,7 @@ fn settings(dir: &Path) -> Settings {
         aws_partition: None,
         imds_endpoint: "http://127.0.0.1:1".into(),
         fs_group: None,
+        pod_identity: Default::default(),
         go_compat: Default::default(),
     }
 }
@@ -323,6 +325,7 @@ fn main() {
                 store: store.clone(),
                 client: None,
                 config: Arc::new(settings(dir.path()).mutation()),
+                pod_identities: None,
                 lookup_timeout: Duration::from_millis(100),
                 metrics: Arc::default(),
             };

@@ -12,12 +12,13 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
-use irsa_core::mutate::{mutate, Decision, MutationConfig, PodView, Text};
+use irsa_core::mutate::{mutate_with, Decision, Injection, MutationConfig, PodView, Text};
 use kube::Client;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{Lookup, SaStore};
+use crate::containercreds::PodIdentities;
 use crate::metrics::Metrics;
 
 /// The parts of an AdmissionReview the webhook reads, borrowed from the
@@ -164,6 +165,9 @@ pub struct Handler {
     pub client: Option<Client>,
     /// Mutation settings.
     pub config: Arc<MutationConfig>,
+    /// The ServiceAccounts given EKS Pod Identity credentials
+    /// (`--watch-container-credentials-config`), if watched.
+    pub pod_identities: Option<PodIdentities>,
     /// Bound on the API fallback.
     pub lookup_timeout: Duration,
     /// Metrics.
@@ -305,7 +309,16 @@ impl Handler {
             own => self.store.config_map_entry(namespace, sa_name).or(own),
         };
         let mut answer = Answer::allow(uid);
-        if let Some(arn) = identity.as_ref().and_then(|i| i.role_arn.as_deref()) {
+        // A listed account gets Pod Identity whatever its role-arn says, as in Go.
+        let injection = self
+            .pod_identities
+            .as_ref()
+            .map_or(Injection::WebIdentity, |p| p.injection(namespace, sa_name));
+        let role_arn = identity
+            .as_ref()
+            .and_then(|i| i.role_arn.as_deref())
+            .filter(|_| injection == Injection::WebIdentity);
+        if let Some(arn) = role_arn {
             if irsa_core::arn::RoleArn::parse(arn).is_err() {
                 tracing::warn!(
                     role_arn = arn,
@@ -317,7 +330,7 @@ impl Handler {
                 ));
             }
         }
-        let outcome = mutate(&pod, identity.as_deref(), &self.config);
+        let outcome = mutate_with(&pod, identity.as_deref(), injection, &self.config);
         match outcome.decision {
             Decision::NoRole => {
                 self.outcome("no_role");
@@ -327,7 +340,8 @@ impl Handler {
             Decision::Mutated { containers } => {
                 self.outcome("mutated");
                 self.metrics.pod_mutated();
-                tracing::debug!(containers, "pod mutated");
+                let pod_identity = injection != Injection::WebIdentity;
+                tracing::debug!(containers, pod_identity, "pod mutated");
                 answer.patch = Some(outcome.patch_json());
             }
         }

@@ -147,23 +147,9 @@ pub struct GoCompat {
     resync_period: Option<String>,
     #[arg(long, hide = true)]
     service_account_lookup_grace_period: Option<String>,
-    #[arg(long, hide = true)]
-    tls_min_version: Option<String>,
     /// Print the version and exit (`--version`, `--version=true|false`).
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = parse_bool)]
     version: Option<bool>,
-    #[arg(long, hide = true)]
-    watch_container_credentials_config: Option<String>,
-    #[arg(long, hide = true)]
-    container_credentials_audience: Option<String>,
-    #[arg(long, hide = true)]
-    container_credentials_token_mount_path: Option<String>,
-    #[arg(long, hide = true)]
-    container_credentials_token_volume_name: Option<String>,
-    #[arg(long, hide = true)]
-    container_credentials_token_path: Option<String>,
-    #[arg(long, hide = true)]
-    container_credentials_full_uri: Option<String>,
     /// klog's flags.
     #[command(flatten)]
     pub klog: crate::klog::KlogFlags,
@@ -193,25 +179,12 @@ impl GoCompat {
             tls_secret,
             resync_period,
             service_account_lookup_grace_period,
-            tls_min_version,
             version: _,
-            watch_container_credentials_config,
-            container_credentials_audience,
-            container_credentials_token_mount_path,
-            container_credentials_token_volume_name,
-            container_credentials_token_path,
-            container_credentials_full_uri,
             klog,
         } = self;
         let mut out = Vec::new();
         if *in_cluster == Some(true) {
             out.push("--in-cluster=true (CSR-issued certificates) is not supported: irsa serves --tls-cert/--tls-key".to_string());
-        }
-        let pod_identity = "EKS Pod Identity (container credentials) is not supported yet; pods get no AWS_CONTAINER_CREDENTIALS_* variables";
-        if let Some(path) = watch_container_credentials_config {
-            out.push(format!(
-                "--watch-container-credentials-config={path} is ignored: {pod_identity}"
-            ));
         }
         for (name, value, why) in [
             (
@@ -230,36 +203,6 @@ impl GoCompat {
                 "--service-account-lookup-grace-period",
                 service_account_lookup_grace_period,
                 "irsa asks the API server on a miss (--sa-lookup-timeout-ms)",
-            ),
-            (
-                "--tls-min-version",
-                tls_min_version,
-                "irsa always requires TLS 1.2 or later",
-            ),
-            (
-                "--container-credentials-audience",
-                container_credentials_audience,
-                pod_identity,
-            ),
-            (
-                "--container-credentials-token-mount-path",
-                container_credentials_token_mount_path,
-                pod_identity,
-            ),
-            (
-                "--container-credentials-token-volume-name",
-                container_credentials_token_volume_name,
-                pod_identity,
-            ),
-            (
-                "--container-credentials-token-path",
-                container_credentials_token_path,
-                pod_identity,
-            ),
-            (
-                "--container-credentials-full-uri",
-                container_credentials_full_uri,
-                pod_identity,
             ),
         ] {
             if value.is_some() {

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod ciphers;
 pub mod configmap;
 mod conn;
+pub mod containercreds;
 pub mod debug;
 pub mod goflags;
 pub mod imds;

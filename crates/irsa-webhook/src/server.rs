@@ -309,6 +309,8 @@ pub async fn start(
     hardening: Hardening,
 ) -> Result<Running> {
     let limits = Limits::new(&settings.limits, settings.max_request_bytes)?;
+    let versions = crate::tls::protocol_versions(settings.tls_min_version.as_deref())?;
+    let container_credentials = settings.pod_identity.settings()?;
     let provider = Arc::new(crate::ciphers::restrict(
         rustls::crypto::aws_lc_rs::default_provider(),
         settings.tls_cipher_suites.as_deref().unwrap_or(""),
@@ -318,11 +320,15 @@ pub async fn start(
             "cannot load the serving certificate (create one with `irsa webhook certs`)",
         )?,
     );
-    let acceptor =
-        tokio_rustls::TlsAcceptor::from(Arc::new(server_config(certs.clone(), provider)?));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server_config(
+        certs.clone(),
+        provider,
+        versions,
+    )?));
     let metrics = Arc::new(Metrics::default());
     metrics.certificate_expiry.set(certs.not_after());
-    let mutation = settings.mutation();
+    let mut mutation = settings.mutation();
+    mutation.container_credentials = container_credentials;
     let store = store.unwrap_or_else(|| SaStore::new(&mutation.annotation_prefix));
     store.set_lookup_concurrency(settings.sa_lookup_concurrency);
     if settings.compose_role_arn {
@@ -336,6 +342,11 @@ pub async fn start(
         store.set_compose_role_arn(context);
     }
     let mut tasks = Vec::new();
+    let pod_identities = settings
+        .pod_identity
+        .watch_container_credentials_config
+        .as_deref()
+        .map(|path| crate::containercreds::watch(path, &mut tasks));
     if let Some(client) = client.clone() {
         tasks.push(tokio::spawn(store.clone().watch(client.clone())));
         if settings.watch_config_map {
@@ -397,6 +408,7 @@ pub async fn start(
         store: store.clone(),
         client,
         config: Arc::new(mutation),
+        pod_identities,
         lookup_timeout: settings.lookup_timeout(),
         metrics: metrics.clone(),
     };

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use irsa_core::mutate::{clamp_expiration, MutationConfig, DEFAULT_MOUNT_PATH, DEFAULT_PREFIX};
 
+pub use crate::containercreds::PodIdentityFlags;
 use crate::goflags::parse_bool;
 pub use crate::goflags::GoCompat;
 use crate::limits::{LimitFlags, DEFAULT_MAX_REQUEST_BYTES};
@@ -72,6 +73,11 @@ pub struct Settings {
     /// restricted when the list names some. Default: rustls's suites.
     #[arg(long, env = "IRSA_TLS_CIPHER_SUITES", help_heading = "Server")]
     pub tls_cipher_suites: Option<String>,
+    /// Lowest TLS version served: VersionTLS12 or 1.2 (the default: TLS 1.2
+    /// and 1.3), VersionTLS13 or 1.3 (TLS 1.3 only). Go's VersionTLS10/11
+    /// are accepted and serve TLS 1.2 and 1.3, the oldest irsa speaks.
+    #[arg(long, env = "IRSA_TLS_MIN_VERSION", help_heading = "Server")]
+    pub tls_min_version: Option<String>,
     /// Serve /debug/alpha/cache (the cached ServiceAccount settings, JSON)
     /// on the metrics listener.
     #[arg(long, env = "IRSA_ENABLE_DEBUGGING_HANDLERS", help_heading = "Server", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
@@ -181,6 +187,10 @@ pub struct Settings {
     #[arg(long, env = "IRSA_FS_GROUP", help_heading = "Injection")]
     pub fs_group: Option<i64>,
 
+    /// EKS Pod Identity (container credentials) mode.
+    #[command(flatten)]
+    pub pod_identity: PodIdentityFlags,
+
     /// Flags of amazon-eks-pod-identity-webhook (and klog) that irsa accepts
     /// and reports at start-up.
     #[command(flatten)]
@@ -198,6 +208,7 @@ impl Settings {
             region: (!self.aws_default_region.is_empty()).then(|| self.aws_default_region.clone()),
             regional_sts: self.sts_regional_endpoint,
             fs_group: self.fs_group,
+            container_credentials: self.pod_identity.unchecked(),
         }
     }
 

@@ -198,13 +198,44 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
-/// A rustls server configuration (TLS 1.2 and 1.3, HTTP/1.1) using `certs`.
+/// TLS 1.3 and 1.2, the versions irsa serves by default.
+const TLS12_UP: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
+/// TLS 1.3 only.
+const TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+
+/// A `--tls-min-version` irsa does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("--tls-min-version={0:?} is not a TLS version; use VersionTLS12 (or 1.2) for TLS 1.2 and 1.3, or VersionTLS13 (or 1.3) for TLS 1.3 only")]
+pub struct MinVersionError(pub String);
+
+/// The versions served for `--tls-min-version`, spelled as Go's webhook
+/// takes it (`VersionTLS13` or `1.3`). Go's lower minimums (1.0, 1.1)
+/// serve TLS 1.2 and 1.3, the oldest rustls speaks.
+pub fn protocol_versions(
+    min: Option<&str>,
+) -> Result<&'static [&'static rustls::SupportedProtocolVersion], MinVersionError> {
+    match min.map(str::trim) {
+        None | Some("") => Ok(TLS12_UP),
+        Some("1.0" | "VersionTLS10" | "1.1" | "VersionTLS11") => {
+            tracing::warn!("--tls-min-version below TLS 1.2: irsa serves TLS 1.2 and 1.3, the oldest it speaks");
+            Ok(TLS12_UP)
+        }
+        Some("1.2" | "VersionTLS12") => Ok(TLS12_UP),
+        Some("1.3" | "VersionTLS13") => Ok(TLS13_ONLY),
+        Some(other) => Err(MinVersionError(other.to_string())),
+    }
+}
+
+/// A rustls server configuration (HTTP/1.1) using `certs`, serving
+/// `versions` (see [`protocol_versions`]).
 pub fn server_config(
     certs: Arc<ReloadingCert>,
     provider: Arc<CryptoProvider>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> Result<rustls::ServerConfig, rustls::Error> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_protocol_versions(versions)?
         .with_no_client_auth()
         .with_cert_resolver(certs);
     config.alpn_protocols = vec![b"http/1.1".to_vec()];

@@ -77,6 +77,7 @@ fn every_body_gets_a_well_formed_answer() {
         store,
         client: None,
         config: Arc::new(MutationConfig::default()),
+        pod_identities: None,
         lookup_timeout: Duration::from_millis(10),
         metrics: Arc::default(),
     };

@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use super::{Outcome, TOKEN_PATH, VOLUME_NAME};
+use super::{Outcome, POD_IDENTITY_LABEL};
 
 /// One RFC 6902 operation; irsa only ever adds. The value is a tag: the
 /// [`Outcome`] holding the operation knows the strings it stands for, and
@@ -18,9 +18,11 @@ pub struct PatchOp {
     pub value: PatchValue,
 }
 
-/// A JSON pointer into the pod: `/spec/<field>[/<index>]<tail>`.
+/// A JSON pointer into the pod: `/<root>/<field>[/<index>]<tail>`, the
+/// root being `spec` or `metadata`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PatchPath {
+    root: &'static str,
     field: &'static str,
     index: Option<usize>,
     tail: &'static str,
@@ -30,8 +32,12 @@ impl PatchPath {
     /// Appends the pointer; every part is fixed ASCII or digits, so it
     /// needs no JSON escaping.
     fn write_to(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"/spec/");
-        out.extend_from_slice(self.field.as_bytes());
+        out.push(b'/');
+        out.extend_from_slice(self.root.as_bytes());
+        if !self.field.is_empty() {
+            out.push(b'/');
+            out.extend_from_slice(self.field.as_bytes());
+        }
         if let Some(i) = self.index {
             out.push(b'/');
             json_int(out, i64::try_from(i).unwrap_or(i64::MAX));
@@ -61,15 +67,21 @@ pub enum EnvKind {
     RoleArn,
     /// `AWS_WEB_IDENTITY_TOKEN_FILE`.
     TokenFile,
+    /// `AWS_CONTAINER_CREDENTIALS_FULL_URI` (Pod Identity).
+    FullUri,
+    /// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` (Pod Identity).
+    AuthorizationTokenFile,
 }
 
 impl EnvKind {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 7] = [
         Self::StsRegional,
         Self::DefaultRegion,
         Self::Region,
         Self::RoleArn,
         Self::TokenFile,
+        Self::FullUri,
+        Self::AuthorizationTokenFile,
     ];
 
     /// The variable's name.
@@ -80,6 +92,8 @@ impl EnvKind {
             Self::Region => "AWS_REGION",
             Self::RoleArn => "AWS_ROLE_ARN",
             Self::TokenFile => "AWS_WEB_IDENTITY_TOKEN_FILE",
+            Self::FullUri => "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            Self::AuthorizationTokenFile => "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
         }
     }
 
@@ -128,6 +142,12 @@ pub enum PatchValue {
     SecurityContext(i64),
     /// `fsGroup`.
     FsGroup(i64),
+    /// A new `metadata.labels` holding the Pod Identity label.
+    Labels,
+    /// The Pod Identity label's value.
+    Label,
+    /// A new `metadata` holding only the Pod Identity label.
+    Metadata,
 }
 
 pub(super) fn add(
@@ -138,7 +158,26 @@ pub(super) fn add(
 ) -> PatchOp {
     PatchOp {
         op: "add",
-        path: PatchPath { field, index, tail },
+        path: PatchPath {
+            root: "spec",
+            field,
+            index,
+            tail,
+        },
+        value,
+    }
+}
+
+/// An `add` under `/metadata` (of `/metadata` itself when `field` is empty).
+pub(super) fn add_meta(field: &'static str, tail: &'static str, value: PatchValue) -> PatchOp {
+    PatchOp {
+        op: "add",
+        path: PatchPath {
+            root: "metadata",
+            field,
+            index: None,
+            tail,
+        },
         value,
     }
 }
@@ -158,6 +197,12 @@ pub struct PatchValues<'a> {
     pub mount_path: Cow<'a, str>,
     /// The token file, as the container sees it.
     pub token_file: Cow<'a, str>,
+    /// The token volume's name (and its mount's).
+    pub volume_name: &'a str,
+    /// The token's file name inside the volume.
+    pub token_path: &'a str,
+    /// `AWS_CONTAINER_CREDENTIALS_FULL_URI` (Pod Identity only).
+    pub full_uri: &'a str,
 }
 
 /// Appends `s` as a JSON string. Strings without a character JSON must
@@ -186,9 +231,9 @@ fn json_int(out: &mut Vec<u8>, n: i64) {
 /// unit test reads each back into k8s-openapi's type, losslessly).
 impl PatchValues<'_> {
     fn volume(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"name\":\"");
-        out.extend_from_slice(VOLUME_NAME.as_bytes());
-        out.extend_from_slice(b"\",\"projected\":{\"sources\":[{\"serviceAccountToken\":{");
+        out.extend_from_slice(b"{\"name\":");
+        json_str(out, self.volume_name);
+        out.extend_from_slice(b",\"projected\":{\"sources\":[{\"serviceAccountToken\":{");
         if let Some(audience) = self.audience {
             out.extend_from_slice(b"\"audience\":");
             json_str(out, audience);
@@ -196,9 +241,9 @@ impl PatchValues<'_> {
         }
         out.extend_from_slice(b"\"expirationSeconds\":");
         json_int(out, self.expiration);
-        out.extend_from_slice(b",\"path\":\"");
-        out.extend_from_slice(TOKEN_PATH.as_bytes());
-        out.extend_from_slice(b"\"}}]}}");
+        out.extend_from_slice(b",\"path\":");
+        json_str(out, self.token_path);
+        out.extend_from_slice(b"}}]}}");
     }
 
     fn env(&self, kind: EnvKind, out: &mut Vec<u8>) {
@@ -206,7 +251,8 @@ impl PatchValues<'_> {
             EnvKind::StsRegional => "regional",
             EnvKind::DefaultRegion | EnvKind::Region => self.region.unwrap_or_default(),
             EnvKind::RoleArn => self.role_arn,
-            EnvKind::TokenFile => &self.token_file,
+            EnvKind::TokenFile | EnvKind::AuthorizationTokenFile => &self.token_file,
+            EnvKind::FullUri => self.full_uri,
         };
         out.extend_from_slice(b"{\"name\":\"");
         out.extend_from_slice(kind.name().as_bytes());
@@ -216,9 +262,9 @@ impl PatchValues<'_> {
     }
 
     fn mount(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"name\":\"");
-        out.extend_from_slice(VOLUME_NAME.as_bytes());
-        out.extend_from_slice(b"\",\"mountPath\":");
+        out.extend_from_slice(b"{\"name\":");
+        json_str(out, self.volume_name);
+        out.extend_from_slice(b",\"mountPath\":");
         json_str(out, &self.mount_path);
         out.extend_from_slice(b",\"readOnly\":true}");
     }
@@ -254,6 +300,17 @@ impl PatchValues<'_> {
                 out.push(b'}');
             }
             PatchValue::FsGroup(gid) => json_int(out, gid),
+            PatchValue::Label => out.extend_from_slice(b"\"enabled\""),
+            PatchValue::Labels => {
+                out.extend_from_slice(b"{\"");
+                out.extend_from_slice(POD_IDENTITY_LABEL.as_bytes());
+                out.extend_from_slice(b"\":\"enabled\"}");
+            }
+            PatchValue::Metadata => {
+                out.extend_from_slice(b"{\"labels\":{\"");
+                out.extend_from_slice(POD_IDENTITY_LABEL.as_bytes());
+                out.extend_from_slice(b"\":\"enabled\"}}");
+            }
         }
     }
 }
@@ -283,8 +340,7 @@ impl Outcome<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::mutate::{mutate, MutationConfig, PodView, SaIdentity};
+    use crate::mutate::{mutate, MutationConfig, PodView, SaIdentity, TOKEN_PATH, VOLUME_NAME};
     use serde_json::Value;
 
     /// Every value a patch adds is the JSON of the real Kubernetes type:

@@ -94,7 +94,7 @@ pub struct PodView<'a> {
     pub spec: Option<SpecView<'a>>,
 }
 
-/// `metadata`: namespace and annotations.
+/// `metadata`: namespace, annotations and labels.
 #[derive(Debug, Default, Deserialize)]
 pub struct MetaView<'a> {
     /// `metadata.namespace`.
@@ -103,6 +103,9 @@ pub struct MetaView<'a> {
     /// `metadata.annotations`.
     #[serde(default, borrow)]
     pub annotations: Option<Pairs<'a>>,
+    /// `metadata.labels` (for the Pod Identity label).
+    #[serde(default, borrow)]
+    pub labels: Option<Pairs<'a>>,
 }
 
 /// `spec`: what decides the patch.

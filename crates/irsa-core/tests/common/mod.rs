@@ -19,6 +19,8 @@ type ContainerReading = (String, Option<Vec<String>>, Option<Vec<String>>);
 pub struct Reading {
     namespace: Option<String>,
     annotations: BTreeMap<String, String>,
+    /// `None` and `Some(empty)` differ: one gets a new map, one an entry.
+    labels: Option<BTreeMap<String, String>>,
     service_account_name: Option<String>,
     node_selector: BTreeMap<String, String>,
     volumes: Option<Vec<String>>,
@@ -73,6 +75,7 @@ pub fn through_k8s(pod: &Pod) -> Reading {
     Reading {
         namespace: pod.metadata.namespace.clone(),
         annotations: pod.metadata.annotations.clone().unwrap_or_default(),
+        labels: pod.metadata.labels.clone(),
         service_account_name: spec.service_account_name.clone(),
         node_selector: spec.node_selector.clone().unwrap_or_default(),
         volumes: spec
@@ -95,6 +98,7 @@ pub fn through_view(view: &PodView<'_>) -> Reading {
     Reading {
         namespace: view.namespace().map(str::to_string),
         annotations: map(meta.and_then(|m| m.annotations.as_ref())),
+        labels: meta.and_then(|m| m.labels.as_ref()).map(|l| map(Some(l))),
         service_account_name: view.service_account_name().map(str::to_string),
         node_selector: map(spec.and_then(|s| s.node_selector.as_ref())),
         volumes: spec.and_then(|s| names(&s.volumes)),

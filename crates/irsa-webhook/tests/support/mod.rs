@@ -59,6 +59,7 @@ pub fn settings(dir: &Path) -> Settings {
         tls_cert: dir.join("tls.crt"),
         tls_key: dir.join("tls.key"),
         tls_cipher_suites: None,
+        tls_min_version: None,
         enable_debugging_handlers: false,
         tls_reload_seconds: 1,
         max_request_bytes: 64 * 1024,
@@ -81,6 +82,7 @@ pub fn settings(dir: &Path) -> Settings {
         aws_partition: None,
         imds_endpoint: "http://127.0.0.1:1".into(),
         fs_group: None,
+        pod_identity: Default::default(),
         go_compat: Default::default(),
     }
 }

@@ -85,6 +85,19 @@ fn the_whole_go_command_line_at_once_parses_and_reports_each_ignored_flag() {
     assert_eq!(s.port, 8443);
     assert!(s.enable_debugging_handlers && s.compose_role_arn && s.watch_config_map);
     assert_eq!(s.kube_api.as_deref(), Some("https://127.0.0.1:6443"));
+    assert_eq!(s.tls_min_version.as_deref(), Some("1.2"));
+    let pi = &s.pod_identity;
+    assert_eq!(
+        pi.watch_container_credentials_config.as_deref(),
+        Some(std::path::Path::new(
+            "/etc/webhook/config/pod-identity.json"
+        ))
+    );
+    assert_eq!(
+        pi.settings().unwrap(),
+        irsa_core::mutate::ContainerCredentials::default(),
+        "the Go example values are Go's defaults"
+    );
     let watched = s.go_compat.ignored(true);
     assert!(
         !watched.iter().any(|w| w.starts_with("--namespace ")),
@@ -96,8 +109,6 @@ fn the_whole_go_command_line_at_once_parses_and_reports_each_ignored_flag() {
         "--namespace",
         "--tls-secret",
         "--resync-period",
-        "--watch-container-credentials-config",
-        "--container-credentials-full-uri",
         "--log_dir",
         "--vmodule",
         "--stderrthreshold",
@@ -116,6 +127,9 @@ fn the_whole_go_command_line_at_once_parses_and_reports_each_ignored_flag() {
         "--token-audience",
         "--sts-regional-endpoint",
         "--v ",
+        "--tls-min-version",
+        "--watch-container-credentials-config",
+        "--container-credentials-",
     ] {
         assert!(
             !warnings.iter().any(|w| w.starts_with(name)),
