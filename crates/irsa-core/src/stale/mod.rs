@@ -13,6 +13,8 @@ use crate::mutate::{parse_csv_record, SaIdentity, VOLUME_NAME};
 pub const ROLE_ARN_ENV: &str = "AWS_ROLE_ARN";
 /// The env var pointing at the projected token.
 pub const TOKEN_FILE_ENV: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+/// The env var the webhook injects in EKS Pod Identity mode.
+pub const CONTAINER_CREDENTIALS_ENV: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
 
 /// Report line of a pod the webhook never mutated.
 pub const POD_MUTATED: &str = "pod: mutated by the webhook";
@@ -36,6 +38,10 @@ pub enum Verdict {
     Current,
     /// The ServiceAccount names no role and the webhook gave the pod none.
     OutOfScope,
+    /// The webhook gave the pod EKS Pod Identity credentials
+    /// (`AWS_CONTAINER_CREDENTIALS_FULL_URI`), which take precedence over
+    /// the role-arn annotation: the annotation's role is not expected.
+    PodIdentity,
     /// Containers carry a role other than the annotation's.
     RoleChanged {
         /// The containers whose role differs, with the role they carry.
@@ -63,7 +69,7 @@ pub enum Verdict {
 impl Verdict {
     /// Whether the pod needs recreating.
     pub fn is_stale(&self) -> bool {
-        !matches!(self, Self::Current | Self::OutOfScope)
+        !matches!(self, Self::Current | Self::OutOfScope | Self::PodIdentity)
     }
 }
 
@@ -108,6 +114,15 @@ pub fn judge(pod: &Pod, sa: Option<&SaIdentity>, prefix: &str) -> Verdict {
             })
         })
         .collect();
+    // Pod Identity mode takes precedence over the annotation: such a pod
+    // carries no AWS_ROLE_ARN by design.
+    if injected.is_empty()
+        && judged
+            .iter()
+            .any(|c| env(c, CONTAINER_CREDENTIALS_ENV).is_some())
+    {
+        return Verdict::PodIdentity;
+    }
     let Some(role) = sa.and_then(|s| s.role_arn.as_deref()) else {
         // Without the token volume the variable was not the webhook's.
         return if has_volume && !injected.is_empty() {
@@ -217,7 +232,7 @@ pub fn explain(verdict: &Verdict, ns: &str, pod: &str) -> Option<(&'static str, 
             .join(", ")
     };
     match verdict {
-        Verdict::Current | Verdict::OutOfScope => None,
+        Verdict::Current | Verdict::OutOfScope | Verdict::PodIdentity => None,
         Verdict::RoleChanged { injected, current } => Some((
             POD_ROLE_CURRENT,
             format!(

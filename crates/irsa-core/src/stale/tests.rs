@@ -267,3 +267,22 @@ fn each_owner_gets_its_own_fix() {
         "{bare}"
     );
 }
+
+#[test]
+fn a_pod_given_pod_identity_is_not_stale_although_the_account_names_a_role() {
+    // Pod Identity takes precedence over the role-arn annotation, so such a
+    // pod carries no AWS_ROLE_ARN and no aws-iam-token volume by design.
+    let sa = account(&[("role-arn", NEW)]);
+    let pod_identity = json!({"name": "app", "image": "busybox", "env": [
+        {"name": CONTAINER_CREDENTIALS_ENV, "value": "http://169.254.170.23/v1/credentials"},
+        {"name": "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "value": "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token"},
+    ]});
+    let p = pod(vec![pod_identity], vec![], false, json!({}));
+    let verdict = judge_default(&p, sa.as_ref());
+    assert_eq!(verdict, Verdict::PodIdentity);
+    assert!(!verdict.is_stale());
+    assert_eq!(explain(&verdict, "ns", "p"), None);
+    // Without the variable the same pod is one the webhook never mutated.
+    let bare = pod(vec![container("app", None)], vec![], false, json!({}));
+    assert!(judge_default(&bare, sa.as_ref()).is_stale());
+}

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 
 use irsa_core::checks::Report;
 use irsa_core::mutate::SaIdentity;
-use irsa_core::stale::{self, Owner, Verdict, POD_MUTATED, ROLE_ARN_ENV, TOKEN_FILE_ENV};
+use irsa_core::stale::{
+    self, Owner, Verdict, CONTAINER_CREDENTIALS_ENV, POD_MUTATED, ROLE_ARN_ENV, TOKEN_FILE_ENV,
+};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -89,6 +91,10 @@ pub(super) async fn judge_pod(r: &mut Report, scope: &Scope<'_>, pod: &Pod) {
         Verdict::Current => r.pass(
             POD_MUTATED,
             format!("{ns}/{name}: {ROLE_ARN_ENV}, {TOKEN_FILE_ENV} and volume {VOLUME_NAME} present, with the ServiceAccount's role"),
+        ),
+        Verdict::PodIdentity => r.pass(
+            POD_MUTATED,
+            format!("{ns}/{name}: EKS Pod Identity ({CONTAINER_CREDENTIALS_ENV}) injected, which takes precedence over the role-arn annotation"),
         ),
         Verdict::OutOfScope => r.fail(
             POD_MUTATED,
