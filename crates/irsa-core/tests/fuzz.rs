@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use irsa_core::config::IrsaConfig;
-use irsa_core::mutate::{mutate_pod, MutationConfig, SaIdentity};
+use irsa_core::mutate::{mutate_pod_with, Injection, MutationConfig, SaIdentity};
 use irsa_core::{jwt, parse, Algorithm, Discovery, Jwks, PrivateKey};
 use proptest::prelude::*;
 
@@ -173,8 +173,14 @@ fn parsers_never_panic_or_hang() {
         (
             prop::collection::vec(".{0,40}", 5),
             edited(samples_cached().4.into_bytes()),
+            // None: IRSA (role-arn); Some(jitter): EKS Pod Identity.
+            any::<Option<u64>>(),
         ),
-        |(values, input)| {
+        |(values, input, pod_identity)| {
+            let injection = match pod_identity {
+                Some(jitter) => Injection::PodIdentity { jitter },
+                None => Injection::WebIdentity,
+            };
             let mut annotations = BTreeMap::new();
             for (name, v) in [
                 "role-arn",
@@ -193,7 +199,9 @@ fn parsers_never_panic_or_hang() {
             });
             if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&input) {
                 let cfg = MutationConfig::default();
-                let outcome = timed("mutate_pod", || mutate_pod(&value, identity.as_ref(), &cfg));
+                let outcome = timed("mutate_pod", || {
+                    mutate_pod_with(&value, identity.as_ref(), injection, &cfg)
+                });
                 // Every pod k8s-openapi reads, the mutation reads the same way.
                 let is_pod = common::view_agrees_with_k8s(&value);
                 prop_assert!(
@@ -213,7 +221,8 @@ fn parsers_never_panic_or_hang() {
                     let mut patched = value.clone();
                     let applied = json_patch::patch(&mut patched, &patch);
                     prop_assert!(applied.is_ok(), "patch does not apply: {applied:?}");
-                    let again = mutate_pod(&patched, identity.as_ref(), &cfg).unwrap();
+                    let again =
+                        mutate_pod_with(&patched, identity.as_ref(), injection, &cfg).unwrap();
                     prop_assert!(again.patch.is_empty(), "second pass: {:?}", again.patch);
                 }
             }
