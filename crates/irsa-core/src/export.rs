@@ -270,7 +270,11 @@ bindings:
             &cfg,
             ACCOUNT,
             "eu-west-1",
-            &crate::Discovery::for_issuer(&cfg.issuer.url, cfg.issuer.jwks_path, &[]),
+            &crate::Discovery::for_issuer(
+                cfg.issuer.url().expect("url"),
+                cfg.issuer.jwks_path,
+                &[],
+            ),
             &crate::Jwks::default(),
         )
     }

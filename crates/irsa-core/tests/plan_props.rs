@@ -228,7 +228,7 @@ fn world(c: &Case) -> World {
         &cfg,
         ACCOUNT,
         "eu-west-1",
-        &Discovery::for_issuer(&cfg.issuer.url, cfg.issuer.jwks_path, &[]),
+        &Discovery::for_issuer(cfg.issuer.url().expect("url"), cfg.issuer.jwks_path, &[]),
         &Jwks::default(),
     );
     let mut actual = Actual {

@@ -7,15 +7,19 @@ use std::collections::{BTreeMap, BTreeSet};
 mod actual;
 mod bucket;
 mod change;
+mod cloudfront;
 mod desired;
 mod providers;
 mod roles;
 
 pub use crate::teardown::destroy;
-pub use actual::{role_path, Actual, ActualProvider, ActualRole};
+pub use actual::{
+    role_path, Actual, ActualDistribution, ActualOac, ActualProvider, ActualRole, DistributionShape,
+};
 pub use change::{lanes, phases, Action, Change, Phase};
+pub use cloudfront::{ALLOWED_METHODS, OAC_SETTINGS, VIEWER_PROTOCOL_POLICY};
 pub(crate) use desired::statements;
-pub use desired::{Desired, DesiredRole};
+pub use desired::{Desired, DesiredCloudFront, DesiredRole};
 
 /// IAM's default quota of OIDC providers per account.
 pub const MAX_OIDC_PROVIDERS: usize = 100;
@@ -66,6 +70,16 @@ pub fn diff(desired: &Desired, actual: &Actual, adopt: &BTreeSet<String>) -> Pla
     if let Some(s3) = &desired.s3 {
         bucket::diff(&mut plan, desired, actual, adopt, s3);
     }
+    if let Some(cf) = &desired.cloudfront {
+        cloudfront::diff(&mut plan, desired, actual, cf);
+    }
+    if desired.url_pending {
+        // Trust waits for the URL the distribution gives.
+        plan.notes.push(
+            "the documents, the OIDC provider and the roles follow once the distribution exists and irsa apply has recorded its URL as issuer.url".to_string(),
+        );
+        return plan;
+    }
     providers::diff(&mut plan, desired, actual, adopt);
     roles::diff(&mut plan, desired, actual, adopt);
     plan
@@ -97,7 +111,11 @@ pub(crate) mod tests {
             &cfg(),
             "111122223333",
             "us-east-1",
-            &crate::Discovery::for_issuer(&cfg().issuer.url, cfg().issuer.jwks_path, &[]),
+            &crate::Discovery::for_issuer(
+                cfg().issuer.url().expect("url"),
+                cfg().issuer.jwks_path,
+                &[],
+            ),
             &crate::Jwks::default(),
         );
         let plan = diff(&desired, &Actual::default(), &BTreeSet::new());
@@ -147,6 +165,7 @@ pub(crate) mod tests {
             )]
             .into(),
             path_roles: BTreeMap::new(),
+            ..Actual::default()
         };
         let mut converged = converged;
         converged.path_roles = converged.roles.clone();
