@@ -11,6 +11,7 @@
 //! - `error`: [`AwsError`]; `convert`: pure SDK-shape conversions.
 
 mod client;
+mod cloudfront;
 mod convert;
 mod error;
 mod execute;

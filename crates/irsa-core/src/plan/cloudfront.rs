@@ -132,6 +132,25 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, cf: &Des
     }
 }
 
+/// Why nothing may be done when the issuer URL recorded in `irsa.yaml` is
+/// a distribution's own name but this issuer's distribution has another
+/// one, or is gone (a new distribution would get a new name): documents,
+/// providers and roles would then be for a URL nobody serves.
+pub fn recorded_url_problem(desired: &Desired, actual: &Actual) -> Option<String> {
+    let host = desired.cloudfront.as_ref()?.recorded_host.as_ref()?;
+    match &actual.distribution {
+        Some(d) if &d.domain_name == host => None,
+        Some(d) => Some(format!(
+            "issuer.url is https://{host} but this issuer's distribution {} is {}: irsa publishes no document whose issuer is not the distribution's name. If {} is the right distribution, set issuer.url to https://{} and run `irsa cluster config` again; otherwise delete it and restore the one for {host}",
+            d.id, d.domain_name, d.id, d.domain_name
+        )),
+        None => Some(format!(
+            "issuer.url is https://{host}, but no distribution tagged {OWNER_TAG}={} serves this bucket: a new distribution gets a new name, which every token and provider for {host} would not match. Remove issuer.url from irsa.yaml to let irsa apply create a distribution and record its URL (then run `irsa cluster config` again and restart the apiserver), or restore the distribution",
+            desired.cluster
+        )),
+    }
+}
+
 /// The settings that differ, for the plan's output.
 fn differences(have: &DistributionShape, want: &DistributionShape) -> Vec<String> {
     let mut out = Vec::new();

@@ -299,3 +299,35 @@ fn destroy_removes_trust_then_the_distribution_then_the_oac_then_the_bucket() {
     );
     assert!(!plan.withheld.is_empty());
 }
+
+#[test]
+fn a_recorded_url_of_another_or_a_missing_distribution_stops_everything() {
+    let d = desired();
+    let mut other = converged(&d);
+    other
+        .distribution
+        .as_mut()
+        .expect("distribution")
+        .domain_name = "d222.cloudfront.net".into();
+    let plan = diff(&d, &other, &BTreeSet::new());
+    assert!(plan.changes.is_empty(), "{:#?}", symbols(&plan));
+    assert!(
+        plan.conflicts[0].contains("is d222.cloudfront.net"),
+        "{:?}",
+        plan.conflicts
+    );
+    let mut gone = converged(&d);
+    gone.distribution = None;
+    gone.objects.clear();
+    let plan = diff(&d, &gone, &BTreeSet::new());
+    assert!(
+        plan.changes.is_empty(),
+        "no new distribution under a recorded name: {:#?}",
+        symbols(&plan)
+    );
+    assert!(
+        plan.conflicts[0].contains("Remove issuer.url"),
+        "{:?}",
+        plan.conflicts
+    );
+}

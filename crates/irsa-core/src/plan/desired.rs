@@ -84,6 +84,9 @@ pub struct DesiredCloudFront {
     pub paths: Vec<String>,
     /// ARNs of the two objects CloudFront may read.
     pub object_arns: Vec<String>,
+    /// The distribution's own host name recorded as the issuer URL (no
+    /// custom domain): the distribution must be the one with that name.
+    pub recorded_host: Option<String>,
 }
 
 impl Desired {
@@ -142,6 +145,10 @@ impl Desired {
                         .map(|p| format!("/{p}"))
                         .collect(),
                     object_arns: resources,
+                    recorded_host: match (cfg.issuer.url(), cf.aliases.is_empty()) {
+                        (Ok(url), true) => Some(url.host().to_string()),
+                        _ => None,
+                    },
                 });
             } else {
                 bucket_statement = Some(json!({

@@ -17,7 +17,7 @@ pub use actual::{
     role_path, Actual, ActualDistribution, ActualOac, ActualProvider, ActualRole, DistributionShape,
 };
 pub use change::{lanes, phases, Action, Change, Phase};
-pub use cloudfront::{ALLOWED_METHODS, OAC_SETTINGS, VIEWER_PROTOCOL_POLICY};
+pub use cloudfront::{recorded_url_problem, ALLOWED_METHODS, OAC_SETTINGS, VIEWER_PROTOCOL_POLICY};
 pub(crate) use desired::statements;
 pub use desired::{Desired, DesiredCloudFront, DesiredRole};
 
@@ -67,6 +67,10 @@ fn owned(desired: &Desired, tags: &BTreeMap<String, String>) -> bool {
 /// changed, unless their name is in `adopt`.
 pub fn diff(desired: &Desired, actual: &Actual, adopt: &BTreeSet<String>) -> Plan {
     let mut plan = Plan::default();
+    if let Some(problem) = cloudfront::recorded_url_problem(desired, actual) {
+        plan.conflicts.push(problem);
+        return plan;
+    }
     if let Some(s3) = &desired.s3 {
         bucket::diff(&mut plan, desired, actual, adopt, s3);
     }

@@ -278,7 +278,7 @@ fn token_links(r: &mut Report, a: &DoctorArgs, links: &TokenLinks<'_>) -> Result
     }
     match config {
         Some(cfg) => {
-            let expected = cfg.issuer.url.as_str();
+            let expected = cfg.issuer.url()?.as_str();
             let hint = if iss.trim_end_matches('/') == expected.trim_end_matches('/') {
                 " (they differ only by a trailing slash)"
             } else {
