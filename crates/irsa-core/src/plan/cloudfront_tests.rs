@@ -17,9 +17,21 @@ fn cfg(url: Option<&str>) -> IrsaConfig {
 }
 
 fn desired() -> Desired {
-    let cfg = cfg(Some("https://d111abcdef8.cloudfront.net"));
+    desired_for(&cfg(Some("https://d111abcdef8.cloudfront.net")))
+}
+
+/// On a custom domain: the URL does not name a distribution.
+fn custom() -> Desired {
+    let cfg = IrsaConfig::from_yaml(
+        "apiVersion: irsa.dev/v1alpha1\nkind: IrsaConfig\ncluster: demo\nissuer:\n  url: https://oidc.example.com\n  s3: {bucket: b-oidc, region: eu-west-1, prefix: demo}\n  cloudfront: {aliases: [oidc.example.com], certificateArn: 'arn:aws:acm:us-east-1:111122223333:certificate/abc'}\nkeys:\n- {publicKey: k.pub, algorithm: RS256, state: active}\nbindings:\n- {namespace: default, serviceAccount: app}\n",
+    )
+    .expect("valid");
+    desired_for(&cfg)
+}
+
+fn desired_for(cfg: &IrsaConfig) -> Desired {
     Desired::from_config(
-        &cfg,
+        cfg,
         ACCOUNT,
         "eu-west-1",
         &crate::Discovery::for_issuer(cfg.issuer.url().expect("url"), cfg.issuer.jwks_path, &[]),
@@ -121,7 +133,7 @@ fn the_bucket_policy_lets_only_this_distribution_read_the_two_documents() {
 
 #[test]
 fn fresh_apply_creates_a_private_bucket_an_oac_and_a_distribution() {
-    let d = desired();
+    let d = custom();
     let plan = diff(&d, &Actual::default(), &BTreeSet::new());
     let actions: Vec<&Action> = plan.changes.iter().map(|c| &c.action).collect();
     assert!(
@@ -207,7 +219,7 @@ fn drift_is_repaired_and_a_changed_document_is_invalidated() {
 
 #[test]
 fn a_foreign_oac_or_distribution_is_never_changed() {
-    let d = desired();
+    let d = custom();
     let mut actual = converged(&d);
     actual.distribution = None;
     actual.foreign_distributions = vec!["EFOREIGN".into()];
