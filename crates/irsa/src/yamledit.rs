@@ -257,7 +257,9 @@ pub fn remove_binding(text: &str, namespace: &str, service_account: &str) -> Res
 }
 
 /// Sets `issuer.url` (absent while a CloudFront distribution's name was
-/// unknown) to `url`, right under `issuer:`, keeping everything else.
+/// unknown) to `url`, right under `issuer:`, keeping everything else
+/// (`apply`, in the online build, records it).
+#[cfg(feature = "online")]
 pub fn set_issuer_url(text: &str, url: &irsa_core::IssuerUrl) -> Result<String> {
     let mut expected = IrsaConfig::from_yaml(text)?;
     expected.issuer.url = Some(url.clone());
@@ -373,6 +375,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "online")]
     fn the_recorded_issuer_url_goes_under_issuer_and_comments_stay() {
         let text = "# my cluster\napiVersion: irsa.dev/v1alpha1\nkind: IrsaConfig\ncluster: demo\nissuer:\n  # private bucket behind CloudFront\n  s3: {bucket: b-oidc, region: eu-west-1, prefix: demo}\n  cloudfront: {}\nkeys:\n- {publicKey: k.pub, algorithm: RS256, state: active}\n";
         let url = irsa_core::IssuerUrl::parse("https://d111abcdef8.cloudfront.net").expect("url");

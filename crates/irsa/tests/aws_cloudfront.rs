@@ -221,6 +221,14 @@ fn cloudfront_mode_apply_records_the_url_converges_repairs_and_destroys() {
     );
 
     only_the_oac_link_differs(d, &moto);
+    // Export refuses rather than leave out the distribution.
+    let out = run_in(d, &["export", "terraform"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("does not cover issuer.cloudfront"),
+        "{}",
+        stderr(&out)
+    );
 
     // STS accepts a token signed with the bundle's key, issued by the recorded URL.
     let key =
