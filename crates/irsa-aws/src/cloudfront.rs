@@ -20,12 +20,7 @@ use irsa_core::plan::{
 use crate::error::call_err;
 use crate::{Aws, AwsError};
 
-/// The AWS managed cache policy `CachingOptimized`: honours the origin's
-/// `Cache-Control` (irsa uploads the documents with `max-age=300`).
-const CACHING_OPTIMIZED: &str = "658327ea-f89d-4fab-a63d-7e88639e58f6";
-
-/// The origin's id inside the distribution.
-const ORIGIN_ID: &str = "irsa-issuer-bucket";
+use irsa_core::export::{CACHING_OPTIMIZED, ORIGIN_ID};
 
 /// How long `destroy` waits for a disabled distribution to be deployed.
 pub const DEPLOY_WAIT: Duration = Duration::from_secs(30 * 60);

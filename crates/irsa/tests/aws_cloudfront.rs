@@ -221,13 +221,101 @@ fn cloudfront_mode_apply_records_the_url_converges_repairs_and_destroys() {
     );
 
     only_the_oac_link_differs(d, &moto);
-    // Export refuses rather than leave out the distribution.
-    let out = run_in(d, &["export", "terraform"]);
-    assert!(!out.status.success());
+    // Export writes the same resources and policies as apply.
+    let arn = format!("arn:aws:cloudfront::{account}:distribution/{id}");
+    let tf = json(ok(&run_in(d, &["export", "terraform"])).as_bytes());
+    let r = &tf["resource"];
+    let bpa = &r["aws_s3_bucket_public_access_block"]["issuer"];
+    for setting in [
+        "block_public_acls",
+        "ignore_public_acls",
+        "block_public_policy",
+        "restrict_public_buckets",
+    ] {
+        assert_eq!(bpa[setting], true, "{setting}");
+    }
+    let tf_policy = r["aws_s3_bucket_policy"]["issuer"]["policy"]
+        .as_str()
+        .unwrap();
     assert!(
-        stderr(&out).contains("does not cover issuer.cloudfront"),
-        "{}",
-        stderr(&out)
+        tf_policy.contains("${aws_cloudfront_distribution.issuer.arn}"),
+        "{tf_policy}"
+    );
+    let tf_policy: Value =
+        serde_json::from_str(&tf_policy.replace("${aws_cloudfront_distribution.issuer.arn}", &arn))
+            .unwrap();
+    assert_eq!(tf_policy, policy, "the bucket policy apply wrote");
+    let oac_tf = &r["aws_cloudfront_origin_access_control"]["issuer"];
+    assert_eq!(
+        (
+            oac_tf["signing_protocol"].as_str(),
+            oac_tf["signing_behavior"].as_str(),
+            oac_tf["origin_access_control_origin_type"].as_str()
+        ),
+        (Some("sigv4"), Some("always"), Some("s3"))
+    );
+    let dist_tf = &r["aws_cloudfront_distribution"]["issuer"];
+    assert_eq!(
+        dist_tf["origin"][0]["domain_name"],
+        config["Origins"]["Items"][0]["DomainName"]
+    );
+    assert_eq!(
+        dist_tf["origin"][0]["origin_path"],
+        config["Origins"]["Items"][0]["OriginPath"]
+    );
+    assert_eq!(
+        dist_tf["origin"][0]["origin_access_control_id"],
+        "${aws_cloudfront_origin_access_control.issuer.id}"
+    );
+    assert_eq!(
+        dist_tf["default_cache_behavior"][0]["viewer_protocol_policy"],
+        config["DefaultCacheBehavior"]["ViewerProtocolPolicy"]
+    );
+    assert_eq!(
+        dist_tf["default_cache_behavior"][0]["allowed_methods"],
+        config["DefaultCacheBehavior"]["AllowedMethods"]["Items"]
+    );
+    assert_eq!(
+        dist_tf["default_cache_behavior"][0]["cache_policy_id"],
+        config["DefaultCacheBehavior"]["CachePolicyId"]
+    );
+    assert_eq!(dist_tf["tags"]["irsa.dev/cluster"], "prod");
+    assert_eq!(
+        r["aws_iam_openid_connect_provider"]["irsa"]["url"],
+        url.as_str()
+    );
+    let cfn = json(ok(&run_in(d, &["export", "cloudformation"])).as_bytes());
+    let res = &cfn["Resources"];
+    let mut cfn_policy = res["IssuerBucketPolicy"]["Properties"]["PolicyDocument"].clone();
+    assert_eq!(
+        cfn_policy["Statement"][0]["Condition"]["StringEquals"]["AWS:SourceArn"]["Fn::Sub"],
+        "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${IssuerDistribution}"
+    );
+    cfn_policy["Statement"][0]["Condition"]["StringEquals"]["AWS:SourceArn"] =
+        Value::String(arn.clone());
+    assert_eq!(cfn_policy, policy, "the bucket policy apply wrote");
+    assert_eq!(
+        res["IssuerBucket"]["Properties"]["PublicAccessBlockConfiguration"]
+            ["RestrictPublicBuckets"],
+        true
+    );
+    let dist_cfn = &res["IssuerDistribution"]["Properties"]["DistributionConfig"];
+    assert_eq!(
+        dist_cfn["Origins"][0]["DomainName"],
+        config["Origins"]["Items"][0]["DomainName"]
+    );
+    assert_eq!(
+        dist_cfn["Origins"][0]["OriginAccessControlId"],
+        serde_json::json!({"Fn::GetAtt": ["IssuerOriginAccessControl", "Id"]})
+    );
+    assert_eq!(
+        dist_cfn["DefaultCacheBehavior"]["AllowedMethods"],
+        config["DefaultCacheBehavior"]["AllowedMethods"]["Items"]
+    );
+    assert_eq!(
+        res["IssuerOriginAccessControl"]["Properties"]["OriginAccessControlConfig"]
+            ["SigningBehavior"],
+        "always"
     );
 
     // STS accepts a token signed with the bundle's key, issued by the recorded URL.

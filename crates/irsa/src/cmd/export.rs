@@ -48,10 +48,6 @@ pub struct ExportArgs {
 pub fn run(a: ExportArgs) -> Result<()> {
     let bundle = Bundle::load_file(&a.file)?;
     let desired = bundle.desired(ACCOUNT)?;
-    if desired.cloudfront.is_some() {
-        // A template without the distribution would publish nothing CloudFront can read.
-        anyhow::bail!("irsa export does not cover issuer.cloudfront yet: its templates would leave out the distribution, the origin access control and the private bucket policy; use `irsa plan` and `irsa apply` for this mode");
-    }
     let doc = match a.target {
         Target::Terraform => terraform(&desired),
         Target::Cloudformation => cloudformation(&desired),
