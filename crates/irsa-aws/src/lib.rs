@@ -12,6 +12,7 @@
 
 mod client;
 mod cloudfront;
+mod cloudfront_shape;
 mod convert;
 mod error;
 mod execute;
