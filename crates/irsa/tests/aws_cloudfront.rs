@@ -461,3 +461,75 @@ fn a_recorded_url_whose_distribution_is_gone_stops_apply_before_any_write() {
         stderr(&out)
     );
 }
+
+#[test]
+fn init_with_a_custom_domain_knows_the_url_and_refuses_a_certificate_outside_us_east_1() {
+    let t = tempdir();
+    let d = t.path();
+    let init = |cert: &str| {
+        run_in(
+            d,
+            &[
+                "init",
+                "--cluster",
+                "prod",
+                "--bucket",
+                "acme-oidc",
+                "--region",
+                "eu-west-1",
+                "--hosting",
+                "cloudfront",
+                "--domain",
+                "oidc.example.com",
+                "--certificate-arn",
+                cert,
+                "--dir",
+                ".",
+            ],
+        )
+    };
+    let out = init("arn:aws:acm:eu-west-1:111122223333:certificate/abc");
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("only from us-east-1"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!d.join("irsa.yaml").exists(), "nothing written");
+    ok(&init("arn:aws:acm:us-east-1:111122223333:certificate/abc"));
+    let yaml = std::fs::read_to_string(d.join("irsa.yaml")).unwrap();
+    assert!(yaml.contains("url: https://oidc.example.com\n"), "{yaml}");
+    let discovery =
+        json(&std::fs::read(d.join("issuer/.well-known/openid-configuration")).unwrap());
+    assert_eq!(discovery["issuer"], "https://oidc.example.com");
+    let out = ok(&run_in(d, &["cluster", "config", "--flavour", "flags"]));
+    assert!(
+        out.contains("--service-account-issuer=https://oidc.example.com"),
+        "{out}"
+    );
+    // A domain without --hosting cloudfront is a mistake, named.
+    let out = run_in(
+        d,
+        &[
+            "init",
+            "--cluster",
+            "prod",
+            "--bucket",
+            "acme-oidc",
+            "--region",
+            "eu-west-1",
+            "--domain",
+            "oidc.example.com",
+            "--certificate-arn",
+            "arn:aws:acm:us-east-1:111122223333:certificate/abc",
+            "--dir",
+            "other",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("add --hosting cloudfront"),
+        "{}",
+        stderr(&out)
+    );
+}
