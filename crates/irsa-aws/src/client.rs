@@ -1,5 +1,5 @@
 //! Connecting to AWS: the shared config (profile, region, retries,
-//! `AWS_ENDPOINT_URL`), the S3, IAM and STS clients, the bound on
+//! `AWS_ENDPOINT_URL`), the S3, S3 Control, IAM and STS clients, the bound on
 //! concurrent calls and the counters of calls made.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,6 +10,7 @@ pub struct Aws {
     pub(crate) iam: aws_sdk_iam::Client,
     pub(crate) sts: aws_sdk_sts::Client,
     pub(crate) cf: aws_sdk_cloudfront::Client,
+    pub(crate) s3control: aws_sdk_s3control::Client,
     reads: AtomicUsize,
     writes: AtomicUsize,
     pub(crate) parallelism: usize,
@@ -40,6 +41,34 @@ fn retry_config() -> aws_config::retry::RetryConfig {
         .with_initial_backoff(std::time::Duration::from_millis(200))
 }
 
+/// S3 Control puts the account ID in front of the endpoint's host
+/// (`ACCOUNT.s3-control...`); an endpoint given with `AWS_ENDPOINT_URL`
+/// (an emulator on 127.0.0.1, a proxy) is used as it is.
+fn s3control_client(shared: &aws_config::SdkConfig) -> aws_sdk_s3control::Client {
+    let mut builder = aws_sdk_s3control::config::Builder::from(shared);
+    if let Some(url) = shared.endpoint_url() {
+        builder = builder.endpoint_resolver(PlainEndpoint(url.to_string()));
+    }
+    aws_sdk_s3control::Client::from_conf(builder.build())
+}
+
+/// An S3 Control endpoint resolver that returns one URL unchanged.
+#[derive(Debug)]
+struct PlainEndpoint(String);
+
+impl aws_sdk_s3control::config::endpoint::ResolveEndpoint for PlainEndpoint {
+    fn resolve_endpoint<'a>(
+        &'a self,
+        _params: &'a aws_sdk_s3control::config::endpoint::Params,
+    ) -> aws_sdk_s3control::config::endpoint::EndpointFuture<'a> {
+        aws_sdk_s3control::config::endpoint::EndpointFuture::ready(Ok(
+            aws_sdk_s3control::config::endpoint::Endpoint::builder()
+                .url(self.0.clone())
+                .build(),
+        ))
+    }
+}
+
 impl Aws {
     /// Clients from the default chain (env, profile, SSO, IMDS, web identity),
     /// honouring `AWS_ENDPOINT_URL` (S3 then uses path-style addressing).
@@ -64,6 +93,7 @@ impl Aws {
             iam: aws_sdk_iam::Client::new(&shared),
             sts: aws_sdk_sts::Client::new(&shared),
             cf: aws_sdk_cloudfront::Client::new(&shared),
+            s3control: s3control_client(&shared),
             reads: AtomicUsize::new(0),
             writes: AtomicUsize::new(0),
             parallelism: c.parallelism.max(1),

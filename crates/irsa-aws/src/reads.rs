@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use aws_sdk_iam::error::ProvideErrorMetadata;
 use futures_util::StreamExt;
 use irsa_core::ownership::provider_host_path;
-use irsa_core::plan::{role_path, Actual, ActualProvider, ActualRole, Desired};
+use irsa_core::plan::{
+    role_path, AccountPublicAccess, Actual, ActualProvider, ActualRole, Desired,
+};
 use serde_json::Value;
 
 use crate::convert::{
@@ -345,6 +347,54 @@ impl Aws {
             path: role.path().to_string(),
             tags: iam_tag_map(tags.tags()),
         }))
+    }
+
+    /// The account-wide S3 Block Public Access settings (S3 Control
+    /// `GetPublicAccessBlock`); all off when the account has none. A
+    /// refusal for lack of permission is an error the caller may
+    /// downgrade ([`AwsError::denied`]).
+    pub async fn account_public_access(
+        &self,
+        account: &str,
+    ) -> Result<AccountPublicAccess, AwsError> {
+        self.read();
+        match self
+            .s3control
+            .get_public_access_block()
+            .account_id(account)
+            .send()
+            .await
+        {
+            Ok(r) => Ok(r
+                .public_access_block_configuration()
+                .map(|c| AccountPublicAccess {
+                    block_public_policy: c.block_public_policy().unwrap_or(false),
+                    restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
+                })
+                .unwrap_or_default()),
+            Err(e) if e.code() == Some("NoSuchPublicAccessBlockConfiguration") => {
+                Ok(AccountPublicAccess::default())
+            }
+            Err(e) => Err(call_err("s3:GetAccountPublicAccessBlock", e)),
+        }
+    }
+
+    /// The body of one object, `None` when the bucket or the key does not
+    /// exist (doctor compares it with what the bundle renders).
+    pub async fn stored_object(&self, bucket: &str, key: &str) -> Result<Option<String>, AwsError> {
+        self.read();
+        match self.s3.get_object().bucket(bucket).key(key).send().await {
+            Ok(o) => {
+                let body = o.body.collect().await.map_err(|e| {
+                    AwsError::Unexpected(format!("reading s3://{bucket}/{key}: {e}"))
+                })?;
+                Ok(Some(
+                    String::from_utf8_lossy(&body.into_bytes()).into_owned(),
+                ))
+            }
+            Err(e) if matches!(e.code(), Some("NoSuchKey" | "NoSuchBucket")) => Ok(None),
+            Err(e) => Err(call_err("s3:GetObject", e)),
+        }
     }
 
     /// Whether the bucket holds objects other than `ours`.

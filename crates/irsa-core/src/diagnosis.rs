@@ -7,7 +7,10 @@
 //! served → the JWKS verifies the token → the IAM OIDC provider lists the
 //! audience → the role's trust policy admits the token → STS.
 
-use crate::jwt::JwtError;
+use crate::jwt::{self, JwtError};
+use crate::key::Algorithm;
+use crate::verify::verify_signature;
+use crate::Jwks;
 
 /// Report line of the JWKS link: the token's kid is published and its
 /// signature verifies.
@@ -174,6 +177,110 @@ pub fn jwt_fix(error: &JwtError) -> &'static str {
     }
 }
 
+/// Report line of the token against the keys of `irsa.yaml` (the JWKS
+/// `irsa apply` publishes), judged without fetching anything.
+pub const BUNDLE_KEY: &str = "bundle: token signed by a key of irsa.yaml";
+
+/// What the bundle's own JWKS says about a token's `kid` and signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BundleKeyFinding {
+    /// A key of the bundle verifies the signature.
+    Verifies {
+        /// The key's kid.
+        kid: String,
+    },
+    /// No key of the bundle has the token's kid (or, for a token without
+    /// one, verifies it): the cluster signs with a key irsa does not know.
+    UnknownKid {
+        /// The token's kid (empty when it has none).
+        kid: String,
+        /// The bundle's kids.
+        known: Vec<String>,
+    },
+    /// The bundle has the kid, but its key does not verify the signature.
+    BadSignature {
+        /// The kid.
+        kid: String,
+    },
+    /// The token cannot be judged: it does not decode or its `alg` is not
+    /// one service-account tokens use.
+    Unreadable(String),
+}
+
+impl BundleKeyFinding {
+    /// Checks `token`'s kid and signature against `jwks` (claims are other
+    /// links' business).
+    pub fn of(token: &str, jwks: &Jwks) -> Self {
+        let decoded = match jwt::decode(token) {
+            Ok(d) => d,
+            Err(e) => return Self::Unreadable(e.to_string()),
+        };
+        let alg_name = decoded.alg().unwrap_or_default();
+        let Ok(alg) = alg_name.parse::<Algorithm>() else {
+            return Self::Unreadable(JwtError::AlgNotAllowed(alg_name.to_string()).to_string());
+        };
+        let kid = decoded.kid().unwrap_or_default().to_string();
+        let candidates: Vec<_> = if kid.is_empty() {
+            jwks.keys.iter().collect()
+        } else {
+            jwks.find(&kid).collect()
+        };
+        if candidates.is_empty() {
+            return Self::UnknownKid {
+                kid,
+                known: jwks.keys.iter().filter_map(|k| k.kid.clone()).collect(),
+            };
+        }
+        let verifying = candidates.iter().find(|jwk| {
+            jwk.public_key().is_ok_and(|key| {
+                verify_signature(
+                    &key,
+                    alg,
+                    decoded.signing_input.as_bytes(),
+                    &decoded.signature,
+                )
+                .is_ok()
+            })
+        });
+        match verifying {
+            Some(jwk) => Self::Verifies {
+                kid: jwk.kid.clone().unwrap_or_default(),
+            },
+            None if kid.is_empty() => Self::UnknownKid {
+                kid,
+                known: jwks.keys.iter().filter_map(|k| k.kid.clone()).collect(),
+            },
+            None => Self::BadSignature { kid },
+        }
+    }
+
+    /// Whether the link holds, its detail, and the fix when it does not.
+    pub fn explain(&self) -> (bool, String, &'static str) {
+        match self {
+            Self::Verifies { kid } => (
+                true,
+                format!("kid {kid:?} is a key of irsa.yaml and the signature verifies"),
+                "",
+            ),
+            Self::UnknownKid { kid, known } => (
+                false,
+                format!("kid not in the bundle: the token's kid {kid:?} is none of irsa.yaml's keys {known:?}, so the JWKS irsa publishes cannot verify it"),
+                "the cluster signs with a key irsa does not know: point kube-apiserver's --service-account-signing-key-file at the bundle's active private key (`irsa cluster config` prints the flags), or add the cluster's public key to irsa.yaml's keys and `irsa apply`",
+            ),
+            Self::BadSignature { kid } => (
+                false,
+                format!("irsa.yaml has a key with kid {kid:?}, but it does not verify the token's signature"),
+                "the token was signed by another private key under the same kid: check --service-account-signing-key-file and the public key irsa.yaml lists",
+            ),
+            Self::Unreadable(why) => (
+                false,
+                why.clone(),
+                "pass a service-account token (a JWT signed with RS256, ES256 or ES384)",
+            ),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +372,51 @@ mod tests {
             detail.contains("300 s") && fix.contains("NTP"),
             "{detail} / {fix}"
         );
+    }
+
+    #[test]
+    fn the_bundle_tells_an_unknown_kid_from_a_bad_signature() {
+        let ours = crate::PrivateKey::generate(Algorithm::ES256, 0).expect("a key");
+        let theirs = crate::PrivateKey::generate(Algorithm::ES256, 0).expect("a key");
+        let jwks = Jwks::build([(ours.public_key(), Algorithm::ES256)], false);
+        let claims = serde_json::json!({"iss": "https://x/y", "sub": "s"});
+        let sign = |k: &crate::PrivateKey| jwt::sign(k, Algorithm::ES256, &claims).expect("signed");
+        let our_kid = ours.public_key().kid().to_string();
+
+        let good = BundleKeyFinding::of(&sign(&ours), &jwks);
+        assert_eq!(
+            good,
+            BundleKeyFinding::Verifies {
+                kid: our_kid.clone()
+            }
+        );
+        assert!(good.explain().0);
+
+        let foreign = BundleKeyFinding::of(&sign(&theirs), &jwks);
+        assert_eq!(
+            foreign,
+            BundleKeyFinding::UnknownKid {
+                kid: theirs.public_key().kid().to_string(),
+                known: vec![our_kid.clone()],
+            }
+        );
+        let (ok, detail, fix) = foreign.explain();
+        assert!(!ok);
+        assert!(detail.contains("kid not in the bundle"), "{detail}");
+        assert!(fix.contains("--service-account-signing-key-file"), "{fix}");
+
+        // Our header (our kid) over a signature made by another key.
+        let (ours_t, theirs_t) = (sign(&ours), sign(&theirs));
+        let header = ours_t.split('.').next().expect("header");
+        let rest: Vec<&str> = theirs_t.split('.').skip(1).collect();
+        let forged = format!("{header}.{}", rest.join("."));
+        let bad = BundleKeyFinding::of(&forged, &jwks);
+        assert_eq!(bad, BundleKeyFinding::BadSignature { kid: our_kid });
+        assert!(!bad.explain().0);
+
+        assert!(matches!(
+            BundleKeyFinding::of("not a token", &jwks),
+            BundleKeyFinding::Unreadable(_)
+        ));
     }
 }

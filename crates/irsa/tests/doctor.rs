@@ -268,10 +268,18 @@ fn every_fault_is_diagnosed_at_its_link_with_a_fix() {
     let (_, failed) = doctor(&s, &t, &[]);
     assert_eq!(
         names(&failed),
-        ["jwks: token kid published and signature verifies"],
+        [
+            "bundle: token signed by a key of irsa.yaml",
+            "jwks: token kid published and signature verifies"
+        ],
         "{failed:?}"
     );
-    assert!(failed[0].2.contains("irsa apply"), "{failed:?}");
+    assert!(
+        failed[0].1.contains("kid not in the bundle")
+            && failed[0].2.contains("--service-account-signing-key-file"),
+        "{failed:?}"
+    );
+    assert!(failed[1].2.contains("irsa apply"), "{failed:?}");
 
     // Audience the provider does not list.
     let t = token(&s, key, json!({"aud": ["api.example.com"]}));
@@ -318,7 +326,16 @@ fn every_fault_is_diagnosed_at_its_link_with_a_fix() {
     let (_, failed) = doctor(&s, &good, &[]);
     assert_eq!(
         names(&failed),
-        ["jwks: token kid published and signature verifies"],
+        [
+            "jwks: token kid published and signature verifies",
+            "issuer: serves the documents irsa.yaml renders"
+        ],
+        "{failed:?}"
+    );
+    assert!(
+        failed[1]
+            .1
+            .starts_with("reachable but stale: the JWKS served"),
         "{failed:?}"
     );
     fs::write(&jwks, current).unwrap();

@@ -140,6 +140,54 @@ pub(super) fn diff(
     }
 }
 
+/// The account-wide S3 Block Public Access settings (S3 Control) that
+/// decide whether any bucket policy may make objects public.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AccountPublicAccess {
+    /// `BlockPublicPolicy`: S3 refuses to store a public bucket policy.
+    pub block_public_policy: bool,
+    /// `RestrictPublicBuckets`: a public bucket policy is stored but
+    /// grants nothing to anonymous callers.
+    pub restrict_public_buckets: bool,
+}
+
+impl AccountPublicAccess {
+    /// The settings that are on and stop a public bucket policy, by their
+    /// AWS names.
+    pub fn blocking(&self) -> Vec<&'static str> {
+        let mut on = Vec::new();
+        if self.block_public_policy {
+            on.push("BlockPublicPolicy");
+        }
+        if self.restrict_public_buckets {
+            on.push("RestrictPublicBuckets");
+        }
+        on
+    }
+}
+
+/// Why the public bucket `desired` asks for cannot serve the documents in
+/// an account with these settings, with the fix; `None` when it can (or
+/// when irsa does not host the issuer in a public bucket).
+pub fn public_hosting_refusal(
+    desired: &Desired,
+    account: &str,
+    settings: &AccountPublicAccess,
+) -> Option<String> {
+    let s3 = desired.s3.as_ref()?;
+    desired.bucket_statement.as_ref()?;
+    let on = settings.blocking();
+    if on.is_empty() {
+        return None;
+    }
+    Some(format!(
+        "AWS account {account} has S3 Block Public Access {} turned on for the whole account, so bucket {} cannot serve the issuer's documents publicly and STS could not fetch them; nothing was changed. Fix: host the issuer in a private bucket behind CloudFront (`irsa init --hosting cloudfront`), or turn {} off in the account's S3 Block Public Access settings if your organisation allows it",
+        on.join(" and "),
+        s3.bucket,
+        on.join(" and "),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::*;
@@ -208,5 +256,73 @@ mod tests {
             .changes
             .iter()
             .any(|c| matches!(c.action, Action::DeleteBucket | Action::DeleteBucketPolicy)));
+    }
+
+    #[test]
+    fn an_account_blocking_public_policies_refuses_the_public_bucket() {
+        let desired = Desired::from_config(
+            &cfg(),
+            "111122223333",
+            "us-east-1",
+            &crate::Discovery::for_issuer(
+                cfg().issuer.url().expect("url"),
+                cfg().issuer.jwks_path,
+                &[],
+            ),
+            &crate::Jwks::default(),
+        );
+        let open = AccountPublicAccess::default();
+        assert_eq!(
+            public_hosting_refusal(&desired, "111122223333", &open),
+            None
+        );
+        for (settings, named) in [
+            (
+                AccountPublicAccess {
+                    block_public_policy: true,
+                    restrict_public_buckets: false,
+                },
+                "BlockPublicPolicy",
+            ),
+            (
+                AccountPublicAccess {
+                    block_public_policy: false,
+                    restrict_public_buckets: true,
+                },
+                "RestrictPublicBuckets",
+            ),
+            (
+                AccountPublicAccess {
+                    block_public_policy: true,
+                    restrict_public_buckets: true,
+                },
+                "BlockPublicPolicy and RestrictPublicBuckets",
+            ),
+        ] {
+            let why = public_hosting_refusal(&desired, "111122223333", &settings)
+                .unwrap_or_else(|| panic!("{settings:?} refuses public hosting"));
+            assert!(
+                why.contains(named)
+                    && why.contains("111122223333")
+                    && why.contains("b-oidc")
+                    && why.contains("irsa init --hosting cloudfront")
+                    && why.contains("turn"),
+                "{why}"
+            );
+        }
+        // An issuer irsa does not host in S3 is not its concern.
+        let elsewhere = Desired {
+            s3: None,
+            bucket_statement: None,
+            ..desired
+        };
+        let all = AccountPublicAccess {
+            block_public_policy: true,
+            restrict_public_buckets: true,
+        };
+        assert_eq!(
+            public_hosting_refusal(&elsewhere, "111122223333", &all),
+            None
+        );
     }
 }

@@ -20,6 +20,7 @@ struct Context_ {
     bundle: Bundle,
     desired: Desired,
     aws: Aws,
+    account: String,
 }
 
 async fn load(c: &Common) -> Result<Context_> {
@@ -62,7 +63,31 @@ async fn load(c: &Common) -> Result<Context_> {
         bundle,
         desired,
         aws,
+        account,
     })
+}
+
+/// Refuses a public issuer bucket in an account whose S3 Block Public
+/// Access stops public bucket policies, before anything is written. Not
+/// every role may read the account's settings: then a warning.
+async fn refuse_locked_account(ctx: &Context_) -> Result<()> {
+    if ctx.desired.bucket_statement.is_none() {
+        return Ok(());
+    }
+    match ctx.aws.account_public_access(&ctx.account).await {
+        Ok(settings) => match plan::public_hosting_refusal(&ctx.desired, &ctx.account, &settings) {
+            Some(why) => bail!("{why}"),
+            None => Ok(()),
+        },
+        Err(e) if e.denied() => {
+            status!(
+                "warning: cannot read the account's S3 Block Public Access settings ({e}); if they block public bucket policies, the public issuer bucket will not work: allow s3:GetAccountPublicAccessBlock to have plan check it"
+            );
+            Ok(())
+        }
+        Err(e) => Err(anyhow::Error::new(e)
+            .context("cannot read the account's S3 Block Public Access settings")),
+    }
 }
 
 fn print_plan(plan: &Plan, format: Format, title: &str) {
@@ -163,6 +188,7 @@ pub fn plan(a: PlanArgs) -> Result<()> {
 fn plan_inner(a: PlanArgs) -> Result<()> {
     crate::rt::block_on(async {
         let ctx = load(&a.common).await?;
+        refuse_locked_account(&ctx).await?;
         let actual = ctx.aws.read_actual(&ctx.desired).await?;
         let plan = plan::diff(&ctx.desired, &actual, &adopt(&a.common, &ctx));
         print_plan(
@@ -262,6 +288,7 @@ async fn execute(ctx: &Context_, plan: &Plan, format: Format, verb: &str) -> Res
 pub fn apply(a: ApplyArgs) -> Result<()> {
     crate::rt::block_on(async {
         let mut ctx = load(&a.common).await?;
+        refuse_locked_account(&ctx).await?;
         let mut approved = a.auto_approve;
         if ctx.desired.url_pending {
             // CloudFront without a custom domain: the distribution first;

@@ -9,6 +9,11 @@
 //! the token's `kid` and the signature verifies → the IAM OIDC provider
 //! exists with the audience as a client ID → the role's trust policy
 //! admits the token (evaluated by irsa) → optionally STS itself.
+//!
+//! With irsa.yaml, two more links need no fetch of the issuer: the token's
+//! kid and signature against the bundle's own keys, and, when the issuer
+//! URL fails or serves other documents, the copies stored in the bucket,
+//! read through the AWS API (`doctor/publish.rs`).
 
 use std::path::PathBuf;
 
@@ -28,9 +33,11 @@ use crate::Exit;
 
 mod aws;
 mod cluster;
+mod publish;
 
 use aws::aws_links;
 use cluster::cluster_links;
+use publish::ServedBodies;
 
 /// Arguments of `irsa doctor`.
 #[derive(Args)]
@@ -47,6 +54,12 @@ pub struct DoctorArgs {
     /// Pod to check (its service account is checked too).
     #[arg(long, conflicts_with = "token")]
     pub pod: Option<String>,
+    /// With -s, judge only the ServiceAccount's pods matching this label selector.
+    #[arg(short = 'l', long, conflicts_with_all = ["pod", "token"])]
+    pub selector: Option<String>,
+    /// With -s, judge at most this many pods (one list call).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_pods: u32,
     /// Check this token file instead of asking the cluster (no cluster access needed).
     #[arg(long, requires = "role_arn")]
     pub token: Option<PathBuf>,
@@ -96,6 +109,7 @@ fn document_links(
     iss: &str,
     token: &str,
     audience: &str,
+    bodies: &mut ServedBodies,
 ) -> Option<()> {
     let discovery_url = format!("{iss}/{DISCOVERY_PATH}");
     let fetched = match fetcher.get(&discovery_url) {
@@ -112,6 +126,7 @@ fn document_links(
     if !served_links(r, Document::Discovery, &fetched) {
         return None;
     }
+    bodies.discovery = Some(fetched.body.clone());
     let doc: serde_json::Value = match serde_json::from_str(&fetched.body) {
         Ok(v) => v,
         Err(e) => {
@@ -146,6 +161,7 @@ fn document_links(
     if !served_links(r, Document::Jwks, &fetched) {
         return None;
     }
+    bodies.jwks = Some(fetched.body.clone());
     let jwks = match Jwks::from_json(&fetched.body) {
         Ok(j) => j,
         Err(e) => {
@@ -184,8 +200,8 @@ fn document_links(
 
 /// Runs `irsa doctor`.
 pub fn run(a: DoctorArgs) -> Result<()> {
-    let config: Option<IrsaConfig> = if a.file.exists() {
-        Some(Bundle::load_file(&a.file)?.config)
+    let bundle: Option<Bundle> = if a.file.exists() {
+        Some(Bundle::load_file(&a.file)?)
     } else {
         None
     };
@@ -208,7 +224,7 @@ pub fn run(a: DoctorArgs) -> Result<()> {
     };
     if let Some(token) = token {
         let links = TokenLinks {
-            config: config.as_ref(),
+            bundle: bundle.as_ref(),
             token: &token,
             role_arn: role_arn.as_deref(),
             just_issued,
@@ -224,7 +240,7 @@ pub fn run(a: DoctorArgs) -> Result<()> {
 
 /// The token doctor examines and what it knows about it.
 struct TokenLinks<'a> {
-    config: Option<&'a IrsaConfig>,
+    bundle: Option<&'a Bundle>,
     token: &'a str,
     role_arn: Option<&'a str>,
     /// Issued by the TokenRequest API during this run.
@@ -233,11 +249,12 @@ struct TokenLinks<'a> {
 
 fn token_links(r: &mut Report, a: &DoctorArgs, links: &TokenLinks<'_>) -> Result<()> {
     let TokenLinks {
-        config,
+        bundle,
         token,
         role_arn,
         just_issued,
     } = *links;
+    let config: Option<&IrsaConfig> = bundle.map(|b| &b.config);
     let decoded = match jwt::decode(token) {
         Ok(d) => d,
         Err(e) => {
@@ -297,8 +314,13 @@ fn token_links(r: &mut Report, a: &DoctorArgs, links: &TokenLinks<'_>) -> Result
             format!("iss {iss} (no irsa.yaml to compare with)"),
         ),
     }
+    let rendered = bundle.and_then(|b| publish::render(r, b));
+    if let Some(rendered) = &rendered {
+        publish::bundle_key_link(r, token, rendered);
+    }
     let audience = aud.first().cloned().unwrap_or_default();
     let fetcher = a.net.fetcher()?;
+    let mut served = ServedBodies::default();
     if !iss.starts_with("https://") {
         r.fail(
             "discovery: reachable over HTTPS",
@@ -306,7 +328,15 @@ fn token_links(r: &mut Report, a: &DoctorArgs, links: &TokenLinks<'_>) -> Result
             "STS accepts https issuers only",
         );
     } else {
-        document_links(r, &fetcher, iss.trim_end_matches('/'), token, &audience);
+        let iss = iss.trim_end_matches('/');
+        document_links(r, &fetcher, iss, token, &audience, &mut served);
+    }
+    // The documents at the token's issuer are irsa.yaml's only when the
+    // token names irsa.yaml's issuer (else that link has failed already).
+    if let (Some(bundle), Some(rendered)) = (bundle, &rendered) {
+        if bundle.config.issuer.url().is_ok_and(|u| iss == u.as_str()) {
+            publish::publication_link(r, a, bundle, rendered, &served)?;
+        }
     }
     if a.no_aws {
         return Ok(());

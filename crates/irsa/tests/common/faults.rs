@@ -29,6 +29,10 @@ pub enum Fault {
     CutAfterWrites(usize),
     /// Answer every IAM request for this action with `AccessDenied`.
     DenyAction(&'static str),
+    /// Answer every request whose path starts with this (a REST API such
+    /// as S3 Control) with `AccessDenied`, as a role without the
+    /// permission gets.
+    DenyPath(&'static str),
     /// Answer every IAM request for this action with an empty success,
     /// without forwarding it.
     FakeSuccess(&'static str),
@@ -161,6 +165,10 @@ async fn handle(
             };
         }
         Fault::DenyAction(action) if iam_action(&body) == Some(action) => {
+            return error(403, "AccessDenied", false);
+        }
+        // S3 Control wraps its errors as IAM does (`<ErrorResponse>`).
+        Fault::DenyPath(prefix) if parts.uri.path().starts_with(prefix) => {
             return error(403, "AccessDenied", false);
         }
         Fault::FakeSuccess(action) if iam_action(&body) == Some(action) => {

@@ -110,3 +110,31 @@ pub(super) fn aws_links(
         Ok(())
     })?
 }
+
+/// The bodies stored under `keys` in `bucket` (`None`: no such object),
+/// read with doctor's AWS profile; the outer error is the runtime's, the
+/// inner one AWS's.
+pub(super) fn stored_objects(
+    a: &DoctorArgs,
+    bucket_region: &str,
+    bucket: &str,
+    keys: &[String],
+) -> Result<Result<Vec<Option<String>>, AwsError>> {
+    crate::rt::block_on(async {
+        let aws = irsa_aws::Aws::connect(&irsa_aws::Connect {
+            profile: a.profile.clone(),
+            region: Some(
+                a.region
+                    .clone()
+                    .unwrap_or_else(|| bucket_region.to_string()),
+            ),
+            parallelism: 1,
+        })
+        .await;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(aws.stored_object(bucket, key).await?);
+        }
+        Ok(out)
+    })
+}

@@ -1,10 +1,11 @@
-//! Doctor's cluster links: the pod was mutated, its ServiceAccount
-//! carries a role ARN, a pod identity webhook is registered, and the
-//! TokenRequest API issues a token for the audience.
+//! Doctor's cluster links: the pod (or each pod of the ServiceAccount)
+//! was mutated with the role its ServiceAccount names now, the
+//! ServiceAccount carries a role ARN, a pod identity webhook is
+//! registered, and the TokenRequest API issues a token for the audience.
 
 use anyhow::{bail, Context, Result};
 use irsa_core::checks::Report;
-use irsa_core::mutate::VOLUME_NAME as TOKEN_VOLUME;
+use irsa_core::mutate::{SaIdentity, DEFAULT_PREFIX};
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
@@ -14,8 +15,8 @@ use irsa_core::arn::RoleArn;
 
 use super::DoctorArgs;
 
-const TOKEN_ENV_ROLE_ARN: &str = "AWS_ROLE_ARN";
-const TOKEN_ENV_FILE: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+mod pods;
+
 const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 const AUDIENCE_ANNOTATION: &str = "eks.amazonaws.com/audience";
 const DEFAULT_AUDIENCE: &str = irsa_core::config::DEFAULT_AUDIENCE;
@@ -33,38 +34,19 @@ pub(super) async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Opti
     )?;
     let ns = &a.namespace;
     let mut sa_name = a.service_account.clone();
+    let mut pod = None;
     if let Some(pod_name) = &a.pod {
         let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
         match pods.get_opt(pod_name).await {
-            Ok(Some(pod)) => {
-                let spec = pod.spec.unwrap_or_default();
+            Ok(Some(found)) => {
                 sa_name = Some(
-                    spec.service_account_name
-                        .clone()
+                    found
+                        .spec
+                        .as_ref()
+                        .and_then(|s| s.service_account_name.clone())
                         .unwrap_or_else(|| "default".into()),
                 );
-                let has_volume = spec
-                    .volumes
-                    .as_ref()
-                    .is_some_and(|v| v.iter().any(|v| v.name == TOKEN_VOLUME));
-                let unmutated: Vec<String> = spec
-                    .containers
-                    .iter()
-                    .chain(spec.init_containers.iter().flatten())
-                    .filter(|c| {
-                        let env = c.env.as_deref().unwrap_or_default();
-                        !env.iter().any(|e| e.name == TOKEN_ENV_ROLE_ARN)
-                            || !env.iter().any(|e| e.name == TOKEN_ENV_FILE)
-                    })
-                    .map(|c| c.name.clone())
-                    .collect();
-                r.check(
-                    has_volume && unmutated.is_empty(),
-                    "pod: mutated by the webhook",
-                    format!("{ns}/{pod_name}: {TOKEN_ENV_ROLE_ARN}, {TOKEN_ENV_FILE} and volume {TOKEN_VOLUME} present"),
-                    format!("{ns}/{pod_name}: volume {TOKEN_VOLUME} {}, containers without the env vars: {unmutated:?}", if has_volume { "present" } else { "missing" }),
-                    "pods are mutated only when created: make sure the webhook is installed and the ServiceAccount annotated (below), then delete the pod so its controller recreates it (kubectl rollout restart)",
-                );
+                pod = Some(found);
             }
             Ok(None) => {
                 r.fail(
@@ -80,16 +62,31 @@ pub(super) async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Opti
     let sa_name = sa_name.context("pass --service-account, --pod, or --token with --role-arn")?;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let sa = match sas.get_opt(&sa_name).await {
-        Ok(Some(sa)) => sa,
-        Ok(None) => {
-            r.fail(
-                "serviceaccount: exists",
-                format!("no ServiceAccount {ns}/{sa_name}"),
-                format!("create it: `irsa bind -n {ns} -s {sa_name} ...` prints the manifest"),
-            );
-            return Ok(None);
-        }
+        Ok(sa) => sa,
         Err(e) => bail!("cannot read ServiceAccount {ns}/{sa_name}: {e}"),
+    };
+    let identity = sa.as_ref().and_then(|sa| {
+        SaIdentity::from_annotations(sa.metadata.annotations.as_ref()?, DEFAULT_PREFIX)
+    });
+    let scope = pods::Scope {
+        client: &client,
+        ns,
+        sa: identity.as_ref(),
+    };
+    match &pod {
+        Some(pod) => pods::judge_pod(r, &scope, pod).await,
+        None if sa.is_some() => {
+            pods::judge_pods(r, &scope, &sa_name, a.selector.as_deref(), a.max_pods).await;
+        }
+        None => {}
+    }
+    let Some(sa) = sa else {
+        r.fail(
+            "serviceaccount: exists",
+            format!("no ServiceAccount {ns}/{sa_name}"),
+            format!("create it: `irsa bind -n {ns} -s {sa_name} ...` prints the manifest"),
+        );
+        return Ok(None);
     };
     let annotations = sa.metadata.annotations.clone().unwrap_or_default();
     let role_arn = match annotations.get(ROLE_ANNOTATION) {
