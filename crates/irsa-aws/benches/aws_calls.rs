@@ -199,7 +199,7 @@ fn main() {
             let aws = connect(irsa_aws::DEFAULT_PARALLELISM).await;
             let account = aws.account_id().await.unwrap();
             let cfg = config(n);
-            let desired = Desired::from_config(&cfg, &account, "eu-west-1", &Discovery::for_issuer(&cfg.issuer.url, cfg.issuer.jwks_path, &[]), &Jwks::default());
+            let desired = Desired::from_config(&cfg, &account, "eu-west-1", &Discovery::for_issuer(cfg.issuer.url().unwrap(), cfg.issuer.jwks_path, &[]), &Jwks::default());
             let (plan0, _) = plan_and_apply(&aws, &desired, false).await;
             let (apply, changes) = plan_and_apply(&aws, &desired, true).await;
             let (plan1, _) = plan_and_apply(&aws, &desired, false).await;
@@ -220,7 +220,7 @@ fn main() {
                 let aws = connect(parallelism).await;
                 let account = aws.account_id().await.unwrap();
                 let cfg = config(100);
-            let desired = Desired::from_config(&cfg, &account, "eu-west-1", &Discovery::for_issuer(&cfg.issuer.url, cfg.issuer.jwks_path, &[]), &Jwks::default());
+            let desired = Desired::from_config(&cfg, &account, "eu-west-1", &Discovery::for_issuer(cfg.issuer.url().unwrap(), cfg.issuer.jwks_path, &[]), &Jwks::default());
                 let (apply, _) = plan_and_apply(&aws, &desired, true).await;
                 println!("{label}: apply 100 bindings, parallelism {parallelism}: {:.3} s ({} writes, {} reads)", apply.secs, apply.writes, apply.reads);
                 times.push(apply.secs);

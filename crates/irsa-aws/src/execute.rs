@@ -285,6 +285,35 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("s3:DeleteBucketPolicy", e))?;
             }
+            Action::BlockAllPublicAccess => {
+                let cfg = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(true)
+                    .ignore_public_acls(true)
+                    .block_public_policy(true)
+                    .restrict_public_buckets(true)
+                    .build();
+                self.write();
+                self.s3
+                    .put_public_access_block()
+                    .bucket(&bucket)
+                    .public_access_block_configuration(cfg)
+                    .send()
+                    .await
+                    .map_err(|e| call_err("s3:PutPublicAccessBlock", e))?;
+            }
+            Action::CreateOac => self.create_oac(desired, cloudfront(desired)?).await?,
+            Action::UpdateOac { id } => self.update_oac(desired, cloudfront(desired)?, id).await?,
+            Action::CreateDistribution => {
+                self.create_distribution(desired, cloudfront(desired)?)
+                    .await?;
+            }
+            Action::UpdateDistribution { id } => {
+                self.update_distribution(cloudfront(desired)?, id).await?
+            }
+            Action::Invalidate { id, paths } => self.invalidate(id, paths).await?,
+            Action::DisableDistribution { id } => self.disable_distribution(id).await?,
+            Action::DeleteDistribution { id } => self.delete_distribution(id).await?,
+            Action::DeleteOac { id } => self.delete_oac(id).await?,
             Action::DeleteBucket => {
                 self.write();
                 self.s3
@@ -358,4 +387,11 @@ impl Aws {
             AwsError::Unexpected(format!("OIDC provider for {host_path} disappeared"))
         })
     }
+}
+
+/// The CloudFront part of `desired`, which a CloudFront change needs.
+fn cloudfront(desired: &Desired) -> Result<&irsa_core::plan::DesiredCloudFront, AwsError> {
+    desired.cloudfront.as_ref().ok_or_else(|| {
+        AwsError::Unexpected("a CloudFront change in a plan without issuer.cloudfront".into())
+    })
 }

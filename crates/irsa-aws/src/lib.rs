@@ -11,6 +11,8 @@
 //! - `error`: [`AwsError`]; `convert`: pure SDK-shape conversions.
 
 mod client;
+mod cloudfront;
+mod cloudfront_shape;
 mod convert;
 mod error;
 mod execute;

@@ -80,6 +80,10 @@ impl Aws {
             }
         }
 
+        if let Some(cf) = &desired.cloudfront {
+            self.read_cloudfront(desired, cf, &mut actual).await?;
+        }
+
         let arns = self.provider_arns().await?;
         actual.account_providers = arns.len();
         let managed = desired.managed_providers();

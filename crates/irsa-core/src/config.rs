@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::hosting::{CloudFrontConfig, PendingUrl};
 use crate::issuer::{IssuerUrl, JwksPath, S3Location};
 use crate::key::Algorithm;
 use crate::timestamp::Timestamp;
@@ -50,11 +51,18 @@ pub struct IrsaConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct IssuerConfig {
-    /// The issuer URL (`--service-account-issuer`).
-    pub url: IssuerUrl,
+    /// The issuer URL (`--service-account-issuer`). Absent only while a
+    /// CloudFront distribution without a custom domain is yet to be
+    /// created: read it with [`IssuerConfig::url`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<IssuerUrl>,
     /// The S3 bucket that hosts the documents, if irsa publishes them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<S3Location>,
+    /// Serve the bucket privately through CloudFront instead of as a
+    /// public bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloudfront: Option<CloudFrontConfig>,
     /// Where the JWKS lives under the issuer.
     #[serde(default)]
     pub jwks_path: JwksPath,
@@ -188,6 +196,18 @@ impl IssuerConfig {
     pub fn region(&self) -> &str {
         self.s3.as_ref().map_or("us-east-1", |s| s.region.as_str())
     }
+
+    /// The issuer URL, or [`PendingUrl`] while the CloudFront distribution
+    /// that gives it does not exist yet.
+    pub fn url(&self) -> Result<&IssuerUrl, PendingUrl> {
+        self.url.as_ref().ok_or(PendingUrl)
+    }
+
+    /// Every issuer URL this cluster's tokens may carry: the current one
+    /// (when known) and the previous ones.
+    pub fn all_urls(&self) -> impl Iterator<Item = &IssuerUrl> {
+        self.url.iter().chain(&self.previous_urls)
+    }
 }
 
 impl Binding {
@@ -285,6 +305,13 @@ impl IrsaConfig {
                 ));
             }
         }
+        match (&self.issuer.cloudfront, &self.issuer.url) {
+            (Some(cf), url) => p.extend(cf.problems(url.as_ref(), self.issuer.s3.as_ref())),
+            (None, None) => p.push(
+                "issuer.url is missing: set it to the https:// URL the documents are served at (irsa init writes it)".to_string(),
+            ),
+            (None, Some(_)) => {}
+        }
         let active = self
             .keys
             .iter()
@@ -296,7 +323,9 @@ impl IrsaConfig {
             ));
         }
         for (i, prev) in self.issuer.previous_urls.iter().enumerate() {
-            if prev == &self.issuer.url || self.issuer.previous_urls[..i].contains(prev) {
+            if self.issuer.url.as_ref() == Some(prev)
+                || self.issuer.previous_urls[..i].contains(prev)
+            {
                 p.push(format!(
                     "issuer.previousUrls: {} is listed twice or equals issuer.url",
                     prev.as_str()
@@ -389,7 +418,9 @@ impl IrsaConfig {
                 }
             }
             for extra in &b.extra_issuers {
-                if extra == &self.issuer.url || self.issuer.previous_urls.contains(extra) {
+                if self.issuer.url.as_ref() == Some(extra)
+                    || self.issuer.previous_urls.contains(extra)
+                {
                     p.push(format!(
                         "{at}: extraIssuers lists {}, which this cluster already trusts",
                         extra.as_str()
@@ -466,6 +497,39 @@ bindings:
             .to_string();
         assert!(err.contains("3 problem(s)"), "{err}");
         assert!(err.contains("exactly one key"));
+    }
+
+    #[test]
+    fn cloudfront_mode_reads_writes_and_explains_a_pending_url() {
+        let pending = GOOD.replace(
+            "  url: https://irsa-demo-oidc.s3.us-east-1.amazonaws.com/demo\n",
+            "",
+        );
+        let err = IrsaConfig::from_yaml(&pending).expect_err("no url, no cloudfront");
+        assert!(err.to_string().contains("issuer.url is missing"), "{err}");
+        let pending = pending.replace("prefix: demo}", "prefix: demo}\n  cloudfront: {}");
+        let cfg = IrsaConfig::from_yaml(&pending).expect("pending is valid");
+        let why = cfg.issuer.url().expect_err("pending").to_string();
+        assert!(why.contains("run `irsa apply` first"), "{why}");
+        assert_eq!(IrsaConfig::from_yaml(&cfg.to_yaml()).expect("valid"), cfg);
+        let custom = pending.replace(
+            "cloudfront: {}",
+            "cloudfront: {aliases: [oidc.example.com], certificateArn: 'arn:aws:acm:eu-west-1:111122223333:certificate/abc'}\n  url: https://oidc.example.com",
+        );
+        let err = IrsaConfig::from_yaml(&custom)
+            .expect_err("region")
+            .to_string();
+        assert!(
+            err.contains("only from us-east-1") && err.contains("1 problem"),
+            "{err}"
+        );
+        let custom = custom.replace("eu-west-1:1111", "us-east-1:1111");
+        let cfg = IrsaConfig::from_yaml(&custom).expect("custom domain");
+        assert_eq!(
+            cfg.issuer.url().map(IssuerUrl::as_str),
+            Ok("https://oidc.example.com")
+        );
+        assert_eq!(IrsaConfig::from_yaml(&cfg.to_yaml()).expect("valid"), cfg);
     }
 
     #[test]

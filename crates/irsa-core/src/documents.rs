@@ -3,6 +3,7 @@
 
 use crate::config::IrsaConfig;
 use crate::discovery::Discovery;
+use crate::hosting::PendingUrl;
 use crate::jwks::Jwks;
 use crate::key::{Algorithm, PublicKey};
 
@@ -17,24 +18,33 @@ pub struct Documents {
 
 /// Renders both documents for `config` and the keys to publish,
 /// deterministically: the same inputs give byte-identical output.
-pub fn render(config: &IrsaConfig, keys: &[(PublicKey, Algorithm)]) -> Documents {
-    let (discovery, jwks) = documents(config, keys);
-    Documents {
+/// Errs while the issuer URL is not known ([`PendingUrl`]): no document is
+/// ever rendered with an issuer that is not the real one.
+pub fn render(
+    config: &IrsaConfig,
+    keys: &[(PublicKey, Algorithm)],
+) -> Result<Documents, PendingUrl> {
+    let (discovery, jwks) = documents(config, keys)?;
+    Ok(Documents {
         discovery: discovery.to_json(),
         jwks: jwks.to_json(),
-    }
+    })
 }
 
 /// Both documents for `config` and the keys to publish, as values (what
 /// [`crate::plan::Desired::from_config`] takes).
-pub fn documents(config: &IrsaConfig, keys: &[(PublicKey, Algorithm)]) -> (Discovery, Jwks) {
+/// Errs while the issuer URL is not known ([`PendingUrl`]).
+pub fn documents(
+    config: &IrsaConfig,
+    keys: &[(PublicKey, Algorithm)],
+) -> Result<(Discovery, Jwks), PendingUrl> {
     let jwks = Jwks::build(keys.iter().map(|(k, a)| (k, *a)), false);
     let discovery = Discovery::for_issuer(
-        &config.issuer.url,
+        config.issuer.url()?,
         config.issuer.jwks_path,
         &jwks.algorithms(),
     );
-    (discovery, jwks)
+    Ok((discovery, jwks))
 }
 
 #[cfg(test)]
@@ -53,8 +63,12 @@ mod tests {
             (rsa.public_key().clone(), Algorithm::RS256),
             (ec.public_key().clone(), Algorithm::ES256),
         ];
-        let docs = render(&config, &keys);
-        assert_eq!(render(&config, &keys), docs, "deterministic");
+        let docs = render(&config, &keys).expect("url");
+        assert_eq!(
+            render(&config, &keys).ok(),
+            Some(docs.clone()),
+            "deterministic"
+        );
         let jwks = Jwks::from_json(&docs.jwks).expect("jwks");
         assert_eq!(jwks.keys.len(), 2);
         let disc: serde_json::Value = serde_json::from_str(&docs.discovery).expect("json");
@@ -63,7 +77,7 @@ mod tests {
             disc["id_token_signing_alg_values_supported"],
             serde_json::json!(["ES256", "RS256"])
         );
-        let only_rsa = render(&config, &keys[..1]);
+        let only_rsa = render(&config, &keys[..1]).expect("url");
         let disc: serde_json::Value = serde_json::from_str(&only_rsa.discovery).expect("json");
         assert_eq!(
             disc["id_token_signing_alg_values_supported"],

@@ -11,7 +11,15 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::plan::{role_path, Desired, DesiredRole};
+use crate::hosting::distribution_arn;
+use crate::plan::{role_path, Desired, DesiredCloudFront, DesiredRole};
+
+/// The origin's id inside the distribution (as `apply` names it).
+pub const ORIGIN_ID: &str = "irsa-issuer-bucket";
+
+/// The AWS managed cache policy `CachingOptimized`, which follows the
+/// documents' `Cache-Control` (as `apply` sets it).
+pub const CACHING_OPTIMIZED: &str = "658327ea-f89d-4fab-a63d-7e88639e58f6";
 
 /// Account placeholder inside [`Desired`]; every use is replaced by a
 /// reference to the provider's ARN or the deploying account.
@@ -79,12 +87,39 @@ pub fn terraform(desired: &Desired) -> Value {
             "issuer".into(),
             json!({"bucket": s3.bucket, "tags": tf_tags(&desired.owner_tags())}),
         );
+        let private = desired.cloudfront.is_some();
         add(
             "aws_s3_bucket_public_access_block",
             "issuer".into(),
             json!({"bucket": "${aws_s3_bucket.issuer.id}", "block_public_acls": true,
-                "ignore_public_acls": true, "block_public_policy": false, "restrict_public_buckets": false}),
+                "ignore_public_acls": true, "block_public_policy": private, "restrict_public_buckets": private}),
         );
+        if let Some(cf) = &desired.cloudfront {
+            add(
+                "aws_cloudfront_origin_access_control",
+                "issuer".into(),
+                json!({"name": cf.names.oac_name, "description": cf.oac_description(&desired.cluster),
+                    "origin_access_control_origin_type": "s3", "signing_behavior": "always", "signing_protocol": "sigv4"}),
+            );
+            add(
+                "aws_cloudfront_distribution",
+                "issuer".into(),
+                tf_distribution(desired, cf),
+            );
+            if let Some(statement) = desired.statement(Some(DISTRIBUTION_ID)) {
+                let policy = json!({"Version": "2012-10-17", "Statement": [statement]});
+                let policy = tf_escape(&policy.to_string()).replace(
+                    &distribution_arn(&cf.account, DISTRIBUTION_ID),
+                    "${aws_cloudfront_distribution.issuer.arn}",
+                );
+                add(
+                    "aws_s3_bucket_policy",
+                    "issuer".into(),
+                    json!({"bucket": "${aws_s3_bucket.issuer.id}", "policy": policy,
+                        "depends_on": ["aws_s3_bucket_public_access_block.issuer"]}),
+                );
+            }
+        }
         if let Some(policy) = desired.merged_bucket_policy(None) {
             add(
                 "aws_s3_bucket_policy",
@@ -162,6 +197,82 @@ pub fn terraform(desired: &Desired) -> Value {
     })
 }
 
+/// Placeholder distribution id in [`Desired::statement`], replaced by a
+/// reference to the distribution.
+const DISTRIBUTION_ID: &str = "IRSADISTRIBUTION";
+
+/// The distribution as `apply` creates it, in Terraform.
+fn tf_distribution(desired: &Desired, cf: &DesiredCloudFront) -> Value {
+    let shape = cf.shape("${aws_cloudfront_origin_access_control.issuer.id}");
+    let certificate = match &shape.certificate_arn {
+        Some(arn) => json!({"acm_certificate_arn": arn, "ssl_support_method": "sni-only",
+            "minimum_protocol_version": "TLSv1.2_2021"}),
+        None => json!({"cloudfront_default_certificate": true}),
+    };
+    json!({
+        "enabled": true,
+        "comment": shape.comment,
+        "default_root_object": "",
+        "aliases": shape.aliases,
+        "origin": [{"domain_name": shape.origin_domain, "origin_path": shape.origin_path,
+            "origin_id": ORIGIN_ID, "origin_access_control_id": shape.oac_id}],
+        "default_cache_behavior": [{"target_origin_id": ORIGIN_ID,
+            "viewer_protocol_policy": shape.viewer_protocol_policy,
+            "allowed_methods": shape.allowed_methods, "cached_methods": shape.allowed_methods,
+            "cache_policy_id": CACHING_OPTIMIZED, "compress": true}],
+        "restrictions": [{"geo_restriction": [{"restriction_type": "none"}]}],
+        "viewer_certificate": [certificate],
+        "tags": tf_tags(&desired.owner_tags()),
+    })
+}
+
+/// The distribution and its OAC as `apply` creates them, in CloudFormation.
+fn cfn_cloudfront(desired: &Desired, cf: &DesiredCloudFront, resources: &mut Map<String, Value>) {
+    resources.insert(
+        "IssuerOriginAccessControl".into(),
+        json!({"Type": "AWS::CloudFront::OriginAccessControl", "Properties": {"OriginAccessControlConfig": {
+            "Name": cf.names.oac_name, "Description": cf.oac_description(&desired.cluster),
+            "OriginAccessControlOriginType": "s3", "SigningBehavior": "always", "SigningProtocol": "sigv4"}}}),
+    );
+    let shape = cf.shape("");
+    let certificate = match &shape.certificate_arn {
+        Some(arn) => json!({"AcmCertificateArn": arn, "SslSupportMethod": "sni-only",
+            "MinimumProtocolVersion": "TLSv1.2_2021"}),
+        None => json!({"CloudFrontDefaultCertificate": true}),
+    };
+    let mut config = json!({
+        "Enabled": true,
+        "Comment": shape.comment,
+        "DefaultRootObject": "",
+        "Origins": [{"Id": ORIGIN_ID, "DomainName": shape.origin_domain, "OriginPath": shape.origin_path,
+            "OriginAccessControlId": {"Fn::GetAtt": ["IssuerOriginAccessControl", "Id"]},
+            "S3OriginConfig": {"OriginAccessIdentity": ""}}],
+        "DefaultCacheBehavior": {"TargetOriginId": ORIGIN_ID,
+            "ViewerProtocolPolicy": shape.viewer_protocol_policy,
+            "AllowedMethods": shape.allowed_methods, "CachedMethods": shape.allowed_methods,
+            "CachePolicyId": CACHING_OPTIMIZED, "Compress": true},
+        "ViewerCertificate": certificate,
+    });
+    if !shape.aliases.is_empty() {
+        config["Aliases"] = json!(shape.aliases);
+    }
+    resources.insert(
+        "IssuerDistribution".into(),
+        json!({"Type": "AWS::CloudFront::Distribution", "Properties": {
+            "DistributionConfig": config, "Tags": cfn_tags(&desired.owner_tags())}}),
+    );
+    if let Some(mut statement) = desired.statement(Some(DISTRIBUTION_ID)) {
+        statement["Condition"]["StringEquals"]["AWS:SourceArn"] = json!({"Fn::Sub":
+            "arn:${AWS::Partition}:cloudfront::${AWS::AccountId}:distribution/${IssuerDistribution}"});
+        resources.insert(
+            "IssuerBucketPolicy".into(),
+            json!({"Type": "AWS::S3::BucketPolicy", "Properties": {
+                "Bucket": {"Ref": "IssuerBucket"},
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": [statement]}}}),
+        );
+    }
+}
+
 fn cfn_tags(tags: &std::collections::BTreeMap<String, String>) -> Value {
     Value::Array(
         tags.iter()
@@ -209,9 +320,12 @@ pub fn cloudformation(desired: &Desired) -> Value {
             json!({"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain", "UpdateReplacePolicy": "Retain", "Properties": {
                 "BucketName": s3.bucket,
                 "PublicAccessBlockConfiguration": {"BlockPublicAcls": true, "IgnorePublicAcls": true,
-                    "BlockPublicPolicy": false, "RestrictPublicBuckets": false},
+                    "BlockPublicPolicy": desired.cloudfront.is_some(), "RestrictPublicBuckets": desired.cloudfront.is_some()},
                 "Tags": cfn_tags(&desired.owner_tags())}}),
         );
+        if let Some(cf) = &desired.cloudfront {
+            cfn_cloudfront(desired, cf, &mut resources);
+        }
         if let Some(policy) = desired.merged_bucket_policy(None) {
             resources.insert(
                 "IssuerBucketPolicy".into(),
@@ -270,7 +384,11 @@ bindings:
             &cfg,
             ACCOUNT,
             "eu-west-1",
-            &crate::Discovery::for_issuer(&cfg.issuer.url, cfg.issuer.jwks_path, &[]),
+            &crate::Discovery::for_issuer(
+                cfg.issuer.url().expect("url"),
+                cfg.issuer.jwks_path,
+                &[],
+            ),
             &crate::Jwks::default(),
         )
     }

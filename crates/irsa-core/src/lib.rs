@@ -13,6 +13,7 @@ pub mod diagnosis;
 pub mod discovery;
 pub mod documents;
 pub mod export;
+pub mod hosting;
 pub mod issuer;
 pub mod jwks;
 pub mod jwt;

@@ -94,6 +94,46 @@ pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> 
             Action::DeleteObject { key: key.clone() },
         ));
     }
+    if let Some(cf) = &desired.cloudfront {
+        // The distribution goes before its OAC (an OAC in use cannot be
+        // deleted); both only when they are this cluster's.
+        if let Some(d) = &actual.distribution {
+            let res = format!("cloudfront distribution {} ({})", d.id, d.domain_name);
+            if d.shape.enabled {
+                plan.changes.push(hosting(
+                    '~',
+                    res.clone(),
+                    "disable (CloudFront deletes only disabled distributions)".into(),
+                    Action::DisableDistribution { id: d.id.clone() },
+                ));
+            }
+            plan.changes.push(hosting(
+                '-',
+                res,
+                "once disabled and deployed".into(),
+                Action::DeleteDistribution { id: d.id.clone() },
+            ));
+        }
+        match &actual.oac {
+            Some(oac) if cf.owns_oac(&desired.cluster, oac) => plan.changes.push(hosting(
+                '-',
+                format!("cloudfront origin-access-control {}", cf.names.oac_name),
+                String::new(),
+                Action::DeleteOac { id: oac.id.clone() },
+            )),
+            Some(oac) => plan.conflicts.push(format!(
+                "cloudfront origin-access-control {} ({}) is not irsa's: left alone",
+                cf.names.oac_name, oac.id
+            )),
+            None => {}
+        }
+        for id in &actual.foreign_distributions {
+            plan.conflicts.push(format!(
+                "cloudfront distribution {id} is not tagged {OWNER_TAG}={}: left alone",
+                desired.cluster
+            ));
+        }
+    }
     let Some(tags) = &actual.bucket else {
         return plan;
     };
@@ -170,7 +210,11 @@ mod tests {
             &cfg,
             ACCOUNT,
             "us-east-1",
-            &crate::Discovery::for_issuer(&cfg.issuer.url, cfg.issuer.jwks_path, &[]),
+            &crate::Discovery::for_issuer(
+                cfg.issuer.url().expect("url"),
+                cfg.issuer.jwks_path,
+                &[],
+            ),
             &crate::Jwks::default(),
         )
     }
@@ -212,6 +256,7 @@ mod tests {
             account_providers: 1 + extra.len(),
             roles: [(role.name.clone(), actual_role.clone())].into(),
             path_roles: [(role.name.clone(), actual_role)].into(),
+            ..Actual::default()
         }
     }
 

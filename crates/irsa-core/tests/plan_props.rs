@@ -67,6 +67,9 @@ struct Case {
     /// (present, tag, under the path, which trust) per role in `roles`.
     roles: Vec<(bool, Tag, bool, u8)>,
     empty_after: bool,
+    /// CloudFront mode: (this issuer's distribution by tag, the OAC with
+    /// irsa's name by owner, whether the distribution's name is the URL).
+    cf: Option<(Option<Tag>, Option<Tag>, bool)>,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -79,6 +82,11 @@ fn case() -> impl Strategy<Value = Case> {
         prop::collection::vec((any::<bool>(), tag()), 5),
         prop::collection::vec((any::<bool>(), tag(), any::<bool>(), 0u8..5), 5),
         any::<bool>(),
+        prop::option::of((
+            prop::option::of(tag()),
+            prop::option::of(tag()),
+            any::<bool>(),
+        )),
     )
         .prop_map(
             |(
@@ -90,6 +98,7 @@ fn case() -> impl Strategy<Value = Case> {
                 providers,
                 roles,
                 empty_after,
+                cf,
             )| Case {
                 cluster,
                 previous,
@@ -101,6 +110,7 @@ fn case() -> impl Strategy<Value = Case> {
                 providers,
                 roles,
                 empty_after,
+                cf,
             },
         )
 }
@@ -191,7 +201,7 @@ fn statements(c: &Case, desired: &Desired) -> Vec<(Value, bool)> {
         "prod1"
     };
     vec![
-        (desired.bucket_statement.clone().unwrap(), true),
+        (desired.statement(Some("E1")).unwrap(), true),
         (read(legacy_sid(c.cluster), c.cluster), true),
         (read(statement_sid(collider, collider), collider), false),
         // An earlier version's statement of a cluster whose old id collides.
@@ -220,18 +230,68 @@ struct World {
     /// Existing providers: host/path -> (tagged for the cluster, trusts issuer, trusts bucket).
     providers: BTreeMap<String, (bool, bool, bool)>,
     foreign_statements: Vec<Value>,
+    /// CloudFront mode: the distribution (`E1`) and the OAC (`O1`) are
+    /// this bundle's; `EF` and `OF` are someone else's.
+    own_distribution: bool,
+    own_oac: bool,
 }
 
 fn world(c: &Case) -> World {
-    let cfg = config(c);
+    let mut cfg = config(c);
+    if c.cf.is_some() {
+        // The issuer URL stays the S3 one, so the providers' ground truth
+        // holds; the distribution's name is that host when it "matches".
+        cfg.issuer.cloudfront = Some(irsa_core::hosting::CloudFrontConfig::default());
+    }
     let desired = Desired::from_config(
         &cfg,
         ACCOUNT,
         "eu-west-1",
-        &Discovery::for_issuer(&cfg.issuer.url, cfg.issuer.jwks_path, &[]),
+        &Discovery::for_issuer(cfg.issuer.url().expect("url"), cfg.issuer.jwks_path, &[]),
         &Jwks::default(),
     );
+    let (mut own_distribution, mut own_oac) = (false, false);
+    let mut cf_actual = Actual::default();
+    if let (Some((dist, oac, matches)), Some(cf)) = (c.cf, &desired.cloudfront) {
+        match dist {
+            Some(Tag::Cluster) => {
+                own_distribution = true;
+                cf_actual.distribution = Some(plan::ActualDistribution {
+                    id: "E1".into(),
+                    domain_name: if matches {
+                        cfg.issuer.url().unwrap().host().to_string()
+                    } else {
+                        "d9.cloudfront.net".into()
+                    },
+                    status: "Deployed".into(),
+                    shape: cf.shape("O1"),
+                    tags: tags(Tag::Cluster, c.cluster),
+                });
+            }
+            Some(_) => cf_actual.foreign_distributions.push("EF".into()),
+            None => {}
+        }
+        cf_actual.oac = oac.map(|t| {
+            own_oac = t == Tag::Cluster;
+            plan::ActualOac {
+                id: if own_oac { "O1" } else { "OF" }.into(),
+                description: if own_oac {
+                    cf.oac_description(c.cluster)
+                } else {
+                    "theirs".into()
+                },
+                signing_protocol: "sigv4".into(),
+                signing_behavior: "always".into(),
+                origin_type: "s3".into(),
+            }
+        });
+        cf_actual.bucket_fully_private = c.public_allowed;
+    }
     let mut actual = Actual {
+        distribution: cf_actual.distribution,
+        foreign_distributions: cf_actual.foreign_distributions,
+        oac: cf_actual.oac,
+        bucket_fully_private: cf_actual.bucket_fully_private,
         bucket: c.bucket.map(|t| tags(t, c.cluster)),
         public_policy_allowed: c.public_allowed && c.bucket.is_some(),
         account_providers: 3,
@@ -313,6 +373,8 @@ fn world(c: &Case) -> World {
         roles,
         providers: present,
         foreign_statements,
+        own_distribution,
+        own_oac,
     }
 }
 
@@ -376,9 +438,10 @@ fn check(w: &World, p: &plan::Plan, destroying: bool) -> Result<(), TestCaseErro
             }
             Action::CreateBucket => prop_assert!(w.actual.bucket.is_none(), "{shown}"),
             Action::TagBucket => prop_assert!(false, "{shown}: tags a bucket without --adopt"),
-            Action::AllowPublicPolicy => {
-                prop_assert!(w.actual.bucket.is_none() || owned_bucket, "{shown}")
-            }
+            Action::AllowPublicPolicy => prop_assert!(
+                w.desired.cloudfront.is_none() && (w.actual.bucket.is_none() || owned_bucket),
+                "{shown}"
+            ),
             Action::PutBucketPolicy { policy } => {
                 prop_assert!(
                     bucket_tag.is_none() || bucket_tag.clone().flatten().is_some(),
@@ -392,8 +455,42 @@ fn check(w: &World, p: &plan::Plan, destroying: bool) -> Result<(), TestCaseErro
             Action::DeleteBucketPolicy => {
                 prop_assert!(w.foreign_statements.is_empty(), "{shown}")
             }
-            Action::DeleteBucket | Action::DeleteObject { .. } => {
+            Action::CreateDistribution => {
+                prop_assert!(!destroying && !w.own_distribution, "{shown}")
+            }
+            Action::UpdateDistribution { id } | Action::Invalidate { id, .. } => {
+                prop_assert!(!destroying && w.own_distribution && id == "E1", "{shown}")
+            }
+            Action::CreateOac => prop_assert!(w.actual.oac.is_none(), "{shown}"),
+            Action::UpdateOac { id } => prop_assert!(w.own_oac && id == "O1", "{shown}"),
+            Action::BlockAllPublicAccess => prop_assert!(
+                w.desired.cloudfront.is_some() && (w.actual.bucket.is_none() || owned_bucket),
+                "{shown}"
+            ),
+            Action::DeleteBucket
+            | Action::DeleteObject { .. }
+            | Action::DisableDistribution { .. }
+            | Action::DeleteDistribution { .. }
+            | Action::DeleteOac { .. } => {
                 prop_assert!(destroying, "{shown}: apply deletes hosting");
+                match &c.action {
+                    Action::DisableDistribution { id } | Action::DeleteDistribution { id } => {
+                        prop_assert!(w.own_distribution && id == "E1", "{shown}: not ours")
+                    }
+                    Action::DeleteOac { id } => {
+                        prop_assert!(w.own_oac && id == "O1", "{shown}: not ours");
+                        // The distribution that uses it goes first.
+                        let dist = p
+                            .changes
+                            .iter()
+                            .position(|d| matches!(d.action, Action::DeleteDistribution { .. }));
+                        prop_assert!(
+                            dist.is_none_or(|d| d < i),
+                            "{shown} before the distribution"
+                        );
+                    }
+                    _ => {}
+                }
                 let bucket = matches!(c.action, Action::DeleteBucket);
                 prop_assert!(!bucket || owned_bucket, "{shown}: bucket not owned");
                 prop_assert_eq!(c.phase, Phase::HostingRemoval, "{}", shown);

@@ -144,7 +144,7 @@ impl Bundle {
             .filter(|k| k.entry.state.verifies())
             .map(|k| (k.public, k.entry.algorithm))
             .collect();
-        Ok(documents(&self.config, &keys))
+        Ok(documents(&self.config, &keys)?)
     }
 
     /// The desired AWS state for `account`, in the bucket's region (or

@@ -256,6 +256,33 @@ pub fn remove_binding(text: &str, namespace: &str, service_account: &str) -> Res
     checked(join(out, trailing), &expected)
 }
 
+/// Sets `issuer.url` (absent while a CloudFront distribution's name was
+/// unknown) to `url`, right under `issuer:`, keeping everything else
+/// (`apply`, in the online build, records it).
+#[cfg(feature = "online")]
+pub fn set_issuer_url(text: &str, url: &irsa_core::IssuerUrl) -> Result<String> {
+    let mut expected = IrsaConfig::from_yaml(text)?;
+    expected.issuer.url = Some(url.clone());
+    expected.validate()?;
+    let lines: Vec<&str> = text.lines().collect();
+    let trailing = text.ends_with('\n');
+    let at = lines
+        .iter()
+        .position(|l| l.trim_end() == "issuer:")
+        .context(
+        "irsa.yaml has no block `issuer:` line irsa can edit; add `url: URL` under issuer by hand",
+    )?;
+    let indent = lines[at + 1..]
+        .iter()
+        .find(|l| !is_blank_or_comment(l))
+        .map(|l| indent_of(l))
+        .filter(|i| *i > 0)
+        .context("the issuer section of irsa.yaml is empty")?;
+    let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    out.insert(at + 1, format!("{}url: {url}", " ".repeat(indent)));
+    checked(join(out, trailing), &expected)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -345,5 +372,27 @@ mod tests {
         assert!(err.to_string().contains("namespace"), "{err}");
         let inline = format!("{BASE}bindings: [{{namespace: a, serviceAccount: b}}]\n");
         assert!(upsert_binding(&inline, &binding("c", "d", "X")).is_err());
+    }
+
+    #[test]
+    #[cfg(feature = "online")]
+    fn the_recorded_issuer_url_goes_under_issuer_and_comments_stay() {
+        let text = "# my cluster\napiVersion: irsa.dev/v1alpha1\nkind: IrsaConfig\ncluster: demo\nissuer:\n  # private bucket behind CloudFront\n  s3: {bucket: b-oidc, region: eu-west-1, prefix: demo}\n  cloudfront: {}\nkeys:\n- {publicKey: k.pub, algorithm: RS256, state: active}\n";
+        let url = irsa_core::IssuerUrl::parse("https://d111abcdef8.cloudfront.net").expect("url");
+        let out = set_issuer_url(text, &url).expect("edited");
+        assert_eq!(
+            out,
+            text.replace(
+                "issuer:\n",
+                "issuer:\n  url: https://d111abcdef8.cloudfront.net\n"
+            )
+        );
+        let parsed = IrsaConfig::from_yaml(&out).expect("valid");
+        assert_eq!(parsed.issuer.url(), Ok(&url));
+        let flow = text.replace("issuer:\n  # private bucket behind CloudFront\n  s3: {bucket: b-oidc, region: eu-west-1, prefix: demo}\n  cloudfront: {}\n", "issuer: {s3: {bucket: b-oidc, region: eu-west-1, prefix: demo}, cloudfront: {}}\n");
+        let err = set_issuer_url(&flow, &url)
+            .expect_err("flow style")
+            .to_string();
+        assert!(err.contains("by hand"), "{err}");
     }
 }

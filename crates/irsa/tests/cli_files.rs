@@ -532,9 +532,13 @@ fn export_terraform_and_cloudformation_match_the_plan() {
         let role = &res[logical]["Properties"];
         assert_eq!(role["RoleName"], binding.role_name("prod"));
         assert_eq!(role["Path"], "/irsa/prod/");
-        let mut expected =
-            irsa_core::trust::trust_policy("aws", "000000000000", &cfg.issuer.url, binding)
-                .into_value();
+        let mut expected = irsa_core::trust::trust_policy(
+            "aws",
+            "000000000000",
+            cfg.issuer.url().unwrap(),
+            binding,
+        )
+        .into_value();
         expected["Statement"][0]["Principal"]["Federated"] =
             serde_json::json!({"Fn::GetAtt": ["OidcProvider", "Arn"]});
         assert_eq!(role["AssumeRolePolicyDocument"], expected, "{logical}");
@@ -583,7 +587,12 @@ fn export_terraform_and_cloudformation_match_the_plan() {
     .unwrap();
     assert_eq!(
         trust,
-        irsa_core::trust::trust_policy("aws", "000000000000", &cfg.issuer.url, &cfg.bindings[0])
+        irsa_core::trust::trust_policy(
+            "aws",
+            "000000000000",
+            cfg.issuer.url().unwrap(),
+            &cfg.bindings[0]
+        )
     );
     let inline = r["aws_iam_role_policy"]["role_prod_app_s3_echoer_own_prefix"]["policy"]
         .as_str()

@@ -66,4 +66,69 @@ pub struct Actual {
     /// this bundle's ([`Desired::role_owner`]) and no longer bound are
     /// deleted; the plan decides, not the reader.
     pub path_roles: BTreeMap<String, ActualRole>,
+    /// Whether the bucket has all four Block Public Access settings on
+    /// (read in CloudFront mode only).
+    pub bucket_fully_private: bool,
+    /// This issuer's distribution, when one tagged for the cluster exists.
+    pub distribution: Option<ActualDistribution>,
+    /// Other distributions whose origin is this issuer's bucket and prefix,
+    /// not tagged for the cluster: never changed.
+    pub foreign_distributions: Vec<String>,
+    /// The Origin Access Control with this issuer's name, when it exists.
+    pub oac: Option<ActualOac>,
+}
+
+/// The settings of a distribution irsa manages.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DistributionShape {
+    /// Whether it is enabled.
+    pub enabled: bool,
+    /// The comment (irsa's marker).
+    pub comment: String,
+    /// The single origin's domain name.
+    pub origin_domain: String,
+    /// The origin path.
+    pub origin_path: String,
+    /// The Origin Access Control the origin signs with.
+    pub oac_id: String,
+    /// Custom domain names.
+    pub aliases: Vec<String>,
+    /// The viewer certificate from ACM, if any.
+    pub certificate_arn: Option<String>,
+    /// The default behaviour's viewer protocol policy.
+    pub viewer_protocol_policy: String,
+    /// The default behaviour's allowed methods.
+    pub allowed_methods: Vec<String>,
+    /// The default root object (irsa wants none).
+    pub default_root_object: String,
+}
+
+/// A distribution as read from CloudFront.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ActualDistribution {
+    /// Its id.
+    pub id: String,
+    /// Its `*.cloudfront.net` domain name.
+    pub domain_name: String,
+    /// `Deployed` or `InProgress`.
+    pub status: String,
+    /// Its settings.
+    pub shape: DistributionShape,
+    /// Tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+/// An Origin Access Control as read from CloudFront.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ActualOac {
+    /// Its id.
+    pub id: String,
+    /// Its description (irsa writes its owner marker there: OACs have no tags).
+    pub description: String,
+    /// `sigv4`.
+    pub signing_protocol: String,
+    /// `always`, `never` or `no-override`.
+    pub signing_behavior: String,
+    /// `s3`, `mediastore`, …
+    pub origin_type: String,
 }

@@ -45,7 +45,7 @@ pub(super) fn diff(
             (true, true)
         }
         Some(tags) if tags.contains_key(OWNER_TAG) => {
-            if !actual.public_policy_allowed {
+            if !actual.public_policy_allowed && desired.cloudfront.is_none() {
                 plan.conflicts.push(format!(
                     "{bucket_res} belongs to cluster {} and its Block Public Access settings forbid public bucket policies: run `irsa apply` for that cluster first",
                     tags[OWNER_TAG]
@@ -61,7 +61,15 @@ pub(super) fn diff(
             (false, false)
         }
     };
-    if manage_bpa && !actual.public_policy_allowed {
+    if manage_bpa && desired.cloudfront.is_some() && !actual.bucket_fully_private {
+        plan.changes.push(change(
+            '~',
+            format!("{bucket_res} public access block"),
+            "all four Block Public Access settings on: only CloudFront reads the documents",
+            Action::BlockAllPublicAccess,
+        ));
+    }
+    if manage_bpa && desired.cloudfront.is_none() && !actual.public_policy_allowed {
         plan.changes.push(change(
             '~',
             format!("{bucket_res} public access block"),
@@ -70,7 +78,9 @@ pub(super) fn diff(
         ));
     }
     if manage_statement {
-        if let (Some(ours), Some(sid)) = (&desired.bucket_statement, desired.statement_sid()) {
+        let distribution = actual.distribution.as_ref().map(|d| d.id.as_str());
+        if let (Some(ours), Some(sid)) = (&desired.statement(distribution), desired.statement_sid())
+        {
             let current = statements(actual.bucket_policy.as_ref());
             let mine: Vec<&Value> = current
                 .iter()
@@ -81,10 +91,12 @@ pub(super) fn diff(
                     format!("replace the statement of an earlier irsa version with {sid}")
                 } else if !mine.is_empty() {
                     format!("replace statement {sid}")
+                } else if desired.cloudfront.is_some() {
+                    format!("add statement {sid}: s3:GetObject on the two documents for this distribution only")
                 } else {
                     format!("add statement {sid}: public s3:GetObject on the two documents only")
                 };
-                if let Some(merged) = desired.merged_bucket_policy(actual.bucket_policy.as_ref()) {
+                if let Some(merged) = desired.merged_policy(ours, actual.bucket_policy.as_ref()) {
                     plan.changes.push(change(
                         '~',
                         format!("{bucket_res} policy"),
@@ -188,7 +200,11 @@ mod tests {
             &cfg(),
             "111122223333",
             "us-east-1",
-            &crate::Discovery::for_issuer(&cfg().issuer.url, cfg().issuer.jwks_path, &[]),
+            &crate::Discovery::for_issuer(
+                cfg().issuer.url().expect("url"),
+                cfg().issuer.jwks_path,
+                &[],
+            ),
             &crate::Jwks::default(),
         );
         let other = json!({"Sid": "IrsaPublicIssuerprod", "Effect": "Allow", "Principal": "*",
@@ -248,7 +264,11 @@ mod tests {
             &cfg(),
             "111122223333",
             "us-east-1",
-            &crate::Discovery::for_issuer(&cfg().issuer.url, cfg().issuer.jwks_path, &[]),
+            &crate::Discovery::for_issuer(
+                cfg().issuer.url().expect("url"),
+                cfg().issuer.jwks_path,
+                &[],
+            ),
             &crate::Jwks::default(),
         );
         let open = AccountPublicAccess::default();

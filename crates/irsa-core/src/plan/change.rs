@@ -141,6 +141,46 @@ pub enum Action {
     DeleteBucketPolicy,
     /// Delete the (empty) bucket.
     DeleteBucket,
+    /// Turn all four Block Public Access settings of the bucket on
+    /// (CloudFront mode: the bucket stays private).
+    BlockAllPublicAccess,
+    /// Create this issuer's Origin Access Control (sigv4, always sign, s3).
+    CreateOac,
+    /// Restore the settings of this issuer's Origin Access Control.
+    UpdateOac {
+        /// Its id.
+        id: String,
+    },
+    /// Create this issuer's distribution, tagged as owned.
+    CreateDistribution,
+    /// Restore the settings of this issuer's distribution.
+    UpdateDistribution {
+        /// Its id.
+        id: String,
+    },
+    /// Invalidate the documents' paths in the distribution's caches.
+    Invalidate {
+        /// The distribution's id.
+        id: String,
+        /// The paths (`/…`).
+        paths: Vec<String>,
+    },
+    /// Disable the distribution (it must be disabled and deployed before
+    /// it can be deleted).
+    DisableDistribution {
+        /// Its id.
+        id: String,
+    },
+    /// Delete the (disabled) distribution once it is deployed.
+    DeleteDistribution {
+        /// Its id.
+        id: String,
+    },
+    /// Delete the Origin Access Control.
+    DeleteOac {
+        /// Its id.
+        id: String,
+    },
 }
 
 /// When a change may run. Phases run in order, each only after every
@@ -203,7 +243,16 @@ impl Change {
             | Action::PutObject { .. }
             | Action::DeleteObject { .. }
             | Action::DeleteBucketPolicy
-            | Action::DeleteBucket => "s3".into(),
+            | Action::DeleteBucket
+            | Action::BlockAllPublicAccess
+            | Action::Invalidate { .. } => "s3".into(),
+            Action::CreateOac
+            | Action::UpdateOac { .. }
+            | Action::CreateDistribution
+            | Action::UpdateDistribution { .. }
+            | Action::DisableDistribution { .. }
+            | Action::DeleteDistribution { .. }
+            | Action::DeleteOac { .. } => "cloudfront".into(),
         }
     }
 }
@@ -253,7 +302,11 @@ mod tests {
             &cfg(),
             "111122223333",
             "us-east-1",
-            &crate::Discovery::for_issuer(&cfg().issuer.url, cfg().issuer.jwks_path, &[]),
+            &crate::Discovery::for_issuer(
+                cfg().issuer.url().expect("url"),
+                cfg().issuer.jwks_path,
+                &[],
+            ),
             &crate::Jwks::default(),
         );
         let plan = diff(&desired, &Actual::default(), &BTreeSet::new());

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::OWNER_TAG;
 use crate::config::IrsaConfig;
 use crate::discovery::Discovery;
+use crate::hosting::{distribution_arn, CloudFrontNames, CLOUDFRONT_PRINCIPAL};
 use crate::issuer::{JwksPath, S3Location, DISCOVERY_PATH};
 use crate::jwks::Jwks;
 use crate::sid;
@@ -61,6 +62,31 @@ pub struct Desired {
     /// ARNs of every object this issuer may have published (both JWKS
     /// paths), to recognise a statement of an earlier version as ours.
     pub issuer_documents: BTreeSet<String>,
+    /// The private bucket's CloudFront distribution, in CloudFront mode.
+    pub cloudfront: Option<DesiredCloudFront>,
+    /// The issuer URL is not known yet (CloudFront without a custom
+    /// domain, before the distribution exists): only hosting is planned.
+    pub url_pending: bool,
+}
+
+/// What the CloudFront mode asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredCloudFront {
+    /// Names and the origin.
+    pub names: CloudFrontNames,
+    /// The account (for the distribution's ARN).
+    pub account: String,
+    /// Custom domain names.
+    pub aliases: Vec<String>,
+    /// ACM certificate for the aliases.
+    pub certificate_arn: Option<String>,
+    /// The two documents' paths under the issuer (`/…`), for invalidations.
+    pub paths: Vec<String>,
+    /// ARNs of the two objects CloudFront may read.
+    pub object_arns: Vec<String>,
+    /// The distribution's own host name recorded as the issuer URL (no
+    /// custom domain): the distribution must be the one with that name.
+    pub recorded_host: Option<String>,
 }
 
 impl Desired {
@@ -83,6 +109,8 @@ impl Desired {
         let mut objects = BTreeMap::new();
         let mut bucket_statement = None;
         let mut issuer_documents = BTreeSet::new();
+        let mut cloudfront = None;
+        let url_pending = cfg.issuer.url().is_err();
         if let Some(s3) = &cfg.issuer.s3 {
             issuer_documents = [
                 DISCOVERY_PATH,
@@ -96,30 +124,51 @@ impl Desired {
                 s3.key(DISCOVERY_PATH),
                 s3.key(cfg.issuer.jwks_path.as_str()),
             ];
-            objects.insert(keys[0].clone(), discovery.to_json());
-            objects.insert(keys[1].clone(), jwks.to_json());
+            // Never publish a document whose issuer is not yet known.
+            if !url_pending {
+                objects.insert(keys[0].clone(), discovery.to_json());
+                objects.insert(keys[1].clone(), jwks.to_json());
+            }
             let resources: Vec<String> = keys
                 .iter()
                 .map(|k| format!("arn:{part}:s3:::{}/{k}", s3.bucket))
                 .collect();
-            bucket_statement = Some(json!({
-                "Sid": sid::statement_sid(&cfg.cluster, &s3.prefix),
-                "Effect": "Allow",
-                "Principal": "*",
-                "Action": "s3:GetObject",
-                "Resource": resources,
-            }));
+            if let Some(cf) = &cfg.issuer.cloudfront {
+                // The statement names the distribution: see `Desired::statement`.
+                cloudfront = Some(DesiredCloudFront {
+                    names: CloudFrontNames::new(&cfg.cluster, s3),
+                    account: account.to_string(),
+                    aliases: cf.aliases.clone(),
+                    certificate_arn: cf.certificate_arn.clone(),
+                    paths: [DISCOVERY_PATH, cfg.issuer.jwks_path.as_str()]
+                        .iter()
+                        .map(|p| format!("/{p}"))
+                        .collect(),
+                    object_arns: resources,
+                    recorded_host: match (cfg.issuer.url(), cf.aliases.is_empty()) {
+                        (Ok(url), true) => Some(url.host().to_string()),
+                        _ => None,
+                    },
+                });
+            } else {
+                bucket_statement = Some(json!({
+                    "Sid": sid::statement_sid(&cfg.cluster, &s3.prefix),
+                    "Effect": "Allow",
+                    "Principal": "*",
+                    "Action": "s3:GetObject",
+                    "Resource": resources,
+                }));
+            }
         }
         let roles = cfg
             .bindings
             .iter()
+            .filter(|_| !url_pending)
             .map(|b| DesiredRole {
                 name: b.role_name(&cfg.cluster),
                 trust: {
-                    let issuers: Vec<&crate::issuer::IssuerUrl> = std::iter::once(&cfg.issuer.url)
-                        .chain(&cfg.issuer.previous_urls)
-                        .chain(&b.extra_issuers)
-                        .collect();
+                    let issuers: Vec<&crate::issuer::IssuerUrl> =
+                        cfg.issuer.all_urls().chain(&b.extra_issuers).collect();
                     trust_policy_for(part, account, &issuers, b)
                 },
                 managed: b.policy_arns.iter().cloned().collect(),
@@ -141,7 +190,11 @@ impl Desired {
             s3: cfg.issuer.s3.clone(),
             objects,
             bucket_statement,
-            provider_host_path: cfg.issuer.url.host_path().to_string(),
+            provider_host_path: cfg
+                .issuer
+                .url()
+                .map(|u| u.host_path().to_string())
+                .unwrap_or_default(),
             previous_host_paths: cfg
                 .issuer
                 .previous_urls
@@ -156,19 +209,57 @@ impl Desired {
                 .collect(),
             roles,
             thumbprints: Vec::new(),
-            own_provider_arns: std::iter::once(&cfg.issuer.url)
-                .chain(&cfg.issuer.previous_urls)
+            own_provider_arns: cfg
+                .issuer
+                .all_urls()
                 .map(|u| provider_arn(part, account, u))
                 .collect(),
             issuer_documents,
+            cloudfront,
+            url_pending,
         }
+    }
+
+    /// The desired state while the issuer URL is not known yet
+    /// ([`crate::hosting::PendingUrl`]): the bucket, the OAC and the
+    /// distribution only; no document, provider or role.
+    pub fn hosting_only(cfg: &IrsaConfig, account: &str, region: &str) -> Self {
+        // Never rendered: `url_pending` keeps the objects out.
+        let somewhere = cfg.issuer.s3.clone().unwrap_or(S3Location {
+            bucket: "pending".into(),
+            region: region.into(),
+            prefix: String::new(),
+        });
+        let unused = crate::issuer::IssuerUrl::for_s3(&somewhere);
+        let discovery = Discovery::for_issuer(&unused, cfg.issuer.jwks_path, &[]);
+        Self::from_config(cfg, account, region, &discovery, &Jwks::default())
     }
 
     /// Host/paths of every provider irsa manages for this cluster, current first.
     pub fn managed_providers(&self) -> Vec<&str> {
         std::iter::once(self.provider_host_path.as_str())
+            .filter(|h| !h.is_empty())
             .chain(self.previous_host_paths.iter().map(String::as_str))
             .collect()
+    }
+
+    /// This issuer's bucket-policy statement: public read of the two
+    /// documents, or in CloudFront mode read by the CloudFront service
+    /// principal on behalf of the distribution `distribution_id` only
+    /// (`None` until that distribution exists).
+    pub fn statement(&self, distribution_id: Option<&str>) -> Option<Value> {
+        let Some(cf) = &self.cloudfront else {
+            return self.bucket_statement.clone();
+        };
+        let id = distribution_id?;
+        Some(json!({
+            "Sid": self.statement_sid()?,
+            "Effect": "Allow",
+            "Principal": {"Service": CLOUDFRONT_PRINCIPAL},
+            "Action": "s3:GetObject",
+            "Resource": cf.object_arns,
+            "Condition": {"StringEquals": {"AWS:SourceArn": distribution_arn(&cf.account, id)}},
+        }))
     }
 
     /// The owner tags.
@@ -201,7 +292,11 @@ impl Desired {
     /// The bucket policy after merging this cluster's statement into
     /// `current` (replacing an earlier version's statement of this issuer).
     pub fn merged_bucket_policy(&self, current: Option<&Value>) -> Option<Value> {
-        let ours = self.bucket_statement.as_ref()?;
+        self.merged_policy(self.bucket_statement.as_ref()?, current)
+    }
+
+    /// The bucket policy after merging `ours` into `current`.
+    pub fn merged_policy(&self, ours: &Value, current: Option<&Value>) -> Option<Value> {
         let mut statements = self.other_statements(current);
         statements.push(ours.clone());
         Some(json!({"Version": "2012-10-17", "Statement": statements}))

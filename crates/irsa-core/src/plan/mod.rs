@@ -7,16 +7,20 @@ use std::collections::{BTreeMap, BTreeSet};
 mod actual;
 mod bucket;
 mod change;
+mod cloudfront;
 mod desired;
 mod providers;
 mod roles;
 
 pub use crate::teardown::destroy;
-pub use actual::{role_path, Actual, ActualProvider, ActualRole};
+pub use actual::{
+    role_path, Actual, ActualDistribution, ActualOac, ActualProvider, ActualRole, DistributionShape,
+};
 pub use bucket::{public_hosting_refusal, AccountPublicAccess};
 pub use change::{lanes, phases, Action, Change, Phase};
+pub use cloudfront::{recorded_url_problem, ALLOWED_METHODS, OAC_SETTINGS, VIEWER_PROTOCOL_POLICY};
 pub(crate) use desired::statements;
-pub use desired::{Desired, DesiredRole};
+pub use desired::{Desired, DesiredCloudFront, DesiredRole};
 
 /// IAM's default quota of OIDC providers per account.
 pub const MAX_OIDC_PROVIDERS: usize = 100;
@@ -64,8 +68,22 @@ fn owned(desired: &Desired, tags: &BTreeMap<String, String>) -> bool {
 /// changed, unless their name is in `adopt`.
 pub fn diff(desired: &Desired, actual: &Actual, adopt: &BTreeSet<String>) -> Plan {
     let mut plan = Plan::default();
+    if let Some(problem) = cloudfront::recorded_url_problem(desired, actual) {
+        plan.conflicts.push(problem);
+        return plan;
+    }
     if let Some(s3) = &desired.s3 {
         bucket::diff(&mut plan, desired, actual, adopt, s3);
+    }
+    if let Some(cf) = &desired.cloudfront {
+        cloudfront::diff(&mut plan, desired, actual, cf);
+    }
+    if desired.url_pending {
+        // Trust waits for the URL the distribution gives.
+        plan.notes.push(
+            "the documents, the OIDC provider and the roles follow once the distribution exists and irsa apply has recorded its URL as issuer.url".to_string(),
+        );
+        return plan;
     }
     providers::diff(&mut plan, desired, actual, adopt);
     roles::diff(&mut plan, desired, actual, adopt);
@@ -98,7 +116,11 @@ pub(crate) mod tests {
             &cfg(),
             "111122223333",
             "us-east-1",
-            &crate::Discovery::for_issuer(&cfg().issuer.url, cfg().issuer.jwks_path, &[]),
+            &crate::Discovery::for_issuer(
+                cfg().issuer.url().expect("url"),
+                cfg().issuer.jwks_path,
+                &[],
+            ),
             &crate::Jwks::default(),
         );
         let plan = diff(&desired, &Actual::default(), &BTreeSet::new());
@@ -148,6 +170,7 @@ pub(crate) mod tests {
             )]
             .into(),
             path_roles: BTreeMap::new(),
+            ..Actual::default()
         };
         let mut converged = converged;
         converged.path_roles = converged.roles.clone();

@@ -80,7 +80,11 @@ mod tests {
             &cfg,
             "111122223333",
             "us-east-1",
-            &crate::Discovery::for_issuer(&cfg.issuer.url, cfg.issuer.jwks_path, &[]),
+            &crate::Discovery::for_issuer(
+                cfg.issuer.url().expect("url"),
+                cfg.issuer.jwks_path,
+                &[],
+            ),
             &crate::Jwks::default(),
         );
         let trust = &desired.roles[0].trust;

@@ -6,11 +6,14 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{bail, Context, Result};
 use irsa_aws::{Aws, AwsError, Connect};
 use irsa_core::plan::{self, Desired, Plan};
+use irsa_core::IssuerUrl;
 
 pub use super::aws_args::{ApplyArgs, Common, PlanArgs};
 use crate::bundle::Bundle;
+use crate::cfgedit::ConfigEdit;
 use crate::output::status;
 use crate::output::Format;
+use crate::yamledit;
 use crate::Exit;
 
 struct Context_ {
@@ -22,7 +25,6 @@ struct Context_ {
 
 async fn load(c: &Common) -> Result<Context_> {
     let bundle = Bundle::load_file(&c.file)?;
-    let (discovery, jwks) = bundle.documents()?;
     let region = c
         .region
         .clone()
@@ -37,17 +39,19 @@ async fn load(c: &Common) -> Result<Context_> {
         .account_id()
         .await
         .context("cannot identify the AWS account (check credentials: env, profile, SSO)")?;
-    let mut desired = Desired::from_config(
-        &bundle.config,
-        &account,
-        region.as_deref().unwrap_or("us-east-1"),
-        &discovery,
-        &jwks,
-    );
-    // Issuers on S3 are trusted by AWS without a thumbprint; for any other
-    // host, pin the top certificate it serves when it can be reached.
+    let region = region.as_deref().unwrap_or("us-east-1");
+    let mut desired = if bundle.config.issuer.url().is_err() {
+        // CloudFront before its distribution exists: hosting only.
+        Desired::hosting_only(&bundle.config, &account, region)
+    } else {
+        let (discovery, jwks) = bundle.documents()?;
+        Desired::from_config(&bundle.config, &account, region, &discovery, &jwks)
+    };
+    // Issuers on S3 (also behind CloudFront) are trusted by AWS without a
+    // thumbprint; for any other host, pin the top certificate it serves
+    // when it can be reached.
     if bundle.config.issuer.s3.is_none() {
-        let host = bundle.config.issuer.url.host().to_string();
+        let host = bundle.config.issuer.url()?.host().to_string();
         match crate::thumbprint::thumbprint(&host, c.net.ca_cert.as_deref(), &c.net.resolve).await {
             Ok(t) => desired.thumbprints = vec![t],
             Err(e) => status!(
@@ -283,28 +287,69 @@ async fn execute(ctx: &Context_, plan: &Plan, format: Format, verb: &str) -> Res
 /// Runs `irsa apply`.
 pub fn apply(a: ApplyArgs) -> Result<()> {
     crate::rt::block_on(async {
-        let ctx = load(&a.common).await?;
+        let mut ctx = load(&a.common).await?;
         refuse_locked_account(&ctx).await?;
-        let actual = ctx.aws.read_actual(&ctx.desired).await?;
-        let plan = plan::diff(&ctx.desired, &actual, &adopt(&a.common, &ctx));
-        if a.output == Format::Text {
-            print_plan(
-                &plan,
-                a.output,
-                &format!("Plan for cluster {}", ctx.bundle.config.cluster),
+        let mut approved = a.auto_approve;
+        if ctx.desired.url_pending {
+            // CloudFront without a custom domain: the distribution first;
+            // its name becomes the issuer URL, recorded before anything
+            // that carries the issuer is published.
+            apply_pass(&ctx, &a, &mut approved).await?;
+            let actual = ctx.aws.read_actual(&ctx.desired).await?;
+            let d = actual.distribution.context(
+                "the CloudFront distribution is not found after creating it; run irsa apply again",
+            )?;
+            let url =
+                IssuerUrl::parse(&format!("https://{}", d.domain_name)).with_context(|| {
+                    format!("distribution {} has the name {:?}", d.id, d.domain_name)
+                })?;
+            let edit = ConfigEdit::open(&a.common.file)?;
+            edit.commit(&yamledit::set_issuer_url(edit.text(), &url)?)?;
+            status!(
+                "recorded issuer.url: {url} (distribution {}) in {}; the documents, the OIDC provider, the roles and `irsa cluster config` use it",
+                d.id,
+                a.common.file.display()
             );
+            ctx = load(&a.common).await?;
+            // The local copies `init` could not render without the URL.
+            ctx.bundle.write_documents(&ctx.bundle.render()?)?;
         }
-        if plan.is_empty() {
-            return execute(&ctx, &plan, a.output, "apply")
-                .await
-                .and_then(|()| conflicts_fail(&plan));
+        // A new distribution's ARN is what the bucket policy names: one
+        // more pass once it exists.
+        for _ in 0..2 {
+            let plan = apply_pass(&ctx, &a, &mut approved).await?;
+            if !plan
+                .changes
+                .iter()
+                .any(|c| matches!(c.action, plan::Action::CreateDistribution))
+            {
+                break;
+            }
         }
-        if !a.auto_approve && !confirm("Apply these changes")? {
+        Ok(())
+    })?
+}
+
+/// Reads, plans, asks (once per apply) and executes; fails on conflicts.
+async fn apply_pass(ctx: &Context_, a: &ApplyArgs, approved: &mut bool) -> Result<Plan> {
+    let actual = ctx.aws.read_actual(&ctx.desired).await?;
+    let plan = plan::diff(&ctx.desired, &actual, &adopt(&a.common, ctx));
+    if a.output == Format::Text {
+        print_plan(
+            &plan,
+            a.output,
+            &format!("Plan for cluster {}", ctx.bundle.config.cluster),
+        );
+    }
+    if !plan.is_empty() && !*approved {
+        if !confirm("Apply these changes")? {
             bail!("apply cancelled; nothing was changed");
         }
-        execute(&ctx, &plan, a.output, "apply").await?;
-        conflicts_fail(&plan)
-    })?
+        *approved = true;
+    }
+    execute(ctx, &plan, a.output, "apply").await?;
+    conflicts_fail(&plan)?;
+    Ok(plan)
 }
 
 fn conflicts_fail(plan: &Plan) -> Result<()> {

@@ -190,7 +190,7 @@ fn inputs(a: &ConfigArgs, bundle: &Bundle) -> Result<Inputs> {
             .clone()
             .unwrap_or_else(|| bundle.config.cluster.clone()),
         namespace: a.namespace.clone(),
-        issuers: Issuers::new(bundle.config.issuer.url.clone(), &{
+        issuers: Issuers::new(bundle.config.issuer.url()?.clone(), &{
             // issuer.previousUrls from irsa.yaml, then any given on the command line.
             let mut previous: Vec<String> = bundle
                 .config

@@ -295,7 +295,7 @@ fn token_links(r: &mut Report, a: &DoctorArgs, links: &TokenLinks<'_>) -> Result
     }
     match config {
         Some(cfg) => {
-            let expected = cfg.issuer.url.as_str();
+            let expected = cfg.issuer.url()?.as_str();
             let hint = if iss.trim_end_matches('/') == expected.trim_end_matches('/') {
                 " (they differ only by a trailing slash)"
             } else {
@@ -334,7 +334,7 @@ fn token_links(r: &mut Report, a: &DoctorArgs, links: &TokenLinks<'_>) -> Result
     // The documents at the token's issuer are irsa.yaml's only when the
     // token names irsa.yaml's issuer (else that link has failed already).
     if let (Some(bundle), Some(rendered)) = (bundle, &rendered) {
-        if iss == bundle.config.issuer.url.as_str() {
+        if bundle.config.issuer.url().is_ok_and(|u| iss == u.as_str()) {
             publish::publication_link(r, a, bundle, rendered, &served)?;
         }
     }

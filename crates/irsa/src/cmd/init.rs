@@ -7,6 +7,7 @@ use clap::Args;
 use irsa_core::config::{
     Binding, IrsaConfig, IssuerConfig, KeyConfig, KeyState, API_VERSION, KIND,
 };
+use irsa_core::hosting::CloudFrontConfig;
 use irsa_core::{Algorithm, IssuerUrl, JwksPath, PrivateKey, S3Location};
 
 use crate::bundle::{Bundle, CONFIG_FILE, ISSUER_DIR};
@@ -35,6 +36,19 @@ pub struct InitArgs {
     /// Key prefix inside the bucket (e.g. the cluster name).
     #[arg(long, help_heading = "Issuer", default_value = "", requires = "bucket")]
     pub prefix: String,
+    /// How the bucket serves the documents: `s3` (a public-read bucket) or
+    /// `cloudfront` (a private bucket behind a CloudFront distribution, for
+    /// accounts that block public access).
+    #[arg(long, help_heading = "Issuer", default_value = "s3", value_parser = ["s3", "cloudfront"], requires = "bucket")]
+    pub hosting: String,
+    /// CloudFront mode: a custom domain you own (DNS to the distribution);
+    /// without one the issuer is the distribution's *.cloudfront.net name,
+    /// recorded by the first `irsa apply`.
+    #[arg(long, help_heading = "Issuer", requires = "certificate_arn")]
+    pub domain: Option<String>,
+    /// CloudFront mode: the ACM certificate (in us-east-1) for --domain.
+    #[arg(long, help_heading = "Issuer", requires = "domain")]
+    pub certificate_arn: Option<String>,
     /// Path of the JWKS under the issuer.
     #[arg(long, help_heading = "Issuer", default_value = "openid/v1/jwks", value_parser = parse_jwks_path)]
     pub jwks_path: JwksPath,
@@ -90,10 +104,24 @@ pub fn create(a: &InitArgs, bindings: Vec<Binding>) -> Result<Created> {
         (Some(b), Some(r)) => Some(S3Location::new(b, r, &a.prefix)?),
         _ => None,
     };
-    let url = match (&a.issuer, &s3) {
-        (Some(u), _) => IssuerUrl::parse(u)?,
-        (None, Some(s3)) => IssuerUrl::for_s3(s3),
-        (None, None) => bail!("no issuer: pass --bucket B --region R [--prefix P] to serve from S3, or --issuer https://HOST/PATH"),
+    let cloudfront = (a.hosting == "cloudfront").then(|| CloudFrontConfig {
+        aliases: a.domain.iter().cloned().collect(),
+        certificate_arn: a.certificate_arn.clone(),
+    });
+    if cloudfront.is_none() && (a.domain.is_some() || a.certificate_arn.is_some()) {
+        bail!(
+            "--domain and --certificate-arn are for the CloudFront mode: add --hosting cloudfront"
+        );
+    }
+    let url = match (&a.issuer, &s3, &cloudfront) {
+        (Some(_), _, Some(_)) => bail!("--issuer cannot be combined with --hosting cloudfront: the issuer is https://DOMAIN with --domain, else the distribution's name that irsa apply records"),
+        (Some(u), _, None) => Some(IssuerUrl::parse(u)?),
+        (None, Some(_), Some(cf)) => match &a.domain {
+            Some(d) => Some(IssuerUrl::parse(&format!("https://{d}"))?),
+            None => cf.alias_url(),
+        },
+        (None, Some(s3), None) => Some(IssuerUrl::for_s3(s3)),
+        (None, None, _) => bail!("no issuer: pass --bucket B --region R [--prefix P] to serve from S3, or --issuer https://HOST/PATH"),
     };
     let now = irsa_core::Timestamp::saturating_from_unix(crate::cmd::now());
     let config = IrsaConfig {
@@ -103,6 +131,7 @@ pub fn create(a: &InitArgs, bindings: Vec<Binding>) -> Result<Created> {
         issuer: IssuerConfig {
             url,
             s3,
+            cloudfront,
             jwks_path: a.jwks_path,
             previous_urls: Vec::new(),
         },
@@ -132,8 +161,10 @@ pub fn create(a: &InitArgs, bindings: Vec<Binding>) -> Result<Created> {
     )?;
 
     let key = PrivateKey::generate(a.algorithm, 2048)?;
+    // No documents while the issuer URL is pending: none may carry a wrong issuer.
     let docs =
-        irsa_core::documents::render(&bundle.config, &[(key.public_key().clone(), a.algorithm)]);
+        irsa_core::documents::render(&bundle.config, &[(key.public_key().clone(), a.algorithm)])
+            .ok();
     fsutil::write_atomic(&private_path, key.to_pem().as_bytes(), fsutil::PRIVATE)?;
     fsutil::write_atomic(
         &public_path,
@@ -145,7 +176,9 @@ pub fn create(a: &InitArgs, bindings: Vec<Binding>) -> Result<Created> {
         b"# never commit signing keys\n*.key\n",
         fsutil::PUBLIC,
     )?;
-    bundle.write_documents(&docs)?;
+    if let Some(docs) = &docs {
+        bundle.write_documents(docs)?;
+    }
     fsutil::write_atomic(
         &config_path,
         bundle.config.to_yaml().as_bytes(),
@@ -200,6 +233,9 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         bucket: Some("irsa-demo-oidc".into()),
         region: Some("us-east-1".into()),
         prefix: "demo".into(),
+        hosting: "s3".into(),
+        domain: None,
+        certificate_arn: None,
         jwks_path: JwksPath::OpenidV1Jwks,
         dir,
         algorithm: Algorithm::RS256,
@@ -265,10 +301,19 @@ fn print_summary(c: &Created, demo: bool) {
             .map(|r| r.display().to_string())
             .unwrap_or_default()
     };
+    let Ok(url) = b.config.issuer.url() else {
+        println!();
+        println!("Issuer: not known yet: it is the name of the CloudFront distribution `irsa apply` creates; apply records it as issuer.url and then renders and publishes the documents.");
+        println!();
+        println!("Next steps:");
+        println!("  1. irsa apply -f {d}/{CONFIG_FILE}   (creates the private bucket, the origin access control and the distribution, records the URL)");
+        println!("  2. irsa cluster config -f {d}/{CONFIG_FILE} --flavour kubeadm -o {d}/cluster   (after step 1: it needs the URL)");
+        return;
+    };
     println!("  {d}/{:<40} discovery document", rel(&b.discovery_path()));
     println!("  {d}/{:<40} JWKS", rel(&b.jwks_path()));
     println!();
-    println!("Issuer: {}", b.config.issuer.url);
+    println!("Issuer: {url}");
     for binding in &b.config.bindings {
         println!(
             "Binding: {}/{} -> role {} ({})",
@@ -280,22 +325,25 @@ fn print_summary(c: &Created, demo: bool) {
     }
     println!();
     println!("Next steps:");
-    match &b.config.issuer.s3 {
-        Some(s3) => println!(
+    match (&b.config.issuer.s3, &b.config.issuer.cloudfront) {
+        (Some(_), Some(_)) => println!(
+            "  1. irsa apply -f {d}/{CONFIG_FILE} (private bucket, CloudFront distribution for {url}, documents); point your DNS name at the distribution"
+        ),
+        (Some(s3), None) => println!(
             "  1. publish {d}/{ISSUER_DIR}/ to s3://{}/{} with Content-Type application/json (irsa apply does this)",
             s3.bucket, s3.prefix
         ),
-        None => println!("  1. serve {d}/{ISSUER_DIR}/ at {} over HTTPS as application/json", b.config.issuer.url),
+        (None, _) => println!("  1. serve {d}/{ISSUER_DIR}/ at {} over HTTPS as application/json", url),
     }
     println!("  2. give kube-apiserver the issuer and keys, rendered for your distribution (flags, kubeadm, kind, k3s, rke2, talos, vks, eks-anywhere):");
     println!("       irsa cluster config -f {d}/{CONFIG_FILE} --flavour kubeadm -o {d}/cluster");
     println!(
         "     (it sets --service-account-issuer={} and the key files)",
-        b.config.issuer.url
+        url
     );
     println!(
         "  3. check what you serve: irsa validate {d} --issuer {}",
-        b.config.issuer.url
+        url
     );
     println!("  4. bind service accounts (`irsa bind -n NS -s SA --policy-arn ARN`), `irsa apply`, then `irsa verify` and `irsa doctor`");
     if demo {

@@ -259,7 +259,7 @@ fn rotate(a: RotateArgs) -> Result<()> {
             let kid = next_key.public.kid();
             let url = format!(
                 "{}/{}",
-                cfg.issuer.url.as_str(),
+                cfg.issuer.url()?.as_str(),
                 cfg.issuer.jwks_path.as_str()
             );
             if a.force {

@@ -53,7 +53,7 @@ pub fn run(a: ValidateArgs) -> Result<()> {
         let jwks = fs::read_to_string(bundle.jwks_path())
             .ok()
             .and_then(|t| Jwks::from_json(&t).ok());
-        (report, jwks, Some(bundle.config.issuer.url.clone()))
+        (report, jwks, Some(bundle.config.issuer.url()?.clone()))
     } else {
         let (report, jwks) = check_documents_dir(&a.dir, a.issuer.as_deref(), extra.as_ref())?;
         (report, jwks, None)
@@ -115,9 +115,10 @@ fn load_private(path: &Path, report: &mut Report, name: &str) -> Option<PrivateK
 pub fn check_bundle(bundle: &Bundle, extra: Option<&PrivateKey>) -> Result<Report> {
     let mut report = Report::default();
     let cfg = &bundle.config;
+    let url = cfg.issuer.url()?;
     report.pass(
         "irsa.yaml: valid",
-        format!("cluster {}, issuer {}", cfg.cluster, cfg.issuer.url),
+        format!("cluster {}, issuer {url}", cfg.cluster),
     );
     let mut published: Vec<(String, PublicKey, Algorithm)> = Vec::new();
     let mut active_private: Option<(PrivateKey, Algorithm)> = None;
@@ -208,7 +209,7 @@ pub fn check_bundle(bundle: &Bundle, extra: Option<&PrivateKey>) -> Result<Repor
             checks::check_discovery(
                 "discovery",
                 t,
-                Some(&cfg.issuer.url),
+                Some(url),
                 Some(cfg.issuer.jwks_path),
                 jwks.as_ref(),
                 &mut report,
@@ -226,7 +227,7 @@ pub fn check_bundle(bundle: &Bundle, extra: Option<&PrivateKey>) -> Result<Repor
     if published.len() == cfg.keys.len() {
         let keys: Vec<(PublicKey, Algorithm)> =
             published.iter().map(|(_, k, a)| (k.clone(), *a)).collect();
-        let docs = irsa_core::documents::render(cfg, &keys);
+        let docs = irsa_core::documents::render(cfg, &keys)?;
         let same = disc_text.as_ref().ok() == Some(&docs.discovery)
             && jwks_text.as_ref().ok() == Some(&docs.jwks);
         report.check(
@@ -245,17 +246,10 @@ pub fn check_bundle(bundle: &Bundle, extra: Option<&PrivateKey>) -> Result<Repor
         );
     }
     if let (Some(jwks), Some((private, alg))) = (&jwks, &active_private) {
-        checks::check_sign_verify(
-            private,
-            *alg,
-            &cfg.issuer.url,
-            jwks,
-            crate::cmd::now(),
-            &mut report,
-        );
+        checks::check_sign_verify(private, *alg, url, jwks, crate::cmd::now(), &mut report);
     }
     if let (Some(jwks), Some(extra)) = (&jwks, extra) {
-        check_extra_private(extra, &cfg.issuer.url, jwks, &mut report);
+        check_extra_private(extra, url, jwks, &mut report);
     }
     Ok(report)
 }
