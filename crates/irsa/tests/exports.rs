@@ -73,3 +73,86 @@ fn cloudformation_retains_the_issuer_bucket_on_delete_and_on_replace() {
     assert_eq!(bucket["DeletionPolicy"], "Retain", "{bucket}");
     assert_eq!(bucket["UpdateReplacePolicy"], "Retain", "{bucket}");
 }
+
+/// Runs `cfn-lint` (PyPI; `scripts/test` installs it) on the CloudFormation
+/// export of the bundle in `d`; its exit code is a bit mask (2 errors,
+/// 4 warnings, 8 informational), and a template irsa writes has none of
+/// the first two.
+fn cfn_lint(d: &Path) {
+    let out = run_in(d, &["export", "cloudformation"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let template = d.join("template.json");
+    std::fs::write(&template, &out.stdout).unwrap();
+    // The module's entry point, not the `cfn-lint` script, which pip may put
+    // in a directory that is not on PATH.
+    let lint = std::process::Command::new("python3")
+        .args(["-c", "import sys; from cfnlint.runner import main; sys.exit(main())"])
+        .arg("--format")
+        .arg("parseable")
+        .arg(&template)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("python3 is needed for this test (with cfn-lint: pip install cfn-lint; scripts/test installs it): {e}")
+        });
+    let code = lint.status.code().unwrap_or(-1);
+    assert!(
+        code >= 0 && code & 0b110 == 0,
+        "cfn-lint found errors or warnings in the CloudFormation export (exit {code}):\n{}{}",
+        String::from_utf8_lossy(&lint.stdout),
+        String::from_utf8_lossy(&lint.stderr)
+    );
+}
+
+/// Both hosting modes' CloudFormation exports, with a role, pass cfn-lint:
+/// resource types, properties, references and policy documents as
+/// CloudFormation's own schemas define them.
+#[test]
+fn cloudformation_exports_of_both_hosting_modes_pass_cfn_lint() {
+    let t = tempdir();
+    let public = t.path().join("public");
+    std::fs::create_dir(&public).unwrap();
+    bundle(&public);
+    let cloudfront = t.path().join("cloudfront");
+    let out = run_in(
+        t.path(),
+        &[
+            "init",
+            "--cluster",
+            "prod",
+            "--bucket",
+            "acme-oidc",
+            "--region",
+            "eu-west-1",
+            "--prefix",
+            "prod",
+            "--hosting",
+            "cloudfront",
+            "--domain",
+            "oidc.example.com",
+            "--certificate-arn",
+            "arn:aws:acm:us-east-1:111122223333:certificate/0a1b2c3d-1111-2222-3333-444455556666",
+            "--dir",
+            "cloudfront",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    for d in [&public, &cloudfront] {
+        let out = run_in(
+            d,
+            &[
+                "bind",
+                "-n",
+                "app",
+                "-s",
+                "web",
+                "--account",
+                "111122223333",
+                "--policy-arn",
+                "arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess",
+                "--no-plan",
+            ],
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        cfn_lint(d);
+    }
+}
