@@ -350,7 +350,7 @@ fn cloudfront_mode_apply_records_the_url_converges_repairs_and_destroys() {
         std::fs::create_dir_all(site.join(path).parent().unwrap()).unwrap();
         std::fs::write(site.join(path), body).unwrap();
     }
-    let server = serve(site, &[&domain]);
+    let server = serve(site.clone(), &[&domain]);
     std::fs::write(d.join("ca.pem"), &server.ca_pem).unwrap();
     let resolve = format!("{domain}={}", server.addr);
     let out = run_in(
@@ -369,6 +369,38 @@ fn cloudfront_mode_apply_records_the_url_converges_repairs_and_destroys() {
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert!(stdout(&out).contains("remote jwks"), "{}", stdout(&out));
 
+    // Rotation checks the JWKS as served through the distribution: `switch`
+    // waits until the stand-in serves what `apply` published (and
+    // invalidated), not what irsa.yaml or the bucket holds.
+    let net = ["--ca-cert", "ca.pem", "--resolve", resolve.as_str()];
+    let rotate = |stage: &str| {
+        let mut args = vec!["keys", "rotate", "--stage", stage];
+        args.extend_from_slice(&net);
+        run_in(d, &args)
+    };
+    let out = rotate("publish");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ok(&irsa_aws(d, &moto, &["apply", "--auto-approve"]));
+    assert!(
+        out.contains("invalidate /.well-known/openid-configuration /openid/v1/jwks"),
+        "the new JWKS is invalidated in the distribution: {out}"
+    );
+    let out = rotate("switch");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the distribution still serves the old JWKS: {}",
+        stderr(&out)
+    );
+    let jwks = ctl.py("sys.stdout.write(s3.get_object(Bucket='acme-oidc', Key='prod/openid/v1/jwks')['Body'].read().decode())");
+    assert_eq!(
+        json(jwks.as_bytes())["keys"].as_array().map(Vec::len),
+        Some(2)
+    );
+    std::fs::write(site.join("openid/v1/jwks"), &jwks).unwrap();
+    let out = rotate("switch");
+    assert!(out.status.success(), "{}", stderr(&out));
+
     // Drift: the bucket policy made public and Block Public Access off.
     ctl.py("s3.delete_public_access_block(Bucket='acme-oidc')\ns3.put_bucket_policy(Bucket='acme-oidc', Policy=json.dumps({'Version': '2012-10-17', 'Statement': [{'Sid': 'IrsaIssuerprodZprod', 'Effect': 'Allow', 'Principal': '*', 'Action': 's3:GetObject', 'Resource': 'arn:aws:s3:::acme-oidc/*'}]}))");
     let out = ok(&irsa_aws(d, &moto, &["apply", "--auto-approve"]));
@@ -383,7 +415,8 @@ fn cloudfront_mode_apply_records_the_url_converges_repairs_and_destroys() {
     assert_eq!(repaired, policy, "the policy is back to CloudFront-only");
     only_the_oac_link_differs(d, &moto);
 
-    // A changed document is re-uploaded and invalidated in the distribution.
+    // A changed document is re-uploaded and invalidated in the distribution
+    // (the second invalidation: the rotation above made the first).
     ctl.put_object("acme-oidc", "prod/openid/v1/jwks", "{\"keys\": []}");
     let out = ok(&irsa_aws(d, &moto, &["apply", "--auto-approve"]));
     assert!(
@@ -393,7 +426,7 @@ fn cloudfront_mode_apply_records_the_url_converges_repairs_and_destroys() {
     let paths = cf(&ctl, &format!("i = cf.list_invalidations(DistributionId='{id}')['InvalidationList']['Items']\nprint(len(i), sorted(cf.get_invalidation(DistributionId='{id}', Id=i[0]['Id'])['Invalidation']['InvalidationBatch']['Paths']['Items']))"));
     assert_eq!(
         paths,
-        "1 ['/.well-known/openid-configuration', '/openid/v1/jwks']"
+        "2 ['/.well-known/openid-configuration', '/openid/v1/jwks']"
     );
 
     // Destroy: trust first, then the distribution, the OAC and the bucket;
