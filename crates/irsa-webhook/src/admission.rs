@@ -339,8 +339,8 @@ impl Handler {
             Decision::AlreadyMutated => self.outcome("already_mutated"),
             Decision::Mutated { containers } => {
                 self.outcome("mutated");
-                self.metrics.pod_mutated();
                 let pod_identity = injection != Injection::WebIdentity;
+                self.metrics.pod_mutated(pod_identity);
                 tracing::debug!(containers, pod_identity, "pod mutated");
                 answer.patch = Some(outcome.patch_json());
             }

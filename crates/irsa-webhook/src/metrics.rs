@@ -71,6 +71,7 @@ struct Hot {
     no_role: Counter,
     ignored: Counter,
     pods: Counter,
+    pods_container_credentials: Counter,
 }
 
 /// All webhook metrics.
@@ -119,7 +120,10 @@ impl Default for Metrics {
             Family::new_with_constructor(latency_histogram);
         let mutations: Family<Kind, Counter> = Family::default();
         let pod_count: Family<Kind, Counter> = Family::default();
+        // Each lookup's read guard ends with its closure call: two guards of
+        // one family alive in a single statement deadlock the second insert.
         let kind = |kind| mutations.get_or_create(&Kind { kind }).clone();
+        let pods = |kind| pod_count.get_or_create(&Kind { kind }).clone();
         let hot = Hot {
             mutate_ok: requests
                 .get_or_create(&RequestLabels {
@@ -138,11 +142,8 @@ impl Default for Metrics {
             already_mutated: kind("already_mutated"),
             no_role: kind("no_role"),
             ignored: kind("ignored"),
-            pods: pod_count
-                .get_or_create(&Kind {
-                    kind: "sts_web_identity",
-                })
-                .clone(),
+            pods: pods("sts_web_identity"),
+            pods_container_credentials: pods("container_credentials"),
         };
         let m = Self {
             hot,
@@ -259,9 +260,14 @@ impl Metrics {
         hot.inc();
     }
 
-    /// Counts a mutated pod.
-    pub fn pod_mutated(&self) {
-        self.hot.pods.inc();
+    /// Counts a mutated pod by method: `container_credentials` (EKS Pod
+    /// Identity) or `sts_web_identity` (a role to assume).
+    pub fn pod_mutated(&self, pod_identity: bool) {
+        if pod_identity {
+            self.hot.pods_container_credentials.inc();
+        } else {
+            self.hot.pods.inc();
+        }
     }
 
     /// Counts a served request and its latency in seconds.

@@ -157,6 +157,25 @@ async fn listed_accounts_get_pod_identity_and_the_file_is_followed() {
         injected(running.addr, d).await,
         (CC.map(String::from).to_vec(), true)
     );
+    // Mutated pods are counted by method, as the Go webhook counts them.
+    let scrape = reqwest::get(format!("http://{}/metrics", running.metrics_addr));
+    let metrics = tokio::time::timeout(std::time::Duration::from_secs(10), scrape)
+        .await
+        .expect("the metrics listener answers within 10 s")
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |kind: &str| {
+        let series = format!("pod_identity_webhook_pod_count_total{{kind=\"{kind}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {series}in:\n{metrics}"))
+    };
+    assert!(count("container_credentials") >= 3, "{metrics}");
+    assert!(count("sts_web_identity") >= 1, "{metrics}");
     running.shutdown();
     running.wait().await;
 }
