@@ -323,16 +323,7 @@ impl Aws {
         let oac = self.oac_id(cf).await?;
         let (current, etag) = self.distribution_config(id).await?;
         let config = distribution_config(&cf.shape(&oac), current.caller_reference())?;
-        self.write();
-        self.cf
-            .update_distribution()
-            .id(id)
-            .if_match(etag)
-            .distribution_config(config)
-            .send()
-            .await
-            .map_err(|e| call_err("cloudfront:UpdateDistribution", e))?;
-        Ok(())
+        self.put_distribution_config(id, etag, config).await
     }
 
     /// Disables the distribution (its other settings unchanged).
@@ -343,6 +334,17 @@ impl Aws {
         }
         let mut config = current;
         config.enabled = false;
+        self.put_distribution_config(id, etag, config).await
+    }
+
+    /// Replaces the distribution's configuration; `etag` is the one its
+    /// configuration was read with, so a change made since is not lost.
+    async fn put_distribution_config(
+        &self,
+        id: &str,
+        etag: String,
+        config: DistributionConfig,
+    ) -> Result<(), AwsError> {
         self.write();
         self.cf
             .update_distribution()
