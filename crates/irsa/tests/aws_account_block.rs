@@ -21,22 +21,7 @@ use common::*;
 const ACCOUNT: &str = "123456789012";
 
 fn setup(dir: &Path) {
-    let out = run_in(
-        dir,
-        &[
-            "init",
-            "--cluster",
-            "prod",
-            "--bucket",
-            "acme-oidc",
-            "--region",
-            "eu-west-1",
-            "--prefix",
-            "prod",
-            "--dir",
-            ".",
-        ],
-    );
+    let out = init_prod(dir, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 

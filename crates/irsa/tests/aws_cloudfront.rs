@@ -21,15 +21,6 @@ use common::moto::{Ctl, Moto};
 use common::*;
 use serde_json::Value;
 
-fn irsa_aws(dir: &Path, moto: &Moto, args: &[&str]) -> Output {
-    let mut cmd = irsa();
-    cmd.current_dir(dir).args(args);
-    for (k, v) in moto.env() {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
-
 fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
@@ -48,24 +39,7 @@ fn cf(ctl: &Ctl, code: &str) -> String {
 }
 
 fn init(dir: &Path) {
-    let out = run_in(
-        dir,
-        &[
-            "init",
-            "--cluster",
-            "prod",
-            "--bucket",
-            "acme-oidc",
-            "--region",
-            "eu-west-1",
-            "--prefix",
-            "prod",
-            "--hosting",
-            "cloudfront",
-            "--dir",
-            ".",
-        ],
-    );
+    let out = init_prod(dir, &["--hosting", "cloudfront"]);
     ok(&out);
     let yaml = std::fs::read_to_string(dir.join("irsa.yaml")).unwrap();
     assert!(
@@ -92,7 +66,7 @@ fn plan_lines(text: &str) -> (Vec<String>, Vec<String>) {
 
 /// A converged plan: nothing but the OAC link moto drops (see the module doc).
 fn only_the_oac_link_differs(d: &Path, moto: &Moto) {
-    let out = ok(&irsa_aws(d, moto, &["plan"]));
+    let out = ok(&moto.run_in(d, &["plan"]));
     let (dist, rest) = plan_lines(&out);
     assert!(rest.is_empty(), "S3, IAM and the OAC converged: {out}");
     assert_eq!(dist.len(), 1, "{out}");
@@ -123,7 +97,7 @@ fn cloudfront_mode_apply_records_the_url_converges_repairs_and_destroys() {
             stderr(&out)
         );
     }
-    let out = ok(&irsa_aws(d, &moto, &["plan"]));
+    let out = ok(&moto.run_in(d, &["plan"]));
     assert!(
         out.contains("+ cloudfront distribution") && !out.contains("s3://"),
         "{out}"
@@ -142,7 +116,7 @@ fn cloudfront_mode_apply_records_the_url_converges_repairs_and_destroys() {
     ctl.py("c = boto3.client('s3control', **kw)\nacct = boto3.client('sts', **kw).get_caller_identity()['Account']\nc.meta.events.register('before-send.s3-control.*', lambda request, **_: setattr(request, 'url', request.url.replace('://' + acct + '.', '://', 1)))\nc.put_public_access_block(AccountId=acct, PublicAccessBlockConfiguration={'BlockPublicAcls': True, 'IgnorePublicAcls': True, 'BlockPublicPolicy': True, 'RestrictPublicBuckets': True})");
 
     // Fresh apply: hosting, then the URL recorded, then documents and trust.
-    let out = irsa_aws(d, &moto, &["apply", "--auto-approve"]);
+    let out = moto.run_in(d, &["apply", "--auto-approve"]);
     ok(&out);
     let (id, domain) = {
         let line = cf(&ctl, "for s in cf.list_distributions()['DistributionList']['Items']:\n    t = cf.list_tags_for_resource(Resource=s['ARN'])['Tags']['Items']\n    if {'Key': 'irsa.dev/cluster', 'Value': 'prod'} in t: print(s['Id'], s['DomainName'])");
@@ -380,7 +354,7 @@ fn cloudfront_mode_apply_records_the_url_converges_repairs_and_destroys() {
     };
     let out = rotate("publish");
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = ok(&irsa_aws(d, &moto, &["apply", "--auto-approve"]));
+    let out = ok(&moto.run_in(d, &["apply", "--auto-approve"]));
     assert!(
         out.contains("invalidate /.well-known/openid-configuration /openid/v1/jwks"),
         "the new JWKS is invalidated in the distribution: {out}"
@@ -403,7 +377,7 @@ fn cloudfront_mode_apply_records_the_url_converges_repairs_and_destroys() {
 
     // Drift: the bucket policy made public and Block Public Access off.
     ctl.py("s3.delete_public_access_block(Bucket='acme-oidc')\ns3.put_bucket_policy(Bucket='acme-oidc', Policy=json.dumps({'Version': '2012-10-17', 'Statement': [{'Sid': 'IrsaIssuerprodZprod', 'Effect': 'Allow', 'Principal': '*', 'Action': 's3:GetObject', 'Resource': 'arn:aws:s3:::acme-oidc/*'}]}))");
-    let out = ok(&irsa_aws(d, &moto, &["apply", "--auto-approve"]));
+    let out = ok(&moto.run_in(d, &["apply", "--auto-approve"]));
     assert!(
         out.contains("public access block") && out.contains("acme-oidc policy"),
         "{out}"
@@ -418,7 +392,7 @@ fn cloudfront_mode_apply_records_the_url_converges_repairs_and_destroys() {
     // A changed document is re-uploaded and invalidated in the distribution
     // (the second invalidation: the rotation above made the first).
     ctl.put_object("acme-oidc", "prod/openid/v1/jwks", "{\"keys\": []}");
-    let out = ok(&irsa_aws(d, &moto, &["apply", "--auto-approve"]));
+    let out = ok(&moto.run_in(d, &["apply", "--auto-approve"]));
     assert!(
         out.contains("invalidate /.well-known/openid-configuration /openid/v1/jwks"),
         "{out}"
@@ -431,7 +405,7 @@ fn cloudfront_mode_apply_records_the_url_converges_repairs_and_destroys() {
 
     // Destroy: trust first, then the distribution, the OAC and the bucket;
     // the foreign distribution is left exactly as it was.
-    let out = irsa_aws(d, &moto, &["destroy", "--auto-approve"]);
+    let out = moto.run_in(d, &["destroy", "--auto-approve"]);
     let text = ok(&out);
     let err = stderr(&out);
     let at = |what: &str| {
@@ -484,7 +458,7 @@ fn a_recorded_url_whose_distribution_is_gone_stops_apply_before_any_write() {
         ),
     )
     .unwrap();
-    let out = irsa_aws(d, &moto, &["apply", "--auto-approve"]);
+    let out = moto.run_in(d, &["apply", "--auto-approve"]);
     assert!(!out.status.success());
     assert!(
         stdout(&out).contains("Remove issuer.url"),

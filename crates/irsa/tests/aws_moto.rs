@@ -42,22 +42,7 @@ fn summary(out: &Output) -> Value {
 }
 
 fn setup(dir: &Path) {
-    let out = run_in(
-        dir,
-        &[
-            "init",
-            "--cluster",
-            "prod",
-            "--bucket",
-            "acme-oidc",
-            "--region",
-            "eu-west-1",
-            "--prefix",
-            "prod",
-            "--dir",
-            ".",
-        ],
-    );
+    let out = init_prod(dir, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let yaml = std::fs::read_to_string(dir.join("irsa.yaml")).unwrap();
     let yaml = yaml.replace(

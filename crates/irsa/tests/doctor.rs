@@ -10,8 +10,6 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
-use std::process::Output;
 
 use common::https::{serve, Server};
 use common::moto::{Ctl, Moto};
@@ -60,8 +58,7 @@ fn setup() -> Setup {
     fs::write(d.join("ca.pem"), &server.ca_pem).unwrap();
     let moto = Moto::start();
     let resolve = format!("{HOST}={}", server.addr);
-    let out = with_moto(
-        &moto,
+    let out = moto.run_in(
         &d,
         &[
             "apply",
@@ -81,15 +78,6 @@ fn setup() -> Setup {
         server,
         moto,
     }
-}
-
-fn with_moto(moto: &Moto, dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = irsa();
-    cmd.current_dir(dir).args(args);
-    for (k, v) in moto.env() {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
 }
 
 /// A token as kube-apiserver would issue it, signed with `key_file`.
@@ -125,7 +113,7 @@ fn doctor_report(s: &Setup, args: &[&str]) -> (Option<i32>, Value) {
         "json",
     ];
     all.extend_from_slice(args);
-    let out = with_moto(&s.moto, &s.dir, &all);
+    let out = s.moto.run_in(&s.dir, &all);
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
     (out.status.code(), report)
@@ -354,8 +342,7 @@ fn every_fault_is_diagnosed_at_its_link_with_a_fix() {
     assert!(failed[0].1.contains("remove the scheme"), "{failed:?}");
     // `irsa apply` repairs it, and the chain is whole again.
     let resolve = format!("{HOST}={}", s.server.addr);
-    let out = with_moto(
-        &s.moto,
+    let out = s.moto.run_in(
         &s.dir,
         &[
             "apply",
@@ -573,8 +560,7 @@ fn cluster_links_against_a_real_apiserver() {
     );
 
     // The verification workload: printed as real objects, then applied.
-    let out = with_moto(
-        &s.moto,
+    let out = s.moto.run_in(
         d,
         &[
             "verify",
@@ -604,8 +590,7 @@ fn cluster_links_against_a_real_apiserver() {
     );
     // Applied: the objects exist; this bed has no kubelet, so the wait ends
     // with a clear timeout instead of a result.
-    let out = with_moto(
-        &s.moto,
+    let out = s.moto.run_in(
         d,
         &[
             "verify",

@@ -13,7 +13,6 @@ mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use common::https::{serve, Server};
 use common::moto::{Ctl, Moto};
@@ -88,7 +87,7 @@ fn setup() -> Setup {
     let server = serve(site.clone(), &[HOST]);
     fs::write(d.join("ca.pem"), &server.ca_pem).unwrap();
     let moto = Moto::start();
-    let out = with_moto(&moto, &d, &["apply", "-f", "b/irsa.yaml", "--auto-approve"]);
+    let out = moto.run_in(&d, &["apply", "-f", "b/irsa.yaml", "--auto-approve"]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     Setup {
         _t: t,
@@ -97,15 +96,6 @@ fn setup() -> Setup {
         server,
         moto,
     }
-}
-
-fn with_moto(moto: &Moto, dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = irsa();
-    cmd.current_dir(dir).args(args);
-    for (k, v) in moto.env() {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
 }
 
 /// A token as kube-apiserver would issue it, signed with `key_file`.
@@ -162,7 +152,7 @@ fn doctor(
         ROLE,
     ];
     args.extend_from_slice(extra);
-    let out = with_moto(&s.moto, &s.dir, &args);
+    let out = s.moto.run_in(&s.dir, &args);
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
     let checks = report["checks"]

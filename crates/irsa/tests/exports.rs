@@ -9,22 +9,7 @@ use std::path::Path;
 use common::*;
 
 fn bundle(d: &Path) {
-    let out = run_in(
-        d,
-        &[
-            "init",
-            "--cluster",
-            "prod",
-            "--bucket",
-            "acme-oidc",
-            "--region",
-            "eu-west-1",
-            "--prefix",
-            "prod",
-            "--dir",
-            ".",
-        ],
-    );
+    let out = init_prod(d, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
 

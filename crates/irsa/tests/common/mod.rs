@@ -13,6 +13,26 @@ use std::process::{Command, Output};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
+/// `irsa init` in `dir` of the bundle most tests share: cluster `prod`,
+/// bucket `acme-oidc` in eu-west-1, prefix `prod`; `extra` flags follow.
+pub fn init_prod(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "init",
+        "--cluster",
+        "prod",
+        "--bucket",
+        "acme-oidc",
+        "--region",
+        "eu-west-1",
+        "--prefix",
+        "prod",
+        "--dir",
+        ".",
+    ];
+    args.extend_from_slice(extra);
+    run_in(dir, &args)
+}
+
 /// A command running the irsa binary built for this test run.
 pub fn irsa() -> Command {
     Command::new(env!("CARGO_BIN_EXE_irsa"))

@@ -63,6 +63,13 @@ impl Moto {
             ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
         ]
     }
+
+    /// Runs the irsa binary in `dir` with `args`, talking to this server.
+    pub fn run_in(&self, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+        let mut cmd = super::irsa();
+        cmd.current_dir(dir).args(args).envs(self.env());
+        cmd.output().unwrap()
+    }
 }
 
 impl Drop for Moto {
