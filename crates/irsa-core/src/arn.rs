@@ -1,14 +1,18 @@
-//! IAM role ARNs: `arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`.
-//!
-//! One type, one rule for every place irsa reads or writes a role ARN: the
+//! ARNs. IAM role ARNs (`arn:PARTITION:iam::ACCOUNT:role/[PATH/]NAME`) are
+//! one type, one rule for every place irsa reads or writes one: the
 //! webhook's check of the `role-arn` annotation, `irsa doctor`, and the
-//! annotation `irsa bind` prints.
+//! annotation `irsa bind` prints. Every other ARN irsa renders (OIDC
+//! provider, S3 object, CloudFront distribution, AWS managed policy) is
+//! built by a function here, with the partition taken from
+//! [`crate::partition::Partition`].
 
 use std::fmt;
 use std::str::FromStr;
 
+use crate::partition::Partition;
+
 /// Longest role name IAM accepts.
-pub const MAX_NAME: usize = 64;
+pub const MAX_NAME: usize = crate::names::MAX_ROLE_NAME;
 /// Longest role path IAM accepts, slashes included.
 pub const MAX_PATH: usize = 512;
 
@@ -91,11 +95,9 @@ pub fn check_account(account: &str) -> Result<(), RoleArnProblem> {
     }
 }
 
-/// IAM's role names: `[\w+=,.@-]{1,64}`.
+/// IAM's role names: `[\w+=,.@-]{1,64}` (one rule: [`crate::names`]).
 fn name_ok(n: &str) -> bool {
-    (1..=MAX_NAME).contains(&n.len())
-        && n.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b))
+    crate::names::is_role_name(n)
 }
 
 /// IAM's paths: `/`, or `/` + characters `!` to `~` + `/`, at most 512.
@@ -221,6 +223,39 @@ impl FromStr for RoleArn {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::parse(s)
     }
+}
+
+/// The ARN of the IAM OIDC provider for an issuer's `host/path` (no
+/// `https://`) in `account` of `partition` (an id such as `aws-cn`).
+pub fn oidc_provider(partition: &str, account: &str, host_path: &str) -> String {
+    format!("arn:{partition}:iam::{account}:oidc-provider/{host_path}")
+}
+
+/// The role ARN for `name` (a role name, optionally after its path:
+/// `team/app/s3-reader`) in `account` of `partition`, as the webhook's
+/// `--compose-role-arn` writes it. The parts are not checked here; the
+/// webhook checks the composed ARN like any annotation.
+pub fn role_of_name(partition: &str, account: &str, name: &str) -> String {
+    format!("arn:{partition}:iam::{account}:role/{name}")
+}
+
+/// The ARN of object `key` in `bucket`.
+pub fn s3_object(partition: Partition, bucket: &str, key: &str) -> String {
+    format!("arn:{partition}:s3:::{bucket}/{key}")
+}
+
+/// The ARN of a CloudFront distribution (CloudFront exists in `aws` only).
+pub fn cloudfront_distribution(account: &str, id: &str) -> String {
+    format!(
+        "arn:{}:cloudfront::{account}:distribution/{id}",
+        Partition::Aws
+    )
+}
+
+/// The ARN of the AWS managed policy `name` (`AmazonS3ReadOnlyAccess`) in
+/// `partition`.
+pub fn managed_policy(partition: Partition, name: &str) -> String {
+    format!("arn:{partition}:iam::aws:policy/{name}")
 }
 
 #[cfg(test)]

@@ -245,23 +245,8 @@ impl Binding {
     }
 }
 
-/// Whether IAM allows `c` in a role name.
-pub fn is_role_name_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)
-}
-
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
-}
+pub use crate::names::is_role_name_char;
+use crate::names::{is_dns_label, is_dns_subdomain, is_role_name};
 
 impl IrsaConfig {
     /// Parses and validates `irsa.yaml` text.
@@ -371,8 +356,7 @@ impl IrsaConfig {
             }
             seen.push(key);
             let role = b.role_name(&self.cluster);
-            let role_ok =
-                !role.is_empty() && role.len() <= 64 && role.chars().all(is_role_name_char);
+            let role_ok = is_role_name(&role);
             if !role_ok {
                 p.push(format!("{at}: role name {role:?} must be 1-64 characters of letters, digits and +=,.@_-"));
             }

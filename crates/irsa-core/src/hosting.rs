@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::issuer::{IssuerUrl, S3Location};
+use crate::partition::Partition;
 
 /// The region CloudFront takes ACM certificates from.
 pub const CERTIFICATE_REGION: &str = "us-east-1";
@@ -54,9 +55,10 @@ impl CloudFrontConfig {
         let mut p = Vec::new();
         match s3 {
             None => p.push("issuer.cloudfront needs issuer.s3: the private bucket (bucket, region, prefix) that holds the documents CloudFront serves".to_string()),
-            Some(s3) if s3.region.starts_with("cn-") => p.push(format!(
-                "issuer.cloudfront: region {} is in AWS China, where CloudFront works differently; use the public S3 mode (drop issuer.cloudfront)",
-                s3.region
+            Some(s3) if Partition::of_region(&s3.region) != Partition::Aws => p.push(format!(
+                "issuer.cloudfront: region {} is in partition {}, where irsa's CloudFront mode is not available (it needs CloudFront and ACM in the aws partition); use the public S3 mode (drop issuer.cloudfront)",
+                s3.region,
+                Partition::of_region(&s3.region)
             )),
             Some(_) => {}
         }
@@ -188,12 +190,12 @@ impl CloudFrontNames {
 
 /// The bucket's regional REST endpoint, the origin CloudFront signs for.
 pub fn origin_domain(s3: &S3Location) -> String {
-    format!("{}.s3.{}.amazonaws.com", s3.bucket, s3.region)
+    Partition::of_region(&s3.region).s3_bucket_host(&s3.bucket, &s3.region)
 }
 
 /// The ARN of a distribution.
 pub fn distribution_arn(account: &str, id: &str) -> String {
-    format!("arn:aws:cloudfront::{account}:distribution/{id}")
+    crate::arn::cloudfront_distribution(account, id)
 }
 
 #[cfg(test)]

@@ -153,21 +153,18 @@ impl IssuerUrl {
 
     /// The issuer for documents in an S3 bucket.
     pub fn for_s3(location: &S3Location) -> Self {
-        let domain = if location.region.starts_with("cn-") {
-            "amazonaws.com.cn"
-        } else {
-            "amazonaws.com"
-        };
+        let partition = crate::Partition::of_region(&location.region);
         let base = if location.bucket.contains('.') {
             // Virtual-hosted names with dots do not match S3's wildcard certificate.
             format!(
-                "https://s3.{}.{domain}/{}",
-                location.region, location.bucket
+                "https://{}/{}",
+                partition.s3_host(&location.region),
+                location.bucket
             )
         } else {
             format!(
-                "https://{}.s3.{}.{domain}",
-                location.bucket, location.region
+                "https://{}",
+                partition.s3_bucket_host(&location.bucket, &location.region)
             )
         };
         let url = if location.prefix.is_empty() {

@@ -108,9 +108,7 @@ impl Desired {
 /// Errs on the side of "yes": a false match only keeps a bucket.
 pub fn s3_location_of(host_path: &str) -> Option<(String, String)> {
     let (host, path) = host_path.split_once('/').unwrap_or((host_path, ""));
-    let labels = host
-        .strip_suffix(".amazonaws.com")
-        .or_else(|| host.strip_suffix(".amazonaws.com.cn"))?;
+    let labels = crate::Partition::strip_dns_suffix(host)?;
     let labels: Vec<&str> = labels.split('.').collect();
     let s3 = labels
         .iter()

@@ -81,23 +81,10 @@ impl fmt::Display for TrustPolicy {
     }
 }
 
-/// The AWS partition of a region: `aws`, `aws-cn` or `aws-us-gov`.
-pub fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
-    }
-}
-
-/// ARN of the IAM OIDC provider for `issuer`.
+/// ARN of the IAM OIDC provider for `issuer` (`partition` is an id such
+/// as `aws-cn`, see [`crate::Partition`]).
 pub fn provider_arn(partition: &str, account: &str, issuer: &IssuerUrl) -> String {
-    format!(
-        "arn:{partition}:iam::{account}:oidc-provider/{}",
-        issuer.host_path()
-    )
+    crate::arn::oidc_provider(partition, account, issuer.host_path())
 }
 
 /// The trust policy letting `binding`'s service account(s) assume the role:
@@ -420,8 +407,6 @@ mod tests {
             p["Statement"][0]["Condition"]["StringLike"]["b.s3.eu-west-1.amazonaws.com/prod:sub"],
             "system:serviceaccount:app:batch-*"
         );
-        assert_eq!(partition("cn-north-1"), "aws-cn");
-        assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
     }
 
     #[test]

@@ -17,7 +17,7 @@ use kube::Client;
 use tokio::sync::Semaphore;
 
 use crate::imds::RoleArnContext;
-use crate::names::{check_namespace, check_service_account, NameError};
+use irsa_core::names::{check_namespace, check_service_account, NameError};
 
 /// One cached account: `None` when it has none of our annotations.
 pub type Entry = Option<Arc<SaIdentity>>;

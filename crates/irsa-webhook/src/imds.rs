@@ -11,6 +11,7 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request};
+use irsa_core::Partition;
 use serde::Deserialize;
 
 /// Where IMDS answers unless `AWS_EC2_METADATA_SERVICE_ENDPOINT` says otherwise.
@@ -34,23 +35,8 @@ impl RoleArnContext {
     /// `arn:`, the Go webhook's test).
     pub fn compose(&self, value: &str) -> Option<String> {
         (!value.contains("arn:"))
-            .then(|| format!("arn:{}:iam::{}:role/{value}", self.partition, self.account))
+            .then(|| irsa_core::arn::role_of_name(&self.partition, &self.account, value))
     }
-}
-
-/// The partition of a region, by its prefix.
-pub fn partition_for_region(region: &str) -> &'static str {
-    const PREFIXES: [(&str, &str); 5] = [
-        ("cn-", "aws-cn"),
-        ("us-gov-", "aws-us-gov"),
-        ("us-iso-", "aws-iso"),
-        ("us-isob-", "aws-iso-b"),
-        ("eusc-", "aws-eusc"),
-    ];
-    PREFIXES
-        .iter()
-        .find(|(prefix, _)| region.starts_with(prefix))
-        .map_or("aws", |(_, partition)| partition)
 }
 
 /// Why the account could not be learnt.
@@ -75,6 +61,9 @@ pub enum ImdsError {
     /// `--aws-account-id` is not 12 digits.
     #[error("--aws-account-id {0:?} is not a 12-digit AWS account id")]
     Account(String),
+    /// `--aws-partition` names no partition irsa knows.
+    #[error("--aws-partition: {0}")]
+    Partition(#[from] irsa_core::partition::UnknownPartition),
 }
 
 #[derive(Deserialize)]
@@ -85,21 +74,29 @@ struct IdentityDocument {
 }
 
 fn is_account(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+    irsa_core::arn::check_account(s).is_ok()
 }
 
-/// The context from flags when `account` is given, else from IMDS at `endpoint`.
+/// The context from flags when `account` is given, else from IMDS at
+/// `endpoint`. The partition: `partition` (checked against irsa-core's
+/// table), else that of the instance's region, or of `region`
+/// (`--aws-default-region`) with `account`, else `aws`.
 pub async fn context(
     endpoint: &str,
     account: Option<&str>,
     partition: Option<&str>,
+    region: Option<&str>,
 ) -> Result<RoleArnContext, ImdsError> {
+    let partition = partition.map(str::parse::<Partition>).transpose()?;
     if let Some(account) = account {
         if !is_account(account) {
             return Err(ImdsError::Account(account.to_string()));
         }
+        let partition = partition
+            .or_else(|| region.map(Partition::of_region))
+            .unwrap_or(Partition::Aws);
         return Ok(RoleArnContext {
-            partition: partition.unwrap_or("aws").to_string(),
+            partition: partition.id().to_string(),
             account: account.to_string(),
         });
     }
@@ -119,7 +116,8 @@ pub async fn context(
     }
     Ok(RoleArnContext {
         partition: partition
-            .unwrap_or(partition_for_region(&doc.region))
+            .unwrap_or_else(|| Partition::of_region(&doc.region))
+            .id()
             .to_string(),
         account: doc.account_id,
     })
@@ -203,18 +201,41 @@ async fn call(
 mod tests {
     use super::*;
 
+    fn from_flags(partition: Option<&str>, region: Option<&str>) -> Result<String, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(context(
+            "http://127.0.0.1:1",
+            Some("111122223333"),
+            partition,
+            region,
+        ))
+        .map(|c| c.partition)
+        .map_err(|e| e.to_string())
+    }
+
     #[test]
-    fn partitions_follow_the_region_prefix() {
-        for (region, partition) in [
-            ("eu-west-1", "aws"),
-            ("cn-north-1", "aws-cn"),
-            ("us-gov-west-1", "aws-us-gov"),
-            ("us-iso-east-1", "aws-iso"),
-            ("us-isob-east-1", "aws-iso-b"),
-            ("eusc-de-east-1", "aws-eusc"),
-        ] {
-            assert_eq!(partition_for_region(region), partition, "{region}");
-        }
+    fn with_an_account_the_partition_comes_from_the_flag_or_the_default_region() {
+        assert_eq!(from_flags(None, None).as_deref(), Ok("aws"));
+        assert_eq!(
+            from_flags(None, Some("us-iso-east-1")).as_deref(),
+            Ok("aws-iso")
+        );
+        assert_eq!(
+            from_flags(None, Some("eusc-de-east-1")).as_deref(),
+            Ok("aws-eusc")
+        );
+        assert_eq!(
+            from_flags(Some("aws-us-gov"), Some("cn-north-1")).as_deref(),
+            Ok("aws-us-gov"),
+            "the flag wins"
+        );
+        let err = from_flags(Some("aws-mars"), None).unwrap_err();
+        assert!(
+            err.contains("--aws-partition") && err.contains("aws-iso-f"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub mod klog;
 mod kubeclient;
 pub mod limits;
 pub mod metrics;
-pub mod names;
+/// Kubernetes names (irsa-core's one rule).
+pub use irsa_core::names;
 mod registry;
 pub mod server;
 pub mod settings;

@@ -336,6 +336,8 @@ pub async fn start(
             &settings.imds_endpoint,
             settings.aws_account_id.as_deref(),
             settings.aws_partition.as_deref(),
+            (!settings.aws_default_region.is_empty())
+                .then_some(settings.aws_default_region.as_str()),
         )
         .await?;
         tracing::info!(partition = %context.partition, account = %context.account, "role names in role-arn annotations are composed into ARNs");

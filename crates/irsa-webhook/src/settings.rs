@@ -177,7 +177,7 @@ pub struct Settings {
     #[arg(long, env = "IRSA_AWS_ACCOUNT_ID", help_heading = "Injection")]
     pub aws_account_id: Option<String>,
     /// With --compose-role-arn: the partition (default: from the instance's
-    /// region, or aws with --aws-account-id).
+    /// region; with --aws-account-id, from --aws-default-region, else aws).
     #[arg(long, env = "IRSA_AWS_PARTITION", help_heading = "Injection")]
     pub aws_partition: Option<String>,
     /// Instance metadata service, for --compose-role-arn.

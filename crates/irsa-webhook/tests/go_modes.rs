@@ -275,3 +275,60 @@ async fn compose_role_arn_off_ec2_takes_the_account_from_flags() {
     let error = format!("{:#}", run(s, None, None).await.err().unwrap());
     assert!(error.contains("\"12345\" is not a 12-digit"), "{error}");
 }
+
+/// One region per partition (irsa-core's table is checked against
+/// botocore's in `crates/irsa/tests/partitions.rs`): the instance's region
+/// picks the partition of the composed ARN, and so does
+/// `--aws-default-region` with `--aws-account-id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compose_role_arn_knows_every_partition() {
+    let t = tempfile::tempdir().unwrap();
+    write_certs(t.path(), "compose");
+    for (region, partition) in [
+        ("eu-west-1", "aws"),
+        ("cn-north-1", "aws-cn"),
+        ("us-gov-west-1", "aws-us-gov"),
+        ("us-iso-east-1", "aws-iso"),
+        ("us-isob-east-1", "aws-iso-b"),
+        ("eu-isoe-west-1", "aws-iso-e"),
+        ("us-isof-south-1", "aws-iso-f"),
+        ("eusc-de-east-1", "aws-eusc"),
+    ] {
+        let (url, _) = imds(region).await;
+        let mut s = settings(t.path());
+        s.compose_role_arn = true;
+        s.imds_endpoint = url;
+        let running = run(s, None, None).await.unwrap();
+        assert_eq!(
+            role_arn(&running, "default", "a", "s3-reader"),
+            format!("arn:{partition}:iam::444455556666:role/s3-reader"),
+            "{region} from instance metadata"
+        );
+        running.shutdown();
+        running.wait().await;
+
+        let mut s = settings(t.path());
+        s.compose_role_arn = true;
+        s.aws_account_id = Some("111122223333".into());
+        s.aws_default_region = region.into();
+        let running = run(s, None, None).await.unwrap();
+        assert_eq!(
+            role_arn(&running, "default", "a", "s3-reader"),
+            format!("arn:{partition}:iam::111122223333:role/s3-reader"),
+            "{region} from --aws-default-region"
+        );
+        running.shutdown();
+        running.wait().await;
+    }
+
+    // A partition irsa does not know stops the start, naming the known ones.
+    let mut s = settings(t.path());
+    s.compose_role_arn = true;
+    s.aws_account_id = Some("111122223333".into());
+    s.aws_partition = Some("aws-mars".into());
+    let error = format!("{:#}", run(s, None, None).await.err().unwrap());
+    assert!(
+        error.contains("aws-mars") && error.contains("aws-iso-f"),
+        "{error}"
+    );
+}

@@ -355,14 +355,7 @@ fn check_common(inputs: &Inputs) -> Result<(), ClusterError> {
 
 /// Checks a DNS-1123 label (what cluster names and namespaces must be).
 pub fn check_dns_label(what: &'static str, value: &str) -> Result<(), ClusterError> {
-    let ok = !value.is_empty()
-        && value.len() <= 63
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        && !value.starts_with('-')
-        && !value.ends_with('-');
-    if ok {
+    if crate::names::is_dns_label(value) {
         Ok(())
     } else {
         Err(ClusterError::Name {

@@ -11,8 +11,9 @@ use crate::discovery::Discovery;
 use crate::hosting::{distribution_arn, CloudFrontNames, CLOUDFRONT_PRINCIPAL};
 use crate::issuer::{JwksPath, S3Location, DISCOVERY_PATH};
 use crate::jwks::Jwks;
+use crate::partition::Partition;
 use crate::sid;
-use crate::trust::{partition, provider_arn, trust_policy_for, TrustPolicy};
+use crate::trust::{provider_arn, trust_policy_for, TrustPolicy};
 
 /// What one role should look like.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,7 +100,9 @@ impl Desired {
         discovery: &Discovery,
         jwks: &Jwks,
     ) -> Self {
-        let part = partition(cfg.issuer.s3.as_ref().map_or(region, |s| s.region.as_str()));
+        let partition =
+            Partition::of_region(cfg.issuer.s3.as_ref().map_or(region, |s| s.region.as_str()));
+        let part = partition.id();
         let owner = |extra: &[(&str, &str)]| {
             let mut tags: BTreeMap<String, String> =
                 [(OWNER_TAG.to_string(), cfg.cluster.clone())].into();
@@ -118,7 +121,7 @@ impl Desired {
                 JwksPath::KeysJson.as_str(),
             ]
             .iter()
-            .map(|p| format!("arn:{part}:s3:::{}/{}", s3.bucket, s3.key(p)))
+            .map(|p| crate::arn::s3_object(partition, &s3.bucket, &s3.key(p)))
             .collect();
             let keys = [
                 s3.key(DISCOVERY_PATH),
@@ -131,7 +134,7 @@ impl Desired {
             }
             let resources: Vec<String> = keys
                 .iter()
-                .map(|k| format!("arn:{part}:s3:::{}/{k}", s3.bucket))
+                .map(|k| crate::arn::s3_object(partition, &s3.bucket, k))
                 .collect();
             if let Some(cf) = &cfg.issuer.cloudfront {
                 // The statement names the distribution: see `Desired::statement`.

@@ -10,7 +10,6 @@ use clap::Args;
 use irsa_core::arn::RoleArn;
 use irsa_core::config::{Binding, DEFAULT_AUDIENCE};
 use irsa_core::plan::role_path;
-use irsa_core::trust::partition;
 use irsa_core::IrsaConfig;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -139,7 +138,7 @@ pub fn role_arn(config: &IrsaConfig, binding: &Binding, account: Option<&str>) -
     // Any valid account lets the other parts be checked; the placeholder
     // then takes its place.
     let arn = RoleArn::new(
-        partition(config.issuer.region()),
+        irsa_core::Partition::of_region(config.issuer.region()).id(),
         account.unwrap_or("000000000000"),
         &role_path(&config.cluster),
         &binding.role_name(&config.cluster),

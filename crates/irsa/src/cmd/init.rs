@@ -245,7 +245,10 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         namespace: "default".into(),
         service_account: "s3-echoer".into(),
         role_name: None,
-        policy_arns: vec!["arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess".into()],
+        policy_arns: vec![irsa_core::arn::managed_policy(
+            irsa_core::Partition::Aws,
+            "AmazonS3ReadOnlyAccess",
+        )],
         inline_policies: Default::default(),
         ..Binding::default()
     };

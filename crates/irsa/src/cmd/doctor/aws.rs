@@ -36,7 +36,7 @@ pub(super) fn aws_links(
         return Ok(());
     };
     let (partition, account, role_name) = (arn.partition(), arn.account(), arn.name());
-    let provider_arn = format!("arn:{partition}:iam::{account}:oidc-provider/{host_path}");
+    let provider_arn = irsa_core::arn::oidc_provider(partition, account, host_path);
     crate::rt::block_on(async {
         let aws = irsa_aws::Aws::connect(&irsa_aws::Connect {
             profile: a.profile.clone(),

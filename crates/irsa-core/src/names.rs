@@ -1,7 +1,11 @@
-//! Kubernetes object names as the API server validates them. A name read
-//! from an AdmissionReview is checked here before it becomes part of an API
-//! URL: anything else (`..`, `/`, `%`, upper case, 10 KB of text) is not a
-//! ServiceAccount the API server could hold, so it is never asked for.
+//! Names, one rule each: Kubernetes object names as the API server
+//! validates them (DNS-1123 labels and subdomains) and IAM role names.
+//!
+//! The webhook checks a name read from an AdmissionReview here before it
+//! becomes part of an API URL: anything else (`..`, `/`, `%`, upper case,
+//! 10 KB of text) is not a ServiceAccount the API server could hold, so it
+//! is never asked for. `irsa.yaml`'s cluster, namespaces and ServiceAccounts
+//! and the cluster configuration's names use the same rules.
 
 /// Why a name is not a valid Kubernetes name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,6 +38,31 @@ fn is_label(bytes: &[u8]) -> bool {
     }
 }
 
+/// Whether `s` is a DNS-1123 label: 1-63 of `a-z`, `0-9`, `-`, starting
+/// and ending with a letter or digit (namespaces, cluster names).
+pub fn is_dns_label(s: &str) -> bool {
+    is_label(s.as_bytes())
+}
+
+/// Whether `s` is a DNS-1123 subdomain: dot-separated labels, at most 253
+/// bytes in all (ServiceAccount names).
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
+/// Longest role name IAM accepts.
+pub const MAX_ROLE_NAME: usize = 64;
+
+/// Whether IAM allows `c` in a role name (`[\w+=,.@-]`).
+pub fn is_role_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "+=,.@_-".contains(c)
+}
+
+/// Whether `name` is an IAM role name: 1 to 64 of `[\w+=,.@-]`.
+pub fn is_role_name(name: &str) -> bool {
+    (1..=MAX_ROLE_NAME).contains(&name.len()) && name.chars().all(is_role_name_char)
+}
+
 /// Checks a namespace: a DNS-1123 label.
 pub fn check_namespace(namespace: &str) -> Result<(), NameError> {
     if is_label(namespace.as_bytes()) {
@@ -46,8 +75,7 @@ pub fn check_namespace(namespace: &str) -> Result<(), NameError> {
 /// Checks a ServiceAccount name: a DNS-1123 subdomain (dot-separated
 /// labels, at most 253 bytes in all).
 pub fn check_service_account(name: &str) -> Result<(), NameError> {
-    let ok = name.len() <= 253 && name.split('.').all(|part| is_label(part.as_bytes()));
-    if ok {
+    if is_dns_subdomain(name) {
         Ok(())
     } else {
         Err(NameError::ServiceAccount(echo(name)))
@@ -103,6 +131,16 @@ mod tests {
             &long,
         ] {
             assert!(check_service_account(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn role_names_follow_iam() {
+        for ok in ["a", "s3-reader", "a+b=c,d.e@f_g-h", &"r".repeat(64)] {
+            assert!(is_role_name(ok), "{ok}");
+        }
+        for bad in ["", "a/b", "a b", "ü", "a:b", &"r".repeat(65)] {
+            assert!(!is_role_name(bad), "{bad:?}");
         }
     }
 
