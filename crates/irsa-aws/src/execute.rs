@@ -65,7 +65,7 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("s3:PutBucketPolicy", e))?;
             }
-            Action::PutObject { key, body } => {
+            Action::PutObject { key, body, .. } => {
                 self.write();
                 self.s3
                     .put_object()
@@ -225,6 +225,7 @@ impl Aws {
                 role: name,
                 policy_name: policy,
                 document: doc,
+                ..
             } => {
                 self.write();
                 self.iam

@@ -28,7 +28,6 @@ pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> 
     for (name, role) in candidates {
         match desired.foreign_role_reason(name, role) {
             None => plan.changes.push(change(
-                '-',
                 format!("iam role {name}"),
                 "with its policies",
                 Action::DeleteRole { role: name.clone() },
@@ -44,7 +43,6 @@ pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> 
         if owned(&p.tags) {
             deleted.insert(host);
             plan.changes.push(change(
-                '-',
                 format!("iam oidc-provider {host}"),
                 "",
                 Action::DeleteProvider { arn: p.arn.clone() },
@@ -81,14 +79,13 @@ pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> 
         ));
         return plan;
     }
-    let hosting = |symbol, resource: String, detail: String, action| {
-        let mut c = change(symbol, resource, detail, action);
+    let hosting = |resource: String, detail: String, action| {
+        let mut c = change(resource, detail, action);
         c.phase = Phase::HostingRemoval;
         c
     };
     for key in actual.objects.keys() {
         plan.changes.push(hosting(
-            '-',
             format!("s3://{bucket}/{key}"),
             String::new(),
             Action::DeleteObject { key: key.clone() },
@@ -101,14 +98,12 @@ pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> 
             let res = format!("cloudfront distribution {} ({})", d.id, d.domain_name);
             if d.shape.enabled {
                 plan.changes.push(hosting(
-                    '~',
                     res.clone(),
                     "disable (CloudFront deletes only disabled distributions)".into(),
                     Action::DisableDistribution { id: d.id.clone() },
                 ));
             }
             plan.changes.push(hosting(
-                '-',
                 res,
                 "once disabled and deployed".into(),
                 Action::DeleteDistribution { id: d.id.clone() },
@@ -116,7 +111,6 @@ pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> 
         }
         match &actual.oac {
             Some(oac) if cf.owns_oac(&desired.cluster, oac) => plan.changes.push(hosting(
-                '-',
                 format!("cloudfront origin-access-control {}", cf.names.oac_name),
                 String::new(),
                 Action::DeleteOac { id: oac.id.clone() },
@@ -146,11 +140,10 @@ pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> 
         let rest = desired.other_statements(policy);
         let resource = format!("s3 bucket {bucket} policy");
         plan.changes.push(if rest.is_empty() {
-            hosting('-', resource, String::new(), Action::DeleteBucketPolicy)
+            hosting(resource, String::new(), Action::DeleteBucketPolicy)
         } else {
             let sid = desired.statement_sid().unwrap_or_default();
             hosting(
-                '~',
                 resource,
                 format!("remove statement {sid}"),
                 Action::PutBucketPolicy {
@@ -177,7 +170,6 @@ pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> 
         ));
     } else {
         plan.changes.push(hosting(
-            '-',
             format!("s3 bucket {bucket}"),
             String::new(),
             Action::DeleteBucket,

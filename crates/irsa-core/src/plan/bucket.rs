@@ -24,7 +24,6 @@ pub(super) fn diff(
     let (manage_bpa, manage_statement) = match &actual.bucket {
         None => {
             plan.changes.push(change(
-                '+',
                 &bucket_res,
                 format!(
                     "region {}, tagged {OWNER_TAG}={}",
@@ -37,7 +36,6 @@ pub(super) fn diff(
         Some(tags) if owned(desired, tags) => (true, true),
         Some(_) if adopt.contains(bucket) => {
             plan.changes.push(change(
-                '~',
                 &bucket_res,
                 format!("adopt: tag {OWNER_TAG}={}", desired.cluster),
                 Action::TagBucket,
@@ -63,7 +61,6 @@ pub(super) fn diff(
     };
     if manage_bpa && desired.cloudfront.is_some() && !actual.bucket_fully_private {
         plan.changes.push(change(
-            '~',
             format!("{bucket_res} public access block"),
             "all four Block Public Access settings on: only CloudFront reads the documents",
             Action::BlockAllPublicAccess,
@@ -71,7 +68,6 @@ pub(super) fn diff(
     }
     if manage_bpa && desired.cloudfront.is_none() && !actual.public_policy_allowed {
         plan.changes.push(change(
-            '~',
             format!("{bucket_res} public access block"),
             "ACLs blocked; a bucket policy may grant public read",
             Action::AllowPublicPolicy,
@@ -98,7 +94,6 @@ pub(super) fn diff(
                 };
                 if let Some(merged) = desired.merged_policy(ours, actual.bucket_policy.as_ref()) {
                     plan.changes.push(change(
-                        '~',
                         format!("{bucket_res} policy"),
                         what,
                         Action::PutBucketPolicy { policy: merged },
@@ -111,12 +106,12 @@ pub(super) fn diff(
         let res = format!("s3://{bucket}/{key}");
         match actual.objects.get(key) {
             None => plan.changes.push(change(
-                '+',
                 res,
                 "application/json",
                 Action::PutObject {
                     key: key.clone(),
                     body: body.clone(),
+                    creates: true,
                 },
             )),
             Some((b, ct)) if b != body || ct != "application/json" => {
@@ -126,12 +121,12 @@ pub(super) fn diff(
                     "Content-Type is not application/json"
                 };
                 plan.changes.push(change(
-                    '~',
                     res,
                     why,
                     Action::PutObject {
                         key: key.clone(),
                         body: body.clone(),
+                        creates: false,
                     },
                 ))
             }

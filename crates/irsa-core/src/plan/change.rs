@@ -29,6 +29,8 @@ pub enum Action {
         key: String,
         /// Body.
         body: String,
+        /// Whether the object is new (`+`) rather than replaced (`~`).
+        creates: bool,
     },
     /// Create the OIDC provider for a host/path.
     CreateProvider {
@@ -114,6 +116,9 @@ pub enum Action {
         policy_name: String,
         /// The policy document.
         document: Value,
+        /// Whether the policy is written as part of creating its role
+        /// (`+`) rather than changing an existing role (`~`).
+        creates: bool,
     },
     /// Delete an inline policy.
     DeleteInline {
@@ -200,8 +205,6 @@ pub enum Phase {
 /// A change with its human rendering.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
-    /// `+` create, `~` update, `-` delete.
-    pub symbol: char,
     /// Resource description.
     pub resource: String,
     /// What changes.
@@ -212,7 +215,55 @@ pub struct Change {
     pub phase: Phase,
 }
 
+impl Action {
+    /// How a plan shows this step: `+` creates, `~` changes, `-` deletes.
+    pub fn symbol(&self) -> char {
+        match self {
+            Action::CreateBucket
+            | Action::CreateProvider { .. }
+            | Action::CreateRole { .. }
+            | Action::AttachPolicy { .. }
+            | Action::CreateOac
+            | Action::CreateDistribution
+            | Action::PutObject { creates: true, .. }
+            | Action::PutInline { creates: true, .. } => '+',
+            Action::DeleteBucket
+            | Action::DeleteBucketPolicy
+            | Action::DeleteObject { .. }
+            | Action::DeleteProvider { .. }
+            | Action::DeleteRole { .. }
+            | Action::DetachPolicy { .. }
+            | Action::DeleteInline { .. }
+            | Action::DeleteDistribution { .. }
+            | Action::DeleteOac { .. } => '-',
+            Action::TagBucket
+            | Action::AllowPublicPolicy
+            | Action::PutBucketPolicy { .. }
+            | Action::PutObject { creates: false, .. }
+            | Action::AddClientId { .. }
+            | Action::TagProvider { .. }
+            | Action::UpdateThumbprints { .. }
+            | Action::UpdateTrust { .. }
+            | Action::UpdateMaxSession { .. }
+            | Action::TagRole { .. }
+            | Action::PutBoundary { .. }
+            | Action::DeleteBoundary { .. }
+            | Action::PutInline { creates: false, .. }
+            | Action::BlockAllPublicAccess
+            | Action::UpdateOac { .. }
+            | Action::UpdateDistribution { .. }
+            | Action::Invalidate { .. }
+            | Action::DisableDistribution { .. } => '~',
+        }
+    }
+}
+
 impl Change {
+    /// `+` create, `~` update, `-` delete: derived from the action.
+    pub fn symbol(&self) -> char {
+        self.action.symbol()
+    }
+
     /// Changes in the same lane run in order; lanes are independent and
     /// may run concurrently: the bucket and its objects, the provider,
     /// and each role.
@@ -286,7 +337,7 @@ pub fn lanes(changes: &[Change]) -> Vec<Vec<&Change>> {
 
 impl fmt::Display for Change {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {:<60} {}", self.symbol, self.resource, self.detail)
+        write!(f, "{} {:<60} {}", self.symbol(), self.resource, self.detail)
     }
 }
 #[cfg(test)]

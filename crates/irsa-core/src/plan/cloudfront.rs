@@ -57,7 +57,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, cf: &Des
     let mut oac_id = None;
     match &actual.oac {
         None => plan.changes.push(change(
-            '+',
             &oac_res,
             "sigv4, always sign, s3 origin",
             Action::CreateOac,
@@ -66,7 +65,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, cf: &Des
             oac_id = Some(oac.id.clone());
             if !oac_settings_match(oac) {
                 plan.changes.push(change(
-                    '~',
                     &oac_res,
                     format!(
                         "{}/{}/{} -> sigv4/always/s3",
@@ -93,7 +91,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, cf: &Des
     }
     let Some(dist) = &actual.distribution else {
         plan.changes.push(change(
-            '+',
             "cloudfront distribution",
             format!(
                 "origin {}{} through the OAC, GET/HEAD only, HTTPS only, tagged {OWNER_TAG}={}",
@@ -107,7 +104,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, cf: &Des
     let want = cf.shape(oac_id.as_deref().unwrap_or(&dist.shape.oac_id));
     if dist.shape != want {
         plan.changes.push(change(
-            '~',
             &res,
             differences(&dist.shape, &want).join(", "),
             Action::UpdateDistribution {
@@ -118,10 +114,9 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, cf: &Des
     let replaced = plan
         .changes
         .iter()
-        .any(|c| c.symbol == '~' && matches!(c.action, Action::PutObject { .. }));
+        .any(|c| matches!(c.action, Action::PutObject { creates: false, .. }));
     if replaced {
         plan.changes.push(change(
-            '~',
             &res,
             format!("invalidate {}", cf.paths.join(" ")),
             Action::Invalidate {

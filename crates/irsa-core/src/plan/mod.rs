@@ -44,13 +44,11 @@ pub struct Plan {
 }
 
 pub(crate) fn change(
-    symbol: char,
     resource: impl Into<String>,
     detail: impl Into<String>,
     action: Action,
 ) -> Change {
     Change {
-        symbol,
         resource: resource.into(),
         detail: detail.into(),
         action,
@@ -124,7 +122,7 @@ pub(crate) mod tests {
             &crate::Jwks::default(),
         );
         let plan = diff(&desired, &Actual::default(), &BTreeSet::new());
-        let symbols: String = plan.changes.iter().map(|c| c.symbol).collect();
+        let symbols: String = plan.changes.iter().map(Change::symbol).collect();
         assert_eq!(
             symbols,
             "+~~+++++",

@@ -14,7 +14,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
             None if current => {
                 creating += 1;
                 plan.changes.push(change(
-                    '+',
                     &provider_res,
                     format!("client ids {:?}", desired.client_ids),
                     Action::CreateProvider { host_path: host.to_string() },
@@ -26,7 +25,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
             Some(p) if owned(desired, &p.tags) || adopt.contains(host) => {
                 for id in desired.client_ids.difference(&p.client_ids) {
                     plan.changes.push(change(
-                        '~',
                         &provider_res,
                         format!("add client id {id}"),
                         Action::AddClientId { host_path: host.to_string(), client_id: id.clone() },
@@ -34,7 +32,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                 }
                 if current && !desired.thumbprints.is_empty() && p.thumbprints != desired.thumbprints {
                     plan.changes.push(change(
-                        '~',
                         &provider_res,
                         format!("thumbprints {:?} -> {:?}", p.thumbprints, desired.thumbprints),
                         Action::UpdateThumbprints { host_path: host.to_string(), thumbprints: desired.thumbprints.clone() },
@@ -42,7 +39,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                 }
                 if !owned(desired, &p.tags) {
                     plan.changes.push(change(
-                        '~',
                         &provider_res,
                         "adopt: tag as owned",
                         Action::TagProvider { host_path: host.to_string() },

@@ -20,7 +20,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
         }
         let Some(act) = actual.roles.get(&role.name) else {
             plan.changes.push(change(
-                '+',
                 &res,
                 format!(
                     "{} managed, {} inline policies",
@@ -31,7 +30,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
             ));
             for arn in &role.managed {
                 plan.changes.push(change(
-                    '+',
                     format!("{res} policy"),
                     arn,
                     Action::AttachPolicy {
@@ -42,13 +40,13 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
             }
             for (name, doc) in &role.inline {
                 plan.changes.push(change(
-                    '+',
                     format!("{res} inline policy"),
                     name,
                     Action::PutInline {
                         role: role.name.clone(),
                         policy_name: name.clone(),
                         document: doc.clone(),
+                        creates: true,
                     },
                 ));
             }
@@ -65,7 +63,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
         }
         if act.trust != role.trust {
             plan.changes.push(change(
-                '~',
                 &res,
                 "trust policy",
                 Action::UpdateTrust {
@@ -76,7 +73,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
         }
         if act.max_session != role.max_session {
             plan.changes.push(change(
-                '~',
                 &res,
                 format!("max session {} -> {}", act.max_session, role.max_session),
                 Action::UpdateMaxSession {
@@ -88,7 +84,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
         if act.boundary != role.boundary {
             match &role.boundary {
                 Some(arn) => plan.changes.push(change(
-                    '~',
                     &res,
                     format!("permissions boundary {arn}"),
                     Action::PutBoundary {
@@ -97,7 +92,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
                     },
                 )),
                 None => plan.changes.push(change(
-                    '~',
                     &res,
                     "remove permissions boundary",
                     Action::DeleteBoundary {
@@ -109,7 +103,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
         let missing_tags = role.tags.iter().any(|(k, v)| act.tags.get(k) != Some(v));
         if missing_tags {
             plan.changes.push(change(
-                '~',
                 &res,
                 "tags",
                 Action::TagRole {
@@ -120,7 +113,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
         }
         for arn in role.managed.difference(&act.managed) {
             plan.changes.push(change(
-                '+',
                 format!("{res} policy"),
                 arn,
                 Action::AttachPolicy {
@@ -131,7 +123,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
         }
         for arn in act.managed.difference(&role.managed) {
             plan.changes.push(change(
-                '-',
                 format!("{res} policy"),
                 arn,
                 Action::DetachPolicy {
@@ -143,20 +134,19 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
         for (name, doc) in &role.inline {
             if act.inline.get(name) != Some(doc) {
                 plan.changes.push(change(
-                    '~',
                     format!("{res} inline policy"),
                     name,
                     Action::PutInline {
                         role: role.name.clone(),
                         policy_name: name.clone(),
                         document: doc.clone(),
+                        creates: false,
                     },
                 ));
             }
         }
         for name in act.inline.keys().filter(|n| !role.inline.contains_key(*n)) {
             plan.changes.push(change(
-                '-',
                 format!("{res} inline policy"),
                 name,
                 Action::DeleteInline {
@@ -172,7 +162,6 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
         }
         match desired.foreign_role_reason(name, role) {
             None => plan.changes.push(change(
-                '-',
                 format!("iam role {name}"),
                 "no longer bound in irsa.yaml",
                 Action::DeleteRole { role: name.clone() },

@@ -95,7 +95,7 @@ fn print_plan(plan: &Plan, format: Format, title: &str) {
         let changes: Vec<_> = plan
             .changes
             .iter()
-            .map(|c| serde_json::json!({"action": c.symbol.to_string(), "resource": c.resource, "detail": c.detail}))
+            .map(|c| serde_json::json!({"action": c.symbol().to_string(), "resource": c.resource, "detail": c.detail}))
             .collect();
         println!(
             "{}",
@@ -110,7 +110,7 @@ fn print_plan(plan: &Plan, format: Format, title: &str) {
         for c in &plan.changes {
             println!("  {c}");
         }
-        let count = |s: char| plan.changes.iter().filter(|c| c.symbol == s).count();
+        let count = |s: char| plan.changes.iter().filter(|c| c.symbol() == s).count();
         println!(
             "{} to create, {} to change, {} to delete.",
             count('+'),
