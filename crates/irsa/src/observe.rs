@@ -60,13 +60,17 @@ mod online {
     /// Longest wait for one API call.
     const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 
-    async fn call<T, E: std::fmt::Display>(
+    async fn call<T>(
         what: &str,
-        f: impl Future<Output = Result<T, E>>,
+        f: impl Future<Output = Result<T, kube::Error>>,
     ) -> Result<T, String> {
         match tokio::time::timeout(CALL_TIMEOUT, f).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(format!("{what}: {e}")),
+            Ok(Err(kube::Error::Api(e))) => Err(format!(
+                "{what}: the apiserver answered {} {}: {}",
+                e.code, e.reason, e.message
+            )),
+            Ok(Err(e)) => Err(format!("{what}: the cluster is not reachable: {e}")),
             Err(_) => Err(format!(
                 "{what}: no answer within {} s",
                 CALL_TIMEOUT.as_secs()

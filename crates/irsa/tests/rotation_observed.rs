@@ -497,3 +497,35 @@ fn retire_follows_the_key_the_cluster_signs_with() {
     assert_eq!(config(d).keys[1].first_observed, Some(first), "record kept");
     assert_eq!(probes_left(&bed), Vec::<String>::new(), "probes deleted");
 }
+
+#[test]
+#[cfg_attr(
+    not(feature = "online"),
+    ignore = "asks a cluster: the offline build has no Kubernetes client"
+)]
+fn keys_status_says_when_the_cluster_is_not_reachable() {
+    let t = tempdir();
+    let d = t.path();
+    switched_bundle(d);
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let kc = d.join("gone.kubeconfig");
+    fs::write(
+        &kc,
+        format!("apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: https://127.0.0.1:{port}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: gone\n  context:\n    cluster: gone\n    user: u\ncurrent-context: gone\n"),
+    )
+    .unwrap();
+    let s = status_json(d, &kc);
+    assert_eq!(s["signing"]["verdict"], "unobserved", "{s:#}");
+    assert!(
+        s["signing"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the cluster is not reachable"),
+        "{s:#}"
+    );
+}
