@@ -23,7 +23,7 @@ pub fn signing_key(kubeconfig: Option<&Path>) -> Observation {
     let observed = crate::rt::block_on(async {
         match crate::k8s::client(kubeconfig).await {
             Ok(client) => online::observe(&client).await,
-            Err(e) => Observation::Unobserved(format!("no cluster access: {e:#}")),
+            Err(e) => Observation::Unobserved(format!("no cluster access: {e}")),
         }
     });
     observed.unwrap_or_else(|e| Observation::Unobserved(format!("{e:#}")))

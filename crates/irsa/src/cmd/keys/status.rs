@@ -152,7 +152,7 @@ pub(super) fn status(a: StatusArgs) -> Result<()> {
                 .map(|t| format!(", first observed signing {t}"))
                 .unwrap_or_default(),
             e.deactivated
-                .map(|t| format!(", stopped signing {t}"))
+                .map(|t| format!(", switched out in irsa.yaml {t}"))
                 .unwrap_or_default(),
         );
     }
