@@ -130,6 +130,15 @@ pub struct KeyConfig {
         deserialize_with = "deactivated"
     )]
     pub deactivated: Option<Timestamp>,
+    /// When irsa first observed the cluster signing with this key (a
+    /// TokenRequest token carrying its kid): the retire stage's wait counts
+    /// from here when that is later than the switch.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "first_observed"
+    )]
+    pub first_observed: Option<Timestamp>,
 }
 
 /// Reads a key's optional timestamp; an error names `field` (the YAML
@@ -153,6 +162,10 @@ fn activated<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Er
 
 fn deactivated<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
     timestamp(d, "deactivated")
+}
+
+fn first_observed<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+    timestamp(d, "firstObserved")
 }
 
 /// A service account (or pattern) bound to an IAM role.

@@ -9,6 +9,7 @@
 
 use crate::jwt::{self, JwtError};
 use crate::key::Algorithm;
+use crate::rotation::{SigningFinding, Verdict};
 use crate::verify::verify_signature;
 use crate::Jwks;
 
@@ -281,9 +282,58 @@ impl BundleKeyFinding {
     }
 }
 
+/// Report line of the key the cluster signs with, observed with a token it
+/// just issued, against irsa.yaml's active key.
+pub const SIGNING_KEY: &str = "cluster: signs with irsa.yaml's active key";
+
+/// Whether the signing-key link holds, its detail and its fix. Anything
+/// but the active key signing (a `previous` key after the switch, a `next`
+/// key before it, a retired or unknown key), or no observation, is a
+/// warning: pods may still get credentials, but a rotation is not where
+/// irsa.yaml says it is.
+pub fn signing_key(finding: &SigningFinding) -> (bool, String, String) {
+    match finding.verdict {
+        Verdict::Expected => (true, finding.detail.clone(), String::new()),
+        Verdict::Unexpected | Verdict::Unobserved => {
+            (false, finding.detail.clone(), finding.fix.clone())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_signing_key_link_holds_only_for_the_active_key() {
+        use crate::config::{KeyConfig, KeyState};
+        use crate::rotation::{judge, Observation};
+        let key = |name: &str, state| KeyConfig {
+            public_key: format!("keys/{name}.pub"),
+            private_key: None,
+            algorithm: Algorithm::RS256,
+            state,
+            created: None,
+            activated: None,
+            deactivated: None,
+            first_observed: None,
+        };
+        let keys = [key("old", KeyState::Previous), key("new", KeyState::Active)];
+        let now = crate::Timestamp::saturating_from_unix(0);
+        let link = |o: Observation| signing_key(&judge(&keys, &["k-old", "k-new"], &o, now));
+        let (ok, detail, _) = link(Observation::Kid("k-new".into()));
+        assert!(ok, "{detail}");
+        let (ok, detail, fix) = link(Observation::Kid("k-old".into()));
+        assert!(!ok);
+        assert!(
+            detail.contains("still signs with the previous key keys/old.pub"),
+            "{detail}"
+        );
+        assert!(fix.contains("kube-apiserver"), "{fix}");
+        let (ok, detail, _) = link(Observation::Unobserved("forbidden".into()));
+        assert!(!ok);
+        assert!(detail.contains("could not observe"), "{detail}");
+    }
 
     #[test]
     fn each_refusal_points_at_its_link() {

@@ -12,6 +12,7 @@ mod fetch;
 mod fsutil;
 #[cfg(feature = "online")]
 mod k8s;
+mod observe;
 #[cfg(not(feature = "online"))]
 mod offline;
 mod output;

@@ -10,6 +10,8 @@ mod apiserver;
 mod common;
 #[path = "cluster_config/flavours.rs"]
 mod flavours;
+#[path = "cluster_config/rotation.rs"]
+mod rotation;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

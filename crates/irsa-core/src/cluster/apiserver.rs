@@ -9,8 +9,8 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use super::{
-    join, key_dir, keys_note, node_files, to_yaml, ClusterError, DocFormat, Document, Flavour,
-    Inputs, Rendered,
+    join, key_dir, keys_note, node_files, rotation_note, to_yaml, ClusterError, DocFormat,
+    Document, Flavour, Inputs, Rendered,
 };
 
 /// One `name=value` flag.
@@ -84,6 +84,7 @@ pub(super) fn flags(inputs: &Inputs) -> Result<Rendered, ClusterError> {
     ];
     let mut notes = vec![
         format!("Copy the key files to {dir}/ on every control-plane node ({} mode 0600, owned by the user the apiserver runs as), then set these flags on kube-apiserver and kube-controller-manager (for static pods: /etc/kubernetes/manifests/*.yaml; a hostPath volume must make {dir} visible in the pod) and restart both.", sign.name),
+        rotation_note(&dir, false),
         keys_note(inputs),
         format!("--api-audiences is the apiserver's own audience and stays the issuer ({}); do not put sts.amazonaws.com there: pods ask for that audience in their projected token, and listing it would let every default pod token through STS.", inputs.issuers.api_audiences().join(",")),
     ];
@@ -168,6 +169,7 @@ pub(super) fn rancher(inputs: &Inputs) -> Result<Rendered, ClusterError> {
     }];
     let notes = vec![
         format!("Copy the key files to {dir}/ on every server node ({} mode 0600, root), merge the entries into /etc/rancher/{program}/config.yaml (a file in /etc/rancher/{program}/config.yaml.d/ works too, but there a list replaces the same key of config.yaml unless the key ends in '+'), then `systemctl restart {unit}` one server at a time.", sign.name, unit = if program == "k3s" { "k3s" } else { "rke2-server" }),
+        rotation_note(&dir, false),
         keys_note(inputs),
         format!("--api-audiences is left to {program}, which sets its own (https://kubernetes.default.svc.cluster.local,{program}); do not add sts.amazonaws.com there."),
         migration_note(inputs, &format!("{program}'s own key as `- service-account-key-file=/var/lib/rancher/{program}/server/tls/service.key`")),

@@ -19,8 +19,8 @@ use zeroize::Zeroizing;
 
 use super::apiserver::{migration_note, service_account_flags, Flag};
 use super::{
-    check_dns_label, join, key_dir, keys_note, node_files, to_yaml, ClusterError, DocFormat,
-    Document, Flavour, Inputs, KubeadmApi, Rendered, KEY_BUNDLE_FILE,
+    check_dns_label, join, key_dir, keys_note, node_files, rotation_note, to_yaml, ClusterError,
+    DocFormat, Document, Flavour, Inputs, KubeadmApi, Rendered, KEY_BUNDLE_FILE,
 };
 
 /// Name of the extra volume holding the key directory.
@@ -165,7 +165,8 @@ pub(super) fn kubeadm(inputs: &Inputs) -> Result<Rendered, ClusterError> {
     let notes = vec![
         format!("Copy the key files to {dir}/ on every control-plane node before kubeadm runs there ({sign} mode 0600, root): kubeadm does not distribute them, not even with --upload-certs."),
         "New cluster: merge apiServer and controllerManager into your ClusterConfiguration and run `kubeadm init --config <file>`. Running cluster: put the same into the ClusterConfiguration of ConfigMap kube-system/kubeadm-config (so upgrades keep it) and regenerate the static pods on each control-plane node with `kubeadm init phase control-plane all --config <file>`.".into(),
-        format!("All verification keys are in one file, {KEY_BUNDLE_FILE}: a kubeadm extraArgs map holds one value per flag and kube-apiserver takes no comma list for --service-account-key-file, but it reads every key in that file. To rotate, rewrite the file and restart the apiserver; this configuration stays the same."),
+        format!("All verification keys are in one file, {KEY_BUNDLE_FILE}: a kubeadm extraArgs map holds one value per flag and kube-apiserver takes no comma list for --service-account-key-file, but it reads every key in that file."),
+        rotation_note(&dir, true),
         keys_note(inputs),
         format!("--api-audiences stays the issuer ({}); do not put sts.amazonaws.com there.", inputs.issuers.api_audiences().join(",")),
         migration_note(inputs, &format!("kubeadm's key in the bundle (`cat /etc/kubernetes/pki/sa.pub >> {dir}/{KEY_BUNDLE_FILE}`), since extraArgs replaces kubeadm's --service-account-key-file=/etc/kubernetes/pki/sa.pub instead of adding to it,")),
@@ -249,6 +250,7 @@ pub(super) fn kind(inputs: &Inputs) -> Result<Rendered, ClusterError> {
         format!("{host_dir} on this machine must hold {} when the cluster is created; it is mounted read-only at {dir} in the control-plane node.", names.join(" and ")),
         "Create the cluster with `kind create cluster --config kind-config.yaml`; add worker nodes to `nodes` as usual (they need no keys). One control-plane node is rendered: give any extra one the same extraMounts and patch.".into(),
         format!("All verification keys are in {KEY_BUNDLE_FILE} because the kubeadm v1beta3 extraArgs map holds one value per flag."),
+        rotation_note(&dir, true),
         keys_note(inputs),
     ];
     Ok(Rendered {

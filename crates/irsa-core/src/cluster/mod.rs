@@ -23,7 +23,7 @@ mod nodes;
 mod platform;
 
 pub use error::ClusterError;
-use nodes::{join, key_dir, keys_note, node_files, signing, to_yaml};
+use nodes::{join, key_dir, keys_note, node_files, rotation_note, signing, to_yaml};
 
 use zeroize::Zeroizing;
 
@@ -34,6 +34,11 @@ use crate::private::PrivateKey;
 
 /// Name of the PEM file that bundles every verification key (kubeadm, kind).
 pub const KEY_BUNDLE_FILE: &str = "service-account-keys.pem";
+
+/// Name of the signing key's file on the nodes, whichever key of irsa.yaml
+/// is active: a key rotation's switch rewrites its content, never the
+/// configuration that names it.
+pub const SIGNING_KEY_FILE: &str = "sa-signer.key";
 
 /// A kind of cluster irsa renders configuration for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

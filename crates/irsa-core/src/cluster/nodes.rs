@@ -2,7 +2,7 @@
 
 use zeroize::Zeroizing;
 
-use super::{ClusterError, Inputs, NodeFile, SigningKey, KEY_BUNDLE_FILE};
+use super::{ClusterError, Inputs, NodeFile, SigningKey, KEY_BUNDLE_FILE, SIGNING_KEY_FILE};
 use crate::config::KeyState;
 
 /// The key directory on the nodes, checked: absolute, no separators that
@@ -66,7 +66,7 @@ pub(super) fn node_files(
 ) -> Result<(NodeFile, Vec<NodeFile>), ClusterError> {
     let sign = signing(inputs)?;
     let sign_file = NodeFile {
-        name: base_name(&sign.source),
+        name: SIGNING_KEY_FILE.into(),
         content: sign.key.to_pem(),
         private: true,
         sources: vec![sign.source.clone()],
@@ -122,11 +122,23 @@ pub(super) fn keys_note(inputs: &Inputs) -> String {
     let mut note = format!("Keys the apiserver verifies with: {}.", listed.join("; "));
     if inputs.retired > 0 {
         note.push_str(&format!(
-            " {} retired key(s) are left out: the apiserver stops accepting tokens they signed (they stay in the JWKS for STS until those tokens expire).",
+            " {} retired key(s) are left out: the apiserver stops accepting tokens they signed (retire waits until those have expired; the JWKS no longer publishes them).",
             inputs.retired
         ));
     }
     note
+}
+
+/// The note on what a key rotation changes on the nodes and in the
+/// configuration: `bundled` flavours (kubeadm, kind) keep every
+/// verification key in one file.
+pub(super) fn rotation_note(dir: &str, bundled: bool) -> String {
+    let check = "Roll each stage out before the next one; after the switch, `irsa keys status -f irsa.yaml --kubeconfig K` shows which key the cluster signs with, and `irsa keys rotate --stage retire` refuses until it is the active key.";
+    if bundled {
+        format!("Key rotation: the signing key is always {dir}/{SIGNING_KEY_FILE} and the verification keys always {dir}/{KEY_BUNDLE_FILE}, so this configuration stays the same; each stage rewrites the content of those files (publish and retire: {KEY_BUNDLE_FILE}; switch: {SIGNING_KEY_FILE}). Render again with -o DIR --force, copy DIR/pki/ to every control-plane node and restart kube-apiserver and kube-controller-manager. {check}")
+    } else {
+        format!("Key rotation: the signing key is always {dir}/{SIGNING_KEY_FILE}, whichever key is active, so the switch rewrites that file's content and no flag. Publish adds and retire removes one --service-account-key-file (one file per public key), so those two stages change the flags. Render again with -o DIR --force, copy DIR/pki/ to every control-plane node, apply the flags and restart. {check}")
+    }
 }
 
 /// Serializes to YAML.

@@ -5,13 +5,21 @@
 //! |---------|----------------------------------------|-------------------------------------------------|
 //! | publish | one `active` key, no `next`/`previous` | a new `next` key: published, not signing        |
 //! | switch  | `active` and `next`                    | `next` becomes `active`, `active` `previous`    |
-//! | retire  | `previous` keys whose tokens expired   | those keys `retired`: no longer published       |
+//! | retire  | `previous` keys whose tokens expired, the cluster observed signing with the active key | those keys `retired`: no longer published |
 //!
 //! A new key is published before the apiserver signs with it, and an old
 //! key stays published until every token it signed has expired, so no
 //! running pod loses its AWS access. Nothing here reads files, the clock or
-//! the network: the caller passes the current time and, for the switch,
-//! what the issuer serves; it writes the key list each transition returns.
+//! the network: the caller passes the current time, for the switch what the
+//! issuer serves, and for the retire which key a token the cluster just
+//! issued names ([`signing`]); it writes the key list each transition
+//! returns.
+
+mod signing;
+
+pub use signing::{
+    apply_record, judge, Observation, Record, Signer, SigningFinding, Verdict, ASSUME_ROLLED_OUT,
+};
 
 use crate::config::{KeyConfig, KeyState};
 use crate::jwks::Jwks;
@@ -67,6 +75,23 @@ pub enum RotationError {
         /// Seconds from now until then.
         remaining: i64,
     },
+    /// Retire: the cluster was observed signing with another key than the
+    /// active one.
+    #[error("{detail}.\nRetiring now would unpublish the key that signs the tokens pods hold: every pod's STS call would fail.\nFix: {fix}. (--force skips this check.)")]
+    WrongSigner {
+        /// What was observed.
+        detail: String,
+        /// What to do.
+        fix: String,
+    },
+    /// Retire: irsa could not observe which key the cluster signs with.
+    #[error("{detail}.\nirsa cannot check that the cluster signs with the active key; if any kube-apiserver still signs with the previous key, retiring unpublishes the key its tokens need and every pod's STS call fails.\nFix: {fix}; or check every kube-apiserver's --service-account-signing-key-file yourself and pass --assume-rolled-out.")]
+    Unobserved {
+        /// Why nothing was observed.
+        detail: String,
+        /// How to give irsa access.
+        fix: String,
+    },
     /// Retire: no `previous` key says when it stopped signing.
     #[error("the previous key has no `deactivated` time in irsa.yaml; pass --force once its tokens have expired")]
     NoDeactivatedTime,
@@ -87,7 +112,11 @@ impl RotationError {
     pub fn is_safety_check(&self) -> bool {
         matches!(
             self,
-            Self::NotPublished { .. } | Self::JwksUnreadable { .. } | Self::TokensMayBeValid { .. }
+            Self::NotPublished { .. }
+                | Self::JwksUnreadable { .. }
+                | Self::TokensMayBeValid { .. }
+                | Self::WrongSigner { .. }
+                | Self::Unobserved { .. }
         )
     }
 }
@@ -134,8 +163,9 @@ pub enum Standing {
         /// Index of the `next` key.
         next: usize,
     },
-    /// Switch done: the apiserver signs with the new key and the previous
-    /// keys still verify.
+    /// Switch done: irsa.yaml's active key is the new one and the previous
+    /// keys still verify. Whether the apiserver signs with the new key is
+    /// for an observation to say ([`judge`]).
     Switched {
         /// Indexes of the `previous` keys.
         previous: Vec<usize>,
@@ -160,14 +190,25 @@ pub fn standing(keys: &[KeyConfig], wait: TokenWait) -> Standing {
 }
 
 /// When the `previous` keys may be retired: the latest time one of them
-/// stopped signing, plus the wait. `None` when none of them records when it
-/// stopped.
+/// stopped signing (the switch), or, when later, the time irsa first
+/// observed the cluster signing with the active key (`firstObserved`),
+/// plus the wait. `None` when no previous key records when it stopped.
 pub fn retire_ready(keys: &[KeyConfig], wait: TokenWait) -> Option<Timestamp> {
-    keys.iter()
+    let switched = keys
+        .iter()
         .filter(|k| k.state == KeyState::Previous)
         .filter_map(|k| k.deactivated)
-        .max()
-        .map(|t| t.saturating_add(wait.seconds()))
+        .max()?;
+    let observed = keys
+        .iter()
+        .filter(|k| k.state == KeyState::Active)
+        .filter_map(|k| k.first_observed)
+        .max();
+    Some(
+        observed
+            .map_or(switched, |o| o.max(switched))
+            .saturating_add(wait.seconds()),
+    )
 }
 
 /// The outcome of the publish stage: a new `next` key to create.
@@ -214,6 +255,7 @@ pub fn publish(
         created: Some(now),
         activated: None,
         deactivated: None,
+        first_observed: None,
     });
     Ok(Publish {
         algorithm,
@@ -352,6 +394,58 @@ pub fn retire(
     })
 }
 
+/// How the operator lets `retire` go ahead despite a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RetireOverrides {
+    /// `--force`: skip every safety check (observed signer and token wait).
+    pub force: bool,
+    /// `--assume-rolled-out`: go ahead without an observation, on the
+    /// operator's word that every apiserver signs with the active key. An
+    /// observation of another key still refuses.
+    pub assume_rolled_out: bool,
+}
+
+/// Retire, judged on what was observed as well as on time: refuses while
+/// the cluster signs with any key but the active one, and, without an
+/// observation, unless the operator assumes the rollout. The wait counts
+/// from the switch or from the first observation of the active key,
+/// whichever is later ([`retire_ready`]); `finding.record` is applied to
+/// the key list first (the caller writes it even when this refuses, with
+/// [`apply_record`]).
+pub fn retire_observed(
+    keys: &[KeyConfig],
+    finding: &SigningFinding,
+    wait: TokenWait,
+    now: Timestamp,
+    overrides: RetireOverrides,
+) -> Result<Retire, RotationError> {
+    let recorded = apply_record(keys, finding.record);
+    let keys = recorded.as_deref().unwrap_or(keys);
+    active_index(keys)?;
+    if !keys.iter().any(|k| k.state == KeyState::Previous) {
+        return Err(RotationError::NoPreviousKey);
+    }
+    if !overrides.force {
+        match finding.verdict {
+            Verdict::Expected => {}
+            Verdict::Unexpected => {
+                return Err(RotationError::WrongSigner {
+                    detail: finding.detail.clone(),
+                    fix: finding.fix.clone(),
+                })
+            }
+            Verdict::Unobserved if overrides.assume_rolled_out => {}
+            Verdict::Unobserved => {
+                return Err(RotationError::Unobserved {
+                    detail: finding.detail.clone(),
+                    fix: finding.fix.clone(),
+                })
+            }
+        }
+    }
+    retire(keys, wait, now, overrides.force)
+}
+
 fn active_index(keys: &[KeyConfig]) -> Result<usize, RotationError> {
     keys.iter()
         .position(|k| k.state == KeyState::Active)
@@ -366,5 +460,7 @@ fn indexes(keys: &[KeyConfig], state: KeyState) -> Vec<usize> {
         .collect()
 }
 
+#[cfg(test)]
+mod signing_tests;
 #[cfg(test)]
 mod tests;

@@ -23,6 +23,7 @@ fn key(name: &str, state: KeyState) -> KeyConfig {
         created: Some("2025-01-01T00:00:00Z".parse().unwrap()),
         activated: None,
         deactivated: None,
+        first_observed: None,
     }
 }
 
@@ -61,6 +62,7 @@ fn publish_adds_a_next_key_named_after_the_time() {
             created: Some(t(0)),
             activated: None,
             deactivated: None,
+            first_observed: None,
         }
     );
     let es = publish(&idle(), Some(Algorithm::ES256), t(0), false).unwrap();

@@ -310,7 +310,30 @@ fn to_json(bundle: &Bundle, r: &Rendered) -> String {
     serde_json::to_string_pretty(&value).unwrap_or_default()
 }
 
-fn notes_text(a: &ConfigArgs, bundle: &Bundle, inputs: &Inputs, r: &Rendered) -> String {
+/// Files in `DIR/pki` this rendering does not write: key files an earlier
+/// rendering left there (a retired key's file, a signing key file named
+/// after the key by an older irsa). They are named, not deleted.
+fn stale_key_files(dir: &Path, r: &Rendered) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir.join("pki")) else {
+        return Vec::new();
+    };
+    let mut stale: Vec<String> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|name| !r.node_files.iter().any(|f| &f.name == name))
+        .collect();
+    stale.sort();
+    stale
+}
+
+fn notes_text(
+    a: &ConfigArgs,
+    bundle: &Bundle,
+    inputs: &Inputs,
+    r: &Rendered,
+    stale: &[String],
+) -> String {
     let mut t = String::new();
     let _ = writeln!(
         t,
@@ -353,6 +376,17 @@ fn notes_text(a: &ConfigArgs, bundle: &Bundle, inputs: &Inputs, r: &Rendered) ->
             );
         }
     }
+    if !stale.is_empty() {
+        let on_nodes = r.key_dir.as_deref().unwrap_or("the key directory");
+        let _ = writeln!(
+            t,
+            "\nNot part of this rendering (left by an earlier one; irsa does not delete them):"
+        );
+        for name in stale {
+            let _ = writeln!(t, "  pki/{name}");
+        }
+        let _ = writeln!(t, "Do not copy them to the nodes. Once every control-plane node runs with this rendering, delete them here and from {on_nodes}/ on the nodes: a stale private key can sign again if a flag still names it.");
+    }
     let _ = writeln!(t, "\nNext steps:");
     for note in &r.notes {
         let _ = writeln!(t, "- {note}");
@@ -384,7 +418,8 @@ fn write_out(
         };
         files.push((dir.join("pki").join(&f.name), f.content.as_bytes(), mode));
     }
-    let notes = notes_text(a, bundle, inputs, r);
+    let stale = stale_key_files(dir, r);
+    let notes = notes_text(a, bundle, inputs, r, &stale);
     files.push((dir.join("NOTES.txt"), notes.as_bytes(), fsutil::PUBLIC));
     let paths: Vec<&Path> = files.iter().map(|(p, _, _)| p.as_path()).collect();
     fsutil::ensure_writable(&paths, a.force)?;
@@ -396,6 +431,12 @@ fn write_out(
             ""
         };
         status!("wrote {}{private}", path.display());
+    }
+    for name in &stale {
+        status!(
+            "warning: {} is not part of this rendering (an earlier rendering's key file): do not copy it to the nodes; delete it here and on the nodes once they run with this rendering",
+            dir.join("pki").join(name).display()
+        );
     }
     status!(
         "next steps: {} (where each file goes)",

@@ -34,6 +34,7 @@ use crate::Exit;
 mod aws;
 mod cluster;
 mod publish;
+mod signing;
 
 use aws::aws_links;
 use cluster::cluster_links;
@@ -222,6 +223,12 @@ pub fn run(a: DoctorArgs) -> Result<()> {
             }
         }
     };
+    signing::signing_link(
+        &mut r,
+        &a,
+        bundle.as_ref(),
+        token.as_deref().filter(|_| just_issued),
+    );
     if let Some(token) = token {
         let links = TokenLinks {
             bundle: bundle.as_ref(),

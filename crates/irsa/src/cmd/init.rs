@@ -143,6 +143,7 @@ pub fn create(a: &InitArgs, bindings: Vec<Binding>) -> Result<Created> {
             created: Some(now),
             activated: Some(now),
             deactivated: None,
+            first_observed: None,
         }],
         bindings,
     };

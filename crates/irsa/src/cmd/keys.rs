@@ -1,14 +1,17 @@
 //! `irsa keys generate`, and staged rotation: `irsa keys rotate`,
 //! `irsa keys status`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use irsa_core::config::{KeyConfig, KeyState};
-use irsa_core::rotation::{self, RotationError, Served, Standing, TokenWait};
+use irsa_core::rotation::{
+    self, RetireOverrides, RotationError, Served, SigningFinding, Standing, TokenWait, Verdict,
+};
 use irsa_core::{Algorithm, PrivateKey, Timestamp};
 
+use crate::bundle::Bundle;
 use crate::cfgedit::ConfigEdit;
 use crate::fsutil;
 use crate::output::status;
@@ -45,9 +48,20 @@ pub struct RotateArgs {
     /// The bundle's config file.
     #[arg(short = 'f', long = "file", default_value = crate::bundle::CONFIG_FILE)]
     pub file: PathBuf,
-    /// Skip the safety check of this stage (published JWKS; token lifetime).
+    /// Skip the safety checks of this stage (switch: the published JWKS;
+    /// retire: the key the cluster signs with and the token lifetime).
     #[arg(long)]
     pub force: bool,
+    /// Retire without observing the cluster, on your word that every
+    /// kube-apiserver signs with the active key: if one still signs with the
+    /// previous key, retiring breaks every pod's AWS access. The token wait
+    /// still applies; a cluster observed signing with another key still refuses.
+    #[arg(long)]
+    pub assume_rolled_out: bool,
+    /// Kubeconfig of the cluster to observe (default: $KUBECONFIG,
+    /// ~/.kube/config, in-cluster).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
     /// Longest token lifetime in use, in seconds (the webhook's and pods'
     /// token expiration; kube-apiserver --service-account-max-token-expiration).
     #[arg(long, default_value_t = 86_400)]
@@ -74,6 +88,13 @@ pub struct StatusArgs {
     /// Extra wait after that, in seconds.
     #[arg(long, default_value_t = 3_600)]
     pub margin: i64,
+    /// Kubeconfig of the cluster to observe (default: $KUBECONFIG,
+    /// ~/.kube/config, in-cluster).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    pub output: Format,
 }
 
 /// Arguments of `irsa keys generate`.
@@ -105,34 +126,52 @@ pub fn parse_alg(s: &str) -> Result<Algorithm, String> {
         .map_err(|e: irsa_core::key::UnknownAlgorithm| e.to_string())
 }
 
+mod status;
+
+use status::{judged, signing_lines};
+
 /// Runs a keys subcommand.
 pub fn run(cmd: KeysCommand) -> Result<()> {
     match cmd {
         KeysCommand::Generate(a) => generate(a),
         KeysCommand::Rotate(a) => rotate(a),
-        KeysCommand::Status(a) => status(a),
+        KeysCommand::Status(a) => status::status(a),
     }
 }
 
-/// Where a rotation stands, and the next step.
-fn describe(cfg: &irsa_core::IrsaConfig, wait: TokenWait) -> (String, String) {
+/// Where a rotation stands, and the next step; `signing` is what was
+/// observed of the cluster, when it was asked.
+fn describe(
+    cfg: &irsa_core::IrsaConfig,
+    wait: TokenWait,
+    file: &Path,
+    signing: Option<&SigningFinding>,
+) -> (String, String) {
+    let f = file.display();
     match rotation::standing(&cfg.keys, wait) {
         Standing::Published { next } => (
             format!("stage publish done: {} is published as the next key", cfg.keys[next].public_key),
-            "1. `irsa apply` (the JWKS now carries both keys); 2. give every apiserver both public keys (`irsa cluster config`), still signing with the active key; 3. `irsa keys rotate --stage switch`".into(),
+            format!("1. `irsa apply -f {f}` (the JWKS now carries both keys); 2. give every apiserver both public keys (`irsa cluster config -f {f} ... -o DIR --force`, copy DIR/pki/, restart), still signing with the active key; 3. `irsa keys rotate -f {f} --stage switch`"),
         ),
         Standing::Switched { previous, retire_ready } => {
             let now = Timestamp::saturating_from_unix(crate::cmd::now());
+            let rollout = format!("roll the new signing key out: `irsa cluster config -f {f} ... -o DIR --force`, copy DIR/pki/ to every control-plane node and restart every kube-apiserver and kube-controller-manager");
             let wait = match retire_ready {
                 Some(t) if t > now => format!(
-                    "wait until {t} ({} s from now) so every token the old key signed has expired, then `irsa keys rotate --stage retire`",
+                    "wait until {t} ({} s from now) so every token the old key signed has expired, then `irsa keys rotate -f {f} --stage retire`",
                     t.unix() - now.unix()
                 ),
-                _ => "`irsa keys rotate --stage retire` (every token the old key signed has expired)".into(),
+                _ => format!("`irsa keys rotate -f {f} --stage retire` (the token wait has passed)"),
+            };
+            let next = match signing.map(|s| s.verdict) {
+                Some(Verdict::Expected) => wait,
+                Some(Verdict::Unexpected) => format!("1. {rollout}; 2. check with `irsa keys status -f {f}` until the cluster signs with the active key; 3. {wait}"),
+                Some(Verdict::Unobserved) | None => format!("1. {rollout} if not done; 2. check with `irsa keys status -f {f} --kubeconfig FILE` that the cluster signs with the active key; 3. {wait}"),
             };
             (
                 format!(
-                    "stage switch done: the apiserver signs with the new key; {} still verif{}",
+                    "stage switch done: {} is irsa.yaml's active key; {} still verif{}",
+                    cfg.active_key().map_or("(none)", |k| k.public_key.as_str()),
                     previous
                         .iter()
                         .map(|&i| cfg.keys[i].public_key.as_str())
@@ -140,14 +179,12 @@ fn describe(cfg: &irsa_core::IrsaConfig, wait: TokenWait) -> (String, String) {
                         .join(", "),
                     if previous.len() == 1 { "ies" } else { "y" }
                 ),
-                format!(
-                    "1. roll out the new signing key (`irsa cluster config`) if not done; 2. {wait}"
-                ),
+                next,
             )
         }
         Standing::Idle => (
             "no rotation in progress".into(),
-            "`irsa keys rotate --stage publish` starts one".into(),
+            format!("`irsa keys rotate -f {f} --stage publish` starts one"),
         ),
     }
 }
@@ -163,42 +200,14 @@ fn refused(e: RotationError) -> anyhow::Error {
     }
 }
 
-fn status(a: StatusArgs) -> Result<()> {
-    let wait = TokenWait::new(a.max_token_lifetime, a.margin)?;
-    let bundle = crate::bundle::Bundle::load_file(&a.file)?;
-    for k in bundle.keys()? {
-        let e = &k.entry;
-        println!(
-            "{:<9} {:<32} kid {}  created {}{}{}",
-            format!("{:?}", e.state).to_lowercase(),
-            e.public_key,
-            k.public.kid(),
-            e.created.map_or_else(|| "?".into(), |t| t.to_string()),
-            e.activated
-                .map(|t| format!(", signing since {t}"))
-                .unwrap_or_default(),
-            e.deactivated
-                .map(|t| format!(", stopped signing {t}"))
-                .unwrap_or_default(),
-        );
-    }
-    let (state, next) = describe(&bundle.config, wait);
-    println!("\n{state}\nnext: {next}");
-    Ok(())
-}
-
 /// Writes `keys` into the config read under `edit`, then the documents.
-fn save(
-    edit: &ConfigEdit,
-    bundle: &crate::bundle::Bundle,
-    keys: &[KeyConfig],
-) -> Result<crate::bundle::Bundle> {
+fn save(edit: &ConfigEdit, bundle: &Bundle, keys: &[KeyConfig]) -> Result<Bundle> {
     save_keys(edit, bundle, keys)?;
     save_documents(bundle)
 }
 
 /// Writes `keys` into the config read under `edit`.
-fn save_keys(edit: &ConfigEdit, bundle: &crate::bundle::Bundle, keys: &[KeyConfig]) -> Result<()> {
+fn save_keys(edit: &ConfigEdit, bundle: &Bundle, keys: &[KeyConfig]) -> Result<()> {
     let path = bundle.dir.join(crate::bundle::CONFIG_FILE);
     let new_text = crate::yamledit::replace_keys(edit.text(), keys)
         .with_context(|| format!("cannot update {}", path.display()))?;
@@ -206,21 +215,27 @@ fn save_keys(edit: &ConfigEdit, bundle: &crate::bundle::Bundle, keys: &[KeyConfi
 }
 
 /// Re-reads the saved bundle and writes its documents.
-fn save_documents(bundle: &crate::bundle::Bundle) -> Result<crate::bundle::Bundle> {
-    let bundle = crate::bundle::Bundle::load(&bundle.dir)?;
+fn save_documents(bundle: &Bundle) -> Result<Bundle> {
+    let bundle = Bundle::load(&bundle.dir)?;
     let docs = bundle.render()?;
     bundle.write_documents(&docs)?;
     Ok(bundle)
 }
 
 fn rotate(a: RotateArgs) -> Result<()> {
-    crate::bundle::Bundle::dir_of(&a.file)?;
+    Bundle::dir_of(&a.file)?;
     let wait = TokenWait::new(a.max_token_lifetime, a.margin)?;
     // Locked until the new key list is written, so no other irsa edit interleaves.
     let edit = ConfigEdit::open(&a.file)?;
-    let bundle = crate::bundle::Bundle::from_text(&a.file, edit.text())?;
+    let bundle = Bundle::from_text(&a.file, edit.text())?;
     let cfg = &bundle.config;
     let now = Timestamp::saturating_from_unix(crate::cmd::now());
+    if a.assume_rolled_out && a.stage != Stage::Retire {
+        bail!(
+            "{} applies to --stage retire only; drop it",
+            rotation::ASSUME_ROLLED_OUT
+        );
+    }
     match a.stage {
         Stage::Publish => {
             let publish =
@@ -246,7 +261,7 @@ fn rotate(a: RotateArgs) -> Result<()> {
                 "published next key {public} (kid {}); private key {private} (0600)",
                 key.public_key().kid()
             );
-            let (_, next) = describe(&bundle.config, wait);
+            let (_, next) = describe(&bundle.config, wait, &a.file, None);
             println!("next: {next}");
         }
         Stage::Switch => {
@@ -278,22 +293,44 @@ fn rotate(a: RotateArgs) -> Result<()> {
             }
             let bundle = save(&edit, &bundle, &switch.keys)?;
             println!(
-                "switched: {} signs from now on; {} still verifies",
+                "switched in irsa.yaml: {} is the active key, {} still verifies. The cluster still signs with the old key until you roll the new one out.",
                 bundle.config.keys[switch.signing].public_key,
                 bundle.config.keys[switch.stopped].public_key
             );
-            let (_, next) = describe(&bundle.config, wait);
+            let (_, next) = describe(&bundle.config, wait, &a.file, None);
             println!("next: {next}");
         }
         Stage::Retire => {
-            let retire = rotation::retire(&cfg.keys, wait, now, a.force).map_err(refused)?;
+            let observation = crate::observe::signing_key(a.kubeconfig.as_deref());
+            let finding = judged(&bundle, &observation, now)?;
+            println!("{}", signing_lines(&finding));
+            let overrides = RetireOverrides {
+                force: a.force,
+                assume_rolled_out: a.assume_rolled_out,
+            };
+            let retire = match rotation::retire_observed(&cfg.keys, &finding, wait, now, overrides)
+            {
+                Ok(retire) => retire,
+                Err(e) => {
+                    // What was observed is kept, even though retire refuses.
+                    if let Some(keys) = rotation::apply_record(&cfg.keys, finding.record) {
+                        save_keys(&edit, &bundle, &keys)?;
+                    }
+                    return Err(refused(e));
+                }
+            };
+            match (a.force, finding.verdict) {
+                (true, Verdict::Unexpected) => status!("warning: --force: retiring although {}", finding.detail),
+                (true, Verdict::Unobserved) | (false, Verdict::Unobserved) => status!("warning: {}: retiring without having observed which key the cluster signs with", if a.force { "--force" } else { rotation::ASSUME_ROLLED_OUT }),
+                _ => {}
+            }
             save(&edit, &bundle, &retire.keys)?;
             println!(
                 "retired {} key(s); the JWKS now holds {} key(s)",
                 retire.retired.len(),
                 retire.verifying()
             );
-            println!("next: 1. `irsa apply` (the old key leaves the JWKS); 2. `irsa cluster config` and roll out (the apiserver stops accepting the old key). The key files stay on disk.");
+            println!("next: 1. `irsa apply -f {f}` (the old key leaves the JWKS); 2. `irsa cluster config -f {f} ... -o DIR --force` and roll out (the apiserver stops accepting the old key; NOTES.txt names the key files no longer used). The key files stay on disk.", f = a.file.display());
         }
     }
     Ok(())
