@@ -61,9 +61,11 @@ pub(super) fn diff(
             (false, false)
         }
     };
+    // Settings of a bucket this plan creates are created with it, not changed.
+    let setting = if actual.bucket.is_none() { '+' } else { '~' };
     if manage_bpa && desired.cloudfront.is_some() && !actual.bucket_fully_private {
         plan.changes.push(change(
-            '~',
+            setting,
             format!("{bucket_res} public access block"),
             "all four Block Public Access settings on: only CloudFront reads the documents",
             Action::BlockAllPublicAccess,
@@ -71,7 +73,7 @@ pub(super) fn diff(
     }
     if manage_bpa && desired.cloudfront.is_none() && !actual.public_policy_allowed {
         plan.changes.push(change(
-            '~',
+            setting,
             format!("{bucket_res} public access block"),
             "ACLs blocked; a bucket policy may grant public read",
             Action::AllowPublicPolicy,
@@ -98,7 +100,11 @@ pub(super) fn diff(
                 };
                 if let Some(merged) = desired.merged_policy(ours, actual.bucket_policy.as_ref()) {
                     plan.changes.push(change(
-                        '~',
+                        if actual.bucket_policy.is_none() {
+                            '+'
+                        } else {
+                            '~'
+                        },
                         format!("{bucket_res} policy"),
                         what,
                         Action::PutBucketPolicy { policy: merged },
