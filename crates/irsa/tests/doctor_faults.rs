@@ -20,7 +20,7 @@ use common::testbed::{free_port, register_webhook, Killed, Testbed, WebhookRegis
 use common::*;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use serde_json::{json, Value};
 
 const HOST: &str = "oidc.irsa.test";
