@@ -218,6 +218,30 @@ async fn a_webhook_that_is_down_and_fails_open_is_named_and_no_pod_recreation_ad
     .unwrap();
     let stored = pods.create(&PostParams::default(), &pod).await.unwrap();
     assert!(!format!("{:?}", stored.spec).contains("AWS_ROLE_ARN"));
+    // What the API server answers a dry-run create meanwhile: the pod,
+    // unmutated, with no warning and no error. The absence of the
+    // mutation is all there is to see.
+    std::fs::write(
+        d.join("probe.json"),
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe", "namespace": "default"},
+            "spec": {"serviceAccountName": "s3-echoer", "containers": [{"name": "app", "image": "busybox"}]}})
+        .to_string(),
+    )
+    .unwrap();
+    let out = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&bed.kubeconfig)
+        .args(["create", "--dry-run=server", "-o", "json", "-f"])
+        .arg(d.join("probe.json"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("AWS_ROLE_ARN"), "{}", stdout(&out));
+    assert!(
+        !stderr(&out).to_lowercase().contains("warning"),
+        "v1.28 says nothing of the failed call: {}",
+        stderr(&out)
+    );
 
     let (code, checks) = doctor(d, &bed.kubeconfig, &["-n", "default", "--pod", "echoer"]);
     assert_eq!(code, Some(1));

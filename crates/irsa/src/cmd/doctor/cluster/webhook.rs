@@ -119,7 +119,7 @@ async fn dry_run(
     {
         Ok(pod) => match stale::judge(&pod, sa, DEFAULT_PREFIX) {
             Verdict::Current | Verdict::PodIdentity => DryRun::Mutated,
-            _ => DryRun::NotMutated { warnings: vec![] },
+            _ => DryRun::NotMutated,
         },
         Err(kube::Error::Api(e)) if e.code == 403 => DryRun::NotRun(format!(
             "doctor may not create pods in {ns} (even as a dry run): {}",
