@@ -39,7 +39,7 @@ impl Aws {
                 self.tag_bucket(desired, &bucket).await?;
             }
             Action::TagBucket => self.tag_bucket(desired, &bucket).await?,
-            Action::AllowPublicPolicy => {
+            Action::AllowPublicPolicy { .. } => {
                 let cfg = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
                     .block_public_acls(true)
                     .ignore_public_acls(true)
@@ -55,7 +55,7 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("s3:PutPublicAccessBlock", e))?;
             }
-            Action::PutBucketPolicy { policy } => {
+            Action::PutBucketPolicy { policy, .. } => {
                 self.write();
                 self.s3
                     .put_bucket_policy()
@@ -286,7 +286,7 @@ impl Aws {
                     .await
                     .map_err(|e| call_err("s3:DeleteBucketPolicy", e))?;
             }
-            Action::BlockAllPublicAccess => {
+            Action::BlockAllPublicAccess { .. } => {
                 let cfg = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
                     .block_public_acls(true)
                     .ignore_public_acls(true)

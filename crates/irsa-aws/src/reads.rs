@@ -276,6 +276,46 @@ impl Aws {
         }
     }
 
+    /// Which of the managed policies `arns` do not exist: one
+    /// `iam:GetPolicy` each, `parallelism` at a time. Without permission
+    /// to read a policy, it is not reported missing (IAM is the judge at
+    /// attach time) and a warning is logged.
+    pub async fn missing_policies(
+        &self,
+        arns: &BTreeSet<String>,
+    ) -> Result<BTreeSet<String>, AwsError> {
+        let found: Vec<Result<Option<String>, AwsError>> =
+            futures_util::stream::iter(arns.iter().map(|arn| async move {
+                self.read();
+                match self.iam.get_policy().policy_arn(arn).send().await {
+                    Ok(_) => Ok(None),
+                    Err(e) if e.code() == Some("NoSuchEntity") => Ok(Some(arn.clone())),
+                    Err(e) => {
+                        let e = call_err("iam:GetPolicy", e);
+                        match e.code() {
+                            // A malformed ARN names no policy either.
+                            Some("InvalidInput") => Ok(Some(arn.clone())),
+                            _ if e.denied() => {
+                                tracing::warn!("cannot check that policy {arn} exists: {e}");
+                                Ok(None)
+                            }
+                            _ => Err(e),
+                        }
+                    }
+                }
+            }))
+            .buffer_unordered(self.parallelism)
+            .collect()
+            .await;
+        let mut missing = BTreeSet::new();
+        for r in found {
+            if let Some(arn) = r? {
+                missing.insert(arn);
+            }
+        }
+        Ok(missing)
+    }
+
     /// One role with its trust policy, policies and tags, if it exists.
     pub async fn role(&self, name: &str) -> Result<Option<ActualRole>, AwsError> {
         self.read_role(name).await

@@ -13,6 +13,36 @@ use crate::rotation::{SigningFinding, Verdict};
 use crate::verify::verify_signature;
 use crate::Jwks;
 
+mod binding;
+mod job;
+mod webhook;
+
+pub use binding::{judge_binding, subject_of, BindingFinding, RoleSource};
+pub use job::{judge_job_pods, JobWait};
+pub use webhook::{
+    is_pod_identity_hook, judge_webhook, selects, DryRun, Hook, Reach, WebhookFinding,
+};
+
+/// Links of the chain whose judgement is a finding of this module (the
+/// others are still named by the constants below).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// The role the ServiceAccount names is the one irsa.yaml binds to it.
+    RoleBound,
+    /// The pod identity webhook mutates new pods of the ServiceAccount.
+    WebhookMutates,
+}
+
+impl Link {
+    /// The report line's name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::RoleBound => "serviceaccount: role is the one irsa.yaml binds to it",
+            Self::WebhookMutates => "webhook: mutates new pods of the ServiceAccount",
+        }
+    }
+}
+
 /// Report line of the JWKS link: the token's kid is published and its
 /// signature verifies.
 pub const JWKS_VERIFIES: &str = "jwks: token kid published and signature verifies";

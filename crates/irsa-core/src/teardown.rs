@@ -148,6 +148,7 @@ pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> 
                 format!("remove statement {sid}"),
                 Action::PutBucketPolicy {
                     policy: json!({"Version": "2012-10-17", "Statement": rest}),
+                    creates: false,
                 },
             )
         });

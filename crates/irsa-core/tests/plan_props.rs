@@ -438,11 +438,11 @@ fn check(w: &World, p: &plan::Plan, destroying: bool) -> Result<(), TestCaseErro
             }
             Action::CreateBucket => prop_assert!(w.actual.bucket.is_none(), "{shown}"),
             Action::TagBucket => prop_assert!(false, "{shown}: tags a bucket without --adopt"),
-            Action::AllowPublicPolicy => prop_assert!(
+            Action::AllowPublicPolicy { .. } => prop_assert!(
                 w.desired.cloudfront.is_none() && (w.actual.bucket.is_none() || owned_bucket),
                 "{shown}"
             ),
-            Action::PutBucketPolicy { policy } => {
+            Action::PutBucketPolicy { policy, .. } => {
                 prop_assert!(
                     bucket_tag.is_none() || bucket_tag.clone().flatten().is_some(),
                     "{shown}: untagged bucket's policy"
@@ -463,7 +463,7 @@ fn check(w: &World, p: &plan::Plan, destroying: bool) -> Result<(), TestCaseErro
             }
             Action::CreateOac => prop_assert!(w.actual.oac.is_none(), "{shown}"),
             Action::UpdateOac { id } => prop_assert!(w.own_oac && id == "O1", "{shown}"),
-            Action::BlockAllPublicAccess => prop_assert!(
+            Action::BlockAllPublicAccess { .. } => prop_assert!(
                 w.desired.cloudfront.is_some() && (w.actual.bucket.is_none() || owned_bucket),
                 "{shown}"
             ),

@@ -1,9 +1,13 @@
 //! `irsa`: IAM Roles for Service Accounts on any Kubernetes cluster.
 //!
-//! Exit codes: 0 success; 1 a check failed (`validate`, `token verify`);
-//! 2 usage or input error (bad flags, unreadable or invalid files), and a
-//! command this build leaves out (the offline build, without the `online`
-//! feature, has no AWS, Kubernetes or HTTP code).
+//! Exit codes (the table in docs/issuer-and-keys.md#exit-codes): 0
+//! success; 1 a check failed (`validate`, `token verify`, `doctor`, a plan
+//! with conflicts); 2 usage or input error (bad flags, unreadable or
+//! invalid files), and a command this build leaves out (the offline build,
+//! without the `online` feature, has no AWS, Kubernetes or HTTP code); 3
+//! an AWS call failed (credentials, permissions, throttling, a service
+//! error). `plan --detailed-exitcode` keeps Terraform's meaning instead: 0
+//! no changes, 1 error, 2 changes.
 
 mod bundle;
 mod cfgedit;
@@ -101,16 +105,32 @@ enum Command {
     Cluster(cmd::cluster::ClusterCommand),
 }
 
-/// The one way a command ends with an exit code other than 0 and 2: it has
-/// already reported why (a failed check, a plan with changes under
-/// `--detailed-exitcode`), and the process only exits with this code. Every
-/// other error is printed as `irsa: {error:#}` and exits 2.
+/// How a command ends with an exit code it has already reported the
+/// reason for (a failed check, a plan with changes under
+/// `--detailed-exitcode`): the process only exits with this code. Every
+/// other error is printed as `irsa: {error:#}` and exits with
+/// [`Exit::of_error`]: 3 when an AWS call failed, else 2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit(pub u8);
 
 impl Exit {
     /// A check failed (`validate`, `token verify`, `doctor`, ...): exit 1.
     pub const CHECKS_FAILED: Exit = Exit(1);
+    /// Usage or input error: exit 2.
+    pub const USAGE: Exit = Exit(2);
+    /// An AWS call failed: exit 3.
+    pub const AWS_FAILED: Exit = Exit(3);
+
+    /// The code an error exits with when it was not reported already: 3
+    /// when an AWS call failed (an `AwsError` in its chain), else 2.
+    pub fn of_error(e: &anyhow::Error) -> Exit {
+        #[cfg(feature = "online")]
+        if e.chain().any(|c| c.is::<irsa_aws::AwsError>()) {
+            return Self::AWS_FAILED;
+        }
+        let _ = e;
+        Self::USAGE
+    }
 }
 
 impl std::fmt::Display for Exit {
@@ -133,8 +153,13 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let colour = output::colour_logs(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
@@ -179,7 +204,7 @@ fn main() -> ExitCode {
             Some(exit) => ExitCode::from(exit.0),
             None => {
                 eprintln!("irsa: {e:#}");
-                ExitCode::from(2)
+                ExitCode::from(Exit::of_error(&e).0)
             }
         },
     }

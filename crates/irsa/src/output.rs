@@ -13,6 +13,13 @@ pub enum Format {
     Json,
 }
 
+/// Whether log lines on stderr get ANSI colours: only on a terminal, and
+/// not when `NO_COLOR` is set to anything but the empty string
+/// (no-color.org). A log redirected to a file or a pipe stays plain text.
+pub fn colour_logs(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
 /// Prints a check report as a ✓/✗ table with fixes.
 pub fn print_report(report: &Report, format: Format) {
     if format == Format::Json {
@@ -69,3 +76,17 @@ macro_rules! status {
     };
 }
 pub(crate) use status;
+
+#[cfg(test)]
+mod tests {
+    use super::colour_logs;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn logs_are_coloured_only_on_a_terminal_without_no_color() {
+        assert!(colour_logs(true, None));
+        assert!(colour_logs(true, Some(OsStr::new(""))));
+        assert!(!colour_logs(true, Some(OsStr::new("1"))));
+        assert!(!colour_logs(false, None));
+    }
+}

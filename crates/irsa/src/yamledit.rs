@@ -88,11 +88,44 @@ fn parse_item(lines: &[&str], indent: usize) -> Result<Binding> {
         .context("a binding in irsa.yaml is empty")
 }
 
+/// Whether `s` is a plain scalar YAML 1.1 readers take for a date
+/// (`YYYY-M-D`), such as an IAM policy's `Version: 2012-10-17`.
+fn looks_like_date(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+        && parts[0].len() == 4
+        && parts[1].len() <= 2
+        && parts[2].len() <= 2
+}
+
+/// Quotes the values serde_yaml (YAML 1.2) leaves plain that YAML 1.1
+/// readers (PyYAML, many tools) would read as dates rather than strings.
+fn quote_dates(line: &str) -> String {
+    let (head, value) = match line.rsplit_once(": ") {
+        Some((h, v)) => (format!("{h}: "), v),
+        None => match line.trim_start().strip_prefix("- ") {
+            Some(v) => (line[..line.len() - v.len()].to_string(), v),
+            None => return line.to_string(),
+        },
+    };
+    if looks_like_date(value) {
+        format!("{head}'{value}'")
+    } else {
+        line.to_string()
+    }
+}
+
 /// Renders one binding as a list item at `indent`.
 fn render_item(binding: &Binding, indent: usize) -> Result<Vec<String>> {
     let yaml = serde_yaml::to_string(&vec![binding]).context("rendering the binding")?;
     let pad = " ".repeat(indent);
-    Ok(yaml.lines().map(|l| format!("{pad}{l}")).collect())
+    Ok(yaml
+        .lines()
+        .map(|l| format!("{pad}{}", quote_dates(l)))
+        .collect())
 }
 
 fn same(b: &Binding, namespace: &str, service_account: &str) -> bool {
@@ -296,6 +329,30 @@ mod tests {
             policy_arns: vec![format!("arn:aws:iam::aws:policy/{policy}")],
             ..Binding::default()
         }
+    }
+
+    #[test]
+    fn policy_versions_are_quoted_for_yaml_1_1_readers() {
+        let mut b = binding("app", "web", "ReadOnlyAccess");
+        b.inline_policies.insert(
+            "own".into(),
+            serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*", "Sid": "2012-10-17x"}]}),
+        );
+        let (text, _) = upsert_binding(BASE, &b).expect("added");
+        assert!(text.contains("Version: '2012-10-17'"), "{text}");
+        assert!(!text.contains("Version: 2012-10-17\n"), "{text}");
+        // Still the same string to a YAML 1.2 reader.
+        let config = IrsaConfig::from_yaml(&text).expect("valid");
+        assert_eq!(
+            config.bindings[0].inline_policies["own"]["Version"],
+            "2012-10-17"
+        );
+        assert_eq!(quote_dates("- 2024-1-2"), "- '2024-1-2'");
+        assert_eq!(quote_dates("  Sid: 2012-10-17x"), "  Sid: 2012-10-17x");
+        assert_eq!(
+            quote_dates("  Version: '2012-10-17'"),
+            "  Version: '2012-10-17'"
+        );
     }
 
     #[test]

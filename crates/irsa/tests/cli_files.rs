@@ -461,6 +461,17 @@ fn demo_creates_a_new_directory_each_time() {
         "{}",
         stdout(&out)
     );
+    // A bucket the plan creates has its settings created, not changed.
+    let text = stdout(&out);
+    assert!(
+        text.contains("+ s3 bucket irsa-demo-oidc public access block")
+            && text.contains("+ s3 bucket irsa-demo-oidc policy"),
+        "{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.trim_start().starts_with("~ ")),
+        "nothing to change in an empty account: {text}"
+    );
     assert!(d.join("irsa-demo/irsa.yaml").is_file());
     let out = run_in(d, &["demo"]);
     assert!(out.status.success());
@@ -667,4 +678,52 @@ fn private_key_material_never_reaches_output_or_errors() {
     // Debug output of the parsed key (as in logs) hides the material too.
     let key = irsa_core::parse::parse_private_key(pem.as_bytes()).unwrap();
     assert!(!format!("{key:?}").contains(&body_line[..20]));
+}
+
+/// Stderr of `irsa --log info jwks KEY` run under script(1), which gives it
+/// a terminal; `no_color` is NO_COLOR's value, if set.
+fn on_a_terminal(d: &Path, no_color: Option<&str>) -> String {
+    let command = format!(
+        "{} --log info jwks b/keys/sa-signer.pub >/dev/null",
+        env!("CARGO_BIN_EXE_irsa")
+    );
+    let mut script = std::process::Command::new("script");
+    script
+        .current_dir(d)
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("NO_COLOR");
+    if let Some(v) = no_color {
+        script.env("NO_COLOR", v);
+    }
+    let out = script
+        .output()
+        .expect("script(1) from util-linux gives the command a terminal");
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn logs_are_coloured_only_on_a_terminal_and_without_no_color() {
+    let t = tempdir();
+    let d = t.path();
+    assert!(run_in(d, &["demo", "--dir", "b"]).status.success());
+    // Written to a pipe (as to a file): plain text.
+    let out = irsa()
+        .current_dir(d)
+        .args(["--log", "info", "jwks", "b/keys/sa-signer.pub"])
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(log.contains("INFO") && log.contains("key"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "ANSI codes in a piped log: {log:?}"
+    );
+    // On a terminal: coloured, unless NO_COLOR says otherwise.
+    let tty = on_a_terminal(d, None);
+    assert!(tty.contains("INFO") && tty.contains('\u{1b}'), "{tty:?}");
+    let tty = on_a_terminal(d, Some("1"));
+    assert!(tty.contains("INFO") && !tty.contains('\u{1b}'), "{tty:?}");
 }

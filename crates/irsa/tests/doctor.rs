@@ -222,7 +222,9 @@ fn every_fault_is_diagnosed_at_its_link_with_a_fix() {
         "{iss:?}"
     );
 
-    // Wrong namespace in sub: the trust policy does not admit it.
+    // Wrong namespace in sub: the token is another ServiceAccount's, so
+    // the role irsa.yaml binds to app/s3-echoer is the wrong one for it and
+    // its trust policy does not admit it; the fix is not `irsa plan`.
     let t = token(
         &s,
         key,
@@ -231,11 +233,23 @@ fn every_fault_is_diagnosed_at_its_link_with_a_fix() {
     let (_, failed) = doctor(&s, &t, &[]);
     assert_eq!(
         names(&failed),
-        ["iam: trust policy admits the token"],
+        [
+            "serviceaccount: role is the one irsa.yaml binds to it",
+            "iam: trust policy admits the token"
+        ],
         "{failed:?}"
     );
     assert!(
-        failed[0].1.contains("system:serviceaccount:app:s3-echoer"),
+        failed[0]
+            .1
+            .contains("the role irsa.yaml binds to app/s3-echoer")
+            && failed[0].2.contains("irsa bind -n default -s s3-echoer"),
+        "{failed:?}"
+    );
+    assert!(
+        failed[1].1.contains("system:serviceaccount:app:s3-echoer")
+            && failed[1].2.contains("bound to another ServiceAccount")
+            && !failed[1].2.contains("irsa plan"),
         "{failed:?}"
     );
 
@@ -511,7 +525,11 @@ fn cluster_links_against_a_real_apiserver() {
         .filter(|c| c.1 == "fail")
         .map(|c| c.0.as_str())
         .collect();
-    assert_eq!(failed, ["webhook: installed"], "{checks:?}");
+    assert_eq!(
+        failed,
+        ["webhook: mutates new pods of the ServiceAccount"],
+        "{checks:?}"
+    );
     for link in [
         "token: TokenRequest",
         "token: iss is the configured issuer",
@@ -614,8 +632,10 @@ fn cluster_links_against_a_real_apiserver() {
         stdout(&out),
         stderr(&out)
     );
+    // No kube-controller-manager runs on the bed: the wait says no pod
+    // was created rather than guess at the image.
     assert!(
-        stderr(&out).contains("did not finish in 2 s"),
+        stderr(&out).contains("did not finish in 2 s: no pod was created"),
         "{}",
         stderr(&out)
     );

@@ -147,6 +147,9 @@ impl Doctor<'_> {
             .unwrap()
             .iter()
             .filter(|c| c["status"] != "pass")
+            // The roles here are not irsa.yaml's (it binds none): that
+            // link warns, and is doctor_faults' subject, not this test's.
+            .filter(|c| c["name"] != "serviceaccount: role is the one irsa.yaml binds to it")
             .map(|c| {
                 (
                     text(c, "name"),
@@ -308,7 +311,7 @@ async fn doctor_names_each_stale_pod_with_the_fix_for_its_owner() {
     let more: Vec<&Line> = lines.iter().filter(|l| l.1 == "warn").collect();
     assert_eq!(more.len(), 1, "{lines:#?}");
     assert!(
-        more[0].2.contains("more than 1 running pods of app/s3")
+        more[0].2.contains("more than 1 unfinished pods of app/s3")
             && more[0].3.contains("--selector"),
         "{more:?}"
     );

@@ -132,6 +132,15 @@ fn private_key_flag_finds_an_unpublished_apiserver_key() {
         &["validate", "b", "--private-key", "b/keys/sa-signer.key"],
     );
     assert!(out.status.success(), "{}", stdout(&out));
+    // The active key passed again signs one probe, reported once.
+    assert_eq!(
+        stdout(&out)
+            .matches("private key: signs tokens the JWKS verifies")
+            .count(),
+        1,
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]

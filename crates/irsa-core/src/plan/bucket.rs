@@ -59,18 +59,20 @@ pub(super) fn diff(
             (false, false)
         }
     };
+    // Settings of a bucket this plan creates are created with it, not changed.
+    let creates = actual.bucket.is_none();
     if manage_bpa && desired.cloudfront.is_some() && !actual.bucket_fully_private {
         plan.changes.push(change(
             format!("{bucket_res} public access block"),
             "all four Block Public Access settings on: only CloudFront reads the documents",
-            Action::BlockAllPublicAccess,
+            Action::BlockAllPublicAccess { creates },
         ));
     }
     if manage_bpa && desired.cloudfront.is_none() && !actual.public_policy_allowed {
         plan.changes.push(change(
             format!("{bucket_res} public access block"),
             "ACLs blocked; a bucket policy may grant public read",
-            Action::AllowPublicPolicy,
+            Action::AllowPublicPolicy { creates },
         ));
     }
     if manage_statement {
@@ -96,7 +98,10 @@ pub(super) fn diff(
                     plan.changes.push(change(
                         format!("{bucket_res} policy"),
                         what,
-                        Action::PutBucketPolicy { policy: merged },
+                        Action::PutBucketPolicy {
+                            policy: merged,
+                            creates: actual.bucket_policy.is_none(),
+                        },
                     ));
                 }
             }
@@ -215,7 +220,7 @@ mod tests {
             .changes
             .iter()
             .find_map(|c| match &c.action {
-                Action::PutBucketPolicy { policy: p } => Some(p.clone()),
+                Action::PutBucketPolicy { policy: p, .. } => Some(p.clone()),
                 _ => None,
             })
             .expect("policy change");
@@ -225,10 +230,10 @@ mod tests {
             "the other cluster's statement is kept"
         );
         assert!(
-            !plan
-                .changes
-                .iter()
-                .any(|c| matches!(c.action, Action::AllowPublicPolicy | Action::TagBucket)),
+            !plan.changes.iter().any(|c| matches!(
+                c.action,
+                Action::AllowPublicPolicy { .. } | Action::TagBucket
+            )),
             "a bucket owned by another cluster is not re-configured: {:?}",
             plan.changes
         );
@@ -242,7 +247,7 @@ mod tests {
             .changes
             .iter()
             .find_map(|c| match &c.action {
-                Action::PutBucketPolicy { policy: p } => Some(p.clone()),
+                Action::PutBucketPolicy { policy: p, .. } => Some(p.clone()),
                 _ => None,
             })
             .expect("policy change");

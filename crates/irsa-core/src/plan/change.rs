@@ -17,11 +17,16 @@ pub enum Action {
     /// Tag the bucket as owned (adoption, or finishing an interrupted create).
     TagBucket,
     /// Allow bucket policies to grant public read (ACLs stay blocked).
-    AllowPublicPolicy,
+    AllowPublicPolicy {
+        /// Whether the bucket is created by the same plan (`+`, else `~`).
+        creates: bool,
+    },
     /// Put the bucket policy.
     PutBucketPolicy {
         /// The whole policy document.
         policy: Value,
+        /// Whether the bucket has no policy yet (`+`, else `~`).
+        creates: bool,
     },
     /// Upload one document.
     PutObject {
@@ -148,7 +153,10 @@ pub enum Action {
     DeleteBucket,
     /// Turn all four Block Public Access settings of the bucket on
     /// (CloudFront mode: the bucket stays private).
-    BlockAllPublicAccess,
+    BlockAllPublicAccess {
+        /// Whether the bucket is created by the same plan (`+`, else `~`).
+        creates: bool,
+    },
     /// Create this issuer's Origin Access Control (sigv4, always sign, s3).
     CreateOac,
     /// Restore the settings of this issuer's Origin Access Control.
@@ -225,6 +233,9 @@ impl Action {
             | Action::AttachPolicy { .. }
             | Action::CreateOac
             | Action::CreateDistribution
+            | Action::AllowPublicPolicy { creates: true }
+            | Action::BlockAllPublicAccess { creates: true }
+            | Action::PutBucketPolicy { creates: true, .. }
             | Action::PutObject { creates: true, .. }
             | Action::PutInline { creates: true, .. } => '+',
             Action::DeleteBucket
@@ -237,8 +248,8 @@ impl Action {
             | Action::DeleteDistribution { .. }
             | Action::DeleteOac { .. } => '-',
             Action::TagBucket
-            | Action::AllowPublicPolicy
-            | Action::PutBucketPolicy { .. }
+            | Action::AllowPublicPolicy { creates: false }
+            | Action::PutBucketPolicy { creates: false, .. }
             | Action::PutObject { creates: false, .. }
             | Action::AddClientId { .. }
             | Action::TagProvider { .. }
@@ -249,7 +260,7 @@ impl Action {
             | Action::PutBoundary { .. }
             | Action::DeleteBoundary { .. }
             | Action::PutInline { creates: false, .. }
-            | Action::BlockAllPublicAccess
+            | Action::BlockAllPublicAccess { creates: false }
             | Action::UpdateOac { .. }
             | Action::UpdateDistribution { .. }
             | Action::Invalidate { .. }
@@ -289,13 +300,13 @@ impl Change {
             Action::DeleteProvider { arn } => format!("provider:{arn}"),
             Action::CreateBucket
             | Action::TagBucket
-            | Action::AllowPublicPolicy
+            | Action::AllowPublicPolicy { .. }
             | Action::PutBucketPolicy { .. }
             | Action::PutObject { .. }
             | Action::DeleteObject { .. }
             | Action::DeleteBucketPolicy
             | Action::DeleteBucket
-            | Action::BlockAllPublicAccess
+            | Action::BlockAllPublicAccess { .. }
             | Action::Invalidate { .. } => "s3".into(),
             Action::CreateOac
             | Action::UpdateOac { .. }

@@ -141,13 +141,15 @@ fn fresh_apply_creates_a_private_bucket_an_oac_and_a_distribution() {
         "{:#?}",
         symbols(&plan)
     );
-    assert!(actions.contains(&&Action::BlockAllPublicAccess));
+    assert!(actions
+        .iter()
+        .any(|a| matches!(a, Action::BlockAllPublicAccess { .. })));
     assert!(actions.contains(&&Action::CreateOac));
     assert!(actions.contains(&&Action::CreateDistribution));
     assert!(
         !actions.iter().any(|a| matches!(
             a,
-            Action::AllowPublicPolicy | Action::PutBucketPolicy { .. }
+            Action::AllowPublicPolicy { .. } | Action::PutBucketPolicy { .. }
         )),
         "never public; the policy waits for the distribution's ARN: {:#?}",
         symbols(&plan)
@@ -180,14 +182,16 @@ fn drift_is_repaired_and_a_changed_document_is_invalidated() {
     let plan = diff(&d, &drift, &BTreeSet::new());
     let actions: Vec<&Action> = plan.changes.iter().map(|c| &c.action).collect();
     assert!(
-        actions.contains(&&Action::BlockAllPublicAccess),
+        actions
+            .iter()
+            .any(|a| matches!(a, Action::BlockAllPublicAccess { .. })),
         "{:#?}",
         symbols(&plan)
     );
     let policy = actions
         .iter()
         .find_map(|a| match a {
-            Action::PutBucketPolicy { policy } => Some(policy.clone()),
+            Action::PutBucketPolicy { policy, .. } => Some(policy.clone()),
             _ => None,
         })
         .expect("policy repaired");
@@ -262,7 +266,7 @@ fn pending_url_plans_hosting_only_and_publishes_nothing() {
         plan.changes.iter().all(|c| matches!(
             c.action,
             Action::CreateBucket
-                | Action::BlockAllPublicAccess
+                | Action::BlockAllPublicAccess { .. }
                 | Action::CreateOac
                 | Action::CreateDistribution
         )),

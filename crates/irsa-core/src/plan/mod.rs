@@ -9,6 +9,7 @@ mod bucket;
 mod change;
 mod cloudfront;
 mod desired;
+mod policies;
 mod providers;
 mod roles;
 
@@ -21,6 +22,7 @@ pub use change::{lanes, phases, Action, Change, Phase};
 pub use cloudfront::{recorded_url_problem, ALLOWED_METHODS, OAC_SETTINGS, VIEWER_PROTOCOL_POLICY};
 pub(crate) use desired::statements;
 pub use desired::{Desired, DesiredCloudFront, DesiredRole};
+pub use policies::{missing_policies_refusal, policies_to_check};
 
 /// IAM's default quota of OIDC providers per account.
 pub const MAX_OIDC_PROVIDERS: usize = 100;
@@ -125,7 +127,7 @@ pub(crate) mod tests {
         let symbols: String = plan.changes.iter().map(Change::symbol).collect();
         assert_eq!(
             symbols,
-            "+~~+++++",
+            "++++++++",
             "{:#?}",
             plan.changes
                 .iter()

@@ -90,6 +90,22 @@ async fn refuse_locked_account(ctx: &Context_) -> Result<()> {
     }
 }
 
+/// Refuses a plan whose roles need a managed policy or permissions
+/// boundary IAM does not have, before anything is written: IAM would
+/// refuse it only when attaching, after creating the role. Reads only the
+/// policies not already attached.
+async fn refuse_missing_policies(ctx: &Context_, actual: &plan::Actual) -> Result<()> {
+    let wanted = plan::policies_to_check(&ctx.desired, actual);
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let missing = ctx.aws.missing_policies(&wanted).await?;
+    match plan::missing_policies_refusal(&ctx.desired, &missing) {
+        Some(why) => bail!("{why}"),
+        None => Ok(()),
+    }
+}
+
 fn print_plan(plan: &Plan, format: Format, title: &str) {
     if format == Format::Json {
         let changes: Vec<_> = plan
@@ -190,6 +206,7 @@ fn plan_inner(a: PlanArgs) -> Result<()> {
         let ctx = load(&a.common).await?;
         refuse_locked_account(&ctx).await?;
         let actual = ctx.aws.read_actual(&ctx.desired).await?;
+        refuse_missing_policies(&ctx, &actual).await?;
         let plan = plan::diff(&ctx.desired, &actual, &adopt(&a.common, &ctx));
         print_plan(
             &plan,
@@ -265,10 +282,13 @@ async fn execute(ctx: &Context_, plan: &Plan, format: Format, verb: &str) -> Res
         for (change, e) in &failures {
             status!("irsa: failed: {change}\n       {e}");
         }
-        bail!(
-            "{verb} stopped: {} of {total} change(s) failed (see above); fix the cause and re-run: completed steps are not repeated",
-            failures.len()
-        );
+        let count = failures.len();
+        // The first AWS error in the chain: the process exits 3.
+        if let Some((_, first)) = failures.into_iter().next() {
+            return Err(anyhow::Error::new(first).context(format!(
+                "{verb} stopped: {count} of {total} change(s) failed (see above); fix the cause and re-run: completed steps are not repeated"
+            )));
+        }
     }
     let (reads, writes) = ctx.aws.counts();
     if format == Format::Json {
@@ -333,6 +353,7 @@ pub fn apply(a: ApplyArgs) -> Result<()> {
 /// Reads, plans, asks (once per apply) and executes; fails on conflicts.
 async fn apply_pass(ctx: &Context_, a: &ApplyArgs, approved: &mut bool) -> Result<Plan> {
     let actual = ctx.aws.read_actual(&ctx.desired).await?;
+    refuse_missing_policies(ctx, &actual).await?;
     let plan = plan::diff(&ctx.desired, &actual, &adopt(&a.common, ctx));
     if a.output == Format::Text {
         print_plan(

@@ -19,7 +19,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use irsa_core::checks::Report;
+use irsa_core::checks::{Report, Status};
 use irsa_core::diagnosis;
 use irsa_core::issuer::DISCOVERY_PATH;
 use irsa_core::jwt::{self, VerifyOptions};
@@ -321,6 +321,10 @@ fn token_links(r: &mut Report, a: &DoctorArgs, links: &TokenLinks<'_>) -> Result
             format!("iss {iss} (no irsa.yaml to compare with)"),
         ),
     }
+    let role_elsewhere = match (config, role_arn) {
+        (Some(cfg), Some(arn)) => binding_link(r, cfg, &sub, arn, a.token.is_some()),
+        _ => false,
+    };
     let rendered = bundle.and_then(|b| publish::render(r, b));
     if let Some(rendered) = &rendered {
         publish::bundle_key_link(r, token, rendered);
@@ -355,7 +359,53 @@ fn token_links(r: &mut Report, a: &DoctorArgs, links: &TokenLinks<'_>) -> Result
         .trim_start_matches("https://")
         .trim_end_matches('/')
         .to_string();
-    aws_links(r, a, token, role_arn, &host_path, &sub, &aud)
+    let trust_fix = role_elsewhere.then(|| {
+        format!(
+            "the role is bound to another ServiceAccount (the line \"{}\"): name the right role rather than changing this one's trust policy",
+            diagnosis::Link::RoleBound.name()
+        )
+    });
+    let links = aws::RoleLinks {
+        token,
+        role_arn,
+        host_path: &host_path,
+        sub: &sub,
+        aud: &aud,
+        trust_fix,
+    };
+    aws_links(r, a, &links)
+}
+
+/// Whether the role named for the token's ServiceAccount is the one
+/// irsa.yaml binds to it (`from_flag`: the role came from `--role-arn`,
+/// else from the annotation). Returns whether it is another binding's role.
+fn binding_link(
+    r: &mut Report,
+    cfg: &IrsaConfig,
+    sub: &str,
+    role_arn: &str,
+    from_flag: bool,
+) -> bool {
+    let (Some((ns, sa)), Ok(named)) = (
+        diagnosis::subject_of(sub),
+        irsa_core::arn::RoleArn::parse(role_arn),
+    ) else {
+        return false;
+    };
+    let finding = diagnosis::judge_binding(&cfg.cluster, &cfg.bindings, ns, sa, &named);
+    let source = if from_flag {
+        diagnosis::RoleSource::RoleArnFlag
+    } else {
+        diagnosis::RoleSource::Annotation
+    };
+    let (status, detail, fix) = finding.explain(source);
+    let link = finding.link().name();
+    match status {
+        Status::Pass => r.pass(link, detail),
+        Status::Warn => r.warn(link, detail, fix),
+        Status::Fail => r.fail(link, detail, fix),
+    }
+    finding.names_another_bindings_role()
 }
 
 #[cfg(test)]

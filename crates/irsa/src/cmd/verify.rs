@@ -164,10 +164,17 @@ async fn apply_and_wait(a: &VerifyArgs, sa: ServiceAccount, job: Job) -> Result<
             break (s > 0, f > 0);
         }
         if Instant::now() > deadline {
-            status!(
-                "irsa: job/{name} did not finish in {} s: check that nodes can pull {} (`kubectl -n {ns} describe job {name}`)",
-                a.timeout, a.image
-            );
+            let seen = Api::<Pod>::namespaced(client.clone(), ns)
+                .list(&ListParams::default().labels(&format!("job-name={name}")))
+                .await
+                .map(|l| irsa_core::diagnosis::judge_job_pods(&l.items));
+            match seen {
+                Ok(seen) => status!("irsa: {}", seen.explain(ns, &name, a.timeout, &a.image)),
+                Err(e) => status!(
+                    "irsa: job/{name} did not finish in {} s, and its pods cannot be listed ({e}): `kubectl -n {ns} describe job {name}`",
+                    a.timeout
+                ),
+            }
             return Err(crate::Exit::CHECKS_FAILED.into());
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -17,6 +17,12 @@ pub struct Moto {
 impl Moto {
     /// Starts moto with AWS managed policies loaded.
     pub fn start() -> Self {
+        Self::start_with(true)
+    }
+
+    /// Starts moto; with `managed_policies`, IAM has AWS's managed policies
+    /// (`MOTO_IAM_LOAD_MANAGED_POLICIES=true`), else none of them exists.
+    pub fn start_with(managed_policies: bool) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -32,7 +38,10 @@ impl Moto {
                 "-p",
                 &port.to_string(),
             ])
-            .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .env(
+                "MOTO_IAM_LOAD_MANAGED_POLICIES",
+                if managed_policies { "true" } else { "false" },
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

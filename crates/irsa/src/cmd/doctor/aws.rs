@@ -18,15 +18,27 @@ pub fn sts_diagnosis(error: &AwsError) -> (&'static str, &'static str) {
     }
 }
 
-pub(super) fn aws_links(
-    r: &mut Report,
-    a: &DoctorArgs,
-    token: &str,
-    role_arn: &str,
-    host_path: &str,
-    sub: &str,
-    aud: &[String],
-) -> Result<()> {
+/// The token and role the AWS links judge.
+pub(super) struct RoleLinks<'a> {
+    pub(super) token: &'a str,
+    pub(super) role_arn: &'a str,
+    pub(super) host_path: &'a str,
+    pub(super) sub: &'a str,
+    pub(super) aud: &'a [String],
+    /// The trust policy's fix when an earlier link found the real fault
+    /// (a role bound to another ServiceAccount).
+    pub(super) trust_fix: Option<String>,
+}
+
+pub(super) fn aws_links(r: &mut Report, a: &DoctorArgs, links: &RoleLinks<'_>) -> Result<()> {
+    let RoleLinks {
+        token,
+        role_arn,
+        host_path,
+        sub,
+        aud,
+        ..
+    } = *links;
     let Ok(arn) = RoleArn::parse(role_arn) else {
         r.fail(
             "iam: role ARN",
@@ -79,7 +91,7 @@ pub(super) fn aws_links(
                     Err(reasons) => r.fail(
                         "iam: trust policy admits the token",
                         reasons.join("; "),
-                        "fix the trust policy: `irsa plan` shows the repair for roles irsa manages (condition keys are host/path:sub without https://)",
+                        links.trust_fix.clone().unwrap_or_else(|| "fix the trust policy: `irsa plan` shows the repair for roles irsa manages (condition keys are host/path:sub without https://)".into()),
                     ),
                 }
             }

@@ -1,21 +1,22 @@
-//! Doctor's cluster links: the pod (or each pod of the ServiceAccount)
-//! was mutated with the role its ServiceAccount names now, the
-//! ServiceAccount carries a role ARN, a pod identity webhook is
-//! registered, and the TokenRequest API issues a token for the audience.
+//! Doctor's cluster links: a pod identity webhook mutates new pods of the
+//! ServiceAccount (a dry-run create shows it), the pod (or each pod of the
+//! ServiceAccount) was mutated with the role its ServiceAccount names now,
+//! the ServiceAccount carries a role ARN, and the TokenRequest API issues a
+//! token for the audience.
 
 use anyhow::{bail, Context, Result};
 use irsa_core::checks::Report;
 use irsa_core::mutate::{SaIdentity, DEFAULT_PREFIX};
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 
 use irsa_core::arn::RoleArn;
 
 use super::DoctorArgs;
 
 mod pods;
+mod webhook;
 
 const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 const AUDIENCE_ANNOTATION: &str = "eks.amazonaws.com/audience";
@@ -68,10 +69,21 @@ pub(super) async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Opti
     let identity = sa.as_ref().and_then(|sa| {
         SaIdentity::from_annotations(sa.metadata.annotations.as_ref()?, DEFAULT_PREFIX)
     });
+    let webhook_mutates = match &sa {
+        Some(_) => {
+            let labels = pod
+                .as_ref()
+                .and_then(|p| p.metadata.labels.clone())
+                .unwrap_or_default();
+            webhook::webhook_link(r, &client, ns, &sa_name, identity.as_ref(), &labels).await
+        }
+        None => None,
+    };
     let scope = pods::Scope {
         client: &client,
         ns,
         sa: identity.as_ref(),
+        webhook_mutates,
     };
     match &pod {
         Some(pod) => pods::judge_pod(r, &scope, pod).await,
@@ -118,44 +130,6 @@ pub(super) async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Opti
         .get(AUDIENCE_ANNOTATION)
         .cloned()
         .unwrap_or_else(|| DEFAULT_AUDIENCE.to_string());
-    let hooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    match hooks.list(&ListParams::default()).await {
-        Ok(list) => {
-            let found: Vec<String> =
-                list.items
-                    .iter()
-                    .filter(|c| {
-                        c.webhooks.iter().flatten().any(|w| {
-                            w.rules.iter().flatten().any(|rule| {
-                                rule.resources
-                                    .as_ref()
-                                    .is_some_and(|res| res.iter().any(|x| x == "pods" || x == "*"))
-                                    && rule.operations.as_ref().is_some_and(|ops| {
-                                        ops.iter().any(|o| o == "CREATE" || o == "*")
-                                    })
-                            }) && (w.name.contains("pod-identity")
-                                || w.name.contains("irsa")
-                                || c.metadata.name.as_deref().is_some_and(|n| {
-                                    n.contains("pod-identity") || n.contains("irsa")
-                                }))
-                        })
-                    })
-                    .filter_map(|c| c.metadata.name.clone())
-                    .collect();
-            r.check(
-                !found.is_empty(),
-                "webhook: installed",
-                format!("MutatingWebhookConfiguration {found:?} mutates pods on create"),
-                "no pod identity webhook is registered: pods get no token volume or AWS_* env vars",
-                "install it: `irsa webhook certs ...` then `irsa webhook manifests ... | kubectl apply -f -` (see README, \"irsa webhook\")",
-            );
-        }
-        Err(e) => r.warn(
-            "webhook: installed",
-            format!("cannot list MutatingWebhookConfigurations: {e}"),
-            "run doctor with a kubeconfig allowed to list admissionregistration.k8s.io objects",
-        ),
-    }
     let request = TokenRequest {
         spec: TokenRequestSpec {
             audiences: vec![audience.clone()],

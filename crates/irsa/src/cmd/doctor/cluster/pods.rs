@@ -25,6 +25,22 @@ pub(super) struct Scope<'a> {
     pub(super) client: &'a Client,
     pub(super) ns: &'a str,
     pub(super) sa: Option<&'a SaIdentity>,
+    /// Whether the webhook mutates new pods of the ServiceAccount (`None`:
+    /// not checked). Until it does, recreating a pod gives another
+    /// unmutated one, so no fix says to.
+    pub(super) webhook_mutates: Option<bool>,
+}
+
+impl Scope<'_> {
+    /// `fix`, or, while the webhook does not mutate new pods, what must
+    /// come first.
+    fn fix(&self, fix: String) -> String {
+        if self.webhook_mutates == Some(false) {
+            format!("first make the webhook mutate new pods (the line \"{}\"): recreating the pod now gives another unmutated one; then {fix}", irsa_core::diagnosis::Link::WebhookMutates.name())
+        } else {
+            fix
+        }
+    }
 }
 
 /// Resolves controller chains, each owner read once.
@@ -79,7 +95,7 @@ async fn record(r: &mut Report, scope: &Scope<'_>, owners: &mut Owners, pod: &Po
         return false;
     };
     let chain = owners.chain(scope, pod).await;
-    r.fail(line, detail, stale::fix(scope.ns, name, &chain));
+    r.fail(line, detail, scope.fix(stale::fix(scope.ns, name, &chain)));
     true
 }
 
@@ -99,7 +115,7 @@ pub(super) async fn judge_pod(r: &mut Report, scope: &Scope<'_>, pod: &Pod) {
         Verdict::OutOfScope => r.fail(
             POD_MUTATED,
             format!("{ns}/{name}: not mutated (no volume {VOLUME_NAME} with {ROLE_ARN_ENV}) and its ServiceAccount names no role"),
-            "pods are mutated only when created: make sure the webhook is installed and the ServiceAccount annotated (below), then delete the pod so its controller recreates it (kubectl rollout restart)",
+            scope.fix("pods are mutated only when created: make sure the webhook is installed and the ServiceAccount annotated (below), then delete the pod so its controller recreates it (kubectl rollout restart)".into()),
         ),
         _ => {
             record(r, scope, &mut Owners::default(), pod).await;
@@ -147,6 +163,21 @@ pub(super) async fn judge_pods(
         }
     }
     let judged = list.items.len();
+    let phase = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.clone());
+    let running = list
+        .items
+        .iter()
+        .filter(|p| phase(p).as_deref() == Some("Running"))
+        .count();
+    let pending = list
+        .items
+        .iter()
+        .filter(|p| phase(p).as_deref() == Some("Pending"))
+        .count();
+    let other = match judged - running - pending {
+        0 => String::new(),
+        n => format!(", {n} in another phase"),
+    };
     let narrowed = selector.map_or(String::new(), |s| format!(" matching {s}"));
     if list
         .metadata
@@ -156,13 +187,13 @@ pub(super) async fn judge_pods(
     {
         r.warn(
             PODS,
-            format!("more than {judged} running pods of {ns}/{sa_name}{narrowed}: only the first {judged} were judged"),
+            format!("more than {judged} unfinished pods of {ns}/{sa_name}{narrowed}: only the first {judged} were judged"),
             "narrow the listing with --selector LABELS, or raise --max-pods",
         );
     } else if stale_pods == 0 {
         r.pass(
             PODS,
-            format!("{judged} running pod(s) of {ns}/{sa_name}{narrowed}, none stale"),
+            format!("{judged} unfinished pod(s) of {ns}/{sa_name}{narrowed} ({running} running, {pending} pending{other}), none stale"),
         );
     }
 }
