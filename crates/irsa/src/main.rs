@@ -30,9 +30,19 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// What `irsa --version` prints after the name: the crate version and the
+/// git commit the binary was built from (`unknown` when the build could not
+/// tell; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("IRSA_GIT_COMMIT"),
+    ")"
+);
+
 /// IAM Roles for Service Accounts on any Kubernetes cluster.
 #[derive(Parser)]
-#[command(name = "irsa", version, about, long_about = None, propagate_version = true)]
+#[command(name = "irsa", version = VERSION, about, long_about = None, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

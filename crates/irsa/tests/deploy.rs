@@ -147,10 +147,72 @@ fn check_args_exist(args: &[String]) {
     }
 }
 
+/// The images the Deployments in `objects` run.
+fn images(objects: &[Value]) -> Vec<String> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "Deployment")
+        .flat_map(|o| {
+            typed::<Deployment>(o)
+                .spec
+                .unwrap()
+                .template
+                .spec
+                .unwrap()
+                .containers
+        })
+        .map(|c| c.image.unwrap())
+        .collect()
+}
+
+/// The image of this release: its tag is the crate version.
+fn release_image() -> String {
+    format!("ghcr.io/irsa-dev/irsa:{}", env!("CARGO_PKG_VERSION"))
+}
+
 #[test]
 fn kustomize_base_and_cert_manager_overlay_render() {
-    check_objects(&kustomize("deploy/base"), "irsa-system");
-    check_objects(&kustomize("deploy/cert-manager"), "irsa-system");
+    let base = kustomize("deploy/base");
+    check_objects(&base, "irsa-system");
+    let cert_manager = kustomize("deploy/cert-manager");
+    check_objects(&cert_manager, "irsa-system");
+    // deploy/ and the crate version agree: bumping one without the other fails here.
+    assert_eq!(images(&base), [release_image()]);
+    assert_eq!(images(&cert_manager), [release_image()]);
+}
+
+#[test]
+fn manifests_name_this_release_or_the_image_asked_for() {
+    let t = tempdir();
+    let d = t.path();
+    let out = run_in(d, &["webhook", "manifests"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(images(&docs(&stdout(&out))), [release_image()]);
+
+    let private = "registry.example.com:5000/platform/irsa:0.1.0-acme";
+    let out = run_in(d, &["webhook", "manifests", "--image", private]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let objects = docs(&stdout(&out));
+    check_objects(&objects, "irsa-system");
+    assert_eq!(images(&objects), [private]);
+    assert!(!stdout(&out).contains("ghcr.io"), "{}", stdout(&out));
+
+    // A value that would edit the YAML is refused, naming the fix.
+    let out = run_in(
+        d,
+        &[
+            "webhook",
+            "manifests",
+            "--image",
+            "irsa:1\n  hostNetwork: true",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("is not an image reference"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// The cert-manager object of `kind` called `name`.

@@ -11,11 +11,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::pods::{
+    create_pod, env_of, has_token_volume, namespace, service_account, simple_pod, wait_ready,
+};
 use common::testbed::{free_port, register_webhook, Testbed, WebhookRegistration};
 use common::*;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
-use serde_json::{json, Value};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
 
 const ROLE: &str = "arn:aws:iam::111122223333:role/s3-reader";
 const ISSUER: &str = "https://oidc.irsa.test/e2e";
@@ -73,106 +76,6 @@ fn start_webhook(dir: &Path, kubeconfig: &Path) -> Webhook {
     }
 }
 
-fn https_client(dir: &Path) -> reqwest::Client {
-    let ca =
-        reqwest::Certificate::from_pem(&std::fs::read(dir.join("certs/ca.crt")).unwrap()).unwrap();
-    reqwest::Client::builder()
-        .tls_certs_only([ca])
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
-
-async fn wait_ready(dir: &Path, port: u16) {
-    let client = https_client(dir);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(r) = client
-            .get(format!("https://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-        {
-            if r.status() == 200 {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "webhook not ready in 30 s: {}",
-            std::fs::read_to_string(dir.join("webhook.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn namespace(client: &kube::Client, name: &str) {
-    let api: Api<Namespace> = Api::all(client.clone());
-    let ns = Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    api.create(&PostParams::default(), &ns).await.unwrap();
-}
-
-async fn service_account(client: &kube::Client, ns: &str, name: &str, role: Option<&str>) {
-    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let mut meta = ObjectMeta {
-        name: Some(name.into()),
-        ..Default::default()
-    };
-    if let Some(role) = role {
-        meta.annotations =
-            Some([("eks.amazonaws.com/role-arn".to_string(), role.to_string())].into());
-    }
-    api.create(
-        &PostParams::default(),
-        &ServiceAccount {
-            metadata: meta,
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-}
-
-/// Creates a pod from JSON and returns it as the apiserver stored it.
-async fn create_pod(client: &kube::Client, ns: &str, pod: Value) -> Value {
-    let api: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let pod: Pod = serde_json::from_value(pod).unwrap();
-    let stored = api.create(&PostParams::default(), &pod).await.unwrap();
-    serde_json::to_value(stored).unwrap()
-}
-
-fn simple_pod(name: &str, sa: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
-           "spec": {"serviceAccountName": sa, "containers": [{"name": "app", "image": "busybox"}]}})
-}
-
-fn env_of(pod: &Value, container: usize) -> Vec<(String, String)> {
-    pod["spec"]["containers"][container]["env"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|e| {
-                    (
-                        e["name"].as_str().unwrap().to_string(),
-                        e["value"].as_str().unwrap_or("").to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn has_token_volume(pod: &Value) -> bool {
-    pod["spec"]["volumes"]
-        .as_array()
-        .is_some_and(|v| v.iter().any(|v| v["name"] == "aws-iam-token"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver and etcd (KUBEBUILDER_ASSETS or PATH): scripts/test runs it"]
 async fn webhook_against_real_apiserver() {
@@ -225,7 +128,10 @@ async fn webhook_against_real_apiserver() {
     );
 
     let webhook = start_webhook(d, &bed.kubeconfig);
-    wait_ready(d, webhook.port).await;
+    wait_ready(&d.join("certs/ca.crt"), webhook.port, || {
+        std::fs::read_to_string(d.join("webhook.log")).unwrap_or_default()
+    })
+    .await;
     register_webhook(
         &client,
         WebhookRegistration {

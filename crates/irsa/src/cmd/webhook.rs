@@ -69,12 +69,32 @@ pub struct ManifestsArgs {
     /// Namespace to install into.
     #[arg(long, default_value = "irsa-system")]
     pub namespace: String,
-    /// Container image.
-    #[arg(long, default_value = "ghcr.io/irsa-dev/irsa:0.1.0")]
+    /// Container image, e.g. one pushed to a private registry (the default is
+    /// this release's image, as named in deploy/).
+    #[arg(long, default_value = IMAGE, value_parser = image_reference)]
     pub image: String,
     /// Region to inject as AWS_DEFAULT_REGION/AWS_REGION.
     #[arg(long)]
     pub aws_default_region: Option<String>,
+}
+
+/// The image of this release: its tag is the crate version, the one place
+/// to bump. deploy/base/deployment.yaml names the same (a test checks it).
+pub const IMAGE: &str = concat!("ghcr.io/irsa-dev/irsa:", env!("CARGO_PKG_VERSION"));
+
+/// Checks an image reference before it is written into YAML: registry,
+/// path, tag and digest characters only (`[a-z0-9._/:@-]`, letters of any
+/// case), so it can neither break the document nor add a field to it.
+fn image_reference(value: &str) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._-/:@".contains(c);
+    if value.is_empty() || value.len() > 512 || !value.chars().all(allowed) {
+        return Err(format!(
+            "{value:?} is not an image reference: give one like \
+             registry.example.com/irsa:{} (letters, digits and . _ - / : @ only)",
+            env!("CARGO_PKG_VERSION")
+        ));
+    }
+    Ok(value.to_string())
 }
 
 /// The kustomize base, embedded so `manifests` needs no checkout.
@@ -133,7 +153,7 @@ pub fn run(cmd: WebhookCommand) -> Result<()> {
 #[cfg(feature = "online")]
 fn serve(settings: irsa_webhook::Settings) -> Result<()> {
     if settings.go_compat.version() {
-        println!("irsa {}", env!("CARGO_PKG_VERSION"));
+        println!("irsa {}", crate::VERSION);
         return Ok(());
     }
     for warning in settings.go_compat.ignored(settings.watch_config_map) {
@@ -248,9 +268,10 @@ fn manifests(a: ManifestsArgs) -> Result<()> {
         None => None,
     };
     for (name, text) in BASE {
-        let mut text = text
-            .replace("irsa-system", &a.namespace)
-            .replace("ghcr.io/irsa-dev/irsa:0.1.0", &a.image);
+        let mut text = text.replace("irsa-system", &a.namespace).replace(
+            &format!("image: {IMAGE}\n"),
+            &format!("image: {}\n", a.image),
+        );
         if *name == "mutatingwebhookconfiguration.yaml" {
             if let Some(ca) = &ca_bundle {
                 text = text.replace("caBundle: \"\"", &format!("caBundle: {ca}"));
@@ -301,3 +322,41 @@ fn manifests(a: ManifestsArgs) -> Result<()> {
 #[cfg(all(test, feature = "online"))]
 #[path = "webhook_flags_tests.rs"]
 mod flags_tests;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deploy_names_the_image_of_this_version() {
+        let (_, deployment) = BASE
+            .iter()
+            .find(|(name, _)| *name == "deployment.yaml")
+            .expect("the base has a Deployment");
+        let named: Vec<&str> = deployment
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("image: "))
+            .collect();
+        assert_eq!(
+            named,
+            [IMAGE],
+            "deploy/base/deployment.yaml must name {IMAGE} (the crate version is the tag)"
+        );
+    }
+
+    #[test]
+    fn image_references_that_could_break_the_yaml_are_refused() {
+        for good in [
+            "registry.example.com:5000/team/irsa:0.1.0",
+            "irsa@sha256:0123abcd",
+            IMAGE,
+        ] {
+            assert_eq!(image_reference(good).as_deref(), Ok(good));
+        }
+        for bad in ["", "a b", "x\n  hostNetwork: true", "irsa:1\"", "irsa#1"] {
+            let err = image_reference(bad).unwrap_err();
+            assert!(err.contains("not an image reference"), "{err}");
+        }
+    }
+}

@@ -3,8 +3,10 @@
 
 pub mod faults;
 pub mod https;
+pub mod image;
 pub mod kustomize;
 pub mod moto;
+pub mod pods;
 pub mod testbed;
 
 use std::path::{Path, PathBuf};
