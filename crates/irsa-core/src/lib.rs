@@ -22,6 +22,7 @@ pub mod mutate;
 pub mod ownership;
 pub mod parse;
 pub mod plan;
+pub mod podidentity;
 pub mod private;
 pub mod publication;
 pub mod rotation;
