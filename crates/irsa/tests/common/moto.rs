@@ -17,6 +17,20 @@ pub struct Moto {
 impl Moto {
     /// Starts moto with AWS managed policies loaded.
     pub fn start() -> Self {
+        Self::start_env(&[])
+    }
+
+    /// Starts moto recording every request (headers and form body) as JSON
+    /// lines into `path` (moto's recorder).
+    pub fn start_recording(path: &std::path::Path) -> Self {
+        let path = path.display().to_string();
+        Self::start_env(&[
+            ("MOTO_RECORDER_FILEPATH", path.as_str()),
+            ("MOTO_ENABLE_RECORDING", "true"),
+        ])
+    }
+
+    fn start_env(env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -33,6 +47,7 @@ impl Moto {
                 &port.to_string(),
             ])
             .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
