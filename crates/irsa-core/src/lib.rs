@@ -24,6 +24,7 @@ pub mod ownership;
 pub mod parse;
 pub mod partition;
 pub mod plan;
+pub mod podidentity;
 pub mod private;
 pub mod publication;
 pub mod rotation;

@@ -11,6 +11,9 @@
 //!   byte, and cuts a connection with no I/O at all for `--idle-timeout`
 //!   (a client that stops reading its answers);
 //! - the request handler bounds the body by `--body-timeout`.
+//!
+//! Shared by every irsa listener (the webhook's and `irsa agent`'s); each
+//! counts what the limits do through its own [`ConnEvents`].
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -29,12 +32,20 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::limits::{Limits, HTTP_BUFFER_BYTES};
-use crate::metrics::Metrics;
+
+/// Where a listener counts what its limits did.
+pub trait ConnEvents: Send + Sync {
+    /// A connection was closed by a limit (`header_timeout`,
+    /// `idle_timeout`, `handshake_timeout`, `evicted_idle`, ...).
+    fn connection_cut(&self, reason: &'static str);
+    /// Accepting a connection failed on `listener`.
+    fn accept_error(&self, listener: &'static str);
+}
 
 /// What a connection did last, read by its watchdog. Times are
 /// milliseconds since the connection opened, plus one (0 means never).
 #[derive(Debug)]
-pub(crate) struct Activity {
+pub struct Activity {
     opened: Instant,
     last_io: AtomicU64,
     head_started: AtomicU64,
@@ -43,8 +54,15 @@ pub(crate) struct Activity {
     served: AtomicBool,
 }
 
+impl Default for Activity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Activity {
-    pub(crate) fn new() -> Self {
+    /// A connection opened now, nothing read or written yet.
+    pub fn new() -> Self {
         Self {
             opened: Instant::now(),
             last_io: AtomicU64::new(1),
@@ -54,13 +72,14 @@ impl Activity {
         }
     }
 
-    pub(crate) fn mark_served(&self) {
+    /// HTTP is served from now on (the TLS handshake, if any, is done).
+    pub fn mark_served(&self) {
         self.served.store(true, Ordering::Relaxed);
     }
 
     /// When the connection last did I/O, if it is idle: served, no
     /// request in flight, no part of a request received.
-    pub(crate) fn idle_since(&self) -> Option<u64> {
+    pub fn idle_since(&self) -> Option<u64> {
         let idle = self.served.load(Ordering::Relaxed)
             && !self.in_request.load(Ordering::Relaxed)
             && self.head_started.load(Ordering::Relaxed) == 0;
@@ -87,7 +106,8 @@ impl Activity {
         self.last_io.store(self.now(), Ordering::Relaxed);
     }
 
-    pub(crate) fn begin_request(&self) {
+    /// A request's head has arrived; its handler runs.
+    pub fn begin_request(&self) {
         self.in_request.store(true, Ordering::Relaxed);
         self.head_started.store(0, Ordering::Relaxed);
     }
@@ -175,17 +195,17 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Tracked<T> {
 }
 
 /// The response body type of both servers.
-pub(crate) type Body = http_body_util::Full<hyper::body::Bytes>;
+pub type Body = http_body_util::Full<hyper::body::Bytes>;
 
 /// Serves HTTP/1.1 on `io` with `handler` until the client leaves, a
 /// deadline passes, or `stop` fires (then the request in flight is
 /// answered and the connection closed).
-pub(crate) async fn serve<I, F, Fut>(
+pub async fn serve<I, F, Fut>(
     io: I,
     handler: F,
     activity: Arc<Activity>,
     limits: &Limits,
-    metrics: &Metrics,
+    metrics: &dyn ConnEvents,
     mut stop: oneshot::Receiver<()>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -297,11 +317,11 @@ impl Backoff {
 /// taken, `evict` may close an idle connection to free one, else the
 /// connection waits (and the next ones wait in the kernel's queue).
 /// `spawn` gets each connection with its slot.
-pub(crate) async fn accept_loop<E, S>(
+pub async fn accept_loop<E, S>(
     listener: TcpListener,
     slots: Option<Arc<Semaphore>>,
     mut stop: watch::Receiver<bool>,
-    metrics: Arc<Metrics>,
+    metrics: Arc<dyn ConnEvents>,
     listener_name: &'static str,
     mut evict: E,
     mut spawn: S,

@@ -21,9 +21,8 @@ use irsa_core::mutate::{ContainerCredentials, Identities, Injection};
 /// How often the identities file is checked for changes.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
-/// The largest identities file read (a line per ServiceAccount fits
-/// tens of thousands of accounts).
-pub const MAX_FILE_BYTES: u64 = 8 << 20;
+/// The largest identities file read (the parser's own cap).
+pub const MAX_FILE_BYTES: u64 = Identities::MAX_BYTES as u64;
 
 /// The Go webhook's container-credentials flags, with its defaults.
 #[derive(Args, Debug, Clone)]

@@ -8,7 +8,7 @@ pub mod admission;
 pub mod cache;
 pub mod ciphers;
 pub mod configmap;
-mod conn;
+pub mod conn;
 pub mod containercreds;
 pub mod debug;
 pub mod goflags;
@@ -19,7 +19,7 @@ pub mod limits;
 pub mod metrics;
 /// Kubernetes names (irsa-core's one rule).
 pub use irsa_core::names;
-mod registry;
+pub mod registry;
 pub mod server;
 pub mod settings;
 pub mod tls;

@@ -347,3 +347,13 @@ impl Metrics {
         out
     }
 }
+
+impl crate::conn::ConnEvents for Metrics {
+    fn connection_cut(&self, reason: &'static str) {
+        Metrics::connection_cut(self, reason);
+    }
+
+    fn accept_error(&self, listener: &'static str) {
+        Metrics::accept_error(self, listener);
+    }
+}

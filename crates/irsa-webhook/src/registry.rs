@@ -18,14 +18,14 @@ use crate::conn::Activity;
 
 /// The registry; share it as `Arc<Mutex<Connections>>`.
 #[derive(Default)]
-pub(crate) struct Connections {
+pub struct Connections {
     next: u64,
     open: HashMap<u64, (oneshot::Sender<()>, Arc<Activity>)>,
 }
 
 impl Connections {
     /// Registers a new connection: its id, stop signal and activity.
-    pub(crate) fn open(this: &Mutex<Self>) -> (u64, oneshot::Receiver<()>, Arc<Activity>) {
+    pub fn open(this: &Mutex<Self>) -> (u64, oneshot::Receiver<()>, Arc<Activity>) {
         let (tx, rx) = oneshot::channel();
         let activity = Arc::new(Activity::new());
         let Ok(mut c) = this.lock() else {
@@ -41,14 +41,14 @@ impl Connections {
     }
 
     /// Forgets a connection that ended.
-    pub(crate) fn close(this: &Mutex<Self>, id: u64) {
+    pub fn close(this: &Mutex<Self>, id: u64) {
         if let Ok(mut c) = this.lock() {
             c.open.remove(&id);
         }
     }
 
     /// Asks every open connection to finish its request in flight and close.
-    pub(crate) fn stop_all(this: &Mutex<Self>) {
+    pub fn stop_all(this: &Mutex<Self>) {
         let senders: Vec<_> = match this.lock() {
             Ok(mut c) => c.open.drain().map(|(_, (tx, _))| tx).collect(),
             Err(_) => Vec::new(),
@@ -63,7 +63,7 @@ impl Connections {
     /// arrives meanwhile is still answered. Returns whether there was one.
     /// Used when every slot is taken, so idle connections, which cost
     /// memory but serve nobody, cannot lock out new clients.
-    pub(crate) fn evict_idle(this: &Mutex<Self>) -> bool {
+    pub fn evict_idle(this: &Mutex<Self>) -> bool {
         let Ok(mut c) = this.lock() else {
             return false;
         };

@@ -249,7 +249,7 @@ async fn serve_connection(
         async move { route(req, state).await }
     };
     match limits {
-        Some(limits) => serve(tls, handler, activity, limits, &metrics, stop).await,
+        Some(limits) => serve(tls, handler, activity, limits, &*metrics, stop).await,
         None => serve_unlimited(tls, handler, stop).await,
     }
 }
@@ -457,7 +457,7 @@ pub async fn start(
                 let (_never, stop) = oneshot::channel();
                 if hardened {
                     let activity = Arc::new(Activity::new());
-                    serve(tcp, handler, activity, &l, &m, stop).await;
+                    serve(tcp, handler, activity, &l, &*m, stop).await;
                 } else {
                     serve_unlimited(tcp, handler, stop).await;
                 }

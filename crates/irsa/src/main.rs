@@ -113,6 +113,13 @@ enum Command {
     /// Cluster side: what each kind of cluster needs for the issuer.
     #[command(subcommand)]
     Cluster(cmd::cluster::ClusterCommand),
+    /// Pod Identity for self-hosted clusters: the credentials broker and node agent.
+    #[cfg(feature = "online")]
+    #[command(subcommand)]
+    Agent(cmd::agent::AgentCommand),
+    /// Pod Identity for self-hosted clusters: the credentials broker and node agent [full build only]
+    #[cfg(not(feature = "online"))]
+    Agent(offline::Unavailable),
 }
 
 /// How a command ends with an exit code it has already reported the
@@ -159,6 +166,7 @@ fn main() -> ExitCode {
     let log = match (&cli.log, &cli.command) {
         (Some(log), _) => log.as_str(),
         (None, Command::Webhook(c)) => c.log_level().unwrap_or("warn"),
+        (None, Command::Agent(_)) => "info",
         (None, _) => "warn",
     };
     let filter = tracing_subscriber::EnvFilter::try_new(log)
@@ -207,6 +215,10 @@ fn main() -> ExitCode {
         Command::Token(c) => cmd::token::run(c),
         Command::Webhook(c) => cmd::webhook::run(c),
         Command::Cluster(c) => cmd::cluster::run(c),
+        #[cfg(feature = "online")]
+        Command::Agent(c) => cmd::agent::run(c),
+        #[cfg(not(feature = "online"))]
+        Command::Agent(a) => a.run("agent"),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

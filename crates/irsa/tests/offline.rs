@@ -107,6 +107,10 @@ mod offline_build {
                 "`irsa webhook serve`",
             ),
             (
+                &["agent", "serve", "--listen", "127.0.0.1:1"],
+                "`irsa agent`",
+            ),
+            (
                 &["validate", "b", "--issuer", "https://127.0.0.1:1/x"],
                 "over HTTPS",
             ),

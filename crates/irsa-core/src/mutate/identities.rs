@@ -8,16 +8,24 @@
 //! lists nobody. Stricter than Go: an entry without a namespace or a
 //! ServiceAccount name (a misspelt key, most likely) makes the file
 //! invalid rather than silently matching nothing.
+//!
+//! The same file is `irsa agent`'s associations file: an entry may carry
+//! the role its pods get (`"roleArn": "arn:aws:iam::…:role/…"`), which the
+//! Go webhook's parser ignores. A `roleArn` that is not a role ARN, or two
+//! entries giving one ServiceAccount different roles, make the file invalid.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
 
-/// The ServiceAccounts listed in an identities file.
+use crate::arn::RoleArn;
+
+/// The ServiceAccounts listed in an identities file, each with its role
+/// when the entry names one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Identities {
-    /// Namespace to ServiceAccount names.
-    by_namespace: BTreeMap<String, BTreeSet<String>>,
+    /// Namespace to ServiceAccount names to role.
+    by_namespace: BTreeMap<String, BTreeMap<String, Option<RoleArn>>>,
     len: usize,
 }
 
@@ -30,6 +38,9 @@ pub enum IdentitiesError {
     /// JSON of the wrong shape.
     #[error("the identities file is not of the form {{\"identities\":[{{\"namespace\":\"NS\",\"serviceAccount\":\"NAME\"}}]}}: {0}")]
     Shape(String),
+    /// Larger than [`Identities::MAX_BYTES`].
+    #[error("the identities file has {0} bytes, more than the {max} irsa reads; list fewer ServiceAccounts", max = Identities::MAX_BYTES)]
+    TooLarge(usize),
 }
 
 /// The value of `name` in `object`, the key matched in any case as Go
@@ -47,9 +58,16 @@ fn field<'v>(object: &'v Map<String, Value>, name: &str) -> Option<&'v Value> {
 }
 
 impl Identities {
+    /// The largest file read (a line per ServiceAccount fits tens of
+    /// thousands of accounts).
+    pub const MAX_BYTES: usize = 8 << 20;
+
     /// Reads an identities file's content.
     pub fn parse(content: &[u8]) -> Result<Self, IdentitiesError> {
         let mut out = Self::default();
+        if content.len() > Self::MAX_BYTES {
+            return Err(IdentitiesError::TooLarge(content.len()));
+        }
         if content.iter().all(u8::is_ascii_whitespace) {
             return Ok(out);
         }
@@ -91,8 +109,34 @@ impl Identities {
                 ))),
             };
             let (namespace, name) = (text("namespace")?, text("serviceAccount")?);
-            if out.by_namespace.entry(namespace).or_default().insert(name) {
-                out.len += 1;
+            let role = match field(entry, "roleArn") {
+                None => None,
+                Some(Value::String(arn)) => Some(RoleArn::parse(arn).map_err(|e| {
+                    IdentitiesError::Shape(format!("identities[{i}].roleArn: {e}"))
+                })?),
+                Some(other) => {
+                    return Err(IdentitiesError::Shape(format!(
+                        "identities[{i}].roleArn is {}, not a string",
+                        kind(other)
+                    )))
+                }
+            };
+            let names = out.by_namespace.entry(namespace).or_default();
+            match names.get(&name) {
+                None => {
+                    names.insert(name, role);
+                    out.len += 1;
+                }
+                Some(before) if role.is_none() || before.as_ref() == role.as_ref() => {}
+                Some(None) => {
+                    names.insert(name, role);
+                }
+                Some(Some(before)) => {
+                    return Err(IdentitiesError::Shape(format!(
+                        "identities[{i}] gives {name:?} the role {} but an earlier entry gave it {before}; keep one",
+                        role.map(|r| r.to_string()).unwrap_or_default()
+                    )))
+                }
             }
         }
         Ok(out)
@@ -102,7 +146,13 @@ impl Identities {
     pub fn contains(&self, namespace: &str, name: &str) -> bool {
         self.by_namespace
             .get(namespace)
-            .is_some_and(|names| names.contains(name))
+            .is_some_and(|names| names.contains_key(name))
+    }
+
+    /// The role associated with ServiceAccount `namespace/name`, if it is
+    /// listed with one.
+    pub fn role(&self, namespace: &str, name: &str) -> Option<&RoleArn> {
+        self.by_namespace.get(namespace)?.get(name)?.as_ref()
     }
 
     /// How many ServiceAccounts are listed.
@@ -174,5 +224,62 @@ mod tests {
                 .unwrap_or_default();
             assert!(error.contains(says), "{error}");
         }
+    }
+
+    const ROLE: &str = "arn:aws:iam::111122223333:role/irsa/prod/app-s3";
+
+    #[test]
+    fn an_entry_may_carry_its_role_for_the_agent() {
+        let file = format!(
+            r#"{{"identities":[{{"namespace":"app","serviceAccount":"s3","roleArn":"{ROLE}"}},
+               {{"namespace":"app","serviceAccount":"plain"}},
+               {{"namespace":"app","serviceAccount":"s3"}},
+               {{"namespace":"app","serviceAccount":"plain","RoleArn":"{ROLE}"}}]}}"#
+        );
+        let ids = Identities::parse(file.as_bytes()).map_err(|e| e.to_string());
+        let ids = ids.as_ref().ok();
+        let role = |ns, sa| ids.and_then(|i| i.role(ns, sa)).map(|r| r.to_string());
+        assert_eq!(ids.map(Identities::len), Some(2));
+        assert_eq!(role("app", "s3").as_deref(), Some(ROLE));
+        assert_eq!(
+            role("app", "plain").as_deref(),
+            Some(ROLE),
+            "a later entry may add the role"
+        );
+        assert_eq!(role("app", "other"), None);
+        let only_listed =
+            Identities::parse(br#"{"identities":[{"namespace":"a","serviceAccount":"b"}]}"#);
+        assert!(only_listed.is_ok_and(|i| i.contains("a", "b") && i.role("a", "b").is_none()));
+    }
+
+    #[test]
+    fn a_bad_role_or_two_roles_for_one_account_are_refused() {
+        let other = "arn:aws:iam::111122223333:role/other";
+        for (bad, says) in [
+            (
+                r#"{"identities":[{"namespace":"a","serviceAccount":"b","roleArn":"arn:aws:iam::1:role/x"}]}"#.to_string(),
+                "identities[0].roleArn: \"arn:aws:iam::1:role/x\" is not an IAM role ARN",
+            ),
+            (
+                r#"{"identities":[{"namespace":"a","serviceAccount":"b","roleArn":7}]}"#.to_string(),
+                "identities[0].roleArn is a number",
+            ),
+            (
+                format!(r#"{{"identities":[{{"namespace":"a","serviceAccount":"b","roleArn":"{ROLE}"}},{{"namespace":"a","serviceAccount":"b","roleArn":"{other}"}}]}}"#),
+                "identities[1] gives \"b\" the role arn:aws:iam::111122223333:role/other but an earlier entry gave it",
+            ),
+        ] {
+            let error = Identities::parse(bad.as_bytes()).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(error.contains(says), "{error}");
+        }
+        let huge = vec![b' '; Identities::MAX_BYTES + 1];
+        let error = Identities::parse(&huge)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            error.contains("more than the 8388608 irsa reads"),
+            "{error}"
+        );
     }
 }

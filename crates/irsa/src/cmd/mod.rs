@@ -1,6 +1,8 @@
 //! One module per subcommand; each is a thin layer over `irsa-core`.
 
 #[cfg(feature = "online")]
+pub mod agent;
+#[cfg(feature = "online")]
 pub mod aws;
 pub mod aws_args;
 pub mod bind;

@@ -17,12 +17,29 @@ pub struct Moto {
 impl Moto {
     /// Starts moto with AWS managed policies loaded.
     pub fn start() -> Self {
-        Self::start_with(true)
+        Self::start_env(true, &[])
     }
 
     /// Starts moto; with `managed_policies`, IAM has AWS's managed policies
     /// (`MOTO_IAM_LOAD_MANAGED_POLICIES=true`), else none of them exists.
     pub fn start_with(managed_policies: bool) -> Self {
+        Self::start_env(managed_policies, &[])
+    }
+
+    /// Starts moto recording every request (headers and form body) as JSON
+    /// lines into `path` (moto's recorder).
+    pub fn start_recording(path: &std::path::Path) -> Self {
+        let path = path.display().to_string();
+        Self::start_env(
+            true,
+            &[
+                ("MOTO_RECORDER_FILEPATH", path.as_str()),
+                ("MOTO_ENABLE_RECORDING", "true"),
+            ],
+        )
+    }
+
+    fn start_env(managed_policies: bool, env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -42,6 +59,7 @@ impl Moto {
                 "MOTO_IAM_LOAD_MANAGED_POLICIES",
                 if managed_policies { "true" } else { "false" },
             )
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

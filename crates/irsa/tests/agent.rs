@@ -1,0 +1,643 @@
+//! `irsa agent` end to end: the test bed's API server reviews real
+//! pod-bound tokens, moto on 127.0.0.1 plays STS (its recorder shows the
+//! AssumeRole requests), and real SDKs fetch credentials: boto3 with only
+//! the container-credentials variables, and aws-sdk-rust's default chain
+//! (a second agent whose own credentials come from the first).
+// These tests drive commands of the full build (`online` feature).
+#![cfg(feature = "online")]
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::moto::Moto;
+use common::testbed::{free_port, Killed, Testbed};
+use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::{json, Value};
+
+const ISSUER: &str = "https://oidc.irsa.test/agent";
+const AUD: &str = "pods.eks.amazonaws.com";
+const ROLE: &str = "arn:aws:iam::123456789012:role/irsa/app-s3";
+
+/// The bed, moto with its recording, and the pods' tokens.
+struct Env {
+    dir: tempfile::TempDir,
+    bed: Testbed,
+    moto: Moto,
+    recording: PathBuf,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Env {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let bed = Testbed::for_webhook(dir.path(), "prod", ISSUER);
+        let recording = dir.path().join("moto-recording.jsonl");
+        let moto = Moto::start_recording(&recording);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let env = Self {
+            dir,
+            bed,
+            moto,
+            recording,
+            rt,
+        };
+        env.rt.block_on(async {
+            let client = env.bed.client().await;
+            let ns: Namespace =
+                serde_json::from_value(json!({"metadata": {"name": "app"}})).unwrap();
+            Api::<Namespace>::all(client.clone())
+                .create(&PostParams::default(), &ns)
+                .await
+                .unwrap();
+            for sa in ["s3", "other"] {
+                let sa: ServiceAccount =
+                    serde_json::from_value(json!({"metadata": {"name": sa, "namespace": "app"}}))
+                        .unwrap();
+                Api::<ServiceAccount>::namespaced(client.clone(), "app")
+                    .create(&PostParams::default(), &sa)
+                    .await
+                    .unwrap();
+            }
+        });
+        std::fs::write(
+            env.dir.path().join("associations.json"),
+            json!({"identities": [
+                {"namespace": "app", "serviceAccount": "s3", "roleArn": ROLE},
+                {"namespace": "app", "serviceAccount": "other"}
+            ]})
+            .to_string(),
+        )
+        .unwrap();
+        env
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Stores pod `name` of ServiceAccount `sa` on `node`; its UID.
+    fn pod(&self, name: &str, sa: &str, node: &str) -> String {
+        self.rt.block_on(async {
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": "app"},
+                "spec": {"serviceAccountName": sa, "nodeName": node, "containers": [{"name": "c", "image": "app"}]}
+            }))
+            .unwrap();
+            let pods = Api::<Pod>::namespaced(self.bed.client().await, "app");
+            pods.create(&PostParams::default(), &pod).await.unwrap().metadata.uid.unwrap()
+        })
+    }
+
+    fn delete_pod(&self, name: &str) {
+        self.rt.block_on(async {
+            let pods = Api::<Pod>::namespaced(self.bed.client().await, "app");
+            pods.delete(
+                name,
+                &DeleteParams {
+                    grace_period_seconds: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        });
+    }
+
+    /// A token of `sa` bound to pod `pod` (TokenRequest), for `audience`.
+    fn token(&self, sa: &str, pod: &str, uid: &str, audience: &str) -> String {
+        self.rt.block_on(async {
+            let request = TokenRequest {
+                spec: TokenRequestSpec {
+                    audiences: vec![audience.into()],
+                    expiration_seconds: Some(3600),
+                    bound_object_ref: Some(BoundObjectReference {
+                        api_version: Some("v1".into()),
+                        kind: Some("Pod".into()),
+                        name: Some(pod.into()),
+                        uid: Some(uid.into()),
+                    }),
+                },
+                ..Default::default()
+            };
+            let sas = Api::<ServiceAccount>::namespaced(self.bed.client().await, "app");
+            sas.create_token_request(sa, &PostParams::default(), &request)
+                .await
+                .unwrap()
+                .status
+                .unwrap()
+                .token
+        })
+    }
+
+    /// Writes `token` to a file (what the SDKs read) and returns its path.
+    fn token_file(&self, name: &str, token: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, token).unwrap();
+        path
+    }
+
+    /// Environment for an agent that holds AWS credentials (moto's),
+    /// reaching STS through AWS_ENDPOINT_URL_STS.
+    fn aws_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL_STS", self.moto.endpoint.clone()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_REGION", "eu-west-1".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+            ("AWS_CONFIG_FILE", "/nonexistent".into()),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
+        ]
+    }
+
+    /// Starts `irsa agent ARGS` with `env`; waits until `port` answers /healthz.
+    fn agent(&self, args: &[&str], env: &[(&str, String)], port: u16, tls: bool) -> Killed {
+        let log = std::fs::File::create(self.path(&format!("agent-{port}.log"))).unwrap();
+        let mut cmd = common::irsa();
+        cmd.arg("agent").args(args);
+        for var in [
+            "AWS_ENDPOINT_URL",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_SESSION_TOKEN",
+            "AWS_PROFILE",
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            "AWS_ROLE_ARN",
+        ] {
+            cmd.env_remove(var);
+        }
+        cmd.envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = Killed(cmd.spawn().unwrap());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let up = if tls {
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            } else {
+                get(port, &format!("127.0.0.1:{port}"), "/healthz", None).0 == 200
+            };
+            if up {
+                return child;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent on {port} did not start: {}",
+                self.log(port)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn log(&self, port: u16) -> String {
+        std::fs::read_to_string(self.path(&format!("agent-{port}.log"))).unwrap_or_default()
+    }
+
+    /// The AssumeRole requests moto recorded: each form body as a map, with
+    /// the request's Authorization header under "_authorization".
+    fn assume_roles(&self) -> Vec<BTreeMap<String, String>> {
+        let text = std::fs::read_to_string(&self.recording).unwrap_or_default();
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let entry: Value = serde_json::from_str(line).unwrap();
+            let body = entry["body"].as_str().unwrap_or("");
+            let body = if entry["body_encoded"] == json!(true) {
+                String::from_utf8(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(body)
+                        .unwrap(),
+                )
+                .unwrap()
+            } else {
+                body.to_string()
+            };
+            let mut form: BTreeMap<String, String> = body
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (decode(k), decode(v)))
+                .collect();
+            if form.get("Action").map(String::as_str) == Some("AssumeRole") {
+                let auth = entry["headers"]["Authorization"]
+                    .as_str()
+                    .or(entry["headers"]["authorization"].as_str())
+                    .unwrap_or("");
+                form.insert("_authorization".into(), auth.into());
+                out.push(form);
+            }
+        }
+        out
+    }
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// GET `path` from 127.0.0.1:`port` with `Host: host` and the token as the
+/// whole Authorization header, as the SDKs send it; (status, body).
+fn get(port: u16, host: &str, path: &str, authorization: Option<&str>) -> (u16, String) {
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = authorization
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.take(1 << 20).read_to_string(&mut answer);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// boto3 with only the container-credentials variables (plus STS's
+/// endpoint and a region): how it got credentials and who STS says it is.
+fn boto3_caller(full_uri: &str, token_file: &Path, sts: &str, home: &Path) -> Value {
+    let script = "import boto3, json\ns = boto3.session.Session()\nc = s.get_credentials()\nprint(json.dumps({'method': c.method, 'arn': s.client('sts').get_caller_identity()['Arn']}))";
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", full_uri)
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file)
+        .env("AWS_ENDPOINT_URL_STS", sts)
+        .env("AWS_DEFAULT_REGION", "eu-west-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+#[ignore = "needs kube-apiserver and etcd (the test bed) and moto_server; scripts/test runs it"]
+fn serve_gives_sdks_tagged_sessions_once_per_pod_and_refuses_what_it_must() {
+    let env = Env::start();
+    let uid = env.pod("web-0", "s3", "node-a");
+    let token = env.token("s3", "web-0", &uid, AUD);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let kubeconfig = env.bed.kubeconfig.display().to_string();
+    let assoc = env.path("associations.json").display().to_string();
+    let _agent = env.agent(
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--associations",
+            &assoc,
+            "--cluster-name",
+            "prod",
+            "--kubeconfig",
+            &kubeconfig,
+        ],
+        &env.aws_env(),
+        port,
+        false,
+    );
+    let url = format!("http://{listen}/v1/credentials");
+
+    // boto3, unchanged, through the container provider.
+    let who = boto3_caller(
+        &url,
+        &env.token_file("web-0.token", &token),
+        &env.moto.endpoint,
+        env.dir.path(),
+    );
+    assert_eq!(who["method"], "container-role", "{who}");
+    assert_eq!(
+        who["arn"], "arn:aws:sts::123456789012:assumed-role/app-s3/app.web-0",
+        "{who}"
+    );
+
+    // What STS was asked: EKS Pod Identity's tags, all transitive, the pod's session name.
+    let calls = env.assume_roles();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let call = &calls[0];
+    assert_eq!(call["RoleArn"], ROLE);
+    assert_eq!(call["RoleSessionName"], "app.web-0");
+    assert_eq!(call["DurationSeconds"], "3600");
+    let tags: BTreeMap<&str, &str> = (1..=5)
+        .map(|i| {
+            (
+                call[&format!("Tags.member.{i}.Key")].as_str(),
+                call[&format!("Tags.member.{i}.Value")].as_str(),
+            )
+        })
+        .collect();
+    let expected: BTreeMap<&str, &str> = [
+        ("eks-cluster-name", "prod"),
+        ("kubernetes-namespace", "app"),
+        ("kubernetes-service-account", "s3"),
+        ("kubernetes-pod-name", "web-0"),
+        ("kubernetes-pod-uid", uid.as_str()),
+    ]
+    .into();
+    assert_eq!(tags, expected);
+    assert!(!call.contains_key("Tags.member.6.Key"));
+    let transitive: Vec<&str> = (1..=5)
+        .map(|i| call[&format!("TransitiveTagKeys.member.{i}")].as_str())
+        .collect();
+    assert_eq!(
+        transitive,
+        [
+            "eks-cluster-name",
+            "kubernetes-namespace",
+            "kubernetes-service-account",
+            "kubernetes-pod-name",
+            "kubernetes-pod-uid"
+        ]
+    );
+
+    // 16 concurrent fetches for a new pod: one AssumeRole; all get the same session.
+    let uid1 = env.pod("web-1", "s3", "node-a");
+    let token1 = env.token("s3", "web-1", &uid1, AUD);
+    let barrier = std::sync::Barrier::new(16);
+    let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..16)
+            .map(|_| {
+                s.spawn(|| {
+                    barrier.wait();
+                    get(port, &listen, "/v1/credentials", Some(&token1))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let keys: std::collections::BTreeSet<String> = answers
+        .iter()
+        .map(|(code, body)| {
+            assert_eq!(*code, 200, "{body}");
+            let v: Value = serde_json::from_str(body).unwrap();
+            for field in [
+                "AccessKeyId",
+                "SecretAccessKey",
+                "Token",
+                "Expiration",
+                "AccountId",
+            ] {
+                assert!(v[field].is_string(), "{field} in {v}");
+            }
+            v["AccessKeyId"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(keys.len(), 1, "one session for the pod");
+    let web1 = env
+        .assume_roles()
+        .into_iter()
+        .filter(|c| c["RoleSessionName"] == "app.web-1")
+        .count();
+    assert_eq!(web1, 1, "16 concurrent fetches, one AssumeRole");
+
+    // Refusals: status and a one-line reason without the token.
+    let refused = |host: &str, auth: Option<&str>| {
+        let (code, body) = get(port, host, "/v1/credentials", auth);
+        assert_eq!(body.trim_end().lines().count(), 1, "{body}");
+        if let Some(a) = auth {
+            assert!(a.len() < 8 || !body.contains(a), "the token is not echoed");
+        }
+        (code, body)
+    };
+    let (code, why) = refused(&listen, None);
+    assert_eq!(code, 400);
+    assert!(why.contains("no Authorization header"), "{why}");
+    let (code, why) = refused(&listen, Some("Bearer not-a-token"));
+    assert_eq!(code, 400);
+    assert!(why.contains("not a ServiceAccount token"), "{why}");
+    let (code, why) = refused("evil.example", Some(&token));
+    assert_eq!(code, 400);
+    assert!(why.contains("Host header"), "{why}");
+    let (code, why) = refused(&format!("evil.example:{port}"), Some(&token));
+    assert_eq!(code, 400, "{why}");
+    let sts_audience = env.token("s3", "web-0", &uid, "sts.amazonaws.com");
+    let (code, why) = refused(&listen, Some(&sts_audience));
+    assert_eq!(code, 401);
+    assert!(why.contains("did not accept the token"), "{why}");
+    let uid2 = env.pod("other-0", "other", "node-a");
+    let (code, why) = refused(&listen, Some(&env.token("other", "other-0", &uid2, AUD)));
+    assert_eq!(code, 403);
+    assert!(
+        why.contains("ServiceAccount app/other has no role in the associations file"),
+        "{why}"
+    );
+
+    // A deleted pod's token is refused within the stated bound (the API
+    // server's token cache, then the broker's 10 s review cache).
+    let before = env.assume_roles().len();
+    let uid3 = env.pod("gone-0", "s3", "node-a");
+    let token3 = env.token("s3", "gone-0", &uid3, AUD);
+    assert_eq!(get(port, &listen, "/v1/credentials", Some(&token3)).0, 200);
+    env.delete_pod("gone-0");
+    let deleted = Instant::now();
+    let (code, why) = loop {
+        let (code, why) = get(port, &listen, "/v1/credentials", Some(&token3));
+        if code != 200 || deleted.elapsed() > Duration::from_secs(60) {
+            break (code, why);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!(
+        "deleted pod's token refused after {:.1} s",
+        deleted.elapsed().as_secs_f64()
+    );
+    assert_eq!(code, 401, "{why}");
+    assert!(why.contains("did not accept the token"), "{why}");
+    assert!(deleted.elapsed() < Duration::from_secs(30), "bound: 30 s");
+    assert_eq!(
+        env.assume_roles().len(),
+        before + 1,
+        "one session for gone-0, reused while it lived"
+    );
+
+    let log = env.log(port);
+    assert!(
+        !log.contains(&token) && !log.contains(&token1),
+        "no token in the log"
+    );
+    for k in &keys {
+        let secret_free = !log.contains(k.as_str());
+        assert!(secret_free, "no access key in the log");
+    }
+    let (_, metrics) = get(port, &listen, "/metrics", None);
+    assert!(
+        metrics.contains("irsa_agent_sts_assume_role_total{kind=\"ok\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("irsa_agent_cache_lookups_total{cache=\"credentials\",result=\"hit\"}"),
+        "{metrics}"
+    );
+}
+
+#[test]
+#[ignore = "needs kube-apiserver and etcd (the test bed) and moto_server; scripts/test runs it"]
+fn node_agent_forwards_to_the_broker_over_tls_for_boto3_and_aws_sdk_rust() {
+    let env = Env::start();
+    let uid = env.pod("web-0", "s3", "node-a");
+    let token = env.token("s3", "web-0", &uid, AUD);
+    let (broker_port, node_port) = (free_port(), free_port());
+    let broker_listen = format!("127.0.0.1:{broker_port}");
+    let node_listen = format!("127.0.0.1:{node_port}");
+    let kubeconfig = env.bed.kubeconfig.display().to_string();
+    let assoc = env.path("associations.json").display().to_string();
+    let (cert, key, ca) = (
+        env.path("certs/tls.crt"),
+        env.path("certs/tls.key"),
+        env.path("certs/ca.crt"),
+    );
+    let _broker = env.agent(
+        &[
+            "broker",
+            "--listen",
+            &broker_listen,
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+            "--associations",
+            &assoc,
+            "--cluster-name",
+            "prod",
+            "--kubeconfig",
+            &kubeconfig,
+        ],
+        &env.aws_env(),
+        broker_port,
+        true,
+    );
+    let broker_url = format!("https://{broker_listen}");
+    let _node = env.agent(
+        &[
+            "node",
+            "--listen",
+            &node_listen,
+            "--broker",
+            &broker_url,
+            "--broker-ca-file",
+            ca.to_str().unwrap(),
+        ],
+        &[],
+        node_port,
+        false,
+    );
+    let url = format!("http://{node_listen}/v1/credentials");
+    let token_file = env.token_file("web-0.token", &token);
+    let who = boto3_caller(&url, &token_file, &env.moto.endpoint, env.dir.path());
+    assert_eq!(
+        who["arn"], "arn:aws:sts::123456789012:assumed-role/app-s3/app.web-0",
+        "{who}"
+    );
+    let (code, body) = get(node_port, &node_listen, "/v1/credentials", Some(&token));
+    assert_eq!(code, 200);
+    let session: Value = serde_json::from_str(&body).unwrap();
+
+    // The broker's refusals come back through the node unchanged; the node
+    // checks Host itself.
+    let (code, why) = get(node_port, &node_listen, "/v1/credentials", None);
+    assert_eq!(
+        (code, why.contains("no Authorization header")),
+        (400, true),
+        "{why}"
+    );
+    let (code, why) = get(
+        node_port,
+        "attacker.example",
+        "/v1/credentials",
+        Some(&token),
+    );
+    assert_eq!((code, why.contains("Host header")), (400, true), "{why}");
+
+    // aws-sdk-rust's default chain: a second agent gets its own AWS
+    // credentials only from the container variables pointing at the node
+    // agent, and signs its AssumeRole with the session the first one gave.
+    let uid1 = env.pod("web-1", "s3", "node-a");
+    let token1 = env.token("s3", "web-1", &uid1, AUD);
+    let second = free_port();
+    let second_listen = format!("127.0.0.1:{second}");
+    let _chained = env.agent(
+        &[
+            "serve",
+            "--listen",
+            &second_listen,
+            "--associations",
+            &assoc,
+            "--cluster-name",
+            "prod",
+            "--kubeconfig",
+            &kubeconfig,
+        ],
+        &[
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", url.clone()),
+            (
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                token_file.display().to_string(),
+            ),
+            ("AWS_ENDPOINT_URL_STS", env.moto.endpoint.clone()),
+            ("AWS_REGION", "eu-west-1".into()),
+            ("HOME", env.dir.path().display().to_string()),
+        ],
+        second,
+        false,
+    );
+    let (code, body) = get(second, &second_listen, "/v1/credentials", Some(&token1));
+    assert_eq!(code, 200, "{body}\n{}", env.log(second));
+    let signed_with = env
+        .assume_roles()
+        .into_iter()
+        .find(|c| c["RoleSessionName"] == "app.web-1")
+        .map(|c| c["_authorization"].clone())
+        .unwrap_or_default();
+    let key_id = session["AccessKeyId"].as_str().unwrap();
+    assert!(
+        signed_with.contains(&format!("Credential={key_id}/")),
+        "{signed_with}"
+    );
+}
