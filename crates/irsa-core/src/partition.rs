@@ -207,7 +207,10 @@ mod tests {
 
     #[test]
     fn unknown_ids_are_refused_with_the_list() {
-        let err = "aws-mars".parse::<Partition>().unwrap_err().to_string();
+        let err = "aws-mars"
+            .parse::<Partition>()
+            .expect_err("unknown")
+            .to_string();
         assert!(
             err.contains("aws-iso-f") && err.contains("aws-mars"),
             "{err}"

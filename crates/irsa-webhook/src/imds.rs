@@ -231,7 +231,7 @@ mod tests {
             Ok("aws-us-gov"),
             "the flag wins"
         );
-        let err = from_flags(Some("aws-mars"), None).unwrap_err();
+        let err = from_flags(Some("aws-mars"), None).expect_err("unknown partition");
         assert!(
             err.contains("--aws-partition") && err.contains("aws-iso-f"),
             "{err}"
