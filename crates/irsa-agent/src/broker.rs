@@ -4,12 +4,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use irsa_core::podidentity::{
-    check_cluster_name, token_from_authorization, ContainerCredentials, Refusal,
+    check_cluster_name, judge_node_binding, node_token, token_from_authorization,
+    ContainerCredentials, Refusal,
 };
 use irsa_webhook::containercreds::PodIdentities;
 
 use crate::cache::{Sessions, Source};
 use crate::metrics::Metrics;
+use crate::placement::Placements;
 use crate::review::Reviewer;
 use crate::sts::Sts;
 
@@ -21,13 +23,21 @@ pub struct BrokerConfig<'a> {
     pub cluster_name: &'a str,
     /// Audience the tokens must have.
     pub audience: &'a str,
-    /// Kubernetes client for TokenReview.
+    /// Kubernetes client for TokenReview (and pod reads for node binding).
     pub kube: kube::Client,
+    /// Node binding: refuse a request that does not come through the node
+    /// agent of the pod's node.
+    pub require_node_binding: bool,
+    /// Audience of the node agents' own tokens.
+    pub node_audience: &'a str,
 }
 
 /// Answers credential requests.
 pub struct Broker {
     reviewer: Reviewer,
+    node_reviewer: Reviewer,
+    placements: Placements,
+    require_node_binding: bool,
     associations: PodIdentities,
     sts: Sts,
     sessions: Sessions,
@@ -46,7 +56,10 @@ impl Broker {
         let metrics = Arc::new(Metrics::default());
         let associations = irsa_webhook::containercreds::watch(c.associations, tasks);
         Ok(Self {
-            reviewer: Reviewer::new(c.kube, c.audience, metrics.clone()),
+            reviewer: Reviewer::new(c.kube.clone(), c.audience, metrics.clone()),
+            node_reviewer: Reviewer::new(c.kube.clone(), c.node_audience, metrics.clone()),
+            placements: Placements::new(c.kube),
+            require_node_binding: c.require_node_binding,
             associations,
             sts: Sts::connect(c.cluster_name, metrics.clone()).await,
             sessions: Sessions::default(),
@@ -55,13 +68,25 @@ impl Broker {
     }
 
     /// The credentials for the pod whose token is in `authorization` (the
-    /// header's value), or why not.
+    /// header's value), asked through the node agent whose own token is in
+    /// `node` (the [`irsa_core::podidentity::NODE_TOKEN_HEADER`] header),
+    /// or why not.
     pub async fn credentials(
         &self,
         authorization: Option<&[u8]>,
+        node: Option<&[u8]>,
     ) -> Result<Arc<ContainerCredentials>, Refusal> {
         let token = token_from_authorization(authorization)?;
+        let node = node_token(node, self.require_node_binding)?;
         let pod = self.reviewer.review(token).await?;
+        if let Some(node) = node {
+            let agent = self.node_reviewer.review(node).await.map_err(|r| {
+                Refusal::new(r.status, format!("the node agent's token: {}", r.reason))
+            })?;
+            let pod_node = self.placements.node_of(&pod).await?;
+            let agent_node = self.placements.node_of(&agent).await?;
+            judge_node_binding(&pod, pod_node.as_deref(), &agent, agent_node.as_deref())?;
+        }
         let Some(role) = self
             .associations
             .get()

@@ -19,5 +19,6 @@ pub mod cache;
 pub mod listen;
 pub mod metrics;
 pub mod node;
+pub mod placement;
 pub mod review;
 pub mod sts;

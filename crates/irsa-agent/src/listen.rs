@@ -87,10 +87,14 @@ fn text(status: u16, body: String) -> Response<Body> {
     r
 }
 
-async fn credentials(backend: &Backend, authorization: Option<&[u8]>) -> Answer {
+async fn credentials(
+    backend: &Backend,
+    authorization: Option<&[u8]>,
+    node_token: Option<&[u8]>,
+) -> Answer {
     match backend {
         Backend::Node(forwarder) => forwarder.forward(authorization).await,
-        Backend::Broker(broker) => match broker.credentials(authorization).await {
+        Backend::Broker(broker) => match broker.credentials(authorization, node_token).await {
             Ok(creds) => Answer {
                 status: 200,
                 body: Bytes::from(creds.to_json()),
@@ -127,7 +131,11 @@ async fn route(
                 .headers()
                 .get(hyper::header::AUTHORIZATION)
                 .map(|v| v.as_bytes());
-            let answer = credentials(&backend, auth).await;
+            let node_token = req
+                .headers()
+                .get(irsa_core::podidentity::NODE_TOKEN_HEADER)
+                .map(|v| v.as_bytes());
+            let answer = credentials(&backend, auth, node_token).await;
             metrics
                 .requests
                 .get_or_create(&Code {
@@ -253,6 +261,11 @@ pub struct BrokerArgs {
     pub audience: String,
     /// Kubeconfig; else the usual chain.
     pub kubeconfig: Option<PathBuf>,
+    /// Refuse requests that do not come through the node agent of the
+    /// pod's node (broker only).
+    pub require_node_binding: bool,
+    /// Audience of the node agents' own tokens.
+    pub node_audience: String,
 }
 
 async fn start_broker(args: &BrokerArgs, tasks: &mut Vec<JoinHandle<()>>) -> Result<Arc<Broker>> {
@@ -263,6 +276,8 @@ async fn start_broker(args: &BrokerArgs, tasks: &mut Vec<JoinHandle<()>>) -> Res
             cluster_name: &args.cluster_name,
             audience: &args.audience,
             kube,
+            require_node_binding: args.require_node_binding,
+            node_audience: &args.node_audience,
         },
         tasks,
     )
@@ -366,8 +381,9 @@ pub async fn node(
     listen: &[SocketAddr],
     broker: &str,
     ca_file: &std::path::Path,
+    node_token_file: Option<&std::path::Path>,
 ) -> Result<Running> {
-    let forwarder = Arc::new(Forwarder::new(broker, ca_file)?);
+    let forwarder = Arc::new(Forwarder::new(broker, ca_file, node_token_file)?);
     let listeners = bind(listen).await?;
     run(
         listeners,

@@ -11,7 +11,7 @@
 //! without asking the broker (which is where revocation, deleted pods
 //! and associations are checked).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -27,6 +27,7 @@ pub const BROKER_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Forwarder {
     client: reqwest::Client,
     url: String,
+    node_token_file: Option<PathBuf>,
 }
 
 /// The broker's answer.
@@ -41,8 +42,10 @@ pub struct Answer {
 
 impl Forwarder {
     /// A forwarder to `broker` (`https://HOST[:PORT]`, with or without the
-    /// path), trusting only the certificates in `ca_file`.
-    pub fn new(broker: &str, ca_file: &Path) -> Result<Self> {
+    /// path), trusting only the certificates in `ca_file`, presenting the
+    /// node agent's own token from `node_token_file` (re-read for every
+    /// request: the kubelet rotates it) for node binding.
+    pub fn new(broker: &str, ca_file: &Path, node_token_file: Option<&Path>) -> Result<Self> {
         let base = broker.trim_end_matches('/');
         let base = base.strip_suffix("/v1/credentials").unwrap_or(base);
         if !base.starts_with("https://") {
@@ -72,9 +75,13 @@ impl Forwarder {
             .user_agent(concat!("irsa-agent-node/", env!("CARGO_PKG_VERSION")))
             .build()
             .context("cannot build the HTTPS client for the broker")?;
+        if let Some(f) = node_token_file {
+            read_node_token(f)?;
+        }
         Ok(Self {
             client,
             url: format!("{base}/v1/credentials"),
+            node_token_file: node_token_file.map(Path::to_path_buf),
         })
     }
 
@@ -91,6 +98,18 @@ impl Forwarder {
             body: Bytes::from(format!("{reason}; retry\n")),
             json: false,
         };
+        if let Some(file) = &self.node_token_file {
+            match read_node_token(file) {
+                Ok(token) => match reqwest::header::HeaderValue::from_str(&token) {
+                    Ok(v) => request = request.header(irsa_core::podidentity::NODE_TOKEN_HEADER, v),
+                    Err(_) => return failed("the node agent's own token is not a header value"),
+                },
+                Err(error) => {
+                    tracing::warn!(error = %format!("{error:#}"), "node token not read");
+                    return failed("the node agent could not read its own token");
+                }
+            }
+        }
         let mut response = match request.send().await {
             Ok(r) => r,
             Err(error) => {
@@ -122,4 +141,25 @@ impl Forwarder {
             json,
         }
     }
+}
+
+/// The node agent's own token (`--node-token-file`), trimmed and bounded.
+fn read_node_token(file: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::fs::File::open(file)
+        .and_then(|f| {
+            f.take(irsa_core::podidentity::MAX_TOKEN_BYTES as u64 + 1)
+                .read_to_string(&mut text)
+        })
+        .with_context(|| format!("cannot read --node-token-file {}", file.display()))?;
+    let token = text.trim();
+    if token.is_empty() || token.len() > irsa_core::podidentity::MAX_TOKEN_BYTES {
+        bail!(
+            "--node-token-file {} does not hold one ServiceAccount token (empty, or more than {} bytes): project the node agent's token there",
+            file.display(),
+            irsa_core::podidentity::MAX_TOKEN_BYTES
+        );
+    }
+    Ok(token.to_string())
 }

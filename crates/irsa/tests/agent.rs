@@ -641,3 +641,121 @@ fn node_agent_forwards_to_the_broker_over_tls_for_boto3_and_aws_sdk_rust() {
         "{signed_with}"
     );
 }
+
+#[test]
+#[ignore = "needs kube-apiserver and etcd (the test bed) and moto_server; scripts/test runs it"]
+fn node_binding_refuses_a_token_relayed_through_another_nodes_agent() {
+    let env = Env::start();
+    let uid = env.pod("web-0", "s3", "node-a");
+    let token = env.token("s3", "web-0", &uid, AUD);
+    // The node agents' own pods and their tokens (the node audience).
+    let node_aud = irsa_core::podidentity::NODE_AUDIENCE;
+    let agent_a = env.pod("agent-a", "other", "node-a");
+    let agent_b = env.pod("agent-b", "other", "node-b");
+    let token_a = env.token_file(
+        "agent-a.token",
+        &env.token("other", "agent-a", &agent_a, node_aud),
+    );
+    let token_b = env.token_file(
+        "agent-b.token",
+        &env.token("other", "agent-b", &agent_b, node_aud),
+    );
+    // A pod's own token presented as a node token has the wrong audience.
+    let web_as_node = env.token_file("web-as-node.token", &token);
+
+    let broker_port = free_port();
+    let broker_listen = format!("127.0.0.1:{broker_port}");
+    let kubeconfig = env.bed.kubeconfig.display().to_string();
+    let assoc = env.path("associations.json").display().to_string();
+    let (cert, key, ca) = (
+        env.path("certs/tls.crt"),
+        env.path("certs/tls.key"),
+        env.path("certs/ca.crt"),
+    );
+    let _broker = env.agent(
+        &[
+            "broker",
+            "--listen",
+            &broker_listen,
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+            "--associations",
+            &assoc,
+            "--cluster-name",
+            "prod",
+            "--kubeconfig",
+            &kubeconfig,
+            "--require-node-binding",
+        ],
+        &env.aws_env(),
+        broker_port,
+        true,
+    );
+    let broker_url = format!("https://{broker_listen}");
+    let node = |token_file: Option<&Path>| {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut args = vec![
+            "node".to_string(),
+            "--listen".into(),
+            listen.clone(),
+            "--broker".into(),
+            broker_url.clone(),
+            "--broker-ca-file".into(),
+            ca.display().to_string(),
+        ];
+        if let Some(f) = token_file {
+            args.extend(["--node-token-file".into(), f.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        (env.agent(&args, &[], port, false), port, listen)
+    };
+    let (_a, port_a, listen_a) = node(Some(&token_a));
+    let (_b, port_b, listen_b) = node(Some(&token_b));
+    let (_none, port_none, listen_none) = node(None);
+    let (_wrong, port_wrong, listen_wrong) = node(Some(&web_as_node));
+
+    // Through its own node's agent: credentials.
+    let (code, body) = get(port_a, &listen_a, "/v1/credentials", Some(&token));
+    assert_eq!(code, 200, "{body}\n{}", env.log(broker_port));
+    assert!(body.contains("AccessKeyId"), "{body}");
+
+    // Relayed through another node's agent: refused, naming both nodes.
+    let (code, why) = get(port_b, &listen_b, "/v1/credentials", Some(&token));
+    assert_eq!(code, 403, "{why}");
+    assert!(
+        why.contains("runs on node \"node-a\"") && why.contains("node \"node-b\""),
+        "{why}"
+    );
+    assert!(!why.contains(&token), "the token is not echoed");
+
+    // Without a node token (a node agent without --node-token-file, or the
+    // broker asked directly): refused, as this broker requires binding.
+    let (code, why) = get(port_none, &listen_none, "/v1/credentials", Some(&token));
+    assert_eq!(code, 403, "{why}");
+    assert!(why.contains("requires node binding"), "{why}");
+
+    // A pod's token is no node token (another audience).
+    let (code, why) = get(port_wrong, &listen_wrong, "/v1/credentials", Some(&token));
+    assert_eq!(code, 401, "{why}");
+    assert!(why.contains("the node agent's token"), "{why}");
+
+    // The node agent's pod deleted: its token no longer vouches for a node.
+    env.delete_pod("agent-a");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let (code, why) = get(port_a, &listen_a, "/v1/credentials", Some(&token));
+        if code == 401 {
+            assert!(why.contains("the node agent's token"), "{why}");
+            break;
+        }
+        assert_eq!(code, 200, "{why}");
+        assert!(
+            Instant::now() < deadline,
+            "a deleted node agent pod's token was still honoured after 40 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}

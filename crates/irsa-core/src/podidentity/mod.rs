@@ -9,11 +9,13 @@
 //! path that needs no network: reading the request, judging the review,
 //! the session name and tags, the answer and when a cached one is stale.
 
+mod binding;
 mod creds;
 mod request;
 mod review;
 mod session;
 
+pub use binding::{judge_node_binding, node_token, NODE_AUDIENCE, NODE_TOKEN_HEADER};
 pub use creds::{account_of, fresh, ContainerCredentials, REFRESH_MARGIN_SECONDS};
 pub use request::{host_allowed, token_from_authorization, Refusal, MAX_TOKEN_BYTES};
 pub use review::{judge, PodIdentity, EXTRA_POD_NAME, EXTRA_POD_UID};

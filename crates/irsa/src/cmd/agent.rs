@@ -60,6 +60,12 @@ pub struct BrokerArgs {
     pub tls_key_file: PathBuf,
     #[command(flatten)]
     pub broker: BrokerFlags,
+    /// Refuse a request that does not come through the node agent of the pod's node (node agents with --node-token-file; the broker needs get on pods).
+    #[arg(long, env = "IRSA_AGENT_REQUIRE_NODE_BINDING")]
+    pub require_node_binding: bool,
+    /// Audience of the node agents' own tokens (their --node-token-file).
+    #[arg(long, default_value = irsa_core::podidentity::NODE_AUDIENCE, env = "IRSA_AGENT_NODE_AUDIENCE")]
+    pub node_audience: String,
 }
 
 /// `irsa agent node`.
@@ -74,6 +80,9 @@ pub struct NodeArgs {
     /// CA certificates (PEM) that sign the broker's serving certificate; nothing else is trusted.
     #[arg(long, env = "IRSA_AGENT_BROKER_CA_FILE")]
     pub broker_ca_file: PathBuf,
+    /// The node agent's own projected token (its pod's, for the broker's --node-audience), sent with each request so the broker can check the pod runs on this node.
+    #[arg(long, env = "IRSA_AGENT_NODE_TOKEN_FILE")]
+    pub node_token_file: Option<PathBuf>,
 }
 
 /// `irsa agent serve`.
@@ -86,7 +95,11 @@ pub struct ServeArgs {
     pub broker: BrokerFlags,
 }
 
-fn broker_args(f: BrokerFlags) -> irsa_agent::listen::BrokerArgs {
+fn broker_args(
+    f: BrokerFlags,
+    require_node_binding: bool,
+    node_audience: String,
+) -> irsa_agent::listen::BrokerArgs {
     let BrokerFlags {
         associations,
         cluster_name,
@@ -98,6 +111,8 @@ fn broker_args(f: BrokerFlags) -> irsa_agent::listen::BrokerArgs {
         cluster_name,
         audience,
         kubeconfig,
+        require_node_binding,
+        node_audience,
     }
 }
 
@@ -110,18 +125,32 @@ pub fn run(cmd: AgentCommand) -> Result<()> {
                     &a.listen,
                     &a.tls_cert_file,
                     &a.tls_key_file,
-                    &broker_args(a.broker),
+                    &broker_args(a.broker, a.require_node_binding, a.node_audience),
                 )
                 .await?;
                 ("broker", r)
             }
             AgentCommand::Node(a) => (
                 "node agent",
-                irsa_agent::listen::node(&a.listen, &a.broker, &a.broker_ca_file).await?,
+                irsa_agent::listen::node(
+                    &a.listen,
+                    &a.broker,
+                    &a.broker_ca_file,
+                    a.node_token_file.as_deref(),
+                )
+                .await?,
             ),
             AgentCommand::Serve(a) => (
                 "all-in-one agent",
-                irsa_agent::listen::serve_all_in_one(&a.listen, &broker_args(a.broker)).await?,
+                irsa_agent::listen::serve_all_in_one(
+                    &a.listen,
+                    &broker_args(
+                        a.broker,
+                        false,
+                        irsa_core::podidentity::NODE_AUDIENCE.to_string(),
+                    ),
+                )
+                .await?,
             ),
         };
         let addrs: Vec<String> = running.addrs.iter().map(ToString::to_string).collect();
