@@ -759,3 +759,69 @@ fn node_binding_refuses_a_token_relayed_through_another_nodes_agent() {
         std::thread::sleep(Duration::from_millis(500));
     }
 }
+
+#[test]
+#[ignore = "needs kube-apiserver and etcd (the test bed) and moto_server; scripts/test runs it"]
+fn an_expired_token_is_refused_and_the_same_token_unexpired_is_served() {
+    let env = Env::start();
+    let uid = env.pod("web-0", "s3", "node-a");
+    let sa_uid = env.rt.block_on(async {
+        Api::<ServiceAccount>::namespaced(env.bed.client().await, "app")
+            .get("s3")
+            .await
+            .unwrap()
+            .metadata
+            .uid
+            .unwrap()
+    });
+    // Tokens as kube-apiserver issues them, signed with the bed's own key:
+    // TokenRequest cannot issue one that lives under 10 minutes.
+    let key = irsa_core::parse::parse_private_key(
+        &std::fs::read(env.path("b/keys/sa-signer.key")).unwrap(),
+    )
+    .unwrap();
+    let now = common::now();
+    let mint = |exp: i64| {
+        let claims = json!({
+            "iss": ISSUER, "aud": [AUD], "sub": "system:serviceaccount:app:s3",
+            "iat": exp - 3600, "nbf": exp - 3600, "exp": exp,
+            "kubernetes.io": {
+                "namespace": "app",
+                "pod": {"name": "web-0", "uid": uid},
+                "serviceaccount": {"name": "s3", "uid": sa_uid},
+            },
+        });
+        irsa_core::jwt::sign(&key, irsa_core::Algorithm::RS256, &claims).unwrap()
+    };
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let kubeconfig = env.bed.kubeconfig.display().to_string();
+    let assoc = env.path("associations.json").display().to_string();
+    let _agent = env.agent(
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--associations",
+            &assoc,
+            "--cluster-name",
+            "prod",
+            "--kubeconfig",
+            &kubeconfig,
+        ],
+        &env.aws_env(),
+        port,
+        false,
+    );
+    // The positive control: the same claims, not expired, are served.
+    let (code, body) = get(port, &listen, "/v1/credentials", Some(&mint(now + 3000)));
+    assert_eq!(code, 200, "{body}\n{}", env.log(port));
+    let expired = mint(now - 120);
+    let (code, why) = get(port, &listen, "/v1/credentials", Some(&expired));
+    assert_eq!(code, 401, "{why}");
+    assert!(
+        why.contains("did not accept the token") && why.contains("expired"),
+        "{why}"
+    );
+    assert!(!why.contains(&expired), "the token is not echoed");
+}
