@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: the irsa binary, OpenSSL, files.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod agent;
 pub mod faults;
 pub mod https;
 pub mod image;
