@@ -551,3 +551,53 @@ fn an_expired_token_is_refused_and_the_same_token_unexpired_is_served() {
     );
     assert!(!why.contains(&expired), "the token is not echoed");
 }
+
+#[test]
+#[ignore = "needs kube-apiserver and etcd (the test bed) and moto_server; scripts/test runs it"]
+fn an_sts_outage_keeps_cached_sessions_and_answers_new_pods_with_an_error_not_a_hang() {
+    let mut env = Env::start();
+    let uid = env.pod("web-0", "s3", "node-a");
+    let token = env.token("s3", "web-0", &uid, AUD);
+    let uid1 = env.pod("web-1", "s3", "node-a");
+    let token1 = env.token("s3", "web-1", &uid1, AUD);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let kubeconfig = env.bed.kubeconfig.display().to_string();
+    let assoc = env.path("associations.json").display().to_string();
+    let _agent = env.agent(
+        &[
+            "serve",
+            "--listen",
+            &listen,
+            "--associations",
+            &assoc,
+            "--cluster-name",
+            "prod",
+            "--kubeconfig",
+            &kubeconfig,
+        ],
+        &env.aws_env(),
+        port,
+        false,
+    );
+    let (code, body) = get(port, &listen, "/v1/credentials", Some(&token));
+    assert_eq!(code, 200, "{body}");
+    let session: Value = serde_json::from_str(&body).unwrap();
+
+    env.moto.kill();
+    // The pod with a session keeps getting it.
+    let (code, body) = get(port, &listen, "/v1/credentials", Some(&token));
+    assert_eq!(code, 200, "{body}");
+    let again: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(again["AccessKeyId"], session["AccessKeyId"]);
+    // A new pod gets a 5xx the SDK retries, after the broker's own
+    // bounded retries, not a hang.
+    let start = Instant::now();
+    let (code, why) = get(port, &listen, "/v1/credentials", Some(&token1));
+    let took = start.elapsed();
+    assert!((500..600).contains(&code), "{code} {why}");
+    assert_eq!(why.trim_end().lines().count(), 1, "{why}");
+    assert!(!why.contains(&token1), "the token is not echoed");
+    assert!(took < Duration::from_secs(30), "answered after {took:?}");
+    println!("STS down: a new pod's fetch answered {code} after {took:?}: {why}");
+}

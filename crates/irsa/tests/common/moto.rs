@@ -99,6 +99,14 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// Stops moto now (an STS outage, for the tests that need one).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
