@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::agent::{get, Env};
-use common::testbed::{free_port, Killed};
+use common::testbed::Killed;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{Api, PostParams};
@@ -146,51 +146,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
     let env = Env::start();
-    let (broker_port, node_port) = (free_port(), free_port());
-    let broker_listen = format!("127.0.0.1:{broker_port}");
-    let node = format!("127.0.0.1:{node_port}");
-    let kubeconfig = env.bed.kubeconfig.display().to_string();
-    let assoc = env.path("associations.json").display().to_string();
-    let (cert, key, ca) = (
-        env.path("certs/tls.crt"),
-        env.path("certs/tls.key"),
-        env.path("certs/ca.crt"),
-    );
-    let broker = env.agent(
-        &[
-            "broker",
-            "--listen",
-            &broker_listen,
-            "--tls-cert-file",
-            cert.to_str().unwrap(),
-            "--tls-key-file",
-            key.to_str().unwrap(),
-            "--associations",
-            &assoc,
-            "--cluster-name",
-            "prod",
-            "--kubeconfig",
-            &kubeconfig,
-        ],
-        &env.aws_env(),
-        broker_port,
-        true,
-    );
-    let broker_url = format!("https://{broker_listen}");
-    let node_agent = env.agent(
-        &[
-            "node",
-            "--listen",
-            &node,
-            "--broker",
-            &broker_url,
-            "--broker-ca-file",
-            ca.to_str().unwrap(),
-        ],
-        &[],
-        node_port,
-        false,
-    );
+    let broker = env.broker(&[]);
+    let node_agent = env.node(&broker, &[]);
+    let (broker_port, node_port, node) = (broker.port, node_agent.port, node_agent.listen.clone());
+    let ca = env.path("certs/ca.crt");
     println!("irsa agent bench: node agent → broker (TLS) → test bed TokenReview, moto STS; 16 client threads, a new connection per request");
 
     // Cold fetches, one after another: each makes one TokenReview and one AssumeRole.
@@ -282,7 +241,7 @@ fn main() {
     println!("200 pods × 16 concurrent fetches: {calls} AssumeRole calls (moto's recording)");
 
     // Memory with many cached sessions.
-    let rss_before = (rss_kib(&broker), rss_kib(&node_agent));
+    let rss_before = (rss_kib(&broker.process), rss_kib(&node_agent.process));
     let t = Instant::now();
     let many = pods_and_tokens(&env, "many", pods);
     let made = t.elapsed();
@@ -293,7 +252,7 @@ fn main() {
         made.as_secs_f64(),
         t.elapsed().as_secs_f64()
     );
-    let rss_after = (rss_kib(&broker), rss_kib(&node_agent));
+    let rss_after = (rss_kib(&broker.process), rss_kib(&node_agent.process));
     println!(
         "RSS: broker {} KiB → {} KiB with {} cached sessions; node agent {} KiB → {} KiB",
         rss_before.0,

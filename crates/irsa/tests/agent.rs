@@ -49,26 +49,8 @@ fn serve_gives_sdks_tagged_sessions_once_per_pod_and_refuses_what_it_must() {
     let env = Env::start();
     let uid = env.pod("web-0", "s3", "node-a");
     let token = env.token("s3", "web-0", &uid, AUD);
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let kubeconfig = env.bed.kubeconfig.display().to_string();
-    let assoc = env.path("associations.json").display().to_string();
-    let _agent = env.agent(
-        &[
-            "serve",
-            "--listen",
-            &listen,
-            "--associations",
-            &assoc,
-            "--cluster-name",
-            "prod",
-            "--kubeconfig",
-            &kubeconfig,
-        ],
-        &env.aws_env(),
-        port,
-        false,
-    );
+    let agent = env.serve(&env.aws_env());
+    let (port, listen) = (agent.port, agent.listen.clone());
     let url = format!("http://{listen}/v1/credentials");
 
     // boto3, unchanged, through the container provider.
@@ -249,51 +231,11 @@ fn node_agent_forwards_to_the_broker_over_tls_for_boto3_and_aws_sdk_rust() {
     let env = Env::start();
     let uid = env.pod("web-0", "s3", "node-a");
     let token = env.token("s3", "web-0", &uid, AUD);
-    let (broker_port, node_port) = (free_port(), free_port());
-    let broker_listen = format!("127.0.0.1:{broker_port}");
-    let node_listen = format!("127.0.0.1:{node_port}");
+    let broker = env.broker(&[]);
+    let node = env.node(&broker, &[]);
+    let (node_port, node_listen) = (node.port, node.listen.clone());
     let kubeconfig = env.bed.kubeconfig.display().to_string();
     let assoc = env.path("associations.json").display().to_string();
-    let (cert, key, ca) = (
-        env.path("certs/tls.crt"),
-        env.path("certs/tls.key"),
-        env.path("certs/ca.crt"),
-    );
-    let _broker = env.agent(
-        &[
-            "broker",
-            "--listen",
-            &broker_listen,
-            "--tls-cert-file",
-            cert.to_str().unwrap(),
-            "--tls-key-file",
-            key.to_str().unwrap(),
-            "--associations",
-            &assoc,
-            "--cluster-name",
-            "prod",
-            "--kubeconfig",
-            &kubeconfig,
-        ],
-        &env.aws_env(),
-        broker_port,
-        true,
-    );
-    let broker_url = format!("https://{broker_listen}");
-    let _node = env.agent(
-        &[
-            "node",
-            "--listen",
-            &node_listen,
-            "--broker",
-            &broker_url,
-            "--broker-ca-file",
-            ca.to_str().unwrap(),
-        ],
-        &[],
-        node_port,
-        false,
-    );
     let url = format!("http://{node_listen}/v1/credentials");
     let token_file = env.token_file("web-0.token", &token);
     let who = boto3_caller(&url, &token_file, &env.moto.endpoint, env.dir.path());
@@ -389,54 +331,17 @@ fn node_binding_refuses_a_token_relayed_through_another_nodes_agent() {
     // A pod's own token presented as a node token has the wrong audience.
     let web_as_node = env.token_file("web-as-node.token", &token);
 
-    let broker_port = free_port();
-    let broker_listen = format!("127.0.0.1:{broker_port}");
-    let kubeconfig = env.bed.kubeconfig.display().to_string();
-    let assoc = env.path("associations.json").display().to_string();
-    let (cert, key, ca) = (
-        env.path("certs/tls.crt"),
-        env.path("certs/tls.key"),
-        env.path("certs/ca.crt"),
-    );
-    let _broker = env.agent(
-        &[
-            "broker",
-            "--listen",
-            &broker_listen,
-            "--tls-cert-file",
-            cert.to_str().unwrap(),
-            "--tls-key-file",
-            key.to_str().unwrap(),
-            "--associations",
-            &assoc,
-            "--cluster-name",
-            "prod",
-            "--kubeconfig",
-            &kubeconfig,
-            "--require-node-binding",
-        ],
-        &env.aws_env(),
-        broker_port,
-        true,
-    );
-    let broker_url = format!("https://{broker_listen}");
+    let broker = env.broker(&["--require-node-binding"]);
+    let broker_port = broker.port;
     let node = |token_file: Option<&Path>| {
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let mut args = vec![
-            "node".to_string(),
-            "--listen".into(),
-            listen.clone(),
-            "--broker".into(),
-            broker_url.clone(),
-            "--broker-ca-file".into(),
-            ca.display().to_string(),
-        ];
-        if let Some(f) = token_file {
-            args.extend(["--node-token-file".into(), f.display().to_string()]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        (env.agent(&args, &[], port, false), port, listen)
+        let file = token_file.map(|f| f.display().to_string());
+        let extra: Vec<&str> = file
+            .as_deref()
+            .map(|f| vec!["--node-token-file", f])
+            .unwrap_or_default();
+        let part = env.node(&broker, &extra);
+        let (port, listen) = (part.port, part.listen.clone());
+        (part, port, listen)
     };
     let (_a, port_a, listen_a) = node(Some(&token_a));
     let (_b, port_b, listen_b) = node(Some(&token_b));
@@ -519,26 +424,8 @@ fn an_expired_token_is_refused_and_the_same_token_unexpired_is_served() {
         });
         irsa_core::jwt::sign(&key, irsa_core::Algorithm::RS256, &claims).unwrap()
     };
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let kubeconfig = env.bed.kubeconfig.display().to_string();
-    let assoc = env.path("associations.json").display().to_string();
-    let _agent = env.agent(
-        &[
-            "serve",
-            "--listen",
-            &listen,
-            "--associations",
-            &assoc,
-            "--cluster-name",
-            "prod",
-            "--kubeconfig",
-            &kubeconfig,
-        ],
-        &env.aws_env(),
-        port,
-        false,
-    );
+    let agent = env.serve(&env.aws_env());
+    let (port, listen) = (agent.port, agent.listen.clone());
     // The positive control: the same claims, not expired, are served.
     let (code, body) = get(port, &listen, "/v1/credentials", Some(&mint(now + 3000)));
     assert_eq!(code, 200, "{body}\n{}", env.log(port));
@@ -560,26 +447,8 @@ fn an_sts_outage_keeps_cached_sessions_and_answers_new_pods_with_an_error_not_a_
     let token = env.token("s3", "web-0", &uid, AUD);
     let uid1 = env.pod("web-1", "s3", "node-a");
     let token1 = env.token("s3", "web-1", &uid1, AUD);
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let kubeconfig = env.bed.kubeconfig.display().to_string();
-    let assoc = env.path("associations.json").display().to_string();
-    let _agent = env.agent(
-        &[
-            "serve",
-            "--listen",
-            &listen,
-            "--associations",
-            &assoc,
-            "--cluster-name",
-            "prod",
-            "--kubeconfig",
-            &kubeconfig,
-        ],
-        &env.aws_env(),
-        port,
-        false,
-    );
+    let agent = env.serve(&env.aws_env());
+    let (port, listen) = (agent.port, agent.listen.clone());
     let (code, body) = get(port, &listen, "/v1/credentials", Some(&token));
     assert_eq!(code, 200, "{body}");
     let session: Value = serde_json::from_str(&body).unwrap();

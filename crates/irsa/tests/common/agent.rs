@@ -286,3 +286,103 @@ pub fn get(port: u16, host: &str, path: &str, authorization: Option<&str>) -> (u
         .unwrap_or_default();
     (status, body)
 }
+
+/// A running part of the agent: its process (stopped when dropped), its
+/// port and `127.0.0.1:PORT`.
+pub struct Part {
+    /// The process.
+    pub process: Killed,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// `127.0.0.1:PORT`.
+    pub listen: String,
+}
+
+impl Env {
+    /// `irsa agent serve` on a free port, with the bed's kubeconfig, this
+    /// environment's associations and `aws` as its environment.
+    pub fn serve(&self, aws: &[(&str, String)]) -> Part {
+        let port = super::testbed::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let kubeconfig = self.bed.kubeconfig.display().to_string();
+        let assoc = self.path("associations.json").display().to_string();
+        let process = self.agent(
+            &[
+                "serve",
+                "--listen",
+                &listen,
+                "--associations",
+                &assoc,
+                "--cluster-name",
+                "prod",
+                "--kubeconfig",
+                &kubeconfig,
+            ],
+            aws,
+            port,
+            false,
+        );
+        Part {
+            process,
+            port,
+            listen,
+        }
+    }
+
+    /// `irsa agent broker` on a free port (TLS with the bed's certificates,
+    /// moto's AWS credentials) with `extra` flags.
+    pub fn broker(&self, extra: &[&str]) -> Part {
+        let port = super::testbed::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let kubeconfig = self.bed.kubeconfig.display().to_string();
+        let assoc = self.path("associations.json").display().to_string();
+        let (cert, key) = (self.path("certs/tls.crt"), self.path("certs/tls.key"));
+        let mut args = vec![
+            "broker",
+            "--listen",
+            &listen,
+            "--tls-cert-file",
+            cert.to_str().unwrap(),
+            "--tls-key-file",
+            key.to_str().unwrap(),
+            "--associations",
+            &assoc,
+            "--cluster-name",
+            "prod",
+            "--kubeconfig",
+            &kubeconfig,
+        ];
+        args.extend_from_slice(extra);
+        let process = self.agent(&args, &self.aws_env(), port, true);
+        Part {
+            process,
+            port,
+            listen,
+        }
+    }
+
+    /// `irsa agent node` on a free port forwarding to `broker` (trusting
+    /// the bed's CA), with `extra` flags.
+    pub fn node(&self, broker: &Part, extra: &[&str]) -> Part {
+        let port = super::testbed::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let url = format!("https://{}", broker.listen);
+        let ca = self.path("certs/ca.crt");
+        let mut args = vec![
+            "node",
+            "--listen",
+            &listen,
+            "--broker",
+            &url,
+            "--broker-ca-file",
+            ca.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let process = self.agent(&args, &[], port, false);
+        Part {
+            process,
+            port,
+            listen,
+        }
+    }
+}
