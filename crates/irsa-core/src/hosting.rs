@@ -258,6 +258,25 @@ mod tests {
     }
 
     #[test]
+    fn cloudfront_mode_is_refused_outside_the_aws_partition() {
+        let plain = CloudFrontConfig::default();
+        for region in [
+            "cn-north-1",
+            "us-gov-west-1",
+            "us-iso-east-1",
+            "eusc-de-east-1",
+        ] {
+            let s3 = S3Location::new("acme-oidc", region, "prod").expect("valid");
+            let p = plain.problems(None, Some(&s3));
+            assert!(
+                p.len() == 1 && p[0].contains("drop issuer.cloudfront") && p[0].contains(region),
+                "{region}: {p:?}"
+            );
+        }
+        assert!(plain.problems(None, Some(&s3())).is_empty());
+    }
+
+    #[test]
     fn names_are_deterministic_and_bounded() {
         let n = CloudFrontNames::new("prod", &s3());
         assert_eq!(n, CloudFrontNames::new("prod", &s3()));

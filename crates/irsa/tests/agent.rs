@@ -14,7 +14,6 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::agent::{get, Env, AUD, ISSUER, ROLE};
-use common::testbed::free_port;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::Api;
 use serde_json::{json, Value};
@@ -234,8 +233,6 @@ fn node_agent_forwards_to_the_broker_over_tls_for_boto3_and_aws_sdk_rust() {
     let broker = env.broker(&[]);
     let node = env.node(&broker, &[]);
     let (node_port, node_listen) = (node.port, node.listen.clone());
-    let kubeconfig = env.bed.kubeconfig.display().to_string();
-    let assoc = env.path("associations.json").display().to_string();
     let url = format!("http://{node_listen}/v1/credentials");
     let token_file = env.token_file("web-0.token", &token);
     let who = boto3_caller(&url, &token_file, &env.moto.endpoint, env.dir.path());
@@ -268,33 +265,17 @@ fn node_agent_forwards_to_the_broker_over_tls_for_boto3_and_aws_sdk_rust() {
     // agent, and signs its AssumeRole with the session the first one gave.
     let uid1 = env.pod("web-1", "s3", "node-a");
     let token1 = env.token("s3", "web-1", &uid1, AUD);
-    let second = free_port();
-    let second_listen = format!("127.0.0.1:{second}");
-    let _chained = env.agent(
-        &[
-            "serve",
-            "--listen",
-            &second_listen,
-            "--associations",
-            &assoc,
-            "--cluster-name",
-            "prod",
-            "--kubeconfig",
-            &kubeconfig,
-        ],
-        &[
-            ("AWS_CONTAINER_CREDENTIALS_FULL_URI", url.clone()),
-            (
-                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-                token_file.display().to_string(),
-            ),
-            ("AWS_ENDPOINT_URL_STS", env.moto.endpoint.clone()),
-            ("AWS_REGION", "eu-west-1".into()),
-            ("HOME", env.dir.path().display().to_string()),
-        ],
-        second,
-        false,
-    );
+    let chained = env.serve(&[
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", url.clone()),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token_file.display().to_string(),
+        ),
+        ("AWS_ENDPOINT_URL_STS", env.moto.endpoint.clone()),
+        ("AWS_REGION", "eu-west-1".into()),
+        ("HOME", env.dir.path().display().to_string()),
+    ]);
+    let (second, second_listen) = (chained.port, chained.listen.clone());
     let (code, body) = get(second, &second_listen, "/v1/credentials", Some(&token1));
     assert_eq!(code, 200, "{body}\n{}", env.log(second));
     let signed_with = env
