@@ -146,6 +146,7 @@ pub fn create(a: &InitArgs, bindings: Vec<Binding>) -> Result<Created> {
             first_observed: None,
         }],
         bindings,
+        pod_identity: None,
     };
     config.validate()?;
     let bundle = Bundle {

@@ -7,6 +7,12 @@ use crate::issuer::{IssuerUrl, JwksPath, S3Location};
 use crate::key::Algorithm;
 use crate::timestamp::Timestamp;
 
+mod pod_identity;
+pub use pod_identity::{
+    BindingMode, PodIdentityConfig, BROKER_ROLE_SUFFIX, DEFAULT_BROKER_NAMESPACE,
+    DEFAULT_BROKER_SERVICE_ACCOUNT,
+};
+
 /// The `apiVersion` this build reads and writes.
 pub const API_VERSION: &str = "irsa.dev/v1alpha1";
 /// The `kind` of the config document.
@@ -45,6 +51,10 @@ pub struct IrsaConfig {
     /// Role bindings.
     #[serde(default)]
     pub bindings: Vec<Binding>,
+    /// The Pod Identity broker (`irsa agent`), for `mode: pod-identity`
+    /// bindings; defaults apply when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_identity: Option<PodIdentityConfig>,
 }
 
 /// The issuer section.
@@ -176,6 +186,9 @@ pub struct Binding {
     pub namespace: String,
     /// Service account name, or a pattern with `*`.
     pub service_account: String,
+    /// How the role is assumed: `irsa` (default) or `pod-identity`.
+    #[serde(default, skip_serializing_if = "BindingMode::is_irsa")]
+    pub mode: BindingMode,
     /// IAM role name; defaults to `{cluster}-{namespace}-{serviceAccount}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_name: Option<String>,
@@ -202,6 +215,11 @@ pub struct Binding {
     /// in this account; irsa trusts them but does not manage them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra_issuers: Vec<IssuerUrl>,
+    /// Other clusters' broker roles (ARNs) that may assume this
+    /// pod-identity role too, each for its own cluster's pods of the same
+    /// namespace and ServiceAccount.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_brokers: Vec<String>,
 }
 
 impl IssuerConfig {
@@ -435,6 +453,7 @@ impl IrsaConfig {
                 ));
             }
         }
+        self.pod_identity_problems(&mut p);
         if p.is_empty() {
             Ok(())
         } else {
@@ -449,10 +468,10 @@ impl IrsaConfig {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    const GOOD: &str = r#"
+    pub(crate) const GOOD: &str = r#"
 apiVersion: irsa.dev/v1alpha1
 kind: IrsaConfig
 cluster: demo
@@ -553,8 +572,8 @@ bindings:
     #[test]
     fn key_timestamps_read_and_write_byte_identically() {
         for text in [
-            include_str!("../../../examples/s3-issuer/irsa.yaml"),
-            include_str!("../../../examples/custom-issuer/irsa.yaml"),
+            include_str!("../../../../examples/s3-issuer/irsa.yaml"),
+            include_str!("../../../../examples/custom-issuer/irsa.yaml"),
         ] {
             let cfg = IrsaConfig::from_yaml(text).expect("valid");
             let created = cfg.keys[0].created.expect("created");
