@@ -37,6 +37,17 @@ impl TrustPolicy {
         }
     }
 
+    /// The AWS principals (ARNs, or IAM's unique IDs of deleted ones) its
+    /// Allow statements name.
+    pub fn aws_principals(&self) -> std::collections::BTreeSet<String> {
+        self.statements()
+            .into_iter()
+            .filter(|s| s["Effect"].as_str() == Some("Allow"))
+            .flat_map(|s| strings(&s["Principal"]["AWS"]))
+            .map(String::from)
+            .collect()
+    }
+
     /// The provider ARNs its Allow statements federate to.
     pub fn federated_providers(&self) -> std::collections::BTreeSet<String> {
         self.statements()

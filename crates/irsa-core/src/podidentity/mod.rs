@@ -11,15 +11,25 @@
 
 mod binding;
 mod creds;
+mod manifests;
 mod request;
 mod review;
 mod session;
+mod trust;
 
 pub use binding::{judge_node_binding, node_token, NODE_AUDIENCE, NODE_TOKEN_HEADER};
 pub use creds::{account_of, fresh, ContainerCredentials, REFRESH_MARGIN_SECONDS};
+pub use manifests::{
+    agent_manifests, associations, AgentManifestOptions, ManifestFile, ASSOCIATIONS_CONFIGMAP,
+    ASSOCIATIONS_KEY, BROKER_NAME, BROKER_TLS_SECRET, NODE_ADDRESS, NODE_NAME,
+};
 pub use request::{host_allowed, token_from_authorization, Refusal, MAX_TOKEN_BYTES};
 pub use review::{judge, PodIdentity, EXTRA_POD_NAME, EXTRA_POD_UID};
 pub use session::{
     check_cluster_name, session_name, session_tags, TagError, SESSION_SECONDS, TAG_CLUSTER,
     TAG_NAMESPACE, TAG_POD_NAME, TAG_POD_UID, TAG_SERVICE_ACCOUNT,
+};
+pub use trust::{
+    broker_policy, cluster_variable, evaluate_assume, external_broker_trust, role_trust,
+    AssumeRequest, BROKER_ACTIONS, BROKER_POLICY_NAME,
 };
