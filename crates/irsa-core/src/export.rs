@@ -12,7 +12,7 @@
 use serde_json::{json, Map, Value};
 
 use crate::hosting::distribution_arn;
-use crate::plan::{role_path, Desired, DesiredCloudFront, DesiredRole};
+use crate::plan::{role_path, Desired, DesiredCloudFront, DesiredRole, RoleKind};
 
 /// The origin's id inside the distribution (as `apply` names it).
 pub const ORIGIN_ID: &str = "irsa-issuer-bucket";
@@ -52,6 +52,39 @@ fn with_principal(trust: &Value, principal: Value) -> Value {
     trust
 }
 
+/// Replaces every string in `doc` that is the ARN of one of `desired`'s
+/// roles (a pod-identity role's broker principal, the broker's permission
+/// to assume the pod-identity roles) by `reference(role name)`, so the
+/// template orders their creation and works in any account.
+fn with_role_refs(doc: &Value, desired: &Desired, reference: &dyn Fn(&str) -> Value) -> Value {
+    let (broker_name, broker_arn) = &desired.broker;
+    let prefix = broker_arn.strip_suffix(broker_name.as_str()).unwrap_or("");
+    let role_of = |s: &str| -> Option<&'_ str> {
+        let name = s.strip_prefix(prefix)?;
+        desired
+            .roles
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.name.as_str())
+    };
+    fn walk(v: &Value, f: &dyn Fn(&str) -> Option<Value>) -> Value {
+        match v {
+            Value::String(s) => f(s).unwrap_or_else(|| v.clone()),
+            Value::Array(a) => Value::Array(a.iter().map(|x| walk(x, f)).collect()),
+            Value::Object(o) => {
+                Value::Object(o.iter().map(|(k, x)| (k.clone(), walk(x, f))).collect())
+            }
+            other => other.clone(),
+        }
+    }
+    walk(doc, &|s| role_of(s).map(reference))
+}
+
+/// Whether a policy document names one of `desired`'s roles.
+fn names_a_role(doc: &Value, desired: &Desired) -> bool {
+    with_role_refs(doc, desired, &|_| Value::Null) != *doc
+}
+
 /// Terraform templates treat `${` and `%{` in strings as expressions.
 fn tf_escape(text: &str) -> String {
     text.replace("${", "$${").replace("%{", "%%{")
@@ -70,6 +103,22 @@ fn tf_tags(tags: &std::collections::BTreeMap<String, String>) -> Value {
 const TF_AWS_PROVIDER: &str = ">= 5.81.0";
 
 const TF_PROVIDER_ARN: &str = "${aws_iam_openid_connect_provider.irsa.arn}";
+
+/// A policy document as Terraform text: escaped, with the ARNs of this
+/// bundle's roles as references to them.
+fn tf_text(doc: &Value, desired: &Desired) -> String {
+    const MARK: &str = "IRSA_ROLE_ARN:";
+    let marked = with_role_refs(doc, desired, &|name| json!(format!("{MARK}{name}:")));
+    let mut text = tf_escape(&marked.to_string());
+    for role in &desired.roles {
+        let id = ident("role_", &role.name, false);
+        text = text.replace(
+            &format!("{MARK}{}:", role.name),
+            &format!("${{aws_iam_role.{id}.arn}}"),
+        );
+    }
+    text
+}
 
 /// The Terraform JSON configuration.
 pub fn terraform(desired: &Desired) -> Value {
@@ -144,17 +193,23 @@ pub fn terraform(desired: &Desired) -> Value {
             );
         }
     }
-    add(
-        "aws_iam_openid_connect_provider",
-        "irsa".into(),
-        json!({"url": format!("https://{}", desired.provider_host_path),
-            "client_id_list": desired.client_ids, "tags": tf_tags(&desired.owner_tags())}),
-    );
+    if desired.needs_provider {
+        add(
+            "aws_iam_openid_connect_provider",
+            "irsa".into(),
+            json!({"url": format!("https://{}", desired.provider_host_path),
+                "client_id_list": desired.client_ids, "tags": tf_tags(&desired.owner_tags())}),
+        );
+    }
     for role in &desired.roles {
         let id = ident("role_", &role.name, false);
         // Escape the policy text first, then put the reference in.
-        let trust = with_principal(role.trust.as_value(), json!("IRSA_PROVIDER_ARN"));
-        let trust = tf_escape(&trust.to_string()).replace("IRSA_PROVIDER_ARN", TF_PROVIDER_ARN);
+        let trust = if role.kind == RoleKind::PodIdentity {
+            role.trust.as_value().clone()
+        } else {
+            with_principal(role.trust.as_value(), json!("IRSA_PROVIDER_ARN"))
+        };
+        let trust = tf_text(&trust, desired).replace("IRSA_PROVIDER_ARN", TF_PROVIDER_ARN);
         let mut body = json!({"name": role.name, "path": role_path(&desired.cluster),
             "assume_role_policy": trust, "max_session_duration": role.max_session,
             "tags": tf_tags(&role.tags)});
@@ -174,7 +229,7 @@ pub fn terraform(desired: &Desired) -> Value {
                 "aws_iam_role_policy",
                 ident(&format!("{id}_"), name, false),
                 json!({"role": format!("${{aws_iam_role.{id}.name}}"), "name": name,
-                    "policy": tf_escape(&doc.to_string())}),
+                    "policy": tf_text(doc, desired)}),
             );
         }
     }
@@ -291,11 +346,23 @@ fn cfn_tags(tags: &std::collections::BTreeMap<String, String>) -> Value {
     )
 }
 
-fn cfn_role(desired: &Desired, role: &DesiredRole) -> Value {
-    let trust = with_principal(
-        role.trust.as_value(),
-        json!({"Fn::GetAtt": ["OidcProvider", "Arn"]}),
-    );
+fn cfn_ref(name: &str) -> Value {
+    json!({"Fn::GetAtt": [ident("Role", name, true), "Arn"]})
+}
+
+/// The role's resource, and its inline policies that name other roles of
+/// this template as resources of their own (inside the role they would
+/// make a cycle: the broker may assume the pod-identity roles, which trust
+/// the broker).
+fn cfn_role(desired: &Desired, role: &DesiredRole) -> (Value, Vec<(String, Value)>) {
+    let trust = if role.kind == RoleKind::PodIdentity {
+        with_role_refs(role.trust.as_value(), desired, &cfn_ref)
+    } else {
+        with_principal(
+            role.trust.as_value(),
+            json!({"Fn::GetAtt": ["OidcProvider", "Arn"]}),
+        )
+    };
     let mut props = json!({
         "RoleName": role.name,
         "Path": role_path(&desired.cluster),
@@ -306,9 +373,14 @@ fn cfn_role(desired: &Desired, role: &DesiredRole) -> Value {
     if !role.managed.is_empty() {
         props["ManagedPolicyArns"] = json!(role.managed);
     }
-    if !role.inline.is_empty() {
+    let id = ident("Role", &role.name, true);
+    let (separate, inside): (Vec<_>, Vec<_>) = role
+        .inline
+        .iter()
+        .partition(|(_, d)| names_a_role(d, desired));
+    if !inside.is_empty() {
         props["Policies"] = Value::Array(
-            role.inline
+            inside
                 .iter()
                 .map(|(n, d)| json!({"PolicyName": n, "PolicyDocument": d}))
                 .collect(),
@@ -317,7 +389,22 @@ fn cfn_role(desired: &Desired, role: &DesiredRole) -> Value {
     if let Some(b) = &role.boundary {
         props["PermissionsBoundary"] = json!(b);
     }
-    json!({"Type": "AWS::IAM::Role", "Properties": props})
+    let policies = separate
+        .into_iter()
+        .map(|(n, d)| {
+            (
+                ident(&format!("{id}Policy"), n, true),
+                json!({"Type": "AWS::IAM::RolePolicy", "Properties": {
+                    "RoleName": {"Ref": id},
+                    "PolicyName": n,
+                    "PolicyDocument": with_role_refs(d, desired, &cfn_ref)}}),
+            )
+        })
+        .collect();
+    (
+        json!({"Type": "AWS::IAM::Role", "Properties": props}),
+        policies,
+    )
 }
 
 /// The CloudFormation template.
@@ -344,16 +431,20 @@ pub fn cloudformation(desired: &Desired) -> Value {
             );
         }
     }
-    resources.insert(
-        "OidcProvider".into(),
-        json!({"Type": "AWS::IAM::OIDCProvider", "Properties": {
-            "Url": format!("https://{}", desired.provider_host_path),
-            "ClientIdList": desired.client_ids,
-            "Tags": cfn_tags(&desired.owner_tags())}}),
-    );
+    if desired.needs_provider {
+        resources.insert(
+            "OidcProvider".into(),
+            json!({"Type": "AWS::IAM::OIDCProvider", "Properties": {
+                "Url": format!("https://{}", desired.provider_host_path),
+                "ClientIdList": desired.client_ids,
+                "Tags": cfn_tags(&desired.owner_tags())}}),
+        );
+    }
     for role in &desired.roles {
         let id = ident("Role", &role.name, true);
-        resources.insert(id.clone(), cfn_role(desired, role));
+        let (resource, policies) = cfn_role(desired, role);
+        resources.insert(id.clone(), resource);
+        resources.extend(policies);
         outputs.insert(
             format!("{id}Arn"),
             json!({"Description": format!("eks.amazonaws.com/role-arn for {}", role.name),

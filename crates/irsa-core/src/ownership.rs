@@ -7,7 +7,9 @@
 //! bundle's only if it is tagged with the cluster, lives under the
 //! cluster's path, and its trust policy names one of this bundle's own
 //! providers (its issuer or a previous issuer; `extraIssuers` are other
-//! clusters' issuers and prove nothing).
+//! clusters' issuers and prove nothing), or this bundle's Pod Identity
+//! broker role (a pod-identity role), or, for the broker role tagged as
+//! such, the external principal `podIdentity.brokerPrincipal` names.
 //!
 //! A deleted bucket's name can be registered by anyone: a provider that
 //! still trusts an issuer served from it would then accept tokens signed
@@ -31,7 +33,8 @@ pub enum RoleOwner {
     /// Tagged for this cluster but not under its path.
     OutsidePath(String),
     /// Tagged and under the path, but trusting none of this bundle's
-    /// providers: another bundle with the same cluster name owns it.
+    /// providers nor its broker role: another bundle with the same cluster
+    /// name owns it.
     OtherIssuer(BTreeSet<String>),
 }
 
@@ -51,11 +54,24 @@ impl Desired {
         if role.path != crate::plan::role_path(&self.cluster) {
             return RoleOwner::OutsidePath(role.path.clone());
         }
-        let trusted = trusted_providers(&role.trust);
-        if trusted.is_disjoint(&self.own_provider_arns) {
-            return RoleOwner::OtherIssuer(trusted);
+        let mut trusted = trusted_providers(&role.trust);
+        if !trusted.is_disjoint(&self.own_provider_arns) {
+            return RoleOwner::Ours;
         }
-        RoleOwner::Ours
+        // Pod Identity: a role that trusts this bundle's broker role, or the
+        // broker role itself trusting the configured external principal.
+        let principals = role.trust.aws_principals();
+        if principals.contains(&self.broker.1)
+            || self.broker_principal.as_ref().is_some_and(|p| {
+                principals.contains(p)
+                    && role.tags.get(crate::plan::MODE_TAG).map(String::as_str)
+                        == Some(crate::plan::BROKER_MODE)
+            })
+        {
+            return RoleOwner::Ours;
+        }
+        trusted.extend(principals);
+        RoleOwner::OtherIssuer(trusted)
     }
 
     /// Why `name` is left alone, for the plan's output; `None` when it is ours.
@@ -69,8 +85,11 @@ impl Desired {
                 "is tagged {OWNER_TAG}={cluster} but has path {path}, not {}",
                 crate::plan::role_path(cluster)
             ),
+            RoleOwner::OtherIssuer(trusted) if trusted.iter().any(|t| t.starts_with("AROA")) => format!(
+                "is tagged {OWNER_TAG}={cluster} but its trust names a deleted role (IAM shows a deleted principal as its unique ID, here {trusted:?}), so nothing can assume it: delete it (aws iam delete-role after detaching its policies) or take it over with --adopt {name}"
+            ),
             RoleOwner::OtherIssuer(trusted) => format!(
-                "is tagged {OWNER_TAG}={cluster} but trusts none of this irsa.yaml's providers (it trusts {trusted:?}): another irsa.yaml with cluster name {cluster} owns it; give one of them another cluster name, or if this cluster's issuer changed, list the old one in issuer.previousUrls"
+                "is tagged {OWNER_TAG}={cluster} but trusts none of this irsa.yaml's providers nor its pod-identity broker role (it trusts {trusted:?}): another irsa.yaml with cluster name {cluster} owns it; give one of them another cluster name, or if this cluster's issuer changed, list the old one in issuer.previousUrls"
             ),
         };
         Some(format!("iam role {name} {why}"))

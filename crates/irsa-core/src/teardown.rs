@@ -19,7 +19,15 @@ use crate::plan::{
 
 /// The changes that remove what irsa created for this bundle.
 /// `bucket_empty_after`: the bucket holds nothing but this issuer's documents.
+/// The Pod Identity broker role goes after the roles that trust it
+/// ([`Phase::BrokerRemoval`]).
 pub fn destroy(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> Plan {
+    let mut plan = destroy_steps(desired, actual, bucket_empty_after);
+    crate::plan::order_broker_steps(&mut plan, desired, actual);
+    plan
+}
+
+fn destroy_steps(desired: &Desired, actual: &Actual, bucket_empty_after: bool) -> Plan {
     let mut plan = Plan::default();
     let owned = |tags: &BTreeMap<String, String>| tags.get(OWNER_TAG) == Some(&desired.cluster);
     let mut candidates: BTreeMap<&String, &crate::plan::ActualRole> =

@@ -200,9 +200,17 @@ pub enum Action {
 /// change of the one before succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub enum Phase {
-    /// Everything except taking hosting down.
+    /// Everything except what the phases below hold back.
     #[default]
     Main,
+    /// Creating and updating the roles that trust the Pod Identity broker
+    /// role: IAM refuses a trust policy naming a role that does not exist,
+    /// so they follow the broker role's creation.
+    BrokerTrust,
+    /// Deleting the broker role: only after every role that trusts it is
+    /// gone or trusts something else (IAM would otherwise leave their trust
+    /// naming a deleted role's unique ID).
+    BrokerRemoval,
     /// Removing what serves the issuer's documents (objects, bucket policy
     /// statement, bucket; any other hosting later): runs after trust is
     /// gone, and each step only if a fresh read of IAM finds no provider

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{json, Value};
 
 use super::OWNER_TAG;
-use crate::config::IrsaConfig;
+use crate::config::{Binding, IrsaConfig};
 use crate::discovery::Discovery;
 use crate::hosting::{distribution_arn, CloudFrontNames, CLOUDFRONT_PRINCIPAL};
 use crate::issuer::{JwksPath, S3Location, DISCOVERY_PATH};
@@ -15,11 +15,33 @@ use crate::partition::Partition;
 use crate::sid;
 use crate::trust::{provider_arn, trust_policy_for, TrustPolicy};
 
+/// Which of irsa's roles a role is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RoleKind {
+    /// A binding's role, assumed with a projected token through the OIDC
+    /// provider.
+    #[default]
+    Irsa,
+    /// The Pod Identity broker's own role.
+    Broker,
+    /// A binding's role assumed by the broker for its pods: its trust names
+    /// the broker role, which must exist first and go last.
+    PodIdentity,
+}
+
+/// Tag on the broker role and the pod-identity roles (`pod-identity-broker`,
+/// `pod-identity`); IRSA roles do not carry it.
+pub const MODE_TAG: &str = "irsa.dev/mode";
+/// [`MODE_TAG`]'s value on the broker role.
+pub const BROKER_MODE: &str = "pod-identity-broker";
+
 /// What one role should look like.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredRole {
     /// Role name.
     pub name: String,
+    /// Which of irsa's roles it is.
+    pub kind: RoleKind,
     /// Trust policy.
     pub trust: TrustPolicy,
     /// Managed policy ARNs.
@@ -58,8 +80,18 @@ pub struct Desired {
     /// Roles.
     pub roles: Vec<DesiredRole>,
     /// ARNs of this bundle's own providers (issuer and previous issuers):
-    /// a role is this bundle's only if it trusts one of them.
+    /// a role is this bundle's only if it trusts one of them (or the broker,
+    /// below).
     pub own_provider_arns: BTreeSet<String>,
+    /// The Pod Identity broker role's name and ARN (named whether or not a
+    /// binding uses it: roles that still trust it are this bundle's).
+    pub broker: (String, String),
+    /// The external principal the broker role trusts, if configured.
+    pub broker_principal: Option<String>,
+    /// Whether any role trusts the current issuer's OIDC provider (false
+    /// when every binding is pod-identity and the broker runs as an
+    /// external principal): then no provider is created.
+    pub needs_provider: bool,
     /// ARNs of every object this issuer may have published (both JWKS
     /// paths), to recognise a statement of an earlier version as ours.
     pub issuer_documents: BTreeSet<String>,
@@ -163,31 +195,94 @@ impl Desired {
                 }));
             }
         }
-        let roles = cfg
+        let path = super::role_path(&cfg.cluster);
+        let role_arn =
+            |name: &str| crate::arn::role_of_name(part, account, &format!("{}{name}", &path[1..]));
+        let pi = cfg.pod_identity();
+        let broker_name = pi.role_name(&cfg.cluster);
+        let broker_arn = role_arn(&broker_name);
+        let role_tags = |b: &Binding, extra: &[(&str, &str)]| {
+            let mut tags = b.tags.clone();
+            let sa = format!("{}.{}", b.namespace, b.service_account.replace('*', "_"));
+            let mut own = vec![("irsa.dev/service-account", sa.as_str())];
+            own.extend_from_slice(extra);
+            tags.extend(owner(&own));
+            tags
+        };
+        let mut roles: Vec<DesiredRole> = cfg
             .bindings
             .iter()
             .filter(|_| !url_pending)
-            .map(|b| DesiredRole {
-                name: b.role_name(&cfg.cluster),
-                trust: {
+            .map(|b| {
+                let (kind, trust, extra): (_, _, &[(&str, &str)]) = if b.is_pod_identity() {
+                    let brokers: Vec<String> = std::iter::once(broker_arn.clone())
+                        .chain(b.extra_brokers.iter().cloned())
+                        .collect();
+                    (
+                        RoleKind::PodIdentity,
+                        crate::podidentity::role_trust(&brokers, &b.namespace, &b.service_account),
+                        &[(MODE_TAG, "pod-identity")],
+                    )
+                } else {
                     let issuers: Vec<&crate::issuer::IssuerUrl> =
                         cfg.issuer.all_urls().chain(&b.extra_issuers).collect();
-                    trust_policy_for(part, account, &issuers, b)
-                },
-                managed: b.policy_arns.iter().cloned().collect(),
-                inline: b.inline_policies.clone().into_iter().collect(),
-                max_session: b.max_session_duration.map_or(3600, |d| d as i32),
-                boundary: b.permissions_boundary.clone(),
-                tags: {
-                    let mut tags = b.tags.clone();
-                    tags.extend(owner(&[(
-                        "irsa.dev/service-account",
-                        &format!("{}.{}", b.namespace, b.service_account.replace('*', "_")),
-                    )]));
-                    tags
-                },
+                    (
+                        RoleKind::Irsa,
+                        trust_policy_for(part, account, &issuers, b),
+                        &[],
+                    )
+                };
+                DesiredRole {
+                    name: b.role_name(&cfg.cluster),
+                    kind,
+                    trust,
+                    managed: b.policy_arns.iter().cloned().collect(),
+                    inline: b.inline_policies.clone().into_iter().collect(),
+                    max_session: b.max_session_duration.map_or(3600, |d| d as i32),
+                    boundary: b.permissions_boundary.clone(),
+                    tags: role_tags(b, extra),
+                }
             })
             .collect();
+        if cfg.has_pod_identity_bindings() && !url_pending {
+            let (ns, sa) = pi.service_account();
+            let broker_binding = Binding {
+                namespace: ns.to_string(),
+                service_account: sa.to_string(),
+                ..Binding::default()
+            };
+            let trust = match &pi.broker_principal {
+                Some(principal) => crate::podidentity::external_broker_trust(principal),
+                None => {
+                    let issuers: Vec<&crate::issuer::IssuerUrl> = cfg.issuer.all_urls().collect();
+                    trust_policy_for(part, account, &issuers, &broker_binding)
+                }
+            };
+            let assumable: Vec<String> = roles
+                .iter()
+                .filter(|r| r.kind == RoleKind::PodIdentity)
+                .map(|r| role_arn(&r.name))
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            roles.insert(
+                0,
+                DesiredRole {
+                    name: broker_name.clone(),
+                    kind: RoleKind::Broker,
+                    trust,
+                    managed: BTreeSet::new(),
+                    inline: [(
+                        crate::podidentity::BROKER_POLICY_NAME.to_string(),
+                        crate::podidentity::broker_policy(&assumable),
+                    )]
+                    .into(),
+                    max_session: 3600,
+                    boundary: None,
+                    tags: role_tags(&broker_binding, &[(MODE_TAG, BROKER_MODE)]),
+                },
+            );
+        }
         Self {
             cluster: cfg.cluster.clone(),
             s3: cfg.issuer.s3.clone(),
@@ -220,6 +315,9 @@ impl Desired {
             issuer_documents,
             cloudfront,
             url_pending,
+            broker: (broker_name, broker_arn),
+            broker_principal: pi.broker_principal.clone(),
+            needs_provider: cfg.needs_oidc_provider(),
         }
     }
 

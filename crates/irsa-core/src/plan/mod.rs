@@ -13,6 +13,9 @@ mod policies;
 mod providers;
 mod roles;
 
+#[cfg(test)]
+mod pod_identity_tests;
+
 pub use crate::teardown::destroy;
 pub use actual::{
     role_path, Actual, ActualDistribution, ActualOac, ActualProvider, ActualRole, DistributionShape,
@@ -21,7 +24,7 @@ pub use bucket::{public_hosting_refusal, AccountPublicAccess};
 pub use change::{lanes, phases, Action, Change, Phase};
 pub use cloudfront::{recorded_url_problem, ALLOWED_METHODS, OAC_SETTINGS, VIEWER_PROTOCOL_POLICY};
 pub(crate) use desired::statements;
-pub use desired::{Desired, DesiredCloudFront, DesiredRole};
+pub use desired::{Desired, DesiredCloudFront, DesiredRole, RoleKind, BROKER_MODE, MODE_TAG};
 pub use policies::{missing_policies_refusal, policies_to_check};
 
 /// IAM's default quota of OIDC providers per account.
@@ -87,7 +90,71 @@ pub fn diff(desired: &Desired, actual: &Actual, adopt: &BTreeSet<String>) -> Pla
     }
     providers::diff(&mut plan, desired, actual, adopt);
     roles::diff(&mut plan, desired, actual, adopt);
+    hold_trust_in_a_foreign_broker(&mut plan, desired, actual, adopt);
+    order_broker_steps(&mut plan, desired, actual);
     plan
+}
+
+/// When a role named like the broker exists and is not this bundle's, no
+/// role is given a trust that names it: that would hand the pod-identity
+/// roles to whoever owns that role.
+fn hold_trust_in_a_foreign_broker(
+    plan: &mut Plan,
+    desired: &Desired,
+    actual: &Actual,
+    adopt: &BTreeSet<String>,
+) {
+    let (name, arn) = &desired.broker;
+    let Some(role) = actual.roles.get(name) else {
+        return;
+    };
+    if adopt.contains(name) || desired.foreign_role_reason(name, role).is_none() {
+        return;
+    }
+    let names_broker = |t: &crate::trust::TrustPolicy| t.aws_principals().contains(arn);
+    let before = plan.changes.len();
+    plan.changes.retain(|c| match &c.action {
+        Action::CreateRole { role } => !names_broker(&role.trust),
+        Action::UpdateTrust { trust, .. } => !names_broker(trust),
+        _ => true,
+    });
+    if plan.changes.len() != before {
+        plan.withheld.push(format!(
+            "{} role(s) that would trust the pod-identity broker role {name} are not created or changed: that role exists and is not this irsa.yaml's (see the conflict above), so trusting it would hand them to its owner; set podIdentity.roleName to a free name, or pass --adopt {name}",
+            before - plan.changes.len()
+        ));
+    }
+}
+
+/// Puts the steps on roles that trust the broker role after its creation
+/// ([`Phase::BrokerTrust`]) and the broker role's deletion after them
+/// ([`Phase::BrokerRemoval`]), keeping plan order otherwise.
+pub(crate) fn order_broker_steps(plan: &mut Plan, desired: &Desired, actual: &Actual) {
+    for c in &mut plan.changes {
+        if c.phase != Phase::Main {
+            continue;
+        }
+        let Some(role) = c.lane().strip_prefix("role:").map(String::from) else {
+            continue;
+        };
+        if let Action::DeleteRole { .. } = c.action {
+            let is_broker = actual
+                .roles
+                .get(&role)
+                .or_else(|| actual.path_roles.get(&role))
+                .is_some_and(|r| r.tags.get(MODE_TAG).map(String::as_str) == Some(BROKER_MODE));
+            if is_broker {
+                c.phase = Phase::BrokerRemoval;
+            }
+        } else if desired
+            .roles
+            .iter()
+            .any(|r| r.name == role && r.kind == RoleKind::PodIdentity)
+        {
+            c.phase = Phase::BrokerTrust;
+        }
+    }
+    plan.changes.sort_by_key(|c| c.phase);
 }
 
 /// Whether the plan writes anything.

@@ -11,6 +11,9 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
         let provider_res = format!("iam oidc-provider {host}");
         let current = host == desired.provider_host_path;
         match actual.providers.get(host) {
+            None if current && !desired.needs_provider => plan.notes.push(format!(
+                "{provider_res} is not created: every binding is mode pod-identity and the broker role trusts podIdentity.brokerPrincipal, so no role trusts it"
+            )),
             None if current => {
                 creating += 1;
                 plan.changes.push(change(

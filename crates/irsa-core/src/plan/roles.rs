@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{change, Action, Actual, Desired, Plan};
+use super::{change, Action, Actual, Desired, Plan, RoleKind};
 use crate::trust::{policy_length, TRUST_POLICY_LIMIT};
 
 /// Adds the roles' changes and conflicts to `plan`.
@@ -13,9 +13,16 @@ pub(super) fn diff(plan: &mut Plan, desired: &Desired, actual: &Actual, adopt: &
         let size = policy_length(&role.trust);
         if size > TRUST_POLICY_LIMIT {
             let statements = role.trust["Statement"].as_array().map_or(0, Vec::len);
-            plan.conflicts.push(format!(
-                "{res}: its trust policy is {size} characters ({statements} issuer statements) and IAM allows {TRUST_POLICY_LIMIT} by default: trust fewer issuers per role (split the binding with roleName), drop retired issuers from issuer.previousUrls, or raise the \"Role trust policy length\" quota (up to 4096)"
-            ));
+            plan.conflicts.push(if role.kind == RoleKind::PodIdentity {
+                format!(
+                    "{res}: its trust policy is {size} characters ({} broker roles) and IAM allows {TRUST_POLICY_LIMIT} by default: list fewer extraBrokers per role (split the binding with roleName), or raise the \"Role trust policy length\" quota (up to 4096)",
+                    role.trust.aws_principals().len()
+                )
+            } else {
+                format!(
+                    "{res}: its trust policy is {size} characters ({statements} issuer statements) and IAM allows {TRUST_POLICY_LIMIT} by default: trust fewer issuers per role (split the binding with roleName), drop retired issuers from issuer.previousUrls, or raise the \"Role trust policy length\" quota (up to 4096)"
+                )
+            });
             continue;
         }
         let Some(act) = actual.roles.get(&role.name) else {
