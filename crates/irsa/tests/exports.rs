@@ -141,3 +141,31 @@ fn cloudformation_exports_of_both_hosting_modes_pass_cfn_lint() {
         cfn_lint(d);
     }
 }
+
+/// A bundle with a pod-identity binding: the broker role, its permission
+/// as a separate `AWS::IAM::RolePolicy` and the role that trusts it pass
+/// cfn-lint too.
+#[test]
+fn cloudformation_export_with_pod_identity_passes_cfn_lint() {
+    let t = tempdir();
+    let d = t.path();
+    bundle(d);
+    let out = run_in(
+        d,
+        &[
+            "bind",
+            "-f",
+            "irsa.yaml",
+            "-n",
+            "app",
+            "-s",
+            "reader",
+            "--pod-identity",
+            "--policy-arn",
+            "arn:aws:iam::aws:policy/ReadOnlyAccess",
+            "--no-plan",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    cfn_lint(d);
+}

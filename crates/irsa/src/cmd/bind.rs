@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use irsa_core::arn::RoleArn;
-use irsa_core::config::{Binding, DEFAULT_AUDIENCE};
+use irsa_core::config::{Binding, BindingMode, DEFAULT_AUDIENCE};
 use irsa_core::plan::role_path;
 use irsa_core::IrsaConfig;
 use k8s_openapi::api::core::v1::ServiceAccount;
@@ -70,6 +70,15 @@ pub struct BindArgs {
     /// Permissions boundary policy ARN.
     #[arg(long)]
     pub permissions_boundary: Option<String>,
+    /// Serve the role through the Pod Identity broker (`irsa agent`): the
+    /// broker assumes it for the ServiceAccount's pods with session tags;
+    /// the role trusts the broker's role, not the OIDC provider.
+    #[arg(long)]
+    pub pod_identity: bool,
+    /// Serve the role through IRSA (the pod assumes it with its projected
+    /// token): turns a pod-identity binding back into the default mode.
+    #[arg(long, conflicts_with = "pod_identity")]
+    pub irsa: bool,
     /// Replace the binding's policies instead of adding to them.
     #[arg(long)]
     pub replace: bool,
@@ -316,6 +325,12 @@ pub fn bind(a: BindArgs) -> Result<()> {
     if a.permissions_boundary.is_some() {
         binding.permissions_boundary = a.permissions_boundary.clone();
     }
+    if a.pod_identity {
+        binding.mode = BindingMode::PodIdentity;
+    } else if a.irsa {
+        binding.mode = BindingMode::Irsa;
+        binding.extra_brokers.clear();
+    }
     if existing.as_ref() == Some(&binding) {
         println!(
             "{}/{} is already bound as asked; irsa.yaml unchanged.",
@@ -335,7 +350,26 @@ pub fn bind(a: BindArgs) -> Result<()> {
         );
     }
     drop(edit);
-    if binding.service_account.contains('*') {
+    if binding.is_pod_identity() {
+        let account = if a.after.no_plan && a.account.is_none() {
+            None
+        } else {
+            account_for(&a.common, a.account.as_deref())
+        };
+        let arn = role_arn(&config, &binding, account.as_deref())?;
+        let pi = config.pod_identity();
+        let (ns, sa) = pi.service_account();
+        println!(
+            "\nPod Identity: the broker ({ns}/{sa}, role {}) assumes {arn} for pods of {}/{}; their ServiceAccount needs no annotation.\n`irsa agent manifests -f {} -o DIR` renders the associations file the broker and the webhook read.",
+            pi.role_name(&config.cluster),
+            binding.namespace,
+            binding.service_account,
+            path.display()
+        );
+        if account.is_none() {
+            println!("# {ACCOUNT_PLACEHOLDER} stands for the account (pass --account)");
+        }
+    } else if binding.service_account.contains('*') {
         println!(
             "\nAnnotate each matching ServiceAccount with eks.amazonaws.com/role-arn: {}",
             role_arn(
