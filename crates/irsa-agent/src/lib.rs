@@ -16,6 +16,7 @@
 
 pub mod broker;
 pub mod cache;
+pub mod link;
 pub mod listen;
 pub mod metrics;
 pub mod node;

@@ -18,6 +18,44 @@ pub enum AgentCommand {
     Node(NodeArgs),
     /// Broker and endpoint in one process on plain HTTP (single-node and development clusters: weaker isolation).
     Serve(ServeArgs),
+    /// Renders the Kubernetes objects that run Pod Identity from irsa.yaml, as a kustomize base (broker, node agents, associations).
+    Manifests(ManifestsArgs),
+    /// Adds the node agent's link-local address to this network namespace's loopback device (the node DaemonSet's init container; needs NET_ADMIN).
+    Link(LinkArgs),
+}
+
+/// `irsa agent manifests`.
+#[derive(Args, Debug)]
+pub struct ManifestsArgs {
+    /// The config file.
+    #[arg(short = 'f', long = "file", default_value = crate::bundle::CONFIG_FILE)]
+    pub file: PathBuf,
+    /// Directory to write the kustomize base into (created if missing).
+    #[arg(short = 'o', long = "output-dir", value_name = "DIR")]
+    pub output_dir: PathBuf,
+    /// AWS account ID of the roles (default: from the AWS credentials; without either, a placeholder to replace).
+    #[arg(long)]
+    pub account: Option<String>,
+    /// Container image, e.g. one pushed to a private registry.
+    #[arg(long, default_value = crate::cmd::webhook::IMAGE)]
+    pub image: String,
+    /// Directory written by `irsa webhook certs --service irsa-agent-broker` (checked, and named in the command that creates the broker's Secret).
+    #[arg(long, value_name = "DIR")]
+    pub cert_dir: Option<PathBuf>,
+    /// Replace files in DIR that irsa did not render.
+    #[arg(long)]
+    pub force: bool,
+    /// AWS profile (to look the account up).
+    #[arg(long, env = "AWS_PROFILE")]
+    pub profile: Option<String>,
+}
+
+/// `irsa agent link`.
+#[derive(Args, Debug)]
+pub struct LinkArgs {
+    /// Address to add (repeatable).
+    #[arg(long = "address", default_value = irsa_core::podidentity::NODE_ADDRESS)]
+    pub addresses: Vec<std::net::IpAddr>,
 }
 
 /// What a broker needs to decide.
@@ -116,8 +154,118 @@ fn broker_args(
     }
 }
 
+/// The first line of every file `irsa agent manifests` writes: a file
+/// that starts with it may be replaced by the next rendering.
+const RENDERED: &str =
+    "# Rendered by `irsa agent manifests` from irsa.yaml: regenerate rather than edit.\n";
+
+fn manifests(a: ManifestsArgs) -> Result<()> {
+    let bundle = crate::bundle::Bundle::load_file(&a.file)?;
+    let cfg = &bundle.config;
+    if !cfg.has_pod_identity_bindings() {
+        status!("note: {} has no `mode: pod-identity` binding: the associations list nobody (irsa bind ... --pod-identity adds one)", a.file.display());
+    }
+    if let Some(account) = &a.account {
+        irsa_core::arn::check_account(account).map_err(|p| anyhow::anyhow!("--account: {p}"))?;
+    }
+    let common = crate::cmd::aws_args::Common {
+        file: a.file.clone(),
+        profile: a.profile.clone(),
+        region: None,
+        adopt: Vec::new(),
+        net: crate::fetch::Network::default(),
+        parallelism: 1,
+    };
+    let account = crate::cmd::bind::account_for(&common, a.account.as_deref());
+    if let Some(dir) = &a.cert_dir {
+        for f in ["ca.crt", "tls.crt", "tls.key"] {
+            let p = dir.join(f);
+            if !p.is_file() {
+                anyhow::bail!("--cert-dir: {} is missing; run `irsa webhook certs --service {} --namespace {} --dir {}` first", p.display(), irsa_core::podidentity::BROKER_NAME, cfg.pod_identity().service_account().0, dir.display());
+            }
+        }
+    }
+    let files = irsa_core::podidentity::agent_manifests(
+        cfg,
+        &irsa_core::podidentity::AgentManifestOptions {
+            account: account.as_deref(),
+            placeholder: crate::cmd::bind::ACCOUNT_PLACEHOLDER,
+            image: &a.image,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Files irsa rendered before are replaced; anything else only with --force.
+    let foreign: Vec<String> = files
+        .iter()
+        .map(|f| a.output_dir.join(&f.path))
+        .filter(|p| {
+            p.exists() && !std::fs::read_to_string(p).is_ok_and(|t| t.starts_with(RENDERED))
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    if !foreign.is_empty() && !a.force {
+        anyhow::bail!(
+            "refusing to overwrite {} (not rendered by irsa agent manifests); nothing was written. Pass --force to replace, or choose another --output-dir",
+            foreign.join(", ")
+        );
+    }
+    for f in &files {
+        let path = a.output_dir.join(&f.path);
+        crate::fsutil::write_atomic(
+            &path,
+            format!("{RENDERED}{}", f.text).as_bytes(),
+            crate::fsutil::PUBLIC,
+        )?;
+    }
+    let pi = cfg.pod_identity();
+    let (ns, _) = pi.service_account();
+    status!(
+        "wrote {} files to {}: kubectl apply -k {}",
+        files.len(),
+        a.output_dir.display(),
+        a.output_dir.display()
+    );
+    if account.is_none() {
+        status!("note: the AWS account is unknown (no --account, no AWS credentials): replace {} in {}/base/associations.yaml and broker.yaml", crate::cmd::bind::ACCOUNT_PLACEHOLDER, a.output_dir.display());
+    }
+    let secret = irsa_core::podidentity::BROKER_TLS_SECRET;
+    match &a.cert_dir {
+        Some(dir) => status!(
+            "the broker's serving certificate: kubectl -n {ns} create secret generic {secret} --from-file={c} --from-file={k} --from-file={ca}",
+            c = dir.join("tls.crt").display(),
+            k = dir.join("tls.key").display(),
+            ca = dir.join("ca.crt").display()
+        ),
+        None => status!(
+            "the broker's serving certificate: the Secret {ns}/{secret} (tls.crt, tls.key, ca.crt) from `irsa webhook certs --service {} --namespace {ns}` (pass its --dir as --cert-dir), or apply {}/cert-manager instead (cert-manager issues it)",
+            irsa_core::podidentity::BROKER_NAME,
+            a.output_dir.display()
+        ),
+    }
+    Ok(())
+}
+
+fn link(a: LinkArgs) -> Result<()> {
+    for ip in &a.addresses {
+        match irsa_agent::link::add_loopback_address(*ip) {
+            Ok(irsa_agent::link::Added::New) => status!("irsa agent link: added {ip} to lo"),
+            Ok(irsa_agent::link::Added::Present) => status!("irsa agent link: {ip} is already on lo"),
+            Err(e) if e.raw_os_error() == Some(1) => anyhow::bail!(
+                "cannot add {ip} to lo: {e}; the container needs the NET_ADMIN capability (and the host's network: hostNetwork: true)"
+            ),
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("cannot add {ip} to lo"))),
+        }
+    }
+    Ok(())
+}
+
 /// Runs an agent command until SIGTERM or Ctrl-C.
 pub fn run(cmd: AgentCommand) -> Result<()> {
+    let cmd = match cmd {
+        AgentCommand::Manifests(a) => return manifests(a),
+        AgentCommand::Link(a) => return link(a),
+        other => other,
+    };
     crate::rt::block_on(async move {
         let (what, running) = match cmd {
             AgentCommand::Broker(a) => {
@@ -140,6 +288,7 @@ pub fn run(cmd: AgentCommand) -> Result<()> {
                 )
                 .await?,
             ),
+            AgentCommand::Manifests(_) | AgentCommand::Link(_) => return Ok(()),
             AgentCommand::Serve(a) => (
                 "all-in-one agent",
                 irsa_agent::listen::serve_all_in_one(
