@@ -15,6 +15,7 @@ use crate::Jwks;
 
 mod binding;
 mod job;
+pub mod pod_identity;
 mod webhook;
 
 pub use binding::{judge_binding, subject_of, BindingFinding, RoleSource};

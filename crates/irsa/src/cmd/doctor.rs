@@ -10,6 +10,10 @@
 //! exists with the audience as a client ID → the role's trust policy
 //! admits the token (evaluated by irsa) → optionally STS itself.
 //!
+//! For a `mode: pod-identity` binding of irsa.yaml the walk is another
+//! (`doctor/pod_identity.rs`): the association, the webhook's injection,
+//! the pods' variables, the broker, and the role's trust for the broker.
+//!
 //! With irsa.yaml, two more links need no fetch of the issuer: the token's
 //! kid and signature against the bundle's own keys, and, when the issuer
 //! URL fails or serves other documents, the copies stored in the bucket,
@@ -33,6 +37,7 @@ use crate::Exit;
 
 mod aws;
 mod cluster;
+mod pod_identity;
 mod publish;
 mod signing;
 
@@ -207,6 +212,22 @@ pub fn run(a: DoctorArgs) -> Result<()> {
         None
     };
     let mut r = Report::default();
+    // A pod-identity binding has links of its own (no web identity token).
+    let pod_identity = bundle.as_ref().and_then(|b| {
+        let sa = a.service_account.as_deref()?;
+        b.config
+            .bindings
+            .iter()
+            .find(|x| x.is_pod_identity() && x.namespace == a.namespace && x.service_account == sa)
+    });
+    if let (Some(binding), Some(bundle)) = (pod_identity, &bundle) {
+        pod_identity::links(&mut r, &a, &bundle.config, binding)?;
+        print_report(&r, a.output);
+        if r.failed() {
+            return Err(Exit::CHECKS_FAILED.into());
+        }
+        return Ok(());
+    }
     // A token from the TokenRequest API was issued a moment ago: if it
     // looks expired, the clocks disagree.
     let (token, role_arn, just_issued) = match &a.token {
