@@ -451,3 +451,115 @@ fn an_sts_outage_keeps_cached_sessions_and_answers_new_pods_with_an_error_not_a_
     assert!(took < Duration::from_secs(30), "answered after {took:?}");
     println!("STS down: a new pod's fetch answered {code} after {took:?}: {why}");
 }
+
+/// From irsa.yaml to a pod's credentials: `irsa init`, `irsa bind
+/// --pod-identity`, `irsa apply` (moto), `irsa agent manifests`; the agent
+/// reads the associations that rendered, boto3 in the "pod" (its
+/// container-credentials variables and a pod-bound token) gets the role's
+/// session, and the trust policy apply stored in IAM admits exactly the
+/// request the agent made, judged as STS does (moto does not evaluate trust).
+#[test]
+#[ignore = "needs kube-apiserver and etcd (the test bed) and moto_server; scripts/test runs it"]
+fn irsa_yaml_to_pod_credentials_through_the_roles_and_associations_it_rendered() {
+    let env = Env::start();
+    let bundle = env.path("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    let ok = |out: std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    ok(common::init_prod(&bundle, &[]));
+    ok(common::run_in(
+        &bundle,
+        &[
+            "bind",
+            "-f",
+            "irsa.yaml",
+            "--namespace",
+            "app",
+            "--service-account",
+            "s3",
+            "--policy-arn",
+            "arn:aws:iam::aws:policy/ReadOnlyAccess",
+            "--pod-identity",
+            "--no-plan",
+        ],
+    ));
+    ok(env.moto.run_in(&bundle, &["apply", "--auto-approve"]));
+    ok(env.moto.run_in(
+        &bundle,
+        &["agent", "manifests", "-f", "irsa.yaml", "-o", "k8s"],
+    ));
+    let cm: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(bundle.join("k8s/base/associations.yaml")).unwrap(),
+    )
+    .unwrap();
+    let associations = cm["data"]["associations.json"].as_str().unwrap();
+    assert!(
+        associations.contains("arn:aws:iam::123456789012:role/irsa/prod/prod-app-s3"),
+        "{associations}"
+    );
+    std::fs::write(env.path("associations.json"), associations).unwrap();
+
+    let uid = env.pod("api-0", "s3", "node-a");
+    let token = env.token("s3", "api-0", &uid, AUD);
+    let agent = env.serve(&env.aws_env());
+    let who = boto3_caller(
+        &format!("http://{}/v1/credentials", agent.listen),
+        &env.token_file("api-0.token", &token),
+        &env.moto.endpoint,
+        env.dir.path(),
+    );
+    assert_eq!(who["method"], "container-role", "{who}");
+    assert_eq!(
+        who["arn"], "arn:aws:sts::123456789012:assumed-role/prod-app-s3/app.api-0",
+        "{who}"
+    );
+
+    // The request the agent made, against the trust irsa apply stored.
+    let calls = env.assume_roles();
+    let call = calls.last().unwrap();
+    let request_tags: BTreeMap<String, String> = (1..=5)
+        .map(|i| {
+            (
+                call[&format!("Tags.member.{i}.Key")].clone(),
+                call[&format!("Tags.member.{i}.Value")].clone(),
+            )
+        })
+        .collect();
+    let ctl = common::moto::Ctl::new(&env.moto);
+    let stored = ctl.py("print(json.dumps(iam.get_role(RoleName='prod-app-s3')['Role']['AssumeRolePolicyDocument']))");
+    let stored: Value = serde_json::from_str(&stored).unwrap();
+    let stored = match stored {
+        Value::String(s) => serde_json::from_str(&s).unwrap(),
+        v => v,
+    };
+    let trust = irsa_core::trust::TrustPolicy::from(stored);
+    let broker = "arn:aws:iam::123456789012:role/irsa/prod/prod-irsa-agent-broker";
+    let broker_tags: BTreeMap<String, String> = serde_json::from_str::<Vec<(String, String)>>(&ctl.py(
+        "print(json.dumps([(t['Key'], t['Value']) for t in iam.list_role_tags(RoleName='prod-irsa-agent-broker')['Tags']]))",
+    ))
+    .unwrap()
+    .into_iter()
+    .collect();
+    let judge = |tags: &BTreeMap<String, String>| {
+        irsa_core::podidentity::evaluate_assume(
+            &trust,
+            &irsa_core::podidentity::AssumeRequest {
+                principal: broker,
+                principal_tags: &broker_tags,
+                request_tags: tags,
+            },
+        )
+    };
+    assert_eq!(judge(&request_tags), Ok(()));
+    // The same request for another ServiceAccount would be refused by STS.
+    let mut other = request_tags.clone();
+    other.insert("kubernetes-service-account".into(), "other".into());
+    assert!(judge(&other).is_err());
+}
