@@ -506,12 +506,105 @@ fn irsa_yaml_to_pod_credentials_through_the_roles_and_associations_it_rendered()
     );
     std::fs::write(env.path("associations.json"), associations).unwrap();
 
-    let uid = env.pod("api-0", "s3", "node-a");
-    let token = env.token("s3", "api-0", &uid, AUD);
+    // The webhook reads the same associations and mutates the pod the
+    // API server stores.
+    let (port, metrics) = (common::testbed::free_port(), common::testbed::free_port());
+    let _webhook = common::testbed::Killed(
+        common::irsa()
+            .current_dir(env.dir.path())
+            .args(["webhook", "serve", "--bind-address=127.0.0.1"])
+            .args(["--tls-cert=certs/tls.crt", "--tls-key=certs/tls.key"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--metrics-port={metrics}"))
+            .arg(format!(
+                "--watch-container-credentials-config={}",
+                env.path("associations.json").display()
+            ))
+            .arg("--kubeconfig")
+            .arg(&env.bed.kubeconfig)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(env.path("webhook.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "webhook: {}",
+            std::fs::read_to_string(env.path("webhook.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    env.rt.block_on(async {
+        common::testbed::register_webhook(
+            &env.bed.client().await,
+            common::testbed::WebhookRegistration {
+                name: "irsa-e2e",
+                port,
+                ca_pem: std::fs::read(env.path("certs/ca.crt")).unwrap(),
+                timeout_seconds: 5,
+                reinvocation: None,
+            },
+        )
+        .await;
+    });
+    // The apiserver picks up webhook configurations asynchronously: the
+    // first pod stored with the variables is the one the test uses.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (pod_name, uid, stored) = (0..)
+        .find_map(|i| {
+            assert!(Instant::now() < deadline, "the webhook never mutated a pod");
+            let name = format!("api-{i}");
+            let uid = env.pod(&name, "s3", "node-a");
+            let stored: Value = env.rt.block_on(async {
+                let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(
+                    env.bed.client().await,
+                    "app",
+                );
+                serde_json::to_value(pods.get(&name).await.unwrap()).unwrap()
+            });
+            let env_vars = stored["spec"]["containers"][0]["env"].clone();
+            if env_vars
+                .to_string()
+                .contains("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+            {
+                Some((name, uid, stored))
+            } else {
+                std::thread::sleep(Duration::from_millis(300));
+                None
+            }
+        })
+        .unwrap();
+    let var = |n: &str| -> String {
+        stored["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == n)
+            .and_then(|e| e["value"].as_str())
+            .unwrap_or_else(|| panic!("{n} in {stored}"))
+            .to_string()
+    };
+    let full_uri = var("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+    assert_eq!(full_uri, "http://169.254.170.23/v1/credentials");
+    assert!(var("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE").ends_with("eks-pod-identity-token"));
+    let audience = stored["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|v| v["projected"]["sources"][0]["serviceAccountToken"]["audience"].as_str())
+        .unwrap()
+        .to_string();
+    assert_eq!(audience, AUD);
+    // The kubelet's part: a token for the pod with the volume's audience.
+    let token = env.token("s3", &pod_name, &uid, &audience);
     let agent = env.serve(&env.aws_env());
+    // The pod's URI, on the agent's test address instead of the node's
+    // link-local one.
     let who = boto3_caller(
-        &format!("http://{}/v1/credentials", agent.listen),
-        &env.token_file("api-0.token", &token),
+        &full_uri.replace("169.254.170.23", &agent.listen),
+        &env.token_file("api.token", &token),
         &env.moto.endpoint,
         env.dir.path(),
     );
