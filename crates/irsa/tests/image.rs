@@ -1,6 +1,8 @@
 //! The container image, as `scripts/image` builds it, run with podman: what
-//! is in it, the user and capabilities it runs with, its read-only root, and
-//! the webhook served from it to a real kube-apiserver (the test bed).
+//! is in it, the user and capabilities it runs with, its read-only root,
+//! the webhook served from it to a real kube-apiserver (the test bed), and
+//! the Pod Identity agent: its node-address init step and its credentials
+//! endpoint.
 //!
 //! The tests are ignored unless asked for: they need podman, runc and the
 //! musl target. `scripts/test` runs them when those are at hand (and
@@ -273,4 +275,122 @@ async fn container_image_serves_the_webhook_to_the_api_server() {
     let logs = webhook.logs();
     assert!(!logs.contains("panicked"), "{logs}");
     drop(bed);
+}
+
+/// The node DaemonSet's init container, from the image: `irsa agent link`
+/// adds the node agent's address with NET_ADMIN alone (as root, in a
+/// network namespace of the container's own, so the host is untouched),
+/// and without NET_ADMIN it fails naming the capability.
+#[test]
+#[ignore = "needs podman, runc and the musl target: scripts/test runs it (IRSA_REQUIRE_IMAGE=1 requires it)"]
+fn container_image_adds_the_node_agent_address_with_net_admin_only() {
+    let image = image();
+    let private = ["--network=none", "--user=0:0"];
+    let out = image.run(
+        &RunOptions::default()
+            .flags(&private)
+            .flags(&["--cap-add=NET_ADMIN"]),
+        &["agent", "link", "--address", "169.254.170.23"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("added 169.254.170.23 to lo"), "{err}");
+    let out = image.run(
+        &RunOptions::default().flags(&private),
+        &["agent", "link", "--address", "169.254.170.23"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("NET_ADMIN"), "{err}");
+}
+
+/// `irsa agent serve` from the image as uid 65532 with no capability, on a
+/// read-only root: the test bed reviews a pod's token, moto plays STS, and
+/// boto3 with only the container-credentials variables gets the role.
+#[test]
+#[ignore = "needs podman, runc, the musl target, kube-apiserver, etcd and moto_server: scripts/test runs it (IRSA_REQUIRE_IMAGE=1 requires it)"]
+fn container_image_serves_pod_identity_credentials() {
+    use std::os::unix::fs::PermissionsExt;
+    let image = image();
+    let env = common::agent::Env::start();
+    let mount = env.path("agent-mount");
+    std::fs::create_dir(&mount).unwrap();
+    std::fs::set_permissions(&mount, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for (from, to) in [
+        (env.path("associations.json"), "associations.json"),
+        (env.bed.kubeconfig.clone(), "kubeconfig"),
+    ] {
+        let file = mount.join(to);
+        std::fs::copy(from, &file).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();
+    }
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let flags: Vec<String> = env
+        .aws_env()
+        .into_iter()
+        .map(|(k, v)| format!("--env={k}={v}"))
+        .collect();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let agent = image.start(
+        "irsa-image-test-agent",
+        &RunOptions::default()
+            .mount(&mount, "/etc/agent")
+            .flags(&flags),
+        &[
+            "agent",
+            "serve",
+            "--listen",
+            &listen,
+            "--associations",
+            "/etc/agent/associations.json",
+            "--cluster-name",
+            "prod",
+            "--kubeconfig",
+            "/etc/agent/kubeconfig",
+        ],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while common::agent::get(port, &listen, "/healthz", None).0 != 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "agent: {}",
+            agent.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for field in ["CapPrm", "CapEff"] {
+        assert_eq!(agent.proc_status(field), "0000000000000000", "{field}");
+    }
+    let uid = env.pod("img-0", "s3", "node-a");
+    let token = env.token("s3", "img-0", &uid, common::agent::AUD);
+    let token_file = env.token_file("img-0.token", &token);
+    let script = "import boto3, json\ns = boto3.session.Session()\nc = s.get_credentials()\nprint(json.dumps({'method': c.method, 'arn': s.client('sts').get_caller_identity()['Arn']}))";
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", env.dir.path())
+        .env(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("http://{listen}/v1/credentials"),
+        )
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file)
+        .env("AWS_ENDPOINT_URL_STS", &env.moto.endpoint)
+        .env("AWS_DEFAULT_REGION", "eu-west-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "boto3: {}\nagent: {}",
+        String::from_utf8_lossy(&out.stderr),
+        agent.logs()
+    );
+    let who: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(who["method"], "container-role", "{who}");
+    assert_eq!(
+        who["arn"], "arn:aws:sts::123456789012:assumed-role/app-s3/app.img-0",
+        "{who}"
+    );
 }

@@ -158,7 +158,8 @@ fn ulimits() -> [String; 4] {
 pub struct RunOptions {
     /// (file or directory on the host, path in the container), mounted read-only.
     pub mounts: Vec<(PathBuf, String)>,
-    /// More `podman run` flags (e.g. `--entrypoint`, `--env`).
+    /// More `podman run` flags (e.g. `--entrypoint`, `--env`); one named
+    /// like a default (`--network=none`, `--user=0:0`) replaces it.
     pub flags: Vec<String>,
 }
 
@@ -189,6 +190,12 @@ impl RunOptions {
         ]
         .map(String::from)
         .into();
+        // A flag of the test's own replaces the default of the same name
+        // (podman refuses two networks).
+        args.retain(|d| {
+            let name = d.split('=').next().unwrap_or(d);
+            !self.flags.iter().any(|f| f.split('=').next() == Some(name))
+        });
         args.extend(ulimits());
         for (host, container) in &self.mounts {
             args.push(format!("--volume={}:{container}:ro", host.display()));
