@@ -35,7 +35,7 @@ impl Aws {
                     failures.push((
                         first,
                         AwsError::Withheld(format!(
-                            "{} later change(s) not run, because {} earlier change(s) failed: nothing that serves the issuer is removed while trust in it may remain; fix the cause and re-run",
+                            "{} later change(s) not run, because {} earlier change(s) failed: each phase relies on the one before (roles that trust the pod-identity broker follow its creation; the broker, and what serves the issuer, go only once nothing that trusts them remains); fix the cause and re-run",
                             in_phase.len(),
                             failures.len()
                         )),

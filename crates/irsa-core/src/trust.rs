@@ -282,17 +282,28 @@ fn statement_gaps(st: &Value, req: &Request<'_>) -> Vec<String> {
 /// does for the keys it sets (`:sub`, `:aud`): some Allow statement must
 /// match and no Deny statement may. Returns why not, statement by statement.
 pub fn evaluate(policy: &TrustPolicy, req: &Request<'_>) -> Result<(), Vec<String>> {
-    let statements = policy.statements();
-    if statements.is_empty() && !policy["Statement"].is_array() {
+    if policy.statements().is_empty() && !policy["Statement"].is_array() {
         return Err(vec!["the trust policy has no Statement".into()]);
     }
+    evaluate_statements(policy, "token", |st| statement_gaps(st, req))
+}
+
+/// IAM's evaluation of a trust policy given why each statement does not
+/// match a request (`gaps`, empty when it does): a matching Deny refuses,
+/// else some matching Allow admits. Returns why not, statement by
+/// statement; `what` names the request in the Deny message.
+pub(crate) fn evaluate_statements(
+    policy: &TrustPolicy,
+    what: &str,
+    gaps: impl Fn(&Value) -> Vec<String>,
+) -> Result<(), Vec<String>> {
     let mut reasons = Vec::new();
     let mut allowed = false;
-    for (i, st) in statements.iter().enumerate() {
-        let gaps = statement_gaps(st, req);
+    for (i, st) in policy.statements().iter().enumerate() {
+        let gaps = gaps(st);
         match st["Effect"].as_str() {
             Some("Deny") if gaps.is_empty() => {
-                return Err(vec![format!("statement {} denies this token", i + 1)]);
+                return Err(vec![format!("statement {} denies this {what}", i + 1)]);
             }
             Some("Allow") if gaps.is_empty() => allowed = true,
             Some("Allow") => reasons.extend(

@@ -13,34 +13,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::agent::{get, Env, AUD, ISSUER, ROLE};
+use common::agent::{boto3_caller, get, Env, AUD, ISSUER, ROLE};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::Api;
 use serde_json::{json, Value};
-
-/// boto3 with only the container-credentials variables (plus STS's
-/// endpoint and a region): how it got credentials and who STS says it is.
-fn boto3_caller(full_uri: &str, token_file: &Path, sts: &str, home: &Path) -> Value {
-    let script = "import boto3, json\ns = boto3.session.Session()\nc = s.get_credentials()\nprint(json.dumps({'method': c.method, 'arn': s.client('sts').get_caller_identity()['Arn']}))";
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", home)
-        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", full_uri)
-        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file)
-        .env("AWS_ENDPOINT_URL_STS", sts)
-        .env("AWS_DEFAULT_REGION", "eu-west-1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "boto3: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
 
 #[test]
 #[ignore = "needs kube-apiserver and etcd (the test bed) and moto_server; scripts/test runs it"]
@@ -464,15 +440,7 @@ fn irsa_yaml_to_pod_credentials_through_the_roles_and_associations_it_rendered()
     let env = Env::start();
     let bundle = env.path("bundle");
     std::fs::create_dir(&bundle).unwrap();
-    let ok = |out: std::process::Output| {
-        assert!(
-            out.status.success(),
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    };
+    let ok = common::succeeded;
     ok(common::init_prod(&bundle, &[]));
     ok(common::run_in(
         &bundle,

@@ -24,21 +24,7 @@ fn bundle(d: &Path) {
     let out = init_prod(d, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     for sa in ["reader", "writer"] {
-        let out = run_in(
-            d,
-            &[
-                "bind",
-                "-f",
-                "irsa.yaml",
-                "-n",
-                "app",
-                "-s",
-                sa,
-                "--pod-identity",
-                "--no-plan",
-            ],
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
+        bind_pod_identity(d, "app", sa);
     }
 }
 
@@ -141,21 +127,7 @@ fn the_base_renders_from_irsa_yaml_and_keeps_foreign_files() {
     assert_eq!(with_cm.len(), objects.len() + 4);
 
     // Re-rendering after a new binding replaces what irsa wrote.
-    let out = run_in(
-        d,
-        &[
-            "bind",
-            "-f",
-            "irsa.yaml",
-            "-n",
-            "app",
-            "-s",
-            "auditor",
-            "--pod-identity",
-            "--no-plan",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    bind_pod_identity(d, "app", "auditor");
     let out = render(d, "pi", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let cm = std::fs::read_to_string(base.join("associations.yaml")).unwrap();

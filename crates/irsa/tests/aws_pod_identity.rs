@@ -28,13 +28,7 @@ fn irsa_aws(dir: &Path, moto: &Moto, args: &[&str]) -> Output {
 }
 
 fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "stdout: {}\nstderr: {}",
-        stdout(&out),
-        stderr(&out)
-    );
-    out
+    succeeded(out)
 }
 
 fn role_arn(name: &str) -> String {
@@ -189,20 +183,7 @@ fn bind_pod_identity_apply_converges_and_destroy_removes_the_broker_last() {
     assert_eq!(summary["writes"], 0, "{summary}");
 
     // A second pod-identity binding: the broker may assume both, exactly.
-    ok(run_in(
-        d,
-        &[
-            "bind",
-            "-f",
-            "irsa.yaml",
-            "-n",
-            "app",
-            "-s",
-            "writer",
-            "--pod-identity",
-            "--no-plan",
-        ],
-    ));
+    bind_pod_identity(d, "app", "writer");
     ok(irsa_aws(d, &moto, &["apply", "--auto-approve"]));
     assert_eq!(
         inline_of(&ctl, BROKER, "irsa-pod-identity-broker")["Statement"][0]["Resource"],
@@ -233,20 +214,7 @@ fn an_external_broker_principal_creates_no_oidc_provider() {
     let t = tempdir();
     let d = t.path();
     ok(init_prod(d, &[]));
-    ok(run_in(
-        d,
-        &[
-            "bind",
-            "-f",
-            "irsa.yaml",
-            "-n",
-            "app",
-            "-s",
-            "reader",
-            "--pod-identity",
-            "--no-plan",
-        ],
-    ));
+    bind_pod_identity(d, "app", "reader");
     let mut yaml = std::fs::read_to_string(d.join("irsa.yaml")).unwrap();
     let node = format!("arn:aws:iam::{ACCOUNT}:role/node-instance");
     yaml.push_str(&format!("podIdentity:\n  brokerPrincipal: {node}\n"));
@@ -281,20 +249,7 @@ fn exports_order_the_broker_before_the_roles_that_trust_it() {
     let t = tempdir();
     let d = t.path();
     ok(init_prod(d, &[]));
-    ok(run_in(
-        d,
-        &[
-            "bind",
-            "-f",
-            "irsa.yaml",
-            "-n",
-            "app",
-            "-s",
-            "reader",
-            "--pod-identity",
-            "--no-plan",
-        ],
-    ));
+    bind_pod_identity(d, "app", "reader");
     let tf = json(&ok(run_in(d, &["export", "terraform"])).stdout);
     let roles = &tf["resource"]["aws_iam_role"];
     let trust = roles["role_prod_app_reader"]["assume_role_policy"]

@@ -12,15 +12,7 @@ use common::agent::Env;
 use common::moto::Ctl;
 use serde_json::{json, Value};
 
-fn ok(out: std::process::Output) -> std::process::Output {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        common::stdout(&out),
-        common::stderr(&out)
-    );
-    out
-}
+use common::succeeded as ok;
 
 /// The doctor report's checks by name: (status, detail, fix).
 fn doctor(env: &Env, bundle: &Path) -> Vec<(String, String, String, String)> {
@@ -71,20 +63,7 @@ fn doctor_walks_a_pod_identity_binding_link_by_link() {
     let bundle = env.path("bundle");
     std::fs::create_dir(&bundle).unwrap();
     ok(common::init_prod(&bundle, &[]));
-    ok(common::run_in(
-        &bundle,
-        &[
-            "bind",
-            "-f",
-            "irsa.yaml",
-            "-n",
-            "app",
-            "-s",
-            "s3",
-            "--pod-identity",
-            "--no-plan",
-        ],
-    ));
+    common::bind_pod_identity(&bundle, "app", "s3");
     ok(env.moto.run_in(&bundle, &["apply", "--auto-approve"]));
     ok(env.moto.run_in(
         &bundle,

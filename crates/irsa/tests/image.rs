@@ -365,29 +365,12 @@ fn container_image_serves_pod_identity_credentials() {
     let uid = env.pod("img-0", "s3", "node-a");
     let token = env.token("s3", "img-0", &uid, common::agent::AUD);
     let token_file = env.token_file("img-0.token", &token);
-    let script = "import boto3, json\ns = boto3.session.Session()\nc = s.get_credentials()\nprint(json.dumps({'method': c.method, 'arn': s.client('sts').get_caller_identity()['Arn']}))";
-    let out = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("HOME", env.dir.path())
-        .env(
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-            format!("http://{listen}/v1/credentials"),
-        )
-        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file)
-        .env("AWS_ENDPOINT_URL_STS", &env.moto.endpoint)
-        .env("AWS_DEFAULT_REGION", "eu-west-1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "boto3: {}\nagent: {}",
-        String::from_utf8_lossy(&out.stderr),
-        agent.logs()
+    let who = common::agent::boto3_caller(
+        &format!("http://{listen}/v1/credentials"),
+        &token_file,
+        &env.moto.endpoint,
+        env.dir.path(),
     );
-    let who: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(who["method"], "container-role", "{who}");
     assert_eq!(
         who["arn"], "arn:aws:sts::123456789012:assumed-role/app-s3/app.img-0",

@@ -92,6 +92,13 @@ fn position(plan: &Plan, f: impl Fn(&Action) -> bool) -> usize {
         .expect("step")
 }
 
+/// Where `plan` deletes role `name`.
+fn deletion(plan: &Plan, name: &str) -> usize {
+    position(plan, |a| a == &Action::DeleteRole { role: name.into() })
+}
+
+const BROKER: &str = "demo-irsa-agent-broker";
+
 #[test]
 fn the_broker_role_exists_with_the_first_pod_identity_binding() {
     let d = desired(&cfg(IRSA, ""));
@@ -174,16 +181,7 @@ fn a_role_that_trusts_the_broker_is_this_bundles_and_goes_before_the_broker() {
     // broker, which no binding needs any more, in a later phase.
     let without = desired(&cfg(IRSA, ""));
     let plan = diff(&without, &deployed, &BTreeSet::new());
-    let reader = position(&plan, |a| {
-        a == &Action::DeleteRole {
-            role: "demo-app-reader".into(),
-        }
-    });
-    let broker = position(&plan, |a| {
-        a == &Action::DeleteRole {
-            role: "demo-irsa-agent-broker".into(),
-        }
-    });
+    let (reader, broker) = (deletion(&plan, "demo-app-reader"), deletion(&plan, BROKER));
     assert_eq!(plan.changes[reader].phase, Phase::Main);
     assert_eq!(plan.changes[broker].phase, Phase::BrokerRemoval);
     assert!(reader < broker, "{plan:?}");
@@ -193,16 +191,7 @@ fn a_role_that_trusts_the_broker_is_this_bundles_and_goes_before_the_broker() {
     );
     // destroy: the same order, hosting last.
     let plan = destroy(&d, &deployed, true);
-    let reader = position(&plan, |a| {
-        a == &Action::DeleteRole {
-            role: "demo-app-reader".into(),
-        }
-    });
-    let broker = position(&plan, |a| {
-        a == &Action::DeleteRole {
-            role: "demo-irsa-agent-broker".into(),
-        }
-    });
+    let (reader, broker) = (deletion(&plan, "demo-app-reader"), deletion(&plan, BROKER));
     let bucket = position(&plan, |a| a == &Action::DeleteBucket);
     assert!(reader < broker && broker < bucket);
     assert_eq!(plan.changes[broker].phase, Phase::BrokerRemoval);

@@ -218,34 +218,10 @@ fn statement_gaps(st: &Value, req: &AssumeRequest<'_>) -> Vec<String> {
 /// some Allow statement must admit it and no Deny statement may. Returns
 /// why not, statement by statement.
 pub fn evaluate_assume(policy: &TrustPolicy, req: &AssumeRequest<'_>) -> Result<(), Vec<String>> {
-    let statements = policy.statements();
-    if statements.is_empty() {
+    if policy.statements().is_empty() {
         return Err(vec!["the trust policy has no Statement".into()]);
     }
-    let mut reasons = Vec::new();
-    let mut allowed = false;
-    for (i, st) in statements.iter().enumerate() {
-        let gaps = statement_gaps(st, req);
-        match st["Effect"].as_str() {
-            Some("Deny") if gaps.is_empty() => {
-                return Err(vec![format!("statement {} denies this request", i + 1)]);
-            }
-            Some("Allow") if gaps.is_empty() => allowed = true,
-            Some("Allow") => reasons.extend(
-                gaps.into_iter()
-                    .map(|g| format!("statement {}: {g}", i + 1)),
-            ),
-            _ => {}
-        }
-    }
-    if allowed {
-        Ok(())
-    } else {
-        if reasons.is_empty() {
-            reasons.push("no Allow statement".into());
-        }
-        Err(reasons)
-    }
+    crate::trust::evaluate_statements(policy, "request", |st| statement_gaps(st, req))
 }
 
 #[cfg(test)]

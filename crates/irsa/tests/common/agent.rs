@@ -386,3 +386,32 @@ impl Env {
         }
     }
 }
+
+/// boto3 with only the container-credentials variables (plus STS's
+/// endpoint and a region): how it got credentials and who STS says it is.
+pub fn boto3_caller(
+    full_uri: &str,
+    token_file: &std::path::Path,
+    sts: &str,
+    home: &std::path::Path,
+) -> Value {
+    let script = "import boto3, json\ns = boto3.session.Session()\nc = s.get_credentials()\nprint(json.dumps({'method': c.method, 'arn': s.client('sts').get_caller_identity()['Arn']}))";
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("AWS_CONTAINER_CREDENTIALS_FULL_URI", full_uri)
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", token_file)
+        .env("AWS_ENDPOINT_URL_STS", sts)
+        .env("AWS_DEFAULT_REGION", "eu-west-1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "boto3: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}

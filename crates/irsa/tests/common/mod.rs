@@ -60,6 +60,37 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// `out`, after failing the test with its stdout and stderr unless it
+/// succeeded.
+pub fn succeeded(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+/// `irsa bind -f irsa.yaml -n NS -s SA --pod-identity --no-plan` in `dir`,
+/// which must succeed.
+pub fn bind_pod_identity(dir: &Path, namespace: &str, service_account: &str) -> Output {
+    succeeded(run_in(
+        dir,
+        &[
+            "bind",
+            "-f",
+            "irsa.yaml",
+            "-n",
+            namespace,
+            "-s",
+            service_account,
+            "--pod-identity",
+            "--no-plan",
+        ],
+    ))
+}
+
 /// Runs `openssl` with `args` in `dir`; panics with its stderr on failure.
 pub fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
     let out = Command::new("openssl")

@@ -18,6 +18,16 @@ pub fn sts_diagnosis(error: &AwsError) -> (&'static str, &'static str) {
     }
 }
 
+/// The AWS client doctor reads IAM and STS with (`--profile`, `--region`).
+pub(super) async fn connect(a: &DoctorArgs) -> irsa_aws::Aws {
+    irsa_aws::Aws::connect(&irsa_aws::Connect {
+        profile: a.profile.clone(),
+        region: a.region.clone(),
+        parallelism: 1,
+    })
+    .await
+}
+
 /// The token and role the AWS links judge.
 pub(super) struct RoleLinks<'a> {
     pub(super) token: &'a str,
@@ -50,12 +60,7 @@ pub(super) fn aws_links(r: &mut Report, a: &DoctorArgs, links: &RoleLinks<'_>) -
     let (partition, account, role_name) = (arn.partition(), arn.account(), arn.name());
     let provider_arn = irsa_core::arn::oidc_provider(partition, account, host_path);
     crate::rt::block_on(async {
-        let aws = irsa_aws::Aws::connect(&irsa_aws::Connect {
-            profile: a.profile.clone(),
-            region: a.region.clone(),
-            parallelism: 1,
-        })
-        .await;
+        let aws = connect(a).await;
         match aws.find_provider(host_path).await {
             Ok(Some(p)) => {
                 r.pass("iam: OIDC provider", format!("{} exists", p.arn));

@@ -16,7 +16,7 @@ use irsa_core::arn::RoleArn;
 use super::DoctorArgs;
 
 mod pods;
-mod webhook;
+pub(super) mod webhook;
 
 const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
 const AUDIENCE_ANNOTATION: &str = "eks.amazonaws.com/audience";

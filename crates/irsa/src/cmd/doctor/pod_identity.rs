@@ -11,8 +11,8 @@ use irsa_core::diagnosis::pod_identity::{self as pi, DryRunPod, Finding};
 use irsa_core::podidentity::{ASSOCIATIONS_CONFIGMAP, ASSOCIATIONS_KEY, BROKER_NAME};
 use irsa_core::IrsaConfig;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, PodSpec};
-use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodSpec};
+use kube::api::{Api, ListParams, PostParams};
 
 use super::DoctorArgs;
 
@@ -67,22 +67,7 @@ pub(super) fn links(
         };
         record(r, pi::judge_association(file, ns, sa, &suffix));
 
-        let probe = Pod {
-            metadata: ObjectMeta {
-                generate_name: Some("irsa-doctor-probe-".into()),
-                ..ObjectMeta::default()
-            },
-            spec: Some(PodSpec {
-                service_account_name: Some(sa.to_string()),
-                containers: vec![Container {
-                    name: "probe".into(),
-                    image: Some("irsa-doctor-probe".into()),
-                    ..Container::default()
-                }],
-                ..PodSpec::default()
-            }),
-            ..Pod::default()
-        };
+        let probe = super::cluster::webhook::probe_pod(sa, &Default::default());
         let params = PostParams {
             dry_run: true,
             ..PostParams::default()
@@ -159,12 +144,7 @@ pub(super) fn links(
         return Ok(());
     }
     crate::rt::block_on(async {
-        let aws = irsa_aws::Aws::connect(&irsa_aws::Connect {
-            profile: a.profile.clone(),
-            region: a.region.clone(),
-            parallelism: 1,
-        })
-        .await;
+        let aws = super::aws::connect(a).await;
         let broker_name = pic.role_name(&cfg.cluster);
         let (role, broker) = (aws.role(&role_name).await, aws.role(&broker_name).await);
         let account = aws.account_id().await;

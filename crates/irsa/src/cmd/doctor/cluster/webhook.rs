@@ -80,19 +80,10 @@ async fn reach(client: &Client, hook: &MutatingWebhook) -> Reach {
 
 /// Creates a pod of `ns/sa_name` with `labels` as a dry run (admission
 /// runs, nothing is stored) and says whether it came back mutated.
-async fn dry_run(
-    client: &Client,
-    ns: &str,
-    sa_name: &str,
-    sa: Option<&SaIdentity>,
-    labels: &BTreeMap<String, String>,
-) -> DryRun {
-    if sa.and_then(|s| s.role_arn.as_ref()).is_none() {
-        return DryRun::NotRun(format!(
-            "{ns}/{sa_name} names no role, so the webhook leaves its pods alone"
-        ));
-    }
-    let probe = Pod {
+/// The pod doctor creates as a dry run to see what admission does to new
+/// pods of `sa_name` (with `labels`).
+pub(in crate::cmd::doctor) fn probe_pod(sa_name: &str, labels: &BTreeMap<String, String>) -> Pod {
+    Pod {
         metadata: ObjectMeta {
             generate_name: Some("irsa-doctor-probe-".into()),
             labels: (!labels.is_empty()).then(|| labels.clone()),
@@ -108,7 +99,22 @@ async fn dry_run(
             ..PodSpec::default()
         }),
         ..Pod::default()
-    };
+    }
+}
+
+async fn dry_run(
+    client: &Client,
+    ns: &str,
+    sa_name: &str,
+    sa: Option<&SaIdentity>,
+    labels: &BTreeMap<String, String>,
+) -> DryRun {
+    if sa.and_then(|s| s.role_arn.as_ref()).is_none() {
+        return DryRun::NotRun(format!(
+            "{ns}/{sa_name} names no role, so the webhook leaves its pods alone"
+        ));
+    }
+    let probe = probe_pod(sa_name, labels);
     let params = PostParams {
         dry_run: true,
         ..PostParams::default()
