@@ -182,3 +182,174 @@ fn the_scan_finds_each_kind_of_reference() {
     );
     assert_eq!(slug("`irsa plan`, `irsa apply`"), "irsa-plan-irsa-apply");
 }
+
+/// A Rust source's module path as a test names it: `crates/C/src/a/b.rs`
+/// is `a::b` (`mod.rs`, `lib.rs` and `main.rs` name their folder), and
+/// `crates/C/tests/t.rs` (or `tests/t/mod.rs`) is the test binary `t`.
+fn module_path(file: &Path) -> Vec<String> {
+    let rel = file.strip_prefix(root().join("crates")).unwrap_or(file);
+    let mut parts: Vec<String> = rel
+        .iter()
+        .skip(2)
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    if let Some(last) = parts.last_mut() {
+        *last = last.trim_end_matches(".rs").to_string();
+    }
+    if parts
+        .last()
+        .is_some_and(|l| matches!(l.as_str(), "mod" | "lib" | "main"))
+    {
+        parts.pop();
+    }
+    parts
+}
+
+/// The test functions of a source (a `fn` under `#[test]` or
+/// `#[tokio::test]`, proptest's included) and every other `fn` name.
+fn functions(text: &str) -> (Vec<String>, Vec<String>) {
+    let (mut tests, mut other) = (Vec::new(), Vec::new());
+    let mut attributed = false;
+    for line in text.lines() {
+        let t = line.trim_start();
+        if t.starts_with("#[test]") || t.starts_with("#[tokio::test") {
+            attributed = true;
+            continue;
+        }
+        let Some(at) = t.find("fn ") else {
+            if !t.starts_with("#[") && !t.is_empty() && !t.starts_with("//") {
+                attributed = false;
+            }
+            continue;
+        };
+        let name: String = t[at + 3..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        if !name.is_empty() {
+            if attributed { &mut tests } else { &mut other }.push(name);
+        }
+        attributed = false;
+    }
+    (tests, other)
+}
+
+/// The `a::b::c` spans in backticks of a Markdown text: lowercase Rust
+/// paths, the way the docs name tests (`binary::test`,
+/// `module::tests::test`, or a module whose tests back a claim).
+fn rust_paths(markdown: &str) -> Vec<String> {
+    markdown
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|s| {
+            s.contains("::")
+                && s.split("::").all(|seg| {
+                    !seg.is_empty()
+                        && seg
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                })
+        })
+        .map(String::from)
+        .collect()
+}
+
+/// Every test the docs name exists where they say: a test function of that
+/// module or test binary, or a module with tests. A path that names a crate
+/// item instead (`irsa_core::…`, a function of a module) is not a test
+/// reference and is left alone; a path that names nothing fails.
+#[test]
+fn every_test_the_docs_name_exists() {
+    let mut files = Vec::new();
+    sources(&root().join("crates"), &mut files);
+    // (module path, test names, other fn names, whether it has tests)
+    let index: Vec<(Vec<String>, Vec<String>, Vec<String>)> = files
+        .iter()
+        .map(|f| {
+            let (tests, other) = functions(&std::fs::read_to_string(f).unwrap());
+            (module_path(f), tests, other)
+        })
+        .collect();
+    let resolves = |path: &str| -> bool {
+        let segs: Vec<&str> = path.split("::").collect();
+        let (name, prefix) = segs.split_last().unwrap();
+        index.iter().any(|(module, tests, other)| {
+            let under = prefix.len() >= module.len()
+                && module.iter().zip(prefix.iter()).all(|(m, p)| m == p);
+            // A test or a crate item of this module (or an inner module).
+            let item =
+                under && (tests.iter().any(|t| t == name) || other.iter().any(|t| t == name));
+            // The module itself (or its inner `tests`), holding tests.
+            let here = !tests.is_empty()
+                && (segs == module.iter().map(String::as_str).collect::<Vec<_>>()
+                    || (segs.last() == Some(&"tests")
+                        && segs[..segs.len() - 1]
+                            == module.iter().map(String::as_str).collect::<Vec<_>>()[..]));
+            item || here
+        })
+    };
+    let crates = [
+        "irsa",
+        "irsa_core",
+        "irsa_webhook",
+        "irsa_agent",
+        "irsa_aws",
+        "clippy",
+        "std",
+    ];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(root().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    docs.extend(["README.md", "ARCHITECTURE.md", "CONTRIBUTING.md"].map(|f| root().join(f)));
+    let mut checked = 0;
+    let mut missing = Vec::new();
+    for doc in docs
+        .iter()
+        .filter(|d| d.extension().is_some_and(|e| e == "md"))
+    {
+        for path in rust_paths(&std::fs::read_to_string(doc).unwrap()) {
+            if crates.contains(&path.split("::").next().unwrap()) {
+                continue;
+            }
+            checked += 1;
+            if !resolves(&path) {
+                missing.push(format!(
+                    "{}: `{path}`",
+                    doc.file_name().unwrap().to_string_lossy()
+                ));
+            }
+        }
+    }
+    assert!(
+        checked > 50,
+        "the scan found only {checked} test references"
+    );
+    assert!(
+        missing.is_empty(),
+        "tests the docs name that do not exist:\n{}",
+        missing.join("\n")
+    );
+}
+
+/// The scan itself: a misspelt test and a wrong module are caught, a test,
+/// an inner `tests` module and a crate item are found.
+#[test]
+fn the_test_scan_tells_a_missing_test_from_a_present_one() {
+    let (tests, other) = functions("#[test]\nfn works() {}\n#[tokio::test(flavor = \"x\")]\n#[ignore = \"y\"]\nasync fn also() {}\nfn helper() {}\n");
+    assert_eq!(tests, ["works", "also"]);
+    assert_eq!(other, ["helper"]);
+    assert_eq!(
+        rust_paths("see `a::b_c` and `Type::new` and `x` and `irsa_core::y`"),
+        ["a::b_c", "irsa_core::y"]
+    );
+    assert_eq!(
+        module_path(&root().join("crates/irsa-core/src/plan/bucket.rs")),
+        ["plan", "bucket"]
+    );
+    assert_eq!(
+        module_path(&root().join("crates/irsa/tests/agent.rs")),
+        ["agent"]
+    );
+}
