@@ -367,8 +367,28 @@ async fn fetch_leaf(addr: std::net::SocketAddr, ca: &Path) -> Vec<u8> {
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 
+/// `openssl s_client` to `connect` with `args`: whether a handshake
+/// completed with a cipher.
+fn openssl_handshake(connect: &str, args: &[&str]) -> bool {
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-connect", connect])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    out.status.success() && text.contains("Cipher is") && !text.contains("Cipher is (NONE)")
+}
+
+/// The client offers TLS 1.0 and 1.1 only below OpenSSL 3's default
+/// security level (at it, the client itself refuses them).
+const OLD_TLS: &str = "DEFAULT@SECLEVEL=0";
+
 /// TLS 1.2 and 1.3 are accepted; TLS 1.1 and 1.0 are refused (checked
-/// with the openssl CLI, an independent TLS implementation).
+/// with the openssl CLI, an independent TLS implementation). The client
+/// does offer the old versions: an `openssl s_server` that allows them
+/// completes both handshakes with the same client flags, so the refusal is
+/// the webhook's.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_tls12_and_newer_are_accepted() {
     let t = tempfile::tempdir().unwrap();
@@ -377,28 +397,68 @@ async fn only_tls12_and_newer_are_accepted() {
         .await
         .unwrap();
     let connect = format!("127.0.0.1:{}", running.addr.port());
-    let handshake = |version: &'static str| {
+    let handshake = |args: &'static [&'static str]| {
         let connect = connect.clone();
         async move {
-            tokio::task::spawn_blocking(move || {
-                let out = std::process::Command::new("openssl")
-                    .args(["s_client", "-connect", &connect, version])
-                    .stdin(std::process::Stdio::null())
-                    .output()
-                    .expect("openssl runs");
-                let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                out.status.success()
-                    && text.contains("Cipher is")
-                    && !text.contains("Cipher is (NONE)")
-            })
-            .await
-            .unwrap()
+            tokio::task::spawn_blocking(move || openssl_handshake(&connect, args))
+                .await
+                .unwrap()
         }
     };
-    assert!(handshake("-tls1_2").await, "TLS 1.2 accepted");
-    assert!(handshake("-tls1_3").await, "TLS 1.3 accepted");
-    assert!(!handshake("-tls1_1").await, "TLS 1.1 refused");
-    assert!(!handshake("-tls1").await, "TLS 1.0 refused");
+    assert!(handshake(&["-tls1_2"]).await, "TLS 1.2 accepted");
+    assert!(handshake(&["-tls1_3"]).await, "TLS 1.3 accepted");
+    assert!(
+        !handshake(&["-tls1_1", "-cipher", OLD_TLS]).await,
+        "TLS 1.1 refused"
+    );
+    assert!(
+        !handshake(&["-tls1", "-cipher", OLD_TLS]).await,
+        "TLS 1.0 refused"
+    );
+
+    // Positive control: a server that allows TLS 1.0 and 1.1.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = std::process::Command::new("openssl")
+        .arg("s_server")
+        .arg("-accept")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("-cert")
+        .arg(t.path().join("tls.crt"))
+        .arg("-key")
+        .arg(t.path().join("tls.key"))
+        .args(["-cipher", OLD_TLS, "-quiet"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl runs");
+    let control = format!("127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&control).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "openssl s_server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let old: Vec<bool> = [
+        ["-tls1_1", "-cipher", OLD_TLS],
+        ["-tls1", "-cipher", OLD_TLS],
+    ]
+    .iter()
+    .map(|args| openssl_handshake(&control, args))
+    .collect();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(
+        old,
+        [true, true],
+        "the client offers TLS 1.1 and 1.0 to a server that allows them"
+    );
 }
 
 /// A body over `--max-request-bytes` is answered with 413, which the client
