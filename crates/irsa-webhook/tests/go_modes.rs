@@ -45,8 +45,24 @@ async fn tls_cipher_suites_limits_what_the_server_negotiates() {
     let running = run(s, None, Some(store_with_role())).await.unwrap();
     assert!(handshake(running.addr, &tls12_client(t.path(), aes128)).await);
     assert!(!handshake(running.addr, &tls12_client(t.path(), aes256)).await);
-    // TLS 1.3 stays on with its own suites, as in Go.
-    let _ = tls(running.addr, &connector(t.path())).await;
+    // TLS 1.3 stays on with its own suites, as in Go: a client offering
+    // every version gets 1.3 and one of its suites.
+    let stream = tls(running.addr, &connector(t.path())).await;
+    let session = stream.get_ref().1;
+    assert_eq!(
+        session.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    let suite = session.negotiated_cipher_suite().expect("a suite").suite();
+    assert!(
+        matches!(
+            suite,
+            rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+                | rustls::CipherSuite::TLS13_AES_256_GCM_SHA384
+                | rustls::CipherSuite::TLS13_CHACHA20_POLY1305_SHA256
+        ),
+        "{suite:?}"
+    );
     running.shutdown();
     running.wait().await;
 
