@@ -394,8 +394,13 @@ async fn idle_connections_and_stalled_uploads_leave_memory_bounded_and_admission
         pct(0.99),
         latencies.last().unwrap()
     );
+    let stalled_heads = stuffed_conns.len();
     drop((idle_conns, stuffed_conns));
     assert_eq!(opened, idle, "every idle connection was accepted");
+    assert!(
+        slow_heads as usize >= stalled_heads,
+        "every stalled head is cut at the header timeout: {slow_heads} of {stalled_heads}"
+    );
     assert!(
         failed.is_empty(),
         "failed admissions: {:?}",
