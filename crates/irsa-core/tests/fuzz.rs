@@ -23,6 +23,10 @@ const CASES: u32 = 10_000;
 const DEADLINE: Duration = Duration::from_secs(2);
 
 static RAN: AtomicUsize = AtomicUsize::new(0);
+/// Edited tokens checked against the original keys.
+static TOKENS_CHECKED: AtomicUsize = AtomicUsize::new(0);
+/// Pods whose patch was applied and mutated again.
+static PODS_PATCHED: AtomicUsize = AtomicUsize::new(0);
 
 /// Valid samples: PEM keys, a JWT, a JWKS, irsa.yaml, a pod.
 type Samples = (Vec<u8>, Vec<u8>, Vec<u8>, String, String);
@@ -132,8 +136,27 @@ where
     );
 }
 
+/// The options the edited-token check verifies with.
+fn token_options() -> jwt::VerifyOptions {
+    jwt::VerifyOptions {
+        issuer: "https://o.example.com/c".into(),
+        audience: "sts.amazonaws.com".into(),
+        now: 2,
+        leeway: 0,
+    }
+}
+
 #[test]
 fn parsers_never_panic_or_hang() {
+    // Positive control: the unedited token verifies with these keys and
+    // options, so an edited one failing is the edit's doing.
+    let (_, token, jwks, _, _) = samples_cached();
+    let set = Jwks::from_json(std::str::from_utf8(&jwks).unwrap()).unwrap();
+    let original = String::from_utf8(token).unwrap();
+    assert!(
+        jwt::verify(&original, &set, &token_options()).is_ok(),
+        "the sample token verifies before any edit"
+    );
     run(
         "random bytes",
         prop::collection::vec(any::<u8>(), 0..600),
@@ -155,14 +178,10 @@ fn parsers_never_panic_or_hang() {
             if which == 1 && input != token {
                 // A token changed anywhere never verifies with the original keys.
                 let set = Jwks::from_json(std::str::from_utf8(&jwks).unwrap()).unwrap();
-                let opts = jwt::VerifyOptions {
-                    issuer: "https://o.example.com/c".into(),
-                    audience: "sts.amazonaws.com".into(),
-                    now: 2,
-                    leeway: 0,
-                };
+                let opts = token_options();
                 let text = String::from_utf8_lossy(&input).into_owned();
                 let verified = timed("jwt::verify", || jwt::verify(&text, &set, &opts).is_ok());
+                TOKENS_CHECKED.fetch_add(1, Ordering::Relaxed);
                 prop_assert!(!verified, "an edited token verified: {text}");
             }
             Ok(())
@@ -224,11 +243,20 @@ fn parsers_never_panic_or_hang() {
                     let again =
                         mutate_pod_with(&patched, identity.as_ref(), injection, &cfg).unwrap();
                     prop_assert!(again.patch.is_empty(), "second pass: {:?}", again.patch);
+                    PODS_PATCHED.fetch_add(1, Ordering::Relaxed);
                 }
             }
             Ok(())
         },
     );
+    // The properties ran on the inputs they are about, not only on noise.
+    let (tokens, pods) = (
+        TOKENS_CHECKED.load(Ordering::Relaxed),
+        PODS_PATCHED.load(Ordering::Relaxed),
+    );
+    println!("fuzz: {tokens} edited tokens refused by the original keys; {pods} mutated pods patched and stable");
+    assert!(tokens > 100, "edited tokens checked: {tokens}");
+    assert!(pods > 100, "pods patched and mutated again: {pods}");
 }
 
 fn samples_cached() -> Samples {
