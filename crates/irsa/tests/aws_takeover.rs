@@ -346,3 +346,62 @@ fn clusters_prod_1_and_prod1_sharing_a_bucket_keep_both_statements() {
         show(&out)
     );
 }
+
+/// `--adopt` takes over a bucket and a provider someone made by hand:
+/// without it, the plan leaves the bucket's policy and the provider alone
+/// (the bucket named as a conflict with the fix); with it, both are tagged,
+/// the documents published, and `destroy` then removes them like its own.
+#[test]
+fn adopt_takes_over_a_hand_made_bucket_and_provider() {
+    let moto = Moto::start();
+    let ctl = Ctl::new(&moto);
+    let t = tempdir();
+    let d = t.path();
+    init(d, "prod", "hand-made", "prod", WEB);
+    ctl.py("s3.create_bucket(Bucket='hand-made', CreateBucketConfiguration={'LocationConstraint': 'eu-west-1'})");
+    let host = "hand-made.s3.eu-west-1.amazonaws.com/prod";
+    create_provider(&ctl, &format!("https://{host}"));
+    let provider_tags = || {
+        ctl.py("p = iam.list_open_id_connect_providers()['OpenIDConnectProviderList'][0]['Arn']\nprint(iam.get_open_id_connect_provider(OpenIDConnectProviderArn=p).get('Tags', []))")
+    };
+    // Without --adopt: the bucket is a conflict naming the fix; neither is
+    // changed.
+    let out = irsa_aws(d, &moto, None, &["plan"]);
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(text.contains("--adopt hand-made"), "{text}");
+    assert!(!text.contains("~ iam oidc-provider"), "{text}");
+    assert!(!provider_tags().contains("irsa.dev/cluster"));
+    // With --adopt for both: tagged, completed, converged.
+    let out = irsa_aws(
+        d,
+        &moto,
+        None,
+        &[
+            "apply",
+            "--auto-approve",
+            "--adopt",
+            "hand-made",
+            "--adopt",
+            host,
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let bucket_tags = ctl.py("print(s3.get_bucket_tagging(Bucket='hand-made')['TagSet'])");
+    assert!(
+        bucket_tags.contains("'irsa.dev/cluster', 'Value': 'prod'"),
+        "{bucket_tags}"
+    );
+    assert!(
+        provider_tags().contains("irsa.dev/cluster"),
+        "{}",
+        provider_tags()
+    );
+    assert_eq!(objects(&ctl, "hand-made"), 2, "the documents are published");
+    let again = irsa_aws(d, &moto, None, &["plan", "--detailed-exitcode"]);
+    assert_eq!(again.status.code(), Some(0), "{}", show(&again));
+    // Now irsa's: destroy removes them.
+    let out = irsa_aws(d, &moto, None, &["destroy", "--auto-approve"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(providers(&ctl), 0);
+    assert!(!ctl.bucket_exists("hand-made"));
+}
