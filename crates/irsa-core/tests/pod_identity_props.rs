@@ -4,7 +4,8 @@
 //! broker, a deleted one, or a service) and random configs (0-3
 //! pod-identity bindings, the broker by IRSA or an external principal):
 //!
-//! 1. no change touches a role that is not this bundle's;
+//! 1. no change touches a role that is not this bundle's, nor a role that
+//!    neither exists nor is created by the plan;
 //! 2. a role is created or given a trust naming the broker only in a phase
 //!    after the broker's creation, and the broker is deleted only in a
 //!    phase after every role of this bundle that trusts it is deleted or
@@ -67,7 +68,7 @@ fn config(c: &Case) -> IrsaConfig {
     for (sa, on) in SAS.iter().zip(c.bound) {
         if on {
             bindings.push_str(&format!(
-                "- {{namespace: app, serviceAccount: {sa}, mode: pod-identity}}\n"
+                "- {{namespace: app, serviceAccount: {sa}, mode: pod-identity, policyArns: [arn:aws:iam::aws:policy/ReadOnlyAccess]}}\n"
             ));
         }
     }
@@ -212,12 +213,25 @@ fn check(w: &World, p: &Plan) -> Result<(), TestCaseError> {
             role: broker.clone(),
         }
     });
+    let created: BTreeSet<&str> = p
+        .changes
+        .iter()
+        .filter_map(|c| match &c.action {
+            Action::CreateRole { role } => Some(role.name.as_str()),
+            _ => None,
+        })
+        .collect();
     for c in &p.changes {
         let shown = c.to_string();
         if let Some(role) = role_of(&c.action) {
             prop_assert!(
                 !w.actual.roles.contains_key(role) || w.ours.contains(role),
                 "{shown}: {role} is not this bundle's"
+            );
+            // Every step is on a role that exists or that the plan creates.
+            prop_assert!(
+                w.actual.roles.contains_key(role) || created.contains(role),
+                "{shown}: {role} neither exists nor is created"
             );
         }
         // A trust naming the broker is written after the broker exists.

@@ -112,16 +112,28 @@ fn hold_trust_in_a_foreign_broker(
         return;
     }
     let names_broker = |t: &crate::trust::TrustPolicy| t.aws_principals().contains(arn);
-    let before = plan.changes.len();
+    // A role not created goes with every later step on it (policies, tags).
+    let not_created: BTreeSet<String> = plan
+        .changes
+        .iter()
+        .filter_map(|c| match &c.action {
+            Action::CreateRole { role } if names_broker(&role.trust) => Some(c.lane()),
+            _ => None,
+        })
+        .collect();
+    let updated = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(&c.action, Action::UpdateTrust { trust, .. } if names_broker(trust)))
+        .count();
     plan.changes.retain(|c| match &c.action {
-        Action::CreateRole { role } => !names_broker(&role.trust),
         Action::UpdateTrust { trust, .. } => !names_broker(trust),
-        _ => true,
+        _ => !not_created.contains(&c.lane()),
     });
-    if plan.changes.len() != before {
+    let held = not_created.len() + updated;
+    if held > 0 {
         plan.withheld.push(format!(
-            "{} role(s) that would trust the pod-identity broker role {name} are not created or changed: that role exists and is not this irsa.yaml's (see the conflict above), so trusting it would hand them to its owner; set podIdentity.roleName to a free name, or pass --adopt {name}",
-            before - plan.changes.len()
+            "{held} role(s) that would trust the pod-identity broker role {name} are not created or changed: that role exists and is not this irsa.yaml's (see the conflict above), so trusting it would hand them to its owner; set podIdentity.roleName to a free name, or pass --adopt {name}"
         ));
     }
 }
