@@ -40,20 +40,21 @@ impl TrustPolicy {
     /// The AWS principals (ARNs, or IAM's unique IDs of deleted ones) its
     /// Allow statements name.
     pub fn aws_principals(&self) -> std::collections::BTreeSet<String> {
-        self.statements()
-            .into_iter()
-            .filter(|s| s["Effect"].as_str() == Some("Allow"))
-            .flat_map(|s| strings(&s["Principal"]["AWS"]))
-            .map(String::from)
-            .collect()
+        self.allowed_principals("AWS")
     }
 
     /// The provider ARNs its Allow statements federate to.
     pub fn federated_providers(&self) -> std::collections::BTreeSet<String> {
+        self.allowed_principals("Federated")
+    }
+
+    /// The principals of one kind (`AWS`, `Federated`) its Allow
+    /// statements name.
+    fn allowed_principals(&self, kind: &str) -> std::collections::BTreeSet<String> {
         self.statements()
             .into_iter()
             .filter(|s| s["Effect"].as_str() == Some("Allow"))
-            .flat_map(|s| strings(&s["Principal"]["Federated"]))
+            .flat_map(|s| strings(&s["Principal"][kind]))
             .map(String::from)
             .collect()
     }
@@ -146,7 +147,8 @@ pub struct Request<'a> {
     pub aud: &'a [String],
 }
 
-fn strings(v: &Value) -> Vec<&str> {
+/// A policy field that is one string or a list of them, as strings.
+pub(crate) fn strings(v: &Value) -> Vec<&str> {
     match v {
         Value::String(s) => vec![s.as_str()],
         Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),

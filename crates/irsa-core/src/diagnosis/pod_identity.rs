@@ -10,16 +10,16 @@
 use std::collections::BTreeMap;
 
 use crate::checks::Status;
-use crate::mutate::Identities;
+use crate::mutate::{EnvKind, Identities};
 use crate::podidentity::{
     evaluate_assume, AssumeRequest, TAG_CLUSTER, TAG_NAMESPACE, TAG_SERVICE_ACCOUNT,
 };
 use crate::trust::TrustPolicy;
 
-/// The variable the webhook injects in Pod Identity mode.
-pub const FULL_URI_ENV: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
-/// The token file variable injected with it.
-pub const TOKEN_FILE_ENV: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
+/// The variables the webhook injects in Pod Identity mode: where to ask,
+/// and the token file to ask with.
+const FULL_URI_ENV: &str = crate::stale::CONTAINER_CREDENTIALS_ENV;
+const TOKEN_FILE_ENV: &str = EnvKind::AuthorizationTokenFile.name();
 
 /// The links of a pod-identity binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -85,7 +85,7 @@ impl EnvKind {
     ];
 
     /// The variable's name.
-    pub fn name(self) -> &'static str {
+    pub const fn name(self) -> &'static str {
         match self {
             Self::StsRegional => "AWS_STS_REGIONAL_ENDPOINTS",
             Self::DefaultRegion => "AWS_DEFAULT_REGION",

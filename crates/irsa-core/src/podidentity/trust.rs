@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use super::session::{TAG_CLUSTER, TAG_NAMESPACE, TAG_SERVICE_ACCOUNT};
 use crate::plan::OWNER_TAG;
-use crate::trust::{string_like, TrustPolicy};
+use crate::trust::{string_like, strings, TrustPolicy};
 
 /// The actions a broker needs on a pod-identity role: the assume itself and
 /// the session tags it passes.
@@ -99,14 +99,6 @@ pub struct AssumeRequest<'a> {
     pub principal_tags: &'a BTreeMap<String, String>,
     /// The session tags of the request (`aws:RequestTag/…`).
     pub request_tags: &'a BTreeMap<String, String>,
-}
-
-fn strings(v: &Value) -> Vec<&str> {
-    match v {
-        Value::String(s) => vec![s.as_str()],
-        Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    }
 }
 
 /// Whether an AWS principal entry names `arn` (the role itself, its

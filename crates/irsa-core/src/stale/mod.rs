@@ -7,14 +7,14 @@
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::mutate::{parse_csv_record, SaIdentity, VOLUME_NAME};
+use crate::mutate::{parse_csv_record, EnvKind, SaIdentity, VOLUME_NAME};
 
 /// The env var holding the role the webhook injected.
-pub const ROLE_ARN_ENV: &str = "AWS_ROLE_ARN";
+pub const ROLE_ARN_ENV: &str = EnvKind::RoleArn.name();
 /// The env var pointing at the projected token.
-pub const TOKEN_FILE_ENV: &str = "AWS_WEB_IDENTITY_TOKEN_FILE";
+pub const TOKEN_FILE_ENV: &str = EnvKind::TokenFile.name();
 /// The env var the webhook injects in EKS Pod Identity mode.
-pub const CONTAINER_CREDENTIALS_ENV: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+pub const CONTAINER_CREDENTIALS_ENV: &str = EnvKind::FullUri.name();
 
 /// Report line of a pod the webhook never mutated.
 pub const POD_MUTATED: &str = "pod: mutated by the webhook";
