@@ -280,6 +280,30 @@ pub use crate::names::is_role_name_char;
 use crate::names::{is_dns_label, is_dns_subdomain, is_role_name};
 
 impl IrsaConfig {
+    /// The ARN of this bundle's role `name`: under the cluster's path, in
+    /// the partition of the issuer's region, in `account`. `None` shows
+    /// `placeholder` in the account's place (the other parts are checked
+    /// all the same).
+    pub fn role_arn(
+        &self,
+        name: &str,
+        account: Option<&str>,
+        placeholder: &str,
+    ) -> Result<String, crate::arn::RoleArnProblem> {
+        let arn = crate::arn::RoleArn::new(
+            crate::Partition::of_region(self.issuer.region()).id(),
+            account.unwrap_or("000000000000"),
+            &crate::plan::role_path(&self.cluster),
+            name,
+        )?;
+        Ok(match account {
+            Some(_) => arn.to_string(),
+            None => arn.display_account_as(placeholder).to_string(),
+        })
+    }
+}
+
+impl IrsaConfig {
     /// Parses and validates `irsa.yaml` text.
     pub fn from_yaml(text: &str) -> Result<Self, ConfigError> {
         let cfg: Self = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml(e.to_string()))?;

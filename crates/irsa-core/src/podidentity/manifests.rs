@@ -27,10 +27,7 @@
 use serde_json::{json, Value};
 
 use super::NODE_AUDIENCE;
-use crate::arn::RoleArn;
 use crate::config::IrsaConfig;
-use crate::partition::Partition;
-use crate::plan::role_path;
 
 /// Name of the broker's Deployment, Service and serving Secret prefix.
 pub const BROKER_NAME: &str = "irsa-agent-broker";
@@ -66,18 +63,8 @@ pub struct ManifestFile {
 }
 
 fn arn_of(cfg: &IrsaConfig, name: &str, o: &AgentManifestOptions<'_>) -> Result<String, String> {
-    let partition = Partition::of_region(cfg.issuer.region()).id();
-    let arn = RoleArn::new(
-        partition,
-        o.account.unwrap_or("000000000000"),
-        &role_path(&cfg.cluster),
-        name,
-    )
-    .map_err(|p| format!("cannot name role {name}: {p}"))?;
-    Ok(match o.account {
-        Some(_) => arn.to_string(),
-        None => arn.display_account_as(o.placeholder).to_string(),
-    })
+    cfg.role_arn(name, o.account, o.placeholder)
+        .map_err(|p| format!("cannot name role {name}: {p}"))
 }
 
 /// The associations file: every pod-identity binding's ServiceAccount

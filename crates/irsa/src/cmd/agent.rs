@@ -162,26 +162,20 @@ const RENDERED: &str =
 fn manifests(a: ManifestsArgs) -> Result<()> {
     let bundle = crate::bundle::Bundle::load_file(&a.file)?;
     let cfg = &bundle.config;
+    let pi = cfg.pod_identity();
+    let (ns, _) = pi.service_account();
     if !cfg.has_pod_identity_bindings() {
         status!("note: {} has no `mode: pod-identity` binding: the associations list nobody (irsa bind ... --pod-identity adds one)", a.file.display());
     }
     if let Some(account) = &a.account {
         irsa_core::arn::check_account(account).map_err(|p| anyhow::anyhow!("--account: {p}"))?;
     }
-    let common = crate::cmd::aws_args::Common {
-        file: a.file.clone(),
-        profile: a.profile.clone(),
-        region: None,
-        adopt: Vec::new(),
-        net: crate::fetch::Network::default(),
-        parallelism: 1,
-    };
-    let account = crate::cmd::bind::account_for(&common, a.account.as_deref());
+    let account = crate::cmd::bind::account_for(a.profile.as_deref(), None, a.account.as_deref());
     if let Some(dir) = &a.cert_dir {
         for f in ["ca.crt", "tls.crt", "tls.key"] {
             let p = dir.join(f);
             if !p.is_file() {
-                anyhow::bail!("--cert-dir: {} is missing; run `irsa webhook certs --service {} --namespace {} --dir {}` first", p.display(), irsa_core::podidentity::BROKER_NAME, cfg.pod_identity().service_account().0, dir.display());
+                anyhow::bail!("--cert-dir: {} is missing; run `irsa webhook certs --service {} --namespace {} --dir {}` first", p.display(), irsa_core::podidentity::BROKER_NAME, ns, dir.display());
             }
         }
     }
@@ -217,8 +211,6 @@ fn manifests(a: ManifestsArgs) -> Result<()> {
             crate::fsutil::PUBLIC,
         )?;
     }
-    let pi = cfg.pod_identity();
-    let (ns, _) = pi.service_account();
     status!(
         "wrote {} files to {}: kubectl apply -k {}",
         files.len(),
@@ -259,49 +251,51 @@ fn link(a: LinkArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs an agent command until SIGTERM or Ctrl-C.
+/// Runs an agent command: the servers until SIGTERM or Ctrl-C.
 pub fn run(cmd: AgentCommand) -> Result<()> {
-    let cmd = match cmd {
-        AgentCommand::Manifests(a) => return manifests(a),
-        AgentCommand::Link(a) => return link(a),
-        other => other,
-    };
+    match cmd {
+        AgentCommand::Manifests(a) => manifests(a),
+        AgentCommand::Link(a) => link(a),
+        AgentCommand::Broker(a) => until_stopped("broker", async move {
+            irsa_agent::listen::broker(
+                &a.listen,
+                &a.tls_cert_file,
+                &a.tls_key_file,
+                &broker_args(a.broker, a.require_node_binding, a.node_audience),
+            )
+            .await
+        }),
+        AgentCommand::Node(a) => until_stopped("node agent", async move {
+            irsa_agent::listen::node(
+                &a.listen,
+                &a.broker,
+                &a.broker_ca_file,
+                a.node_token_file.as_deref(),
+            )
+            .await
+        }),
+        AgentCommand::Serve(a) => until_stopped("all-in-one agent", async move {
+            irsa_agent::listen::serve_all_in_one(
+                &a.listen,
+                &broker_args(
+                    a.broker,
+                    false,
+                    irsa_core::podidentity::NODE_AUDIENCE.to_string(),
+                ),
+            )
+            .await
+        }),
+    }
+}
+
+/// Starts a server (`what`, for the status line) and runs it until
+/// SIGTERM or Ctrl-C.
+fn until_stopped(
+    what: &str,
+    start: impl std::future::Future<Output = anyhow::Result<irsa_agent::listen::Running>>,
+) -> Result<()> {
     crate::rt::block_on(async move {
-        let (what, running) = match cmd {
-            AgentCommand::Broker(a) => {
-                let r = irsa_agent::listen::broker(
-                    &a.listen,
-                    &a.tls_cert_file,
-                    &a.tls_key_file,
-                    &broker_args(a.broker, a.require_node_binding, a.node_audience),
-                )
-                .await?;
-                ("broker", r)
-            }
-            AgentCommand::Node(a) => (
-                "node agent",
-                irsa_agent::listen::node(
-                    &a.listen,
-                    &a.broker,
-                    &a.broker_ca_file,
-                    a.node_token_file.as_deref(),
-                )
-                .await?,
-            ),
-            AgentCommand::Manifests(_) | AgentCommand::Link(_) => return Ok(()),
-            AgentCommand::Serve(a) => (
-                "all-in-one agent",
-                irsa_agent::listen::serve_all_in_one(
-                    &a.listen,
-                    &broker_args(
-                        a.broker,
-                        false,
-                        irsa_core::podidentity::NODE_AUDIENCE.to_string(),
-                    ),
-                )
-                .await?,
-            ),
-        };
+        let running = start.await?;
         let addrs: Vec<String> = running.addrs.iter().map(ToString::to_string).collect();
         status!(
             "irsa agent: {what} serving /v1/credentials on {}",

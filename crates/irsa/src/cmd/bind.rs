@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use irsa_core::arn::RoleArn;
 use irsa_core::config::{Binding, BindingMode, DEFAULT_AUDIENCE};
-use irsa_core::plan::role_path;
 use irsa_core::IrsaConfig;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -144,25 +142,15 @@ pub const ACCOUNT_PLACEHOLDER: &str = "<AWS_ACCOUNT_ID>";
 /// The role ARN a binding's ServiceAccount is annotated with, in `account`
 /// (`None`: [`ACCOUNT_PLACEHOLDER`] stands in for it, for the user to fill in).
 pub fn role_arn(config: &IrsaConfig, binding: &Binding, account: Option<&str>) -> Result<String> {
-    // Any valid account lets the other parts be checked; the placeholder
-    // then takes its place.
-    let arn = RoleArn::new(
-        irsa_core::Partition::of_region(config.issuer.region()).id(),
-        account.unwrap_or("000000000000"),
-        &role_path(&config.cluster),
-        &binding.role_name(&config.cluster),
-    )
-    .map_err(|problem| {
-        anyhow::anyhow!(
-            "cannot name the role of {}/{}: {problem}; pass --account with the 12-digit AWS account ID",
-            binding.namespace,
-            binding.service_account
-        )
-    })?;
-    Ok(match account {
-        Some(_) => arn.to_string(),
-        None => arn.display_account_as(ACCOUNT_PLACEHOLDER).to_string(),
-    })
+    config
+        .role_arn(&binding.role_name(&config.cluster), account, ACCOUNT_PLACEHOLDER)
+        .map_err(|problem| {
+            anyhow::anyhow!(
+                "cannot name the role of {}/{}: {problem}; pass --account with the 12-digit AWS account ID",
+                binding.namespace,
+                binding.service_account
+            )
+        })
 }
 
 /// The annotated ServiceAccount for `binding` (`account` as in [`role_arn`]).
@@ -223,14 +211,18 @@ fn config_path(common: &Common) -> PathBuf {
 
 /// The account ID: given, or from the credentials (None when unreachable).
 #[cfg(feature = "online")]
-pub fn account_for(common: &Common, given: Option<&str>) -> Option<String> {
+pub fn account_for(
+    profile: Option<&str>,
+    region: Option<&str>,
+    given: Option<&str>,
+) -> Option<String> {
     if let Some(a) = given {
         return Some(a.to_string());
     }
     crate::rt::block_on(async {
         let aws = irsa_aws::Aws::connect(&irsa_aws::Connect {
-            profile: common.profile.clone(),
-            region: common.region.clone(),
+            profile: profile.map(str::to_string),
+            region: region.map(str::to_string),
             parallelism: 1,
         })
         .await;
@@ -244,7 +236,11 @@ pub fn account_for(common: &Common, given: Option<&str>) -> Option<String> {
 
 /// The account ID as given: the offline build cannot ask AWS.
 #[cfg(not(feature = "online"))]
-pub fn account_for(_common: &Common, given: Option<&str>) -> Option<String> {
+pub fn account_for(
+    _profile: Option<&str>,
+    _region: Option<&str>,
+    given: Option<&str>,
+) -> Option<String> {
     given.map(str::to_string)
 }
 
@@ -350,12 +346,23 @@ pub fn bind(a: BindArgs) -> Result<()> {
         );
     }
     drop(edit);
-    if binding.is_pod_identity() {
-        let account = if a.after.no_plan && a.account.is_none() {
+    // The account from the credentials; with --no-plan only as given.
+    let lookup = || {
+        account_for(
+            a.common.profile.as_deref(),
+            a.common.region.as_deref(),
+            a.account.as_deref(),
+        )
+    };
+    let account_unless_offline = || {
+        if a.after.no_plan && a.account.is_none() {
             None
         } else {
-            account_for(&a.common, a.account.as_deref())
-        };
+            lookup()
+        }
+    };
+    if binding.is_pod_identity() {
+        let account = account_unless_offline();
         let arn = role_arn(&config, &binding, account.as_deref())?;
         let pi = config.pod_identity();
         let (ns, sa) = pi.service_account();
@@ -372,18 +379,10 @@ pub fn bind(a: BindArgs) -> Result<()> {
     } else if binding.service_account.contains('*') {
         println!(
             "\nAnnotate each matching ServiceAccount with eks.amazonaws.com/role-arn: {}",
-            role_arn(
-                &config,
-                &binding,
-                account_for(&a.common, a.account.as_deref()).as_deref()
-            )?
+            role_arn(&config, &binding, lookup().as_deref())?
         );
     } else {
-        let account = if a.after.no_plan && a.account.is_none() {
-            None
-        } else {
-            account_for(&a.common, a.account.as_deref())
-        };
+        let account = account_unless_offline();
         let yaml = service_account_yaml(&config, &binding, account.as_deref())?;
         println!("\nServiceAccount (kubectl apply -f -):\n---");
         print!("{yaml}");

@@ -219,15 +219,21 @@ pub fn run(a: DoctorArgs) -> Result<()> {
             .bindings
             .iter()
             .find(|x| x.is_pod_identity() && x.namespace == a.namespace && x.service_account == sa)
+            .map(|binding| (&b.config, binding))
     });
-    if let (Some(binding), Some(bundle)) = (pod_identity, &bundle) {
-        pod_identity::links(&mut r, &a, &bundle.config, binding)?;
-        print_report(&r, a.output);
-        if r.failed() {
-            return Err(Exit::CHECKS_FAILED.into());
-        }
-        return Ok(());
+    match pod_identity {
+        Some((config, binding)) => pod_identity::links(&mut r, &a, config, binding)?,
+        None => web_identity_links(&mut r, &a, bundle.as_ref())?,
     }
+    print_report(&r, a.output);
+    if r.failed() {
+        return Err(Exit::CHECKS_FAILED.into());
+    }
+    Ok(())
+}
+
+/// The walk for a token: from the cluster (or `--token`) to STS.
+fn web_identity_links(r: &mut Report, a: &DoctorArgs, bundle: Option<&Bundle>) -> Result<()> {
     // A token from the TokenRequest API was issued a moment ago: if it
     // looks expired, the clocks disagree.
     let (token, role_arn, just_issued) = match &a.token {
@@ -237,31 +243,22 @@ pub fn run(a: DoctorArgs) -> Result<()> {
             (Some(token.trim().to_string()), a.role_arn.clone(), false)
         }
         None => {
-            let found = crate::rt::block_on(cluster_links(&a, &mut r))??;
+            let found = crate::rt::block_on(cluster_links(a, r))??;
             match found {
                 Some(f) => (Some(f.token), a.role_arn.clone().or(Some(f.role_arn)), true),
                 None => (None, None, false),
             }
         }
     };
-    signing::signing_link(
-        &mut r,
-        &a,
-        bundle.as_ref(),
-        token.as_deref().filter(|_| just_issued),
-    );
+    signing::signing_link(r, a, bundle, token.as_deref().filter(|_| just_issued));
     if let Some(token) = token {
         let links = TokenLinks {
-            bundle: bundle.as_ref(),
+            bundle,
             token: &token,
             role_arn: role_arn.as_deref(),
             just_issued,
         };
-        token_links(&mut r, &a, &links)?;
-    }
-    print_report(&r, a.output);
-    if r.failed() {
-        return Err(Exit::CHECKS_FAILED.into());
+        token_links(r, a, &links)?;
     }
     Ok(())
 }

@@ -117,7 +117,12 @@ pub fn run(a: VerifyArgs) -> Result<()> {
             binding.service_account
         );
     }
-    let account = account_for(&a.common, a.account.as_deref()).context(
+    let account = account_for(
+        a.common.profile.as_deref(),
+        a.common.region.as_deref(),
+        a.account.as_deref(),
+    )
+    .context(
         "cannot find the AWS account ID for the role ARN: pass --account or set AWS credentials",
     )?;
     let sa = service_account(&bundle.config, &binding, Some(&account))?;

@@ -150,9 +150,10 @@ pub(super) fn links(
         let account = aws.account_id().await;
         match (role, broker, account) {
             (Ok(Some(role)), Ok(Some(broker)), Ok(account)) => {
-                let partition = irsa_core::Partition::of_region(cfg.issuer.region()).id();
-                let broker_arn = irsa_core::arn::role_of_name(partition, &account, &format!("{}{broker_name}", &path[1..]));
-                record(r, pi::judge_broker_trust(&role.trust, &broker_arn, &broker.tags, &binding.namespace, &binding.service_account, &cfg.cluster));
+                match cfg.role_arn(&broker_name, Some(&account), "") {
+                    Ok(broker_arn) => record(r, pi::judge_broker_trust(&role.trust, &broker_arn, &broker.tags, &binding.namespace, &binding.service_account, &cfg.cluster)),
+                    Err(e) => r.warn(may_assume, format!("cannot name the broker role in account {account}: {e}"), "check podIdentity.roleName and the credentials' account"),
+                }
             }
             (Ok(None), _, _) => r.fail(may_assume, format!("IAM has no role {role_name}"), "create it: `irsa apply`"),
             (_, Ok(None), _) => r.fail(may_assume, format!("IAM has no broker role {broker_name}"), "create it: `irsa apply`"),
