@@ -12,7 +12,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::kustomize::{kustomize, workspace};
@@ -149,17 +149,6 @@ fn strict_component_applies_to_the_output_of_webhook_manifests() {
     assert_eq!(w, &expected, "nothing else changed");
 }
 
-/// `kubectl --kubeconfig` for the bed, run in the workspace.
-fn kubectl(bed: &Testbed, args: &[&str]) -> std::process::Output {
-    Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&bed.kubeconfig)
-        .args(args)
-        .current_dir(workspace())
-        .output()
-        .expect("kubectl is installed (scripts/test installs it)")
-}
-
 /// Keys for a bed, and the bed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver and etcd (KUBEBUILDER_ASSETS or PATH): scripts/test runs it"]
@@ -178,10 +167,7 @@ async fn base_opt_in_and_strict_pass_a_server_side_dry_run() {
         .unwrap();
     for dir in ["deploy/base", "deploy/opt-in", "deploy/strict"] {
         let objects = kustomize(dir);
-        let out = kubectl(
-            &bed,
-            &["apply", "--server-side", "--dry-run=server", "-k", dir],
-        );
+        let out = bed.kubectl(&["apply", "--server-side", "--dry-run=server", "-k", dir]);
         let text = stdout(&out);
         assert!(out.status.success(), "{dir}: {}{text}", stderr(&out));
         let applied = text

@@ -232,14 +232,13 @@ async fn the_rendered_base_passes_server_side_dry_run() {
         .unwrap();
     let dir = d.join("pi");
     let objects = kustomize(&dir);
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&bed.kubeconfig)
-        .args(["apply", "--server-side", "--dry-run=server", "-k"])
-        .arg(&dir)
-        .current_dir(workspace())
-        .output()
-        .unwrap();
+    let out = bed.kubectl(&[
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-k",
+        dir.to_str().unwrap(),
+    ]);
     let text = stdout(&out);
     assert!(out.status.success(), "{}{text}", stderr(&out));
     let applied = text

@@ -466,12 +466,7 @@ fn cluster_links_against_a_real_apiserver() {
         &issuer(),
     );
     let kubectl = |args: &[&str]| {
-        let out = std::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&bed.kubeconfig)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = bed.kubectl(args);
         assert!(out.status.success(), "kubectl {args:?}: {}", stderr(&out));
     };
     kubectl(&["create", "namespace", "app"]);

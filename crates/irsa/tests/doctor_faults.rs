@@ -94,12 +94,7 @@ async fn a_role_bound_to_another_service_account_is_named_with_the_right_one() {
     bind_two(d);
     let client = bed.client().await;
     let kubectl = |args: &[&str]| {
-        let out = std::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&bed.kubeconfig)
-            .args(args)
-            .output()
-            .unwrap();
+        let out = bed.kubectl(args);
         assert!(out.status.success(), "kubectl {args:?}: {}", stderr(&out));
         stdout(&out)
     };
@@ -228,13 +223,15 @@ async fn a_webhook_that_is_down_and_fails_open_is_named_and_no_pod_recreation_ad
         .to_string(),
     )
     .unwrap();
-    let out = std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&bed.kubeconfig)
-        .args(["create", "--dry-run=server", "-o", "json", "-f"])
-        .arg(d.join("probe.json"))
-        .output()
-        .unwrap();
+    let probe = d.join("probe.json");
+    let out = bed.kubectl(&[
+        "create",
+        "--dry-run=server",
+        "-o",
+        "json",
+        "-f",
+        probe.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stdout(&out).contains("AWS_ROLE_ARN"), "{}", stdout(&out));
     assert!(

@@ -102,15 +102,7 @@ fn doctor_walks_a_pod_identity_binding_link_by_link() {
     assert_eq!(trust.1, "pass", "{trust:?}");
 
     // The rendered associations ConfigMap, applied for real.
-    let kubectl = |args: &[&str]| {
-        let out = std::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&env.bed.kubeconfig)
-            .args(args)
-            .output()
-            .unwrap();
-        ok(out)
-    };
+    let kubectl = |args: &[&str]| ok(env.bed.kubectl(args));
     kubectl(&["create", "namespace", "irsa-system"]);
     kubectl(&[
         "apply",

@@ -430,6 +430,18 @@ impl Testbed {
         self.apiserver.id()
     }
 
+    /// `kubectl --kubeconfig BED ARGS` in the workspace (where `deploy/`
+    /// is), with admin rights; its output, whatever the exit status.
+    pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .current_dir(super::kustomize::workspace())
+            .output()
+            .expect("kubectl is installed (scripts/test installs it)")
+    }
+
     /// A kube client with admin rights.
     pub async fn client(&self) -> kube::Client {
         client_for(&self.kubeconfig).await
