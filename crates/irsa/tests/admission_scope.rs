@@ -157,14 +157,7 @@ async fn base_opt_in_and_strict_pass_a_server_side_dry_run() {
     let bed = Testbed::for_webhook(t.path(), "scope", ISSUER);
     // A dry run stores nothing, so the namespaced objects need their
     // namespace to exist already.
-    let namespaces: Api<Namespace> = Api::all(bed.client().await);
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "irsa-system"}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    common::pods::namespace(&bed.client().await, "irsa-system").await;
     for dir in ["deploy/base", "deploy/opt-in", "deploy/strict"] {
         let objects = kustomize(dir);
         let out = bed.kubectl(&["apply", "--server-side", "--dry-run=server", "-k", dir]);

@@ -14,8 +14,6 @@ use common::kustomize::{kustomize, workspace};
 use common::testbed::Testbed;
 use common::*;
 use irsa_core::mutate::Identities;
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, PostParams};
 use serde_json::{json, Value};
 
 const ACCOUNT: &str = "111122223333";
@@ -222,14 +220,7 @@ async fn the_rendered_base_passes_server_side_dry_run() {
     let out = render(d, "pi", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let bed = Testbed::for_webhook(t.path(), "prod", "https://oidc.irsa.test/prod");
-    let namespaces: Api<Namespace> = Api::all(bed.client().await);
-    namespaces
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "irsa-system"}})).unwrap(),
-        )
-        .await
-        .unwrap();
+    common::pods::namespace(&bed.client().await, "irsa-system").await;
     let dir = d.join("pi");
     let objects = kustomize(&dir);
     let out = bed.kubectl(&[
