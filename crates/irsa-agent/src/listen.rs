@@ -17,7 +17,7 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use irsa_core::podidentity::host_allowed;
-use irsa_webhook::conn::{accept_loop, serve, Body};
+use irsa_webhook::conn::{accept_loop, serve, Body, Protocol};
 use irsa_webhook::limits::Limits;
 use irsa_webhook::registry::Connections;
 use tokio::net::TcpListener;
@@ -215,8 +215,16 @@ fn spawn_listener(
                                 .await
                             {
                                 Ok(Ok(tls)) => {
-                                    serve(tls, handler, activity, &limits, &*metrics, stop_conn)
-                                        .await
+                                    serve(
+                                        tls,
+                                        Protocol::Http1,
+                                        handler,
+                                        activity,
+                                        &limits,
+                                        &*metrics,
+                                        stop_conn,
+                                    )
+                                    .await
                                 }
                                 Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
                                 Err(_) => irsa_webhook::conn::ConnEvents::connection_cut(
@@ -225,7 +233,18 @@ fn spawn_listener(
                                 ),
                             }
                         }
-                        None => serve(tcp, handler, activity, &limits, &*metrics, stop_conn).await,
+                        None => {
+                            serve(
+                                tcp,
+                                Protocol::Http1,
+                                handler,
+                                activity,
+                                &limits,
+                                &*metrics,
+                                stop_conn,
+                            )
+                            .await
+                        }
                     }
                     Connections::close(&open, id);
                     drop(slot);
@@ -341,6 +360,7 @@ pub async fn broker(
         certs.clone(),
         provider,
         versions,
+        irsa_webhook::tls::Offer::Http1,
     )?));
     let mut tasks = Vec::new();
     let b = start_broker(args, &mut tasks).await?;

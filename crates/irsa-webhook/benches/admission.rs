@@ -68,6 +68,7 @@ fn settings(dir: &Path) -> Settings {
         tls_key: dir.join("tls.key"),
         tls_cipher_suites: None,
         tls_min_version: None,
+        http2: false,
         enable_debugging_handlers: false,
         tls_reload_seconds: 60,
         max_request_bytes: 3 << 20,

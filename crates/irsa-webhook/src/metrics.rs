@@ -101,6 +101,9 @@ pub struct Metrics {
     /// Connections closed by a limit (`header_timeout`, `body_timeout`,
     /// `idle_timeout`, `handshake_timeout`, `evicted_idle`).
     pub connections_cut: Family<Kind, Counter>,
+    /// HTTPS connections served, by the protocol ALPN agreed (`h2`,
+    /// `http/1.1`).
+    pub connections_served: Family<Kind, Counter>,
     /// Failed accepts, by listener.
     pub accept_errors: Family<Listener, Counter>,
     /// Open connections, by listener.
@@ -158,6 +161,7 @@ impl Default for Metrics {
             tls_reloads: Family::default(),
             certificate_expiry: Gauge::default(),
             connections_cut: Family::default(),
+            connections_served: Family::default(),
             accept_errors: Family::default(),
             connections_open: Family::default(),
             body_bytes: Gauge::default(),
@@ -219,6 +223,11 @@ impl Default for Metrics {
             "irsa_webhook_connections_cut",
             "Connections closed by a limit (label kind)",
             m.connections_cut.clone(),
+        );
+        registry.register(
+            "irsa_webhook_connections_served",
+            "HTTPS connections served, by the HTTP version agreed in the TLS handshake (label kind: h2 or http/1.1)",
+            m.connections_served.clone(),
         );
         registry.register(
             "irsa_webhook_accept_errors",
@@ -298,6 +307,15 @@ impl Metrics {
     /// Counts a connection closed by a limit.
     pub fn connection_cut(&self, kind: &'static str) {
         self.connections_cut.get_or_create(&Kind { kind }).inc();
+    }
+
+    /// Counts an HTTPS connection served with `protocol`.
+    pub fn connection_opened(&self, protocol: crate::conn::Protocol) {
+        let kind = match protocol {
+            crate::conn::Protocol::Http1 => "http/1.1",
+            crate::conn::Protocol::Http2 => "h2",
+        };
+        self.connections_served.get_or_create(&Kind { kind }).inc();
     }
 
     /// Counts a failed accept.

@@ -91,13 +91,13 @@ mod tests {
         let registry = Mutex::new(Connections::default());
         let (_, mut in_handshake, _) = Connections::open(&registry);
         let (_, mut busy_rx, busy) = Connections::open(&registry);
-        busy.mark_served();
+        busy.mark_served(crate::conn::Protocol::Http1);
         busy.begin_request();
         let (_, mut old_rx, old) = Connections::open(&registry);
-        old.mark_served();
+        old.mark_served(crate::conn::Protocol::Http1);
         std::thread::sleep(std::time::Duration::from_millis(5));
         let (_, mut recent_rx, recent) = Connections::open(&registry);
-        recent.mark_served();
+        recent.mark_served(crate::conn::Protocol::Http1);
 
         assert!(Connections::evict_idle(&registry));
         assert!(old_rx.try_recv().is_ok(), "the longest idle goes first");

@@ -17,7 +17,7 @@ use irsa_core::mutate::MutationConfig;
 
 use crate::admission::Handler;
 use crate::cache::SaStore;
-use crate::conn::{accept_loop, serve, serve_unlimited, Activity, Body};
+use crate::conn::{accept_loop, serve, serve_unlimited, Activity, Body, Protocol};
 use crate::limits::{drain, read_body, BodyError, Budget, Limits};
 use crate::metrics::{Metrics, RequestLabels};
 use crate::registry::Connections;
@@ -220,7 +220,7 @@ fn json(bytes: Vec<u8>) -> Response<Body> {
     r
 }
 
-/// TLS handshake (bounded), then HTTP/1.1 until the client closes, a
+/// TLS handshake (bounded), then HTTP/2 or HTTP/1.1 as ALPN agreed until the client closes, a
 /// limit cuts the connection, or the server stops: on `stop`, the request
 /// in flight is answered and the connection closed.
 async fn serve_connection(
@@ -248,9 +248,11 @@ async fn serve_connection(
         let state = state.clone();
         async move { route(req, state).await }
     };
+    let protocol = Protocol::from_alpn(tls.get_ref().1.alpn_protocol());
+    metrics.connection_opened(protocol);
     match limits {
-        Some(limits) => serve(tls, handler, activity, limits, &*metrics, stop).await,
-        None => serve_unlimited(tls, handler, stop).await,
+        Some(limits) => serve(tls, protocol, handler, activity, limits, &*metrics, stop).await,
+        None => serve_unlimited(tls, protocol, handler, stop).await,
     }
 }
 
@@ -324,6 +326,11 @@ pub async fn start(
         certs.clone(),
         provider,
         versions,
+        if settings.http2 {
+            crate::tls::Offer::Http2AndHttp1
+        } else {
+            crate::tls::Offer::Http1
+        },
     )?));
     let metrics = Arc::new(Metrics::default());
     metrics.certificate_expiry.set(certs.not_after());
@@ -457,9 +464,9 @@ pub async fn start(
                 let (_never, stop) = oneshot::channel();
                 if hardened {
                     let activity = Arc::new(Activity::new());
-                    serve(tcp, handler, activity, &l, &*m, stop).await;
+                    serve(tcp, Protocol::Http1, handler, activity, &l, &*m, stop).await;
                 } else {
-                    serve_unlimited(tcp, handler, stop).await;
+                    serve_unlimited(tcp, Protocol::Http1, handler, stop).await;
                 }
                 drop(slot);
             });

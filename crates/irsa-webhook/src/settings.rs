@@ -78,6 +78,12 @@ pub struct Settings {
     /// are accepted and serve TLS 1.2 and 1.3, the oldest irsa speaks.
     #[arg(long, env = "IRSA_TLS_MIN_VERSION", help_heading = "Server")]
     pub tls_min_version: Option<String>,
+    /// Offer HTTP/2 (h2) in ALPN beside HTTP/1.1, served with the limits
+    /// of docs/security.md. Off by default: kube-apiserver's webhook client
+    /// offers only http/1.1 (so that its calls spread over a webhook's
+    /// replicas), so only other clients would use it.
+    #[arg(long, env = "IRSA_HTTP2", help_heading = "Server", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
+    pub http2: bool,
     /// Serve /debug/alpha/cache (the cached ServiceAccount settings, JSON)
     /// on the metrics listener.
     #[arg(long, env = "IRSA_ENABLE_DEBUGGING_HANDLERS", help_heading = "Server", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]

@@ -193,7 +193,16 @@ impl ReloadingCert {
 }
 
 impl ResolvesServerCert for ReloadingCert {
-    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let offered: Vec<String> = hello
+                .alpn()
+                .into_iter()
+                .flatten()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect();
+            tracing::debug!(?offered, "TLS client hello: ALPN protocols offered");
+        }
         self.current.read().ok().map(|c| c.clone())
     }
 }
@@ -227,17 +236,31 @@ pub fn protocol_versions(
     }
 }
 
-/// A rustls server configuration (HTTP/1.1) using `certs`, serving
-/// `versions` (see [`protocol_versions`]).
+/// The HTTP versions a TLS listener offers in ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// `http/1.1` only.
+    Http1,
+    /// `h2`, then `http/1.1`: the client picks (the API server's webhook
+    /// client takes `h2` when offered).
+    Http2AndHttp1,
+}
+
+/// A rustls server configuration using `certs`, serving `versions` (see
+/// [`protocol_versions`]) and offering `offer` in ALPN.
 pub fn server_config(
     certs: Arc<ReloadingCert>,
     provider: Arc<CryptoProvider>,
     versions: &[&'static rustls::SupportedProtocolVersion],
+    offer: Offer,
 ) -> Result<rustls::ServerConfig, rustls::Error> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)?
         .with_no_client_auth()
         .with_cert_resolver(certs);
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.alpn_protocols = match offer {
+        Offer::Http1 => vec![b"http/1.1".to_vec()],
+        Offer::Http2AndHttp1 => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+    };
     Ok(config)
 }

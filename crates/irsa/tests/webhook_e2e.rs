@@ -61,6 +61,8 @@ fn start_webhook(dir: &Path, kubeconfig: &Path) -> Webhook {
             "us-west-2",
             "--shutdown-delay-seconds",
             "2",
+            // Offered so the test sees what the API server picks.
+            "--http2",
         ])
         .arg("--kubeconfig")
         .arg(kubeconfig)
@@ -308,6 +310,17 @@ async fn webhook_against_real_apiserver() {
     );
     assert!(
         value("http_request_duration_seconds_count{verb=\"POST\",path=\"/mutate\"}") >= 8.0,
+        "{metrics}"
+    );
+    // Offered h2 and http/1.1, the API server's webhook client takes
+    // http/1.1 (it offers nothing else), which is why --http2 is off by
+    // default.
+    assert!(
+        value("irsa_webhook_connections_served_total{kind=\"http/1.1\"}") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("irsa_webhook_connections_served_total{kind=\"h2\"}"),
         "{metrics}"
     );
 

@@ -60,6 +60,7 @@ pub fn settings(dir: &Path) -> Settings {
         tls_key: dir.join("tls.key"),
         tls_cipher_suites: None,
         tls_min_version: None,
+        http2: false,
         enable_debugging_handlers: false,
         tls_reload_seconds: 1,
         max_request_bytes: 64 * 1024,

@@ -211,3 +211,11 @@ fn the_migration_table_lists_every_go_flag() {
         "docs/webhook.md lacks rows for {missing:?}"
     );
 }
+
+#[test]
+fn http2_is_offered_only_when_asked_for() {
+    assert!(!settings(&[]).http2, "off by default");
+    assert!(settings(&["--http2"]).http2);
+    assert!(settings(&["--http2=true"]).http2);
+    assert!(!settings(&["--http2=false"]).http2);
+}
