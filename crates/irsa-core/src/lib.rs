@@ -6,6 +6,7 @@
 
 pub mod arn;
 pub mod b64;
+pub mod bundle;
 pub mod checks;
 pub mod cluster;
 pub mod config;

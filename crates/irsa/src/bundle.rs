@@ -84,6 +84,52 @@ impl Bundle {
         self.dir.join(file)
     }
 
+    /// What the local checks of this bundle look at, read off disk.
+    fn files(&self) -> irsa_core::bundle::BundleFiles<'_> {
+        use irsa_core::bundle::{BundleFiles, FileRead, KeyFiles, PrivateFile};
+        let read = |path: PathBuf| FileRead {
+            path: path.display().to_string(),
+            bytes: fs::read(&path).map_err(|e| e.to_string()),
+        };
+        let keys = self
+            .config
+            .keys
+            .iter()
+            .map(|entry| KeyFiles {
+                public: read(self.resolve(&entry.public_key)),
+                private: entry.private_key.as_ref().map(|file| {
+                    let path = self.resolve(file);
+                    PrivateFile {
+                        mode: crate::fsutil::mode_of(&path),
+                        bytes: fs::read(&path).map_err(|e| e.to_string()),
+                        path: path.display().to_string(),
+                    }
+                }),
+            })
+            .collect();
+        BundleFiles {
+            config: &self.config,
+            dir: self.dir.display().to_string(),
+            keys,
+            jwks: read(self.jwks_path()),
+            discovery: read(self.discovery_path()),
+        }
+    }
+
+    /// The local checks of this bundle (key files, documents, drift,
+    /// signing; `extra`: an API server's signing key given apart), as
+    /// `irsa_core::bundle` judges what is on disk now.
+    pub fn check(
+        &self,
+        extra: Option<&irsa_core::PrivateKey>,
+    ) -> anyhow::Result<irsa_core::checks::Report> {
+        Ok(irsa_core::bundle::check(
+            &self.files(),
+            extra,
+            crate::cmd::now(),
+        )?)
+    }
+
     /// Where the discovery document is written.
     pub fn discovery_path(&self) -> PathBuf {
         self.dir.join(ISSUER_DIR).join(DISCOVERY_PATH)

@@ -9,26 +9,27 @@
 //! error). `plan --detailed-exitcode` keeps Terraform's meaning instead: 0
 //! no changes, 1 error, 2 changes.
 
+mod args;
 mod bundle;
 mod cfgedit;
 mod cmd;
+mod exit;
 mod fetch;
 mod fsutil;
+mod manifest;
 #[cfg(feature = "online")]
-mod k8s;
-mod observe;
+#[path = "net/enabled.rs"]
+mod net;
 #[cfg(not(feature = "online"))]
-mod offline;
+#[path = "net/disabled.rs"]
+mod net;
 mod output;
-#[cfg(feature = "online")]
-mod rt;
-#[cfg(feature = "online")]
-mod thumbprint;
 mod yamledit;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use exit::Exit;
 
 /// What `irsa --version` prints after the name: the crate version and the
 /// git commit the binary was built from (`unknown` when the build could not
@@ -66,42 +67,22 @@ enum Command {
     Discovery(cmd::docs::DiscoveryArgs),
     /// Regenerate the issuer documents of a bundle from irsa.yaml.
     Render(cmd::docs::RenderArgs),
-    /// Show what would change in S3 and IAM to match irsa.yaml (read-only).
-    #[cfg(feature = "online")]
-    Plan(cmd::aws_args::PlanArgs),
-    /// Show what would change in S3 and IAM to match irsa.yaml (read-only) [full build only]
-    #[cfg(not(feature = "online"))]
-    Plan(offline::Unavailable),
-    /// Make S3 and IAM match irsa.yaml; idempotent.
-    #[cfg(feature = "online")]
-    Apply(cmd::aws_args::ApplyArgs),
-    /// Make S3 and IAM match irsa.yaml; idempotent [full build only]
-    #[cfg(not(feature = "online"))]
-    Apply(offline::Unavailable),
-    /// Remove what irsa created for this cluster (owned resources only).
-    #[cfg(feature = "online")]
-    Destroy(cmd::aws_args::ApplyArgs),
-    /// Remove what irsa created for this cluster (owned resources only) [full build only]
-    #[cfg(not(feature = "online"))]
-    Destroy(offline::Unavailable),
+    #[command(about = net::only("Show what would change in S3 and IAM to match irsa.yaml (read-only)"))]
+    Plan(net::PlanArgs),
+    #[command(about = net::only("Make S3 and IAM match irsa.yaml; idempotent"))]
+    Apply(net::ApplyArgs),
+    #[command(about = net::only("Remove what irsa created for this cluster (owned resources only)"))]
+    Destroy(net::ApplyArgs),
     /// Bind a service account to an IAM role in irsa.yaml (like `eksctl create iamserviceaccount`).
     Bind(cmd::bind::BindArgs),
     /// Remove a service account's binding from irsa.yaml.
     Unbind(cmd::bind::UnbindArgs),
     /// Write the AWS resources as Terraform (JSON syntax) or CloudFormation.
     Export(cmd::export::ExportArgs),
-    /// Print or run the verification workload for a binding (aws sts get-caller-identity).
-    #[cfg(feature = "online")]
-    Verify(cmd::verify::VerifyArgs),
-    /// Print or run the verification workload for a binding (aws sts get-caller-identity) [full build only]
-    #[cfg(not(feature = "online"))]
-    Verify(offline::Unavailable),
-    /// Walk the chain from a pod to STS and say which link is broken and how to fix it.
-    #[cfg(feature = "online")]
-    Doctor(cmd::doctor::DoctorArgs),
-    /// Walk the chain from a pod to STS and say which link is broken and how to fix it [full build only]
-    #[cfg(not(feature = "online"))]
-    Doctor(offline::Unavailable),
+    #[command(about = net::only("Print or run the verification workload for a binding (aws sts get-caller-identity)"))]
+    Verify(net::VerifyArgs),
+    #[command(about = net::only("Walk the chain from a pod to STS and say which link is broken and how to fix it"))]
+    Doctor(net::DoctorArgs),
     /// Check keys, JWKS and discovery document locally and as served.
     Validate(cmd::validate::ValidateArgs),
     /// Decode or verify service-account tokens.
@@ -113,53 +94,9 @@ enum Command {
     /// Cluster side: what each kind of cluster needs for the issuer.
     #[command(subcommand)]
     Cluster(cmd::cluster::ClusterCommand),
-    /// Pod Identity for self-hosted clusters: the credentials broker and node agent.
-    #[cfg(feature = "online")]
-    #[command(subcommand)]
-    Agent(cmd::agent::AgentCommand),
-    /// Pod Identity for self-hosted clusters: the credentials broker and node agent [full build only]
-    #[cfg(not(feature = "online"))]
-    Agent(offline::Unavailable),
+    #[command(about = net::only("Pod Identity for self-hosted clusters: the credentials broker and node agent"))]
+    Agent(net::AgentArgs),
 }
-
-/// How a command ends with an exit code it has already reported the
-/// reason for (a failed check, a plan with changes under
-/// `--detailed-exitcode`): the process only exits with this code. Every
-/// other error is printed as `irsa: {error:#}` and exits with
-/// [`Exit::of_error`]: 3 when an AWS call failed, else 2.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Exit(pub u8);
-
-impl Exit {
-    /// A check failed (`validate`, `token verify`, `doctor`, ...): exit 1.
-    pub const CHECKS_FAILED: Exit = Exit(1);
-    /// Usage or input error: exit 2.
-    pub const USAGE: Exit = Exit(2);
-    /// An AWS call failed: exit 3.
-    pub const AWS_FAILED: Exit = Exit(3);
-
-    /// The code an error exits with when it was not reported already: 3
-    /// when an AWS call failed (an `AwsError` in its chain), else 2.
-    pub fn of_error(e: &anyhow::Error) -> Exit {
-        #[cfg(feature = "online")]
-        if e.chain().any(|c| c.is::<irsa_aws::AwsError>()) {
-            return Self::AWS_FAILED;
-        }
-        let _ = e;
-        Self::USAGE
-    }
-}
-
-impl std::fmt::Display for Exit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            1 => f.write_str("one or more checks failed"),
-            code => write!(f, "exit {code}"),
-        }
-    }
-}
-
-impl std::error::Error for Exit {}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -188,37 +125,19 @@ fn main() -> ExitCode {
         Command::Jwks(a) => cmd::docs::jwks(a),
         Command::Discovery(a) => cmd::docs::discovery(a),
         Command::Render(a) => cmd::docs::render(a),
-        #[cfg(feature = "online")]
-        Command::Plan(a) => cmd::aws::plan(a),
-        #[cfg(not(feature = "online"))]
-        Command::Plan(a) => a.run("plan"),
-        #[cfg(feature = "online")]
-        Command::Apply(a) => cmd::aws::apply(a),
-        #[cfg(not(feature = "online"))]
-        Command::Apply(a) => a.run("apply"),
-        #[cfg(feature = "online")]
-        Command::Destroy(a) => cmd::aws::destroy(a),
-        #[cfg(not(feature = "online"))]
-        Command::Destroy(a) => a.run("destroy"),
+        Command::Plan(a) => net::plan(a),
+        Command::Apply(a) => net::apply(a),
+        Command::Destroy(a) => net::destroy(a),
         Command::Bind(a) => cmd::bind::bind(a),
         Command::Unbind(a) => cmd::bind::unbind(a),
         Command::Export(a) => cmd::export::run(a),
-        #[cfg(feature = "online")]
-        Command::Doctor(a) => cmd::doctor::run(a),
-        #[cfg(not(feature = "online"))]
-        Command::Doctor(a) => a.run("doctor"),
-        #[cfg(feature = "online")]
-        Command::Verify(a) => cmd::verify::run(a),
-        #[cfg(not(feature = "online"))]
-        Command::Verify(a) => a.run("verify"),
+        Command::Doctor(a) => net::doctor(a),
+        Command::Verify(a) => net::verify(a),
         Command::Validate(a) => cmd::validate::run(a),
         Command::Token(c) => cmd::token::run(c),
         Command::Webhook(c) => cmd::webhook::run(c),
         Command::Cluster(c) => cmd::cluster::run(c),
-        #[cfg(feature = "online")]
-        Command::Agent(c) => cmd::agent::run(c),
-        #[cfg(not(feature = "online"))]
-        Command::Agent(a) => a.run("agent"),
+        Command::Agent(a) => net::agent(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

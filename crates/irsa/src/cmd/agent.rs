@@ -37,7 +37,7 @@ pub struct ManifestsArgs {
     #[arg(long)]
     pub account: Option<String>,
     /// Container image, e.g. one pushed to a private registry.
-    #[arg(long, default_value = crate::cmd::webhook::IMAGE)]
+    #[arg(long, default_value = crate::args::IMAGE, value_parser = crate::args::image_reference)]
     pub image: String,
     /// Directory written by `irsa webhook certs --service irsa-agent-broker` (checked, and named in the command that creates the broker's Secret).
     #[arg(long, value_name = "DIR")]
@@ -170,7 +170,7 @@ fn manifests(a: ManifestsArgs) -> Result<()> {
     if let Some(account) = &a.account {
         irsa_core::arn::check_account(account).map_err(|p| anyhow::anyhow!("--account: {p}"))?;
     }
-    let account = crate::cmd::bind::account_for(a.profile.as_deref(), None, a.account.as_deref());
+    let account = crate::net::account_for(a.profile.as_deref(), None, a.account.as_deref());
     if let Some(dir) = &a.cert_dir {
         for f in ["ca.crt", "tls.crt", "tls.key"] {
             let p = dir.join(f);
@@ -183,7 +183,7 @@ fn manifests(a: ManifestsArgs) -> Result<()> {
         cfg,
         &irsa_core::podidentity::AgentManifestOptions {
             account: account.as_deref(),
-            placeholder: crate::cmd::bind::ACCOUNT_PLACEHOLDER,
+            placeholder: crate::manifest::ACCOUNT_PLACEHOLDER,
             image: &a.image,
         },
     )
@@ -218,7 +218,7 @@ fn manifests(a: ManifestsArgs) -> Result<()> {
         a.output_dir.display()
     );
     if account.is_none() {
-        status!("note: the AWS account is unknown (no --account, no AWS credentials): replace {} in {}/base/associations.yaml and broker.yaml", crate::cmd::bind::ACCOUNT_PLACEHOLDER, a.output_dir.display());
+        status!("note: the AWS account is unknown (no --account, no AWS credentials): replace {} in {}/base/associations.yaml and broker.yaml", crate::manifest::ACCOUNT_PLACEHOLDER, a.output_dir.display());
     }
     let secret = irsa_core::podidentity::BROKER_TLS_SECRET;
     match &a.cert_dir {
@@ -294,7 +294,7 @@ fn until_stopped(
     what: &str,
     start: impl std::future::Future<Output = anyhow::Result<irsa_agent::listen::Running>>,
 ) -> Result<()> {
-    crate::rt::block_on(async move {
+    crate::net::rt::block_on(async move {
         let running = start.await?;
         let addrs: Vec<String> = running.addrs.iter().map(ToString::to_string).collect();
         status!(

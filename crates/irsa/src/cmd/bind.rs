@@ -2,22 +2,17 @@
 //! `eksctl create iamserviceaccount` users expect, print the annotated
 //! ServiceAccount, then the plan (or apply it).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use irsa_core::config::{Binding, BindingMode, DEFAULT_AUDIENCE};
 use irsa_core::IrsaConfig;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::cfgedit::ConfigEdit;
 use crate::cmd::aws_args::Common;
-#[cfg(feature = "online")]
-use crate::cmd::aws_args::{ApplyArgs, PlanArgs};
-#[cfg(feature = "online")]
-use crate::output::Format;
+use crate::manifest::{role_arn, service_account_yaml, ACCOUNT_PLACEHOLDER};
+use crate::net::account_for;
 use crate::yamledit;
 
 /// Which binding.
@@ -136,112 +131,8 @@ fn account_id(s: &str) -> Result<String, String> {
         .map_err(|problem| problem.to_string())
 }
 
-/// Shown in place of the account ID when irsa does not know it.
-pub const ACCOUNT_PLACEHOLDER: &str = "<AWS_ACCOUNT_ID>";
-
-/// The role ARN a binding's ServiceAccount is annotated with, in `account`
-/// (`None`: [`ACCOUNT_PLACEHOLDER`] stands in for it, for the user to fill in).
-pub fn role_arn(config: &IrsaConfig, binding: &Binding, account: Option<&str>) -> Result<String> {
-    config
-        .role_arn(&binding.role_name(&config.cluster), account, ACCOUNT_PLACEHOLDER)
-        .map_err(|problem| {
-            anyhow::anyhow!(
-                "cannot name the role of {}/{}: {problem}; pass --account with the 12-digit AWS account ID",
-                binding.namespace,
-                binding.service_account
-            )
-        })
-}
-
-/// The annotated ServiceAccount for `binding` (`account` as in [`role_arn`]).
-pub fn service_account(
-    config: &IrsaConfig,
-    binding: &Binding,
-    account: Option<&str>,
-) -> Result<ServiceAccount> {
-    let mut annotations = BTreeMap::from([(
-        "eks.amazonaws.com/role-arn".to_string(),
-        role_arn(config, binding, account)?,
-    )]);
-    if binding.audience() != DEFAULT_AUDIENCE {
-        annotations.insert(
-            "eks.amazonaws.com/audience".into(),
-            binding.audience().to_string(),
-        );
-    }
-    Ok(ServiceAccount {
-        metadata: ObjectMeta {
-            name: Some(binding.service_account.clone()),
-            namespace: Some(binding.namespace.clone()),
-            annotations: Some(annotations),
-            ..ObjectMeta::default()
-        },
-        ..ServiceAccount::default()
-    })
-}
-
-/// A Kubernetes object as YAML, `apiVersion` and `kind` first.
-pub fn object_yaml<K: k8s_openapi::Resource + serde::Serialize>(object: &K) -> String {
-    let mut value = serde_json::to_value(object).unwrap_or_default();
-    if let Some(map) = value.as_object_mut() {
-        // apiVersion and kind first, as people write them.
-        let mut ordered = serde_json::Map::new();
-        ordered.insert("apiVersion".into(), K::API_VERSION.into());
-        ordered.insert("kind".into(), K::KIND.into());
-        for (k, v) in std::mem::take(map) {
-            ordered.entry(k).or_insert(v);
-        }
-        *map = ordered;
-    }
-    serde_yaml::to_string(&value).unwrap_or_default()
-}
-
-/// The annotated ServiceAccount for `binding`, as YAML.
-pub fn service_account_yaml(
-    config: &IrsaConfig,
-    binding: &Binding,
-    account: Option<&str>,
-) -> Result<String> {
-    Ok(object_yaml(&service_account(config, binding, account)?))
-}
-
 fn config_path(common: &Common) -> PathBuf {
     common.file.clone()
-}
-
-/// The account ID: given, or from the credentials (None when unreachable).
-#[cfg(feature = "online")]
-pub fn account_for(
-    profile: Option<&str>,
-    region: Option<&str>,
-    given: Option<&str>,
-) -> Option<String> {
-    if let Some(a) = given {
-        return Some(a.to_string());
-    }
-    crate::rt::block_on(async {
-        let aws = irsa_aws::Aws::connect(&irsa_aws::Connect {
-            profile: profile.map(str::to_string),
-            region: region.map(str::to_string),
-            parallelism: 1,
-        })
-        .await;
-        tokio::time::timeout(std::time::Duration::from_secs(10), aws.account_id())
-            .await
-            .ok()?
-            .ok()
-    })
-    .ok()?
-}
-
-/// The account ID as given: the offline build cannot ask AWS.
-#[cfg(not(feature = "online"))]
-pub fn account_for(
-    _profile: Option<&str>,
-    _region: Option<&str>,
-    given: Option<&str>,
-) -> Option<String> {
-    given.map(str::to_string)
 }
 
 fn follow_up(after: &After, common: Common) -> Result<()> {
@@ -249,33 +140,7 @@ fn follow_up(after: &After, common: Common) -> Result<()> {
         println!("\nNext: `irsa plan` to see the AWS changes, `irsa apply` to make them.");
         return Ok(());
     }
-    plan_or_apply(after, common)
-}
-
-#[cfg(not(feature = "online"))]
-fn plan_or_apply(_after: &After, _common: Common) -> Result<()> {
-    Err(crate::offline::needs_online(
-        "irsa.yaml is updated; the plan that follows (pass --no-plan to skip it)",
-    ))
-}
-
-#[cfg(feature = "online")]
-fn plan_or_apply(after: &After, common: Common) -> Result<()> {
-    use crate::cmd::aws;
-    println!();
-    if after.apply {
-        return aws::apply(ApplyArgs {
-            common,
-            auto_approve: after.auto_approve,
-            output: Format::Text,
-        });
-    }
-    aws::plan(PlanArgs {
-        common,
-        detailed_exitcode: false,
-        output: Format::Text,
-    })
-    .context("irsa.yaml is updated, but the plan could not be computed (run `irsa plan` once AWS credentials work)")
+    crate::net::plan_after_edit(after.apply, after.auto_approve, common)
 }
 
 /// Runs `irsa bind`.

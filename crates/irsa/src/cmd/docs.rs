@@ -8,9 +8,9 @@ use irsa_core::parse::parse_keys;
 use irsa_core::{Algorithm, Discovery, IssuerUrl, Jwks, JwksPath, PublicKey};
 
 use crate::bundle::Bundle;
+use crate::exit::Exit;
 use crate::fsutil;
 use crate::output::status;
-use crate::Exit;
 
 /// Arguments of `irsa jwks`.
 #[derive(Args)]
@@ -24,7 +24,7 @@ pub struct JwksArgs {
     #[arg(long)]
     pub legacy_empty_kid: bool,
     /// Algorithm for RSA keys (EC keys always use their curve's).
-    #[arg(long, value_parser = crate::cmd::keys::parse_alg)]
+    #[arg(long, value_parser = crate::args::parse_alg)]
     pub algorithm: Option<Algorithm>,
     /// Write to FILE instead of stdout.
     #[arg(short = 'o', long, value_name = "FILE")]
@@ -47,7 +47,7 @@ pub struct DiscoveryArgs {
     #[arg(long, value_name = "FILE", conflicts_with = "algorithm")]
     pub jwks: Option<PathBuf>,
     /// Signing algorithms to advertise (repeatable); default RS256.
-    #[arg(long, value_parser = crate::cmd::keys::parse_alg)]
+    #[arg(long, value_parser = crate::args::parse_alg)]
     pub algorithm: Vec<Algorithm>,
     /// Write to FILE instead of stdout.
     #[arg(short = 'o', long, value_name = "FILE")]

@@ -31,9 +31,9 @@ use irsa_core::served::{self, Document, Rule};
 use irsa_core::{IrsaConfig, Jwks};
 
 use crate::bundle::{Bundle, CONFIG_FILE};
+use crate::exit::Exit;
 use crate::fetch::{Fetched, Fetcher, Network};
 use crate::output::{print_report, Format};
-use crate::Exit;
 
 mod aws;
 mod cluster;
@@ -243,7 +243,7 @@ fn web_identity_links(r: &mut Report, a: &DoctorArgs, bundle: Option<&Bundle>) -
             (Some(token.trim().to_string()), a.role_arn.clone(), false)
         }
         None => {
-            let found = crate::rt::block_on(cluster_links(a, r))??;
+            let found = crate::net::rt::block_on(cluster_links(a, r))??;
             match found {
                 Some(f) => (Some(f.token), a.role_arn.clone().or(Some(f.role_arn)), true),
                 None => (None, None, false),

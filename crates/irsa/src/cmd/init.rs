@@ -82,7 +82,7 @@ fn parse_jwks_path(s: &str) -> Result<JwksPath, String> {
 }
 
 fn parse_init_alg(s: &str) -> Result<Algorithm, String> {
-    match crate::cmd::keys::parse_alg(s)? {
+    match crate::args::parse_alg(s)? {
         a @ (Algorithm::RS256 | Algorithm::ES256) => Ok(a),
         other => Err(format!(
             "{other} is not offered by init: use RS256 or ES256 (or `irsa keys generate`)"
@@ -255,7 +255,9 @@ pub fn demo(a: DemoArgs) -> Result<()> {
         ..Binding::default()
     };
     let created = create(&args, vec![binding])?;
-    let report = crate::cmd::validate::check_bundle(&created.bundle, None)
+    let report = created
+        .bundle
+        .check(None)
         .context("validating the demo bundle")?;
     if report.failed() {
         crate::output::print_report(&report, crate::output::Format::Text);

@@ -70,7 +70,7 @@ pub struct RotateArgs {
     #[arg(long, default_value_t = 3_600)]
     pub margin: i64,
     /// Algorithm of the next key (default: the active key's).
-    #[arg(long, value_parser = parse_alg)]
+    #[arg(long, value_parser = crate::args::parse_alg)]
     pub algorithm: Option<Algorithm>,
     #[command(flatten)]
     pub net: crate::fetch::Network,
@@ -107,7 +107,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub public_key: PathBuf,
     /// Signing algorithm (kube-apiserver signs RSA keys with RS256).
-    #[arg(long, default_value = "RS256", value_parser = parse_alg)]
+    #[arg(long, default_value = "RS256", value_parser = crate::args::parse_alg)]
     pub algorithm: Algorithm,
     /// RSA modulus size in bits: 2048, 3072 or 4096.
     #[arg(long, default_value_t = 2048)]
@@ -118,12 +118,6 @@ pub struct GenerateArgs {
     /// Output format for the key summary.
     #[arg(long, value_enum, default_value_t)]
     pub output: Format,
-}
-
-/// Parses an algorithm name for clap.
-pub fn parse_alg(s: &str) -> Result<Algorithm, String> {
-    s.parse()
-        .map_err(|e: irsa_core::key::UnknownAlgorithm| e.to_string())
 }
 
 mod status;
@@ -194,7 +188,7 @@ fn describe(
 fn refused(e: RotationError) -> anyhow::Error {
     if e.is_safety_check() {
         status!("irsa: {}", e.to_string().replace('\n', "\n      "));
-        crate::Exit::CHECKS_FAILED.into()
+        crate::exit::Exit::CHECKS_FAILED.into()
     } else {
         e.into()
     }
@@ -301,7 +295,7 @@ fn rotate(a: RotateArgs) -> Result<()> {
             println!("next: {next}");
         }
         Stage::Retire => {
-            let observation = crate::observe::signing_key(a.kubeconfig.as_deref());
+            let observation = crate::net::signing_key(a.kubeconfig.as_deref());
             let finding = judged(&bundle, &observation, now)?;
             println!("{}", signing_lines(&finding));
             let overrides = RetireOverrides {

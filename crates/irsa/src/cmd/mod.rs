@@ -2,8 +2,6 @@
 
 #[cfg(feature = "online")]
 pub mod agent;
-#[cfg(feature = "online")]
-pub mod aws;
 pub mod aws_args;
 pub mod bind;
 pub mod cluster;

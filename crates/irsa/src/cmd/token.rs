@@ -171,7 +171,7 @@ fn verify(a: VerifyArgs) -> Result<()> {
             } else {
                 println!("invalid: {e}");
             }
-            Err(crate::Exit::CHECKS_FAILED.into())
+            Err(crate::exit::Exit::CHECKS_FAILED.into())
         }
     }
 }

@@ -5,17 +5,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use irsa_core::bundle as bundle_check;
 use irsa_core::checks::{self, Report};
-use irsa_core::config::KeyState;
-use irsa_core::parse::{parse_keys, parse_private_key};
+use irsa_core::parse::parse_private_key;
 use irsa_core::served::{self, Document};
-use irsa_core::{Algorithm, IssuerUrl, Jwks, PrivateKey, PublicKey};
+use irsa_core::{IssuerUrl, Jwks, PrivateKey};
 
 use crate::bundle::{Bundle, CONFIG_FILE, ISSUER_DIR};
+use crate::exit::Exit;
 use crate::fetch::{Fetched, Fetcher, Network};
-use crate::fsutil;
 use crate::output::{print_report, Format};
-use crate::Exit;
 
 /// Arguments of `irsa validate`.
 #[derive(Args)]
@@ -49,7 +48,7 @@ pub fn run(a: ValidateArgs) -> Result<()> {
     let has_config = a.dir.join(CONFIG_FILE).exists();
     let (mut report, local_jwks, config_issuer) = if has_config {
         let bundle = Bundle::load(&a.dir)?;
-        let report = check_bundle(&bundle, extra.as_ref())?;
+        let report = bundle.check(extra.as_ref())?;
         let jwks = fs::read_to_string(bundle.jwks_path())
             .ok()
             .and_then(|t| Jwks::from_json(&t).ok());
@@ -74,225 +73,6 @@ pub fn run(a: ValidateArgs) -> Result<()> {
         return Err(Exit::CHECKS_FAILED.into());
     }
     Ok(())
-}
-
-fn load_private(path: &Path, report: &mut Report, name: &str) -> Option<PrivateKey> {
-    match fsutil::mode_of(path) {
-        None => {
-            report.fail(format!("{name}: private key file"), format!("{} does not exist", path.display()), "restore it from backup, or remove privateKey from irsa.yaml if the key lives elsewhere");
-            return None;
-        }
-        Some(mode) if mode & 0o077 != 0 => report.fail(
-            format!("{name}: private key permissions"),
-            format!(
-                "{} is mode {mode:04o}; others can read the signing key",
-                path.display()
-            ),
-            format!("chmod 600 {}", path.display()),
-        ),
-        Some(mode) => report.pass(
-            format!("{name}: private key permissions"),
-            format!("mode {mode:04o}"),
-        ),
-    }
-    match fs::read(path)
-        .map_err(anyhow::Error::from)
-        .and_then(|b| Ok(parse_private_key(&b)?))
-    {
-        Ok(k) => Some(k),
-        Err(e) => {
-            report.fail(
-                format!("{name}: private key parses"),
-                format!("{e:#}"),
-                "point privateKey at the PEM signing key",
-            );
-            None
-        }
-    }
-}
-
-/// Local checks of a bundle: config, key files, documents, drift, signing.
-pub fn check_bundle(bundle: &Bundle, extra: Option<&PrivateKey>) -> Result<Report> {
-    let mut report = Report::default();
-    let cfg = &bundle.config;
-    let url = cfg.issuer.url()?;
-    report.pass(
-        "irsa.yaml: valid",
-        format!("cluster {}, issuer {url}", cfg.cluster),
-    );
-    let mut published: Vec<(String, PublicKey, Algorithm)> = Vec::new();
-    let mut active_private: Option<(PrivateKey, Algorithm)> = None;
-    for entry in &cfg.keys {
-        let name = format!("key {}", entry.public_key);
-        let path = bundle.resolve(&entry.public_key);
-        let parsed = fs::read(&path)
-            .map_err(anyhow::Error::from)
-            .and_then(|b| Ok(parse_keys(&b)?))
-            .with_context(|| format!("cannot use public key {}", path.display()));
-        let public = match parsed {
-            Ok(keys) if keys.len() == 1 => keys.into_iter().next().map(|k| k.public),
-            Ok(keys) => {
-                report.fail(
-                    format!("{name}: one key per file"),
-                    format!("{} keys found", keys.len()),
-                    "keep one public key per file",
-                );
-                None
-            }
-            Err(e) => {
-                report.fail(
-                    format!("{name}: parses"),
-                    format!("{e:#}"),
-                    "point publicKey at the PEM public key",
-                );
-                None
-            }
-        };
-        let Some(public) = public else { continue };
-        if let Err(e) = public.check_algorithm(entry.algorithm) {
-            report.fail(
-                format!("{name}: algorithm fits key"),
-                e.to_string(),
-                "fix algorithm in irsa.yaml",
-            );
-            continue;
-        }
-        report.pass(
-            format!("{name}: parses"),
-            format!(
-                "{} {} {}, kid {}",
-                public.describe(),
-                entry.algorithm,
-                state_name(entry.state),
-                public.kid()
-            ),
-        );
-        if let Some(private_file) = &entry.private_key {
-            if let Some(private) = load_private(&bundle.resolve(private_file), &mut report, &name) {
-                let ok = report.check(
-                    private.public_key() == &public,
-                    &format!("{name}: private and public key match"),
-                    "same key pair",
-                    format!(
-                        "{private_file} (kid {}) is not the private half of {} (kid {})",
-                        private.public_key().kid(),
-                        entry.public_key,
-                        public.kid()
-                    ),
-                    "list the matching pair, or regenerate with `irsa keys generate`",
-                );
-                if ok && entry.state == KeyState::Active {
-                    active_private = Some((private, entry.algorithm));
-                }
-            }
-        }
-        published.push((entry.public_key.clone(), public, entry.algorithm));
-    }
-
-    let disc_path = bundle.discovery_path();
-    let jwks_path = bundle.jwks_path();
-    let jwks_text = fs::read_to_string(&jwks_path);
-    let disc_text = fs::read_to_string(&disc_path);
-    let jwks = match &jwks_text {
-        Ok(t) => checks::check_jwks("jwks", t, &mut report),
-        Err(e) => {
-            report.fail(
-                "jwks: exists",
-                format!("{}: {e}", jwks_path.display()),
-                format!("run `irsa render {}`", bundle.dir.display()),
-            );
-            None
-        }
-    };
-    match &disc_text {
-        Ok(t) => {
-            checks::check_discovery(
-                "discovery",
-                t,
-                Some(url),
-                Some(cfg.issuer.jwks_path),
-                jwks.as_ref(),
-                &mut report,
-            );
-        }
-        Err(e) => report.fail(
-            "discovery: exists",
-            format!("{}: {e}", disc_path.display()),
-            format!("run `irsa render {}`", bundle.dir.display()),
-        ),
-    }
-    if let Some(jwks) = &jwks {
-        checks::check_keys_published("jwks", &published, jwks, &mut report);
-    }
-    if published.len() == cfg.keys.len() {
-        let keys: Vec<(PublicKey, Algorithm)> =
-            published.iter().map(|(_, k, a)| (k.clone(), *a)).collect();
-        let docs = irsa_core::documents::render(cfg, &keys)?;
-        let same = disc_text.as_ref().ok() == Some(&docs.discovery)
-            && jwks_text.as_ref().ok() == Some(&docs.jwks);
-        report.check(
-            same,
-            "documents: up to date with irsa.yaml",
-            "byte-identical to a fresh render",
-            format!(
-                "{} or {} differs from what irsa.yaml renders",
-                disc_path.display(),
-                jwks_path.display()
-            ),
-            format!(
-                "run `irsa render {}` and publish again",
-                bundle.dir.display()
-            ),
-        );
-    }
-    if let (Some(jwks), Some((private, alg))) = (&jwks, &active_private) {
-        checks::check_sign_verify(private, *alg, url, jwks, crate::cmd::now(), &mut report);
-    }
-    if let (Some(jwks), Some(extra)) = (&jwks, extra) {
-        // The active key signed a probe above: the same key once is enough.
-        let signed_already = active_private
-            .as_ref()
-            .is_some_and(|(k, _)| k.public_key() == extra.public_key());
-        check_extra_private(extra, url, jwks, !signed_already, &mut report);
-    }
-    Ok(report)
-}
-
-/// `--private-key`: its public half is published and (with `sign`) it
-/// signs tokens the JWKS verifies.
-fn check_extra_private(
-    key: &PrivateKey,
-    issuer: &IssuerUrl,
-    jwks: &Jwks,
-    sign: bool,
-    report: &mut Report,
-) {
-    let kid = key.public_key().kid();
-    let found = jwks.find(kid.as_str()).next().cloned();
-    let alg = found
-        .as_ref()
-        .and_then(|j| j.alg.as_deref())
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(key.public_key().default_algorithm());
-    if report.check(
-        found.is_some(),
-        "--private-key: public half is published",
-        format!("kid {kid}"),
-        format!("kid {kid} of --private-key is not in the JWKS; STS will reject every token this apiserver signs"),
-        "add its public key to irsa.yaml (or publish `irsa jwks` of it) and upload the JWKS",
-    ) && sign
-    {
-        checks::check_sign_verify(key, alg, issuer, jwks, crate::cmd::now(), report);
-    }
-}
-
-fn state_name(state: KeyState) -> &'static str {
-    match state {
-        KeyState::Active => "active",
-        KeyState::Next => "next",
-        KeyState::Previous => "previous",
-        KeyState::Retired => "retired",
-    }
 }
 
 fn find_first(dir: &Path, candidates: &[&str]) -> Option<PathBuf> {
@@ -360,7 +140,14 @@ fn check_documents_dir(
     };
     let issuer = issuer.or_else(|| doc.as_ref().and_then(|d| IssuerUrl::parse(&d.issuer).ok()));
     if let (Some(jwks), Some(extra), Some(issuer)) = (&jwks, extra, &issuer) {
-        check_extra_private(extra, issuer, jwks, true, &mut report);
+        bundle_check::check_extra_private(
+            extra,
+            issuer,
+            jwks,
+            true,
+            crate::cmd::now(),
+            &mut report,
+        );
     }
     Ok((report, jwks))
 }

@@ -14,8 +14,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 
 use crate::bundle::Bundle;
-use crate::cmd::aws::Common;
-use crate::cmd::bind::{account_for, object_yaml, service_account};
+use crate::cmd::aws_args::Common;
+use crate::manifest::{object_yaml, service_account};
+use crate::net::account_for;
 use crate::output::status;
 
 /// Arguments of `irsa verify`.
@@ -132,11 +133,11 @@ pub fn run(a: VerifyArgs) -> Result<()> {
         status!("apply with `kubectl apply -f -`, or run `irsa verify ... --apply` to apply, wait and report");
         return Ok(());
     }
-    crate::rt::block_on(apply_and_wait(&a, sa, job))?
+    crate::net::rt::block_on(apply_and_wait(&a, sa, job))?
 }
 
 async fn apply_and_wait(a: &VerifyArgs, sa: ServiceAccount, job: Job) -> Result<()> {
-    let client = crate::k8s::client(a.kubeconfig.as_deref()).await?;
+    let client = crate::net::k8s::client(a.kubeconfig.as_deref()).await?;
     let ns = &a.namespace;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let params = PatchParams::apply("irsa").force();
@@ -180,7 +181,7 @@ async fn apply_and_wait(a: &VerifyArgs, sa: ServiceAccount, job: Job) -> Result<
                     a.timeout
                 ),
             }
-            return Err(crate::Exit::CHECKS_FAILED.into());
+            return Err(crate::exit::Exit::CHECKS_FAILED.into());
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
@@ -210,7 +211,7 @@ async fn apply_and_wait(a: &VerifyArgs, sa: ServiceAccount, job: Job) -> Result<
                 "run `irsa doctor -n {ns} -s {}` to find the broken link",
                 a.service_account
             );
-            Err(crate::Exit::CHECKS_FAILED.into())
+            Err(crate::exit::Exit::CHECKS_FAILED.into())
         }
     }
 }

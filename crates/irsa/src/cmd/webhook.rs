@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::args::IMAGE;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use irsa_core::b64;
@@ -19,12 +20,8 @@ pub enum WebhookCommand {
     /// Run the mutating admission webhook (drop-in for amazon-eks-pod-identity-webhook).
     ///
     /// A flag given twice takes its last value, as in the Go webhook.
-    #[cfg(feature = "online")]
     #[command(args_override_self = true, disable_version_flag = true)]
-    Serve(Box<irsa_webhook::Settings>),
-    /// Run the mutating admission webhook [full build only]
-    #[cfg(not(feature = "online"))]
-    Serve(crate::offline::Unavailable),
+    Serve(crate::net::WebhookServe),
     /// Generate a CA and a serving certificate for the webhook Service.
     Certs(CertsArgs),
     /// Print the install manifests (kustomize base) with the caBundle filled in.
@@ -71,30 +68,11 @@ pub struct ManifestsArgs {
     pub namespace: String,
     /// Container image, e.g. one pushed to a private registry (the default is
     /// this release's image, as named in deploy/).
-    #[arg(long, default_value = IMAGE, value_parser = image_reference)]
+    #[arg(long, default_value = IMAGE, value_parser = crate::args::image_reference)]
     pub image: String,
     /// Region to inject as AWS_DEFAULT_REGION/AWS_REGION.
     #[arg(long)]
     pub aws_default_region: Option<String>,
-}
-
-/// The image of this release: its tag is the crate version, the one place
-/// to bump. deploy/base/deployment.yaml names the same (a test checks it).
-pub const IMAGE: &str = concat!("ghcr.io/irsa-dev/irsa:", env!("CARGO_PKG_VERSION"));
-
-/// Checks an image reference before it is written into YAML: registry,
-/// path, tag and digest characters only (`[a-z0-9._/:@-]`, letters of any
-/// case), so it can neither break the document nor add a field to it.
-fn image_reference(value: &str) -> Result<String, String> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "._-/:@".contains(c);
-    if value.is_empty() || value.len() > 512 || !value.chars().all(allowed) {
-        return Err(format!(
-            "{value:?} is not an image reference: give one like \
-             registry.example.com/irsa:{} (letters, digits and . _ - / : @ only)",
-            env!("CARGO_PKG_VERSION")
-        ));
-    }
-    Ok(value.to_string())
 }
 
 /// The kustomize base, embedded so `manifests` needs no checkout.
@@ -131,8 +109,7 @@ impl WebhookCommand {
     /// `-v N` on `serve`.
     pub fn log_level(&self) -> Option<&'static str> {
         match self {
-            #[cfg(feature = "online")]
-            WebhookCommand::Serve(settings) => settings.go_compat.klog.log_level(),
+            WebhookCommand::Serve(settings) => crate::net::webhook_log_level(settings),
             _ => None,
         }
     }
@@ -141,53 +118,10 @@ impl WebhookCommand {
 /// Runs a webhook subcommand.
 pub fn run(cmd: WebhookCommand) -> Result<()> {
     match cmd {
-        #[cfg(feature = "online")]
-        WebhookCommand::Serve(settings) => serve(*settings),
-        #[cfg(not(feature = "online"))]
-        WebhookCommand::Serve(a) => a.run("webhook serve"),
+        WebhookCommand::Serve(settings) => crate::net::webhook_serve(settings),
         WebhookCommand::Certs(a) => certs(a),
         WebhookCommand::Manifests(a) => manifests(a),
     }
-}
-
-#[cfg(feature = "online")]
-fn serve(settings: irsa_webhook::Settings) -> Result<()> {
-    if settings.go_compat.version() {
-        println!("irsa {}", crate::VERSION);
-        return Ok(());
-    }
-    for warning in settings.go_compat.ignored(settings.watch_config_map) {
-        status!("irsa webhook: warning: {warning}");
-    }
-    crate::rt::block_on(async move {
-        let client = irsa_webhook::server::client(&settings).await?;
-        let delay = std::time::Duration::from_secs(settings.shutdown_delay_seconds);
-        let running = irsa_webhook::run(settings, Some(client), None).await?;
-        status!(
-            "irsa webhook: serving https://{}/mutate, metrics http://{}/metrics",
-            running.addr,
-            running.metrics_addr
-        );
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("cannot watch SIGTERM")?;
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        // Unready first, still serving, so endpoints stop sending here;
-        // a second signal cuts the wait short.
-        running.begin_drain();
-        tracing::info!(delay = ?delay, "SIGTERM: /readyz fails now; serving on until the delay ends");
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-        tracing::info!("shutting down: draining in-flight requests");
-        running.shutdown();
-        running.wait().await;
-        Ok(())
-    })?
 }
 
 fn certs(a: CertsArgs) -> Result<()> {
@@ -343,20 +277,5 @@ mod tests {
             [IMAGE],
             "deploy/base/deployment.yaml must name {IMAGE} (the crate version is the tag)"
         );
-    }
-
-    #[test]
-    fn image_references_that_could_break_the_yaml_are_refused() {
-        for good in [
-            "registry.example.com:5000/team/irsa:0.1.0",
-            "irsa@sha256:0123abcd",
-            IMAGE,
-        ] {
-            assert_eq!(image_reference(good).as_deref(), Ok(good));
-        }
-        for bad in ["", "a b", "x\n  hostNetwork: true", "irsa:1\"", "irsa#1"] {
-            let err = image_reference(bad).unwrap_err();
-            assert!(err.contains("not an image reference"), "{err}");
-        }
     }
 }

@@ -59,7 +59,7 @@ pub(super) fn aws_links(r: &mut Report, a: &DoctorArgs, links: &RoleLinks<'_>) -
     };
     let (partition, account, role_name) = (arn.partition(), arn.account(), arn.name());
     let provider_arn = irsa_core::arn::oidc_provider(partition, account, host_path);
-    crate::rt::block_on(async {
+    crate::net::rt::block_on(async {
         let aws = connect(a).await;
         match aws.find_provider(host_path).await {
             Ok(Some(p)) => {
@@ -137,7 +137,7 @@ pub(super) fn stored_objects(
     bucket: &str,
     keys: &[String],
 ) -> Result<Result<Vec<Option<String>>, AwsError>> {
-    crate::rt::block_on(async {
+    crate::net::rt::block_on(async {
         let aws = irsa_aws::Aws::connect(&irsa_aws::Connect {
             profile: a.profile.clone(),
             region: Some(

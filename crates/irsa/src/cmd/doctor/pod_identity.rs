@@ -48,8 +48,8 @@ pub(super) fn links(
     let role_name = binding.role_name(&cfg.cluster);
     let path = irsa_core::plan::role_path(&cfg.cluster);
     let suffix = format!(":role{path}{role_name}");
-    crate::rt::block_on(async {
-        let client = crate::k8s::client(a.kubeconfig.as_deref())
+    crate::net::rt::block_on(async {
+        let client = crate::net::k8s::client(a.kubeconfig.as_deref())
             .await
             .context("doctor needs cluster access for the pod-identity links")?;
         let cm = Api::<ConfigMap>::namespaced(client.clone(), broker_ns)
@@ -143,7 +143,7 @@ pub(super) fn links(
         r.warn(may_assume, "not checked (--no-aws): a trust without the broker or its tag conditions makes STS refuse the broker", "run doctor without --no-aws, with credentials allowed iam:GetRole and iam:ListRoleTags");
         return Ok(());
     }
-    crate::rt::block_on(async {
+    crate::net::rt::block_on(async {
         let aws = super::aws::connect(a).await;
         let broker_name = pic.role_name(&cfg.cluster);
         let (role, broker) = (aws.role(&role_name).await, aws.role(&broker_name).await);

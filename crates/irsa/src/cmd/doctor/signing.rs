@@ -28,7 +28,7 @@ pub(super) fn signing_link(
     let observation = match issued {
         Some(token) => Observation::from_token(token),
         None if a.token.is_some() => return,
-        None => crate::observe::signing_key(a.kubeconfig.as_deref()),
+        None => crate::net::signing_key(a.kubeconfig.as_deref()),
     };
     let kids: Vec<String> = match bundle.keys() {
         Ok(keys) => keys.iter().map(|k| k.public.kid().to_string()).collect(),

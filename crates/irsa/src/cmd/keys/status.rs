@@ -1,6 +1,6 @@
 //! `irsa keys status`, and the observation of the signing key that
 //! `status` and the retire stage share: the CLI side of
-//! `irsa_core::rotation::judge` (the asking is `crate::observe`).
+//! `irsa_core::rotation::judge` (the asking is `crate::net::signing_key`).
 
 use std::path::Path;
 
@@ -74,7 +74,7 @@ pub(super) fn status(a: StatusArgs) -> Result<()> {
     let wait = TokenWait::new(a.max_token_lifetime, a.margin)?;
     let bundle = Bundle::load_file(&a.file)?;
     let now = Timestamp::saturating_from_unix(crate::cmd::now());
-    let observation = crate::observe::signing_key(a.kubeconfig.as_deref());
+    let observation = crate::net::signing_key(a.kubeconfig.as_deref());
     let finding = judged(&bundle, &observation, now)?;
     let bundle = match finding.record {
         Record::Keep => bundle,

@@ -1,4 +1,6 @@
 //! `irsa plan`, `irsa apply`, `irsa destroy`: AWS made to match irsa.yaml.
+//! A module of its own beside the verbs because `bind` and `unbind` run the
+//! same plan (or apply) after their edit.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
@@ -8,13 +10,13 @@ use irsa_aws::{Aws, AwsError, Connect};
 use irsa_core::plan::{self, Desired, Plan};
 use irsa_core::IssuerUrl;
 
-pub use super::aws_args::{ApplyArgs, Common, PlanArgs};
 use crate::bundle::Bundle;
 use crate::cfgedit::ConfigEdit;
+pub use crate::cmd::aws_args::{ApplyArgs, Common, PlanArgs};
+use crate::exit::Exit;
 use crate::output::status;
 use crate::output::Format;
 use crate::yamledit;
-use crate::Exit;
 
 struct Context_ {
     bundle: Bundle,
@@ -52,7 +54,7 @@ async fn load(c: &Common) -> Result<Context_> {
     // when it can be reached.
     if bundle.config.issuer.s3.is_none() {
         let host = bundle.config.issuer.url()?.host().to_string();
-        match crate::thumbprint::thumbprint(&host, c.net.ca_cert.as_deref(), &c.net.resolve).await {
+        match crate::net::thumbprint::thumbprint(&host, c.net.ca_cert.as_deref(), &c.net.resolve).await {
             Ok(t) => desired.thumbprints = vec![t],
             Err(e) => status!(
                 "warning: no provider thumbprint ({e:#}); AWS needs none when the issuer's certificate is from a public CA"
@@ -202,7 +204,7 @@ pub fn plan(a: PlanArgs) -> Result<()> {
 }
 
 fn plan_inner(a: PlanArgs) -> Result<()> {
-    crate::rt::block_on(async {
+    crate::net::rt::block_on(async {
         let ctx = load(&a.common).await?;
         refuse_locked_account(&ctx).await?;
         let actual = ctx.aws.read_actual(&ctx.desired).await?;
@@ -306,7 +308,7 @@ async fn execute(ctx: &Context_, plan: &Plan, format: Format, verb: &str) -> Res
 
 /// Runs `irsa apply`.
 pub fn apply(a: ApplyArgs) -> Result<()> {
-    crate::rt::block_on(async {
+    crate::net::rt::block_on(async {
         let mut ctx = load(&a.common).await?;
         refuse_locked_account(&ctx).await?;
         let mut approved = a.auto_approve;
@@ -387,7 +389,7 @@ fn conflicts_fail(plan: &Plan) -> Result<()> {
 
 /// Runs `irsa destroy`.
 pub fn destroy(a: ApplyArgs) -> Result<()> {
-    crate::rt::block_on(async {
+    crate::net::rt::block_on(async {
         let ctx = load(&a.common).await?;
         let actual = ctx.aws.read_actual(&ctx.desired).await?;
         let ours: BTreeSet<String> = ctx.desired.objects.keys().cloned().collect();

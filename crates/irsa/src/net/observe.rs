@@ -4,24 +4,19 @@
 //! accepts), reads the `kid` from the token's header and deletes the
 //! ServiceAccount again, also when the TokenRequest fails. The token is
 //! never printed or logged. The judgement is `irsa_core::rotation::judge`.
-//!
-//! The offline build has no Kubernetes client: there every observation
-//! says so.
 
 use std::path::Path;
 
 use irsa_core::rotation::Observation;
 
 /// Name prefix of the throwaway ServiceAccounts (`generateName`).
-#[cfg_attr(not(feature = "online"), allow(dead_code))]
 pub const PROBE_PREFIX: &str = "irsa-signing-probe-";
 
 /// Asks the cluster named by `kubeconfig` (else the usual discovery) which
 /// key it signs with.
-#[cfg(feature = "online")]
 pub fn signing_key(kubeconfig: Option<&Path>) -> Observation {
-    let observed = crate::rt::block_on(async {
-        match crate::k8s::client(kubeconfig).await {
+    let observed = super::rt::block_on(async {
+        match super::k8s::client(kubeconfig).await {
             Ok(client) => online::observe(&client).await,
             Err(e) => Observation::Unobserved(format!("no cluster access: {e}")),
         }
@@ -29,15 +24,6 @@ pub fn signing_key(kubeconfig: Option<&Path>) -> Observation {
     observed.unwrap_or_else(|e| Observation::Unobserved(format!("{e:#}")))
 }
 
-/// The offline build cannot ask a cluster.
-#[cfg(not(feature = "online"))]
-pub fn signing_key(_kubeconfig: Option<&Path>) -> Observation {
-    Observation::Unobserved(
-        "this offline build of irsa has no Kubernetes client (the full build observes it)".into(),
-    )
-}
-
-#[cfg(feature = "online")]
 mod online {
     use std::future::Future;
     use std::time::Duration;
