@@ -51,20 +51,11 @@ impl Forwarder {
         if !base.starts_with("https://") {
             bail!("--broker {broker:?} is not an https:// URL; write e.g. https://irsa-agent-broker.irsa-system.svc:8443");
         }
-        let pem = std::fs::read(ca_file)
-            .with_context(|| format!("cannot read --broker-ca-file {}", ca_file.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
-            format!(
-                "--broker-ca-file {} is not a PEM certificate bundle",
-                ca_file.display()
-            )
-        })?;
-        if certs.is_empty() {
-            bail!(
-                "--broker-ca-file {} holds no certificate",
-                ca_file.display()
-            );
-        }
+        let certs = irsa_webhook::tls::read_ca_bundle(ca_file, "--broker-ca-file")?
+            .iter()
+            .map(|der| reqwest::Certificate::from_der(der))
+            .collect::<Result<Vec<_>, _>>()
+            .context("cannot use --broker-ca-file")?;
         let client = reqwest::Client::builder()
             .https_only(true)
             .redirect(reqwest::redirect::Policy::none())

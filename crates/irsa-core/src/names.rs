@@ -63,6 +63,20 @@ pub fn is_role_name(name: &str) -> bool {
     (1..=MAX_ROLE_NAME).contains(&name.len()) && name.chars().all(is_role_name_char)
 }
 
+/// Longest inline policy name IAM accepts.
+pub const MAX_POLICY_NAME: usize = 128;
+
+/// Whether `name` is an IAM inline policy name: 1 to 128 of `[\w+=,.@-]`.
+pub fn is_policy_name(name: &str) -> bool {
+    (1..=MAX_POLICY_NAME).contains(&name.len()) && name.chars().all(is_role_name_char)
+}
+
+/// Whether `doc` can be an IAM policy document: an object with a
+/// `Statement`.
+pub fn is_policy_document(doc: &serde_json::Value) -> bool {
+    doc.get("Statement").is_some()
+}
+
 /// Checks a namespace: a DNS-1123 label.
 pub fn check_namespace(namespace: &str) -> Result<(), NameError> {
     if is_label(namespace.as_bytes()) {

@@ -1,6 +1,7 @@
-//! The Kubernetes client of the webhook: `--kubeconfig`, else the usual
-//! chain ($KUBECONFIG, ~/.kube/config, in-cluster), with `--kube-api`
-//! replacing the server.
+//! irsa's one Kubernetes client constructor, for the webhook, the agent
+//! and the CLI (`doctor`, `verify`, the signing-key probe): `--kubeconfig`,
+//! else the usual chain ($KUBECONFIG, ~/.kube/config, in-cluster), with
+//! the webhook's `--kube-api` replacing the server.
 
 use anyhow::{Context, Result};
 use kube::Client;

@@ -264,3 +264,63 @@ pub fn server_config(
     };
     Ok(config)
 }
+
+/// A PEM CA bundle named by `flag` (`--ca-cert`, `--broker-ca-file`): the
+/// one reader of such files, so every flag refuses an unreadable, malformed
+/// or empty bundle with the same words.
+pub fn read_ca_bundle(
+    path: &std::path::Path,
+    flag: &str,
+) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    use anyhow::Context;
+    let pem =
+        std::fs::read(path).with_context(|| format!("cannot read {flag} {}", path.display()))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))
+        .with_context(|| format!("{flag} {} is not a PEM certificate bundle", path.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("{flag} {} holds no certificate", path.display());
+    }
+    Ok(certs)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_bundle_is_read_whole_or_refused_naming_the_flag_and_file() {
+        let t = tempfile::tempdir().unwrap();
+        let err = |path: &Path| format!("{:#}", read_ca_bundle(path, "--ca-cert").unwrap_err());
+        let missing = t.path().join("missing.pem");
+        assert!(
+            err(&missing).starts_with("cannot read --ca-cert "),
+            "{}",
+            err(&missing)
+        );
+        let empty = t.path().join("empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        assert!(
+            err(&empty).ends_with("holds no certificate"),
+            "{}",
+            err(&empty)
+        );
+        let broken = t.path().join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        assert!(
+            err(&broken).contains("is not a PEM certificate bundle"),
+            "{}",
+            err(&broken)
+        );
+        let ca = rcgen::generate_simple_self_signed(vec!["ca.test".to_string()]).unwrap();
+        let two = t.path().join("two.pem");
+        std::fs::write(&two, format!("{}{}", ca.cert.pem(), ca.cert.pem())).unwrap();
+        assert_eq!(read_ca_bundle(&two, "--ca-cert").unwrap().len(), 2);
+    }
+}

@@ -8,7 +8,7 @@
 //! - `none`: no webhook registered;
 //! - `replay`: the least a webhook adding irsa's patch can cost (see
 //!   [`start_replay`]);
-//! - `irsa h1`: `irsa webhook serve` as shipped, HTTP/1.1 only;
+//! - `irsa h1`: `irsa webhook serve --http2=false` (the default), HTTP/1.1 only;
 //! - `irsa h2`: `irsa webhook serve --http2`, offering h2 in ALPN too.
 //!
 //! The API server offers only http/1.1, so the two irsa arms are the same
@@ -300,7 +300,7 @@ fn main() {
         let client = bed.client().await;
         namespace(&client, NS).await;
         service_account(&client, NS, "s3", Some(ROLE)).await;
-        let h1 = start_webhook(d, &bed.kubeconfig, "h1", &[]);
+        let h1 = start_webhook(d, &bed.kubeconfig, "h1", &["--http2=false"]);
         let h2 = start_webhook(d, &bed.kubeconfig, "h2", &["--http2"]);
         let ca = d.join("certs/ca.crt");
         for w in [&h1, &h2] {

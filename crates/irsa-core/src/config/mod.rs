@@ -438,6 +438,14 @@ impl IrsaConfig {
                     ));
                 }
             }
+            for (name, doc) in &b.inline_policies {
+                if !crate::names::is_policy_name(name) {
+                    p.push(format!("{at}: inline policy name {name:?} must be 1-128 characters of letters, digits and +=,.@_-"));
+                }
+                if !crate::names::is_policy_document(doc) {
+                    p.push(format!("{at}: inline policy {name:?} has no \"Statement\": it must be an IAM policy document ({{\"Version\": \"2012-10-17\", \"Statement\": [...]}})"));
+                }
+            }
             if let Some(arn) = &b.permissions_boundary {
                 if !arn.starts_with("arn:") || !arn.contains(":policy/") {
                     p.push(format!(
@@ -507,6 +515,30 @@ keys:
 bindings:
   - {namespace: default, serviceAccount: s3-echoer, policyArns: [arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess]}
 "#;
+
+    #[test]
+    fn hand_written_inline_policies_are_held_to_the_rules_bind_applies() {
+        let yaml = GOOD.replace(
+            "policyArns: [arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess]}",
+            "inlinePolicies: {\"read all!\": {Statement: []}, ok: {Version: '2012-10-17'}}}",
+        );
+        let err = IrsaConfig::from_yaml(&yaml)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("inline policy name \"read all!\" must be 1-128 characters"),
+            "{err}"
+        );
+        assert!(
+            err.contains("inline policy \"ok\" has no \"Statement\""),
+            "{err}"
+        );
+        let fine = GOOD.replace(
+            "policyArns: [arn:aws:iam::aws:policy/AmazonS3ReadOnlyAccess]}",
+            "inlinePolicies: {read-all: {Version: '2012-10-17', Statement: []}}}",
+        );
+        IrsaConfig::from_yaml(&fine).expect("a named policy document is fine");
+    }
 
     #[test]
     fn parses_and_round_trips() {

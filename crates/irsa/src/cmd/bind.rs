@@ -100,7 +100,7 @@ fn read_policy(path: &Path) -> Result<(String, serde_json::Value)> {
         .with_context(|| format!("cannot read policy file {}", path.display()))?;
     let doc: serde_json::Value = serde_yaml::from_str(&text)
         .with_context(|| format!("{} is not a JSON or YAML policy document", path.display()))?;
-    if doc.get("Statement").is_none() {
+    if !irsa_core::names::is_policy_document(&doc) {
         bail!(
             "{} has no \"Statement\": it must be an IAM policy document ({{\"Version\": \"2012-10-17\", \"Statement\": [...]}})",
             path.display()
@@ -109,12 +109,7 @@ fn read_policy(path: &Path) -> Result<(String, serde_json::Value)> {
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
-        .filter(|s| {
-            !s.is_empty()
-                && s.len() <= 128
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
-        })
+        .filter(|s| irsa_core::names::is_policy_name(s))
         .with_context(|| {
             format!(
                 "{}: the file name (without extension) names the inline policy and must be letters, digits or +=,.@_-",

@@ -137,7 +137,7 @@ pub fn run(a: VerifyArgs) -> Result<()> {
 }
 
 async fn apply_and_wait(a: &VerifyArgs, sa: ServiceAccount, job: Job) -> Result<()> {
-    let client = crate::net::k8s::client(a.kubeconfig.as_deref()).await?;
+    let client = irsa_webhook::server::client_from(a.kubeconfig.as_deref()).await?;
     let ns = &a.namespace;
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
     let params = PatchParams::apply("irsa").force();

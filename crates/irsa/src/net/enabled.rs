@@ -9,8 +9,6 @@
 mod aws_run;
 #[path = "fetcher.rs"]
 mod fetcher;
-#[path = "k8s.rs"]
-pub mod k8s;
 #[path = "observe.rs"]
 mod observe;
 #[path = "rt.rs"]

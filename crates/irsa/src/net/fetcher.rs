@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::fetch::{Fetched, Resolve};
 
@@ -27,14 +27,11 @@ impl Fetcher {
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("irsa/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = ca {
-            let pem = std::fs::read(ca)
-                .with_context(|| format!("cannot read --ca-cert {}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).with_context(|| {
-                format!("--ca-cert {} is not a PEM certificate bundle", ca.display())
-            })?;
-            if certs.is_empty() {
-                bail!("--ca-cert {} holds no certificate", ca.display());
-            }
+            let certs = irsa_webhook::tls::read_ca_bundle(ca, "--ca-cert")?
+                .iter()
+                .map(|der| reqwest::Certificate::from_der(der))
+                .collect::<Result<Vec<_>, _>>()
+                .context("cannot use --ca-cert")?;
             builder = builder.tls_certs_only(certs);
         }
         for r in resolves {

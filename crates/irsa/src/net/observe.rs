@@ -16,7 +16,7 @@ pub const PROBE_PREFIX: &str = "irsa-signing-probe-";
 /// key it signs with.
 pub fn signing_key(kubeconfig: Option<&Path>) -> Observation {
     let observed = super::rt::block_on(async {
-        match super::k8s::client(kubeconfig).await {
+        match irsa_webhook::server::client_from(kubeconfig).await {
             Ok(client) => online::observe(&client).await,
             Err(e) => Observation::Unobserved(format!("no cluster access: {e}")),
         }

@@ -30,7 +30,7 @@ pub(super) struct FromCluster {
 
 /// Walks the cluster links; the token and role ARN when they hold.
 pub(super) async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Option<FromCluster>> {
-    let client = crate::net::k8s::client(a.kubeconfig.as_deref())
+    let client = irsa_webhook::server::client_from(a.kubeconfig.as_deref())
         .await
         .context(
         "doctor needs cluster access for these links; without it use --token FILE --role-arn ARN",

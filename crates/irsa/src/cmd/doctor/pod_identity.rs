@@ -49,7 +49,7 @@ pub(super) fn links(
     let path = irsa_core::plan::role_path(&cfg.cluster);
     let suffix = format!(":role{path}{role_name}");
     crate::net::rt::block_on(async {
-        let client = crate::net::k8s::client(a.kubeconfig.as_deref())
+        let client = irsa_webhook::server::client_from(a.kubeconfig.as_deref())
             .await
             .context("doctor needs cluster access for the pod-identity links")?;
         let cm = Api::<ConfigMap>::namespaced(client.clone(), broker_ns)
