@@ -231,9 +231,36 @@ pub struct Change {
     pub phase: Phase,
 }
 
+/// What a step does to its resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Creates it (`+`).
+    Create,
+    /// Changes it (`~`).
+    Change,
+    /// Deletes it (`-`).
+    Delete,
+}
+
+impl Effect {
+    /// How a plan shows it.
+    pub fn symbol(self) -> char {
+        match self {
+            Effect::Create => '+',
+            Effect::Change => '~',
+            Effect::Delete => '-',
+        }
+    }
+}
+
 impl Action {
     /// How a plan shows this step: `+` creates, `~` changes, `-` deletes.
     pub fn symbol(&self) -> char {
+        self.effect().symbol()
+    }
+
+    /// What this step does to its resource.
+    pub fn effect(&self) -> Effect {
         match self {
             Action::CreateBucket
             | Action::CreateProvider { .. }
@@ -245,7 +272,7 @@ impl Action {
             | Action::BlockAllPublicAccess { creates: true }
             | Action::PutBucketPolicy { creates: true, .. }
             | Action::PutObject { creates: true, .. }
-            | Action::PutInline { creates: true, .. } => '+',
+            | Action::PutInline { creates: true, .. } => Effect::Create,
             Action::DeleteBucket
             | Action::DeleteBucketPolicy
             | Action::DeleteObject { .. }
@@ -254,7 +281,7 @@ impl Action {
             | Action::DetachPolicy { .. }
             | Action::DeleteInline { .. }
             | Action::DeleteDistribution { .. }
-            | Action::DeleteOac { .. } => '-',
+            | Action::DeleteOac { .. } => Effect::Delete,
             Action::TagBucket
             | Action::AllowPublicPolicy { creates: false }
             | Action::PutBucketPolicy { creates: false, .. }
@@ -272,7 +299,7 @@ impl Action {
             | Action::UpdateOac { .. }
             | Action::UpdateDistribution { .. }
             | Action::Invalidate { .. }
-            | Action::DisableDistribution { .. } => '~',
+            | Action::DisableDistribution { .. } => Effect::Change,
         }
     }
 }

@@ -21,7 +21,7 @@ pub use actual::{
     role_path, Actual, ActualDistribution, ActualOac, ActualProvider, ActualRole, DistributionShape,
 };
 pub use bucket::{public_hosting_refusal, AccountPublicAccess};
-pub use change::{lanes, phases, Action, Change, Phase};
+pub use change::{lanes, phases, Action, Change, Effect, Phase};
 pub use cloudfront::{recorded_url_problem, ALLOWED_METHODS, OAC_SETTINGS, VIEWER_PROTOCOL_POLICY};
 pub(crate) use desired::statements;
 pub use desired::{Desired, DesiredCloudFront, DesiredRole, RoleKind, BROKER_MODE, MODE_TAG};

@@ -7,7 +7,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context, Result};
 use irsa_aws::{Aws, AwsError, Connect};
-use irsa_core::plan::{self, Desired, Plan};
+use irsa_core::plan::{self, Desired, Effect, Plan};
 use irsa_core::IssuerUrl;
 
 use crate::bundle::Bundle;
@@ -128,12 +128,17 @@ fn print_plan(plan: &Plan, format: Format, title: &str) {
         for c in &plan.changes {
             println!("  {c}");
         }
-        let count = |s: char| plan.changes.iter().filter(|c| c.symbol() == s).count();
+        let count = |e: Effect| {
+            plan.changes
+                .iter()
+                .filter(|c| c.action.effect() == e)
+                .count()
+        };
         println!(
             "{} to create, {} to change, {} to delete.",
-            count('+'),
-            count('~'),
-            count('-')
+            count(Effect::Create),
+            count(Effect::Change),
+            count(Effect::Delete)
         );
     }
     for conflict in plan.conflicts.iter().chain(&plan.withheld) {
