@@ -315,3 +315,148 @@ fn bind_refuses_a_malformed_account_and_shows_the_placeholder() {
         stdout(&good)
     );
 }
+
+/// Holds irsa.yaml's advisory lock (util-linux `flock`, the same flock(2)
+/// lock irsa takes) until the returned child's stdin is closed.
+fn hold_lock(dir: &Path) -> Child {
+    let holder = Command::new("flock")
+        .arg(dir.join(".irsa.yaml.lock"))
+        .arg("cat")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let free = Command::new("flock")
+            .args(["-n"])
+            .arg(dir.join(".irsa.yaml.lock"))
+            .arg("true")
+            .status()
+            .unwrap();
+        if !free.success() {
+            return holder;
+        }
+        assert!(Instant::now() < deadline, "flock never took the lock");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn unbind_waits_for_an_edit_in_progress_and_keeps_it() {
+    let t = tempdir();
+    let d = t.path();
+    init(d);
+    let out = run_in(
+        d,
+        &["bind", "-n", "app", "-s", "first", "--no-plan"]
+            .into_iter()
+            .chain(["--policy-arn", "arn:aws:iam::aws:policy/ReadOnlyAccess"])
+            .collect::<Vec<_>>(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Another edit holds the lock; unbind starts meanwhile.
+    let mut holder = hold_lock(d);
+    let unbind = irsa()
+        .current_dir(d)
+        .args(["unbind", "-n", "app", "-s", "first", "--no-plan"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The other edit writes its change, then releases the lock.
+    let text = fs::read_to_string(d.join("irsa.yaml")).unwrap();
+    let edited = text.replace(
+        "bindings:\n",
+        "bindings:\n- namespace: web\n  serviceAccount: site\n",
+    );
+    assert_ne!(edited, text, "the edit applies to {text}");
+    fs::write(d.join("irsa.yaml"), &edited).unwrap();
+    drop(holder.stdin.take());
+    holder.wait().unwrap();
+    let out = unbind.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        bindings(&d.join("irsa.yaml")),
+        ["web/site"],
+        "unbind edited the file as the other edit left it"
+    );
+}
+
+#[test]
+#[cfg_attr(
+    not(feature = "online"),
+    ignore = "reads the served JWKS over HTTPS: a full-build command"
+)]
+fn keys_rotate_refuses_a_file_changed_while_it_checked_the_jwks() {
+    const HOST: &str = "oidc.irsa.test";
+    let t = tempdir();
+    let d = t.path();
+    let out = run_in(
+        d,
+        &[
+            "init",
+            "--cluster",
+            "prod",
+            "--issuer",
+            &format!("https://{HOST}/prod"),
+            "--dir",
+            ".",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_in(d, &["keys", "rotate", "--stage", "publish"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The issuer host serves the JWKS with the next key.
+    let site = d.join("site");
+    fs::create_dir_all(site.join("prod/openid/v1")).unwrap();
+    fs::copy(
+        d.join("issuer/openid/v1/jwks"),
+        site.join("prod/openid/v1/jwks"),
+    )
+    .unwrap();
+    let server = common::https::serve(site, &[HOST]);
+    // --ca-cert is a named pipe: the switch reads it after it has read
+    // irsa.yaml and before it writes its edit.
+    let pipe = d.join("ca.pem");
+    assert!(Command::new("mkfifo")
+        .arg(&pipe)
+        .status()
+        .unwrap()
+        .success());
+    let switch = irsa()
+        .current_dir(d)
+        .args(["keys", "rotate", "--stage", "switch", "--ca-cert", "ca.pem"])
+        .args(["--resolve", &format!("{HOST}={}", server.addr)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let writer = wait_until_read(&pipe);
+    let by_hand = format!(
+        "# ops: rotate yearly\n{}",
+        fs::read_to_string(d.join("irsa.yaml")).unwrap()
+    );
+    fs::write(d.join("irsa.yaml"), &by_hand).unwrap();
+    let mut writer = writer;
+    writer.write_all(server.ca_pem.as_bytes()).unwrap();
+    drop(writer);
+    let out = switch.wait_with_output().unwrap();
+    assert!(
+        stdout(&out).contains("publishes the next key"),
+        "the check itself passed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("changed on disk since irsa read it"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        fs::read_to_string(d.join("irsa.yaml")).unwrap(),
+        by_hand,
+        "the hand edit is kept and no key was switched"
+    );
+}
