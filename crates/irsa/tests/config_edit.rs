@@ -318,14 +318,16 @@ fn bind_refuses_a_malformed_account_and_shows_the_placeholder() {
 
 /// Holds irsa.yaml's advisory lock (util-linux `flock`, the same flock(2)
 /// lock irsa takes) until the returned child's stdin is closed.
-fn hold_lock(dir: &Path) -> Child {
-    let holder = Command::new("flock")
-        .arg(dir.join(".irsa.yaml.lock"))
-        .arg("cat")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+fn hold_lock(dir: &Path) -> common::testbed::Killed {
+    let holder = common::testbed::Killed(
+        Command::new("flock")
+            .arg(dir.join(".irsa.yaml.lock"))
+            .arg("cat")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let free = Command::new("flock")
@@ -372,8 +374,8 @@ fn unbind_waits_for_an_edit_in_progress_and_keeps_it() {
     );
     assert_ne!(edited, text, "the edit applies to {text}");
     fs::write(d.join("irsa.yaml"), &edited).unwrap();
-    drop(holder.stdin.take());
-    holder.wait().unwrap();
+    drop(holder.0.stdin.take());
+    holder.0.wait().unwrap();
     let out = unbind.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
