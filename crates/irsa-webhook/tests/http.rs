@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use irsa_webhook::{run, Running};
 use serde_json::{json, Value};
-use support::{client, settings, store_with_role, write_certs};
+use support::{client, connector, settings, store_with_role, tls, write_certs};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn review(with_types: bool) -> Value {
     let mut r = json!({
@@ -496,5 +497,154 @@ async fn oversized_bodies_are_answered_with_413_not_a_reset() {
             ((3 * 1024 * 1024, "413".into()), 20),
         ]),
     );
+    running.shutdown();
+}
+
+/// What a client pushing an oversized body sees: the first bytes of the
+/// answer (empty if none came) and how many body bytes it could write
+/// before the server stopped reading (at most `limit`), sending `chunk`
+/// bytes every `pause`.
+async fn push_oversized(
+    addr: std::net::SocketAddr,
+    dir: &Path,
+    head: &str,
+    limit: usize,
+    chunk: usize,
+    pause: Duration,
+) -> (String, usize, Duration) {
+    let mut stream = tls(addr, &connector(dir)).await;
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let read = tokio::spawn(async move {
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        // Until the server closes (bounded by the test's own deadline).
+        while let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_secs(20), reader.read(&mut buf)).await
+        {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+        (answer, started.elapsed())
+    });
+    let block = vec![b' '; chunk];
+    let mut written = 0;
+    while written < limit && started.elapsed() < Duration::from_secs(20) {
+        if read.is_finished() {
+            break;
+        }
+        let step = chunk.min(limit - written);
+        match tokio::time::timeout(Duration::from_secs(5), writer.write_all(&block[..step])).await {
+            Ok(Ok(())) => written += step,
+            _ => break,
+        }
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    let (answer, closed_after) = read.await.unwrap();
+    let head = String::from_utf8_lossy(&answer[..answer.len().min(12)]).into_owned();
+    (head, written, closed_after)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rest_of_an_oversized_body_is_drained_at_most_4_mib_and_2_s() {
+    use irsa_webhook::limits::{DRAIN_BYTES, DRAIN_TIME};
+    let t = tempfile::tempdir().unwrap();
+    write_certs(t.path(), "webhook");
+    let running = run(settings(t.path()), None, Some(store_with_role()))
+        .await
+        .unwrap();
+    let chunked = "POST /mutate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+    // Chunked, fast: the server drains 4 MiB past the 64 KiB limit, then
+    // closes; the client could not go on to 64 MiB.
+    let mut body_chunk = format!("{:x}\r\n", 64 * 1024).into_bytes();
+    body_chunk.extend(vec![b' '; 64 * 1024]);
+    body_chunk.extend(b"\r\n");
+    let (answer, written, _) = {
+        let mut stream = tls(running.addr, &connector(t.path())).await;
+        stream.write_all(chunked.as_bytes()).await.unwrap();
+        let started = Instant::now();
+        let mut written = 0usize;
+        while written < 64 * 1024 * 1024 && started.elapsed() < Duration::from_secs(20) {
+            match tokio::time::timeout(Duration::from_secs(3), stream.write_all(&body_chunk)).await
+            {
+                Ok(Ok(())) => written += body_chunk.len(),
+                _ => break,
+            }
+        }
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut answer)).await;
+        (
+            String::from_utf8_lossy(&answer[..answer.len().min(12)]).into_owned(),
+            written,
+            (),
+        )
+    };
+    println!("chunked, as fast as it goes: {written} bytes written before the server stopped reading; answer {answer:?}");
+    // 4 MiB drained, plus what the two sockets' buffers hold.
+    assert!(
+        written < DRAIN_BYTES + 20 * 1024 * 1024,
+        "the server stopped reading: {written} bytes"
+    );
+    assert!(
+        written >= DRAIN_BYTES,
+        "it read on past the limit first (so the client sees the 413): {written}"
+    );
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+
+    // Chunked, slow: 1 KiB every 50 ms after the first 70 KiB; the drain
+    // gives up after 2 s and the connection closes.
+    let mut head = chunked.to_string();
+    head.push_str(&format!("{:x}\r\n{}\r\n", 70 * 1024, " ".repeat(70 * 1024)));
+    let (answer, _, closed_after) = {
+        let mut stream = tls(running.addr, &connector(t.path())).await;
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let started = Instant::now();
+        let slow = format!("{:x}\r\n{}\r\n", 1024, " ".repeat(1024));
+        let mut answer = Vec::new();
+        let mut buf = [0u8; 4096];
+        let closed = loop {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "never closed: {answer:?}"
+            );
+            let _ = stream.write_all(slow.as_bytes()).await;
+            match tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => break started.elapsed(),
+                Ok(Ok(n)) => answer.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+        };
+        (
+            String::from_utf8_lossy(&answer[..answer.len().min(12)]).into_owned(),
+            0,
+            closed,
+        )
+    };
+    println!("chunked, 1 KiB every 50 ms: closed after {closed_after:?}; answer {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    assert!(
+        closed_after >= DRAIN_TIME && closed_after < DRAIN_TIME + Duration::from_secs(2),
+        "{closed_after:?}"
+    );
+
+    // Declared larger than the drain: not read at all, answered and closed.
+    let (answer, written, closed_after) = push_oversized(
+        running.addr,
+        t.path(),
+        "POST /mutate HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 67108864\r\n\r\n",
+        64 * 1024 * 1024,
+        64 * 1024,
+        Duration::ZERO,
+    )
+    .await;
+    println!("declared 64 MiB: {written} bytes written, closed after {closed_after:?}; answer {answer:?}");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer:?}");
+    assert!(written < 64 * 1024 * 1024, "{written}");
+    assert!(closed_after < Duration::from_secs(2), "{closed_after:?}");
     running.shutdown();
 }
