@@ -196,5 +196,50 @@ async fn roles_come_from_the_watched_config_map_and_annotations_win() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // A ConfigMap that does not parse: reported, the previous entries kept.
+    let mut cm = cms.get("pod-identity-webhook").await.unwrap();
+    cm.data = Some([("config".to_string(), "{not json".to_string())].into());
+    cms.replace("pod-identity-webhook", &PostParams::default(), &cm)
+        .await
+        .unwrap();
+    let log = || std::fs::read_to_string(d.join("webhook.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !log().contains("pod-identity-webhook ConfigMap not used; keeping the previous entries") {
+        assert!(
+            Instant::now() < deadline,
+            "the bad ConfigMap was not reported: {}",
+            log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        role_of_new_pod(&client, "app", "plain", "w1")
+            .await
+            .as_deref(),
+        Some(FROM_CM),
+        "the entries from before are still used"
+    );
+
+    // Deleted: its entries are dropped.
+    cms.delete("pod-identity-webhook", &Default::default())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut n = 0;
+    loop {
+        n += 1;
+        if role_of_new_pod(&client, "app", "plain", &format!("x{n}"))
+            .await
+            .is_none()
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the deleted ConfigMap's entries are still used"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     drop(bed);
 }
