@@ -12,11 +12,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::kustomize::{kustomize, workspace};
 use common::testbed::{free_port, Testbed};
+use common::webhook::{Options, Webhook};
 use common::*;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
@@ -182,59 +182,16 @@ async fn base_opt_in_and_strict_pass_a_server_side_dry_run() {
 }
 
 /// `irsa webhook serve` on 127.0.0.1:`port`; killed on drop.
-struct Webhook(Child);
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn start_webhook(dir: &Path, kubeconfig: &Path, port: u16) -> Webhook {
-    let log = std::fs::File::create(dir.join("webhook.log")).unwrap();
-    let child = irsa()
-        .current_dir(dir)
-        .args(["webhook", "serve", "--bind-address", "127.0.0.1"])
-        .args(["--tls-cert", "certs/tls.crt", "--tls-key", "certs/tls.key"])
-        .args(["--port", &port.to_string()])
-        .args(["--metrics-port", &free_port().to_string()])
-        .args(["--aws-default-region", "us-west-2"])
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Webhook(child)
-}
-
-async fn wait_ready(dir: &Path, port: u16) {
-    let ca =
-        reqwest::Certificate::from_pem(&std::fs::read(dir.join("certs/ca.crt")).unwrap()).unwrap();
-    let client = reqwest::Client::builder()
-        .tls_certs_only([ca])
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let url = format!("https://127.0.0.1:{port}/readyz");
-        if client
-            .get(url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "webhook not ready in 30 s: {}",
-            std::fs::read_to_string(dir.join("webhook.log")).unwrap_or_default()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    Webhook::start(
+        dir,
+        kubeconfig,
+        Options {
+            port: Some(port),
+            flags: &["--aws-default-region", "us-west-2"],
+            ..Options::default()
+        },
+    )
 }
 
 /// The overlay's rendered webhook configuration with only its clientConfig
@@ -362,8 +319,8 @@ async fn strict_overlay_refuses_a_pod_while_the_webhook_is_down_and_mutates_it_o
     }
 
     // Webhook up: the same pod is admitted, mutated.
-    let _webhook = start_webhook(d, &bed.kubeconfig, port);
-    wait_ready(d, port).await;
+    let webhook = start_webhook(d, &bed.kubeconfig, port);
+    webhook.ready().await;
     let stored = team
         .create(&PostParams::default(), &pod("web"))
         .await
@@ -387,7 +344,7 @@ async fn opt_in_overlay_mutates_only_labelled_namespaces_and_admits_bare_pods_wh
     namespace_with_account(&client, "other", json!({})).await;
     let port = free_port();
     let webhook = start_webhook(d, &bed.kubeconfig, port);
-    wait_ready(d, port).await;
+    webhook.ready().await;
     let ca = std::fs::read(d.join("certs/ca.crt")).unwrap();
     Api::<MutatingWebhookConfiguration>::all(client.clone())
         .create(

@@ -476,34 +476,20 @@ fn irsa_yaml_to_pod_credentials_through_the_roles_and_associations_it_rendered()
 
     // The webhook reads the same associations and mutates the pod the
     // API server stores.
-    let (port, metrics) = (common::testbed::free_port(), common::testbed::free_port());
-    let _webhook = common::testbed::Killed(
-        common::irsa()
-            .current_dir(env.dir.path())
-            .args(["webhook", "serve", "--bind-address=127.0.0.1"])
-            .args(["--tls-cert=certs/tls.crt", "--tls-key=certs/tls.key"])
-            .arg(format!("--port={port}"))
-            .arg(format!("--metrics-port={metrics}"))
-            .arg(format!(
-                "--watch-container-credentials-config={}",
-                env.path("associations.json").display()
-            ))
-            .arg("--kubeconfig")
-            .arg(&env.bed.kubeconfig)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(env.path("webhook.log")).unwrap())
-            .spawn()
-            .unwrap(),
+    let config = format!(
+        "--watch-container-credentials-config={}",
+        env.path("associations.json").display()
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "webhook: {}",
-            std::fs::read_to_string(env.path("webhook.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let webhook = common::webhook::Webhook::start(
+        env.dir.path(),
+        &env.bed.kubeconfig,
+        common::webhook::Options {
+            flags: &[&config],
+            ..Default::default()
+        },
+    );
+    env.rt.block_on(webhook.ready());
+    let port = webhook.port;
     env.rt.block_on(async {
         common::testbed::register_webhook(
             &env.bed.client().await,

@@ -13,10 +13,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::testbed::{free_port, register_webhook, Killed, Testbed, WebhookRegistration};
+use common::testbed::{free_port, register_webhook, Testbed, WebhookRegistration};
+use common::webhook::{Options, Webhook};
 use common::*;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
@@ -166,21 +166,14 @@ async fn a_role_bound_to_another_service_account_is_named_with_the_right_one() {
     drop(bed);
 }
 
-fn start_webhook(d: &Path, kubeconfig: &Path, port: u16) -> Killed {
-    let log = std::fs::File::create(d.join("webhook.log")).unwrap();
-    Killed(
-        irsa()
-            .current_dir(d)
-            .args(["webhook", "serve", "--bind-address", "127.0.0.1"])
-            .args(["--tls-cert", "certs/tls.crt", "--tls-key", "certs/tls.key"])
-            .args(["--port", &port.to_string()])
-            .args(["--metrics-port", &free_port().to_string()])
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
+fn start_webhook(d: &Path, kubeconfig: &Path, port: u16) -> Webhook {
+    Webhook::start(
+        d,
+        kubeconfig,
+        Options {
+            port: Some(port),
+            ..Options::default()
+        },
     )
 }
 

@@ -8,13 +8,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::pods::{
     create_pod, env_of, has_token_volume, namespace, service_account, simple_pod, wait_ready,
 };
-use common::testbed::{free_port, register_webhook, Testbed, WebhookRegistration};
+use common::testbed::{register_webhook, Testbed, WebhookRegistration};
+use common::webhook::{Options, Webhook};
 use common::*;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, Patch, PatchParams};
@@ -23,59 +24,24 @@ use serde_json::json;
 const ROLE: &str = "arn:aws:iam::111122223333:role/s3-reader";
 const ISSUER: &str = "https://oidc.irsa.test/e2e";
 
-/// The webhook process; killed on drop.
-struct Webhook {
-    child: Child,
-    port: u16,
-    metrics_port: u16,
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start_webhook(dir: &Path, kubeconfig: &Path) -> Webhook {
-    let (port, metrics_port) = (free_port(), free_port());
-    let log = std::fs::File::create(dir.join("webhook.log")).unwrap();
-    let child = irsa()
-        .current_dir(dir)
-        .args([
-            "webhook",
-            "serve",
-            "--bind-address",
-            "127.0.0.1",
-            "--tls-cert",
-            "certs/tls.crt",
-            "--tls-key",
-            "certs/tls.key",
-        ])
-        .args([
-            "--port",
-            &port.to_string(),
-            "--metrics-port",
-            &metrics_port.to_string(),
-            "--aws-default-region",
-            "us-west-2",
-            "--shutdown-delay-seconds",
-            "2",
-            // Offered so the test sees what the API server picks.
-            "--http2",
-        ])
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(["--log", "info"])
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    Webhook {
-        child,
-        port,
-        metrics_port,
-    }
+    Webhook::start(
+        dir,
+        kubeconfig,
+        Options {
+            flags: &[
+                "--aws-default-region",
+                "us-west-2",
+                "--shutdown-delay-seconds",
+                "2",
+                // Offered so the test sees what the API server picks.
+                "--http2",
+                "--log",
+                "info",
+            ],
+            ..Options::default()
+        },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,7 +394,7 @@ async fn webhook_against_real_apiserver() {
         "the swapped certificate is served"
     );
     let mut webhook = webhook;
-    let pid = webhook.child.id().to_string();
+    let pid = webhook.child.0.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
         .status()
@@ -467,7 +433,7 @@ async fn webhook_against_real_apiserver() {
     assert!(!leaf.contains("panicked"), "{leaf}");
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
-        if let Some(s) = webhook.child.try_wait().unwrap() {
+        if let Some(s) = webhook.child.0.try_wait().unwrap() {
             break s;
         }
         assert!(

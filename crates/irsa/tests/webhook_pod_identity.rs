@@ -12,10 +12,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::testbed::{free_port, register_webhook, Killed, Testbed, WebhookRegistration};
+use common::testbed::{register_webhook, Testbed, WebhookRegistration};
+use common::webhook::{Options, Webhook};
 use common::*;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
@@ -180,51 +180,21 @@ async fn container_credentials_fixtures_match_on_the_real_apiserver() {
         let file = d.join(format!("identities-{n}.json"));
         std::fs::write(&file, json!({ "identities": identities }).to_string()).unwrap();
 
-        let (port, metrics) = (free_port(), free_port());
-        let log = d.join(format!("webhook-{n}.log"));
-        let webhook = Killed(
-            irsa()
-                .current_dir(d)
-                .args(["webhook", "serve", "--bind-address=127.0.0.1"])
-                .args(["--tls-cert=certs/tls.crt", "--tls-key=certs/tls.key"])
-                .arg(format!("--port={port}"))
-                .arg(format!("--metrics-port={metrics}"))
-                .arg(format!(
-                    "--watch-container-credentials-config={}",
-                    file.display()
-                ))
-                .args(flags)
-                .arg("--kubeconfig")
-                .arg(&bed.kubeconfig)
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap())
-                .spawn()
-                .unwrap(),
+        let log = format!("webhook-{n}.log");
+        let config = format!("--watch-container-credentials-config={}", file.display());
+        let mut all: Vec<&str> = vec![&config];
+        all.extend(flags.iter().map(String::as_str));
+        let webhook = Webhook::start(
+            d,
+            &bed.kubeconfig,
+            Options {
+                log: &log,
+                flags: &all,
+                ..Options::default()
+            },
         );
-        let https = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(
-                &std::fs::read(d.join("certs/ca.crt")).unwrap(),
-            )
-            .unwrap()])
-            .timeout(Duration::from_secs(2))
-            .build()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = https
-                .get(format!("https://127.0.0.1:{port}/readyz"))
-                .send()
-                .await;
-            if ready.is_ok_and(|r| r.status() == 200) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not ready: {}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        webhook.ready().await;
+        let port = webhook.port;
         let name = format!("irsa-cc-{n}");
         register_webhook(
             &client,

@@ -9,6 +9,7 @@ pub mod kustomize;
 pub mod moto;
 pub mod pods;
 pub mod testbed;
+pub mod webhook;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
