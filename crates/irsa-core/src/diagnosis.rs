@@ -14,6 +14,7 @@ use crate::verify::verify_signature;
 use crate::Jwks;
 
 mod binding;
+pub mod iam;
 mod job;
 pub mod pod_identity;
 mod webhook;

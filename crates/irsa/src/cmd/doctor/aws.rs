@@ -1,12 +1,11 @@
-//! Doctor's AWS links: the IAM OIDC provider and its client IDs, the
-//! role's trust policy (evaluated by irsa), and optionally STS itself.
+//! Doctor's AWS links, gathered here and judged by
+//! `irsa_core::diagnosis::iam`: the IAM OIDC provider and its client IDs,
+//! the role's trust policy (evaluated by irsa), and optionally STS itself.
 
 use anyhow::Result;
 use irsa_aws::{AwsError, StsRefusal};
 use irsa_core::checks::Report;
-use irsa_core::trust::{self, Request};
-
-use irsa_core::arn::RoleArn;
+use irsa_core::diagnosis::iam;
 
 use super::DoctorArgs;
 
@@ -41,78 +40,42 @@ pub(super) struct RoleLinks<'a> {
 }
 
 pub(super) fn aws_links(r: &mut Report, a: &DoctorArgs, links: &RoleLinks<'_>) -> Result<()> {
-    let RoleLinks {
-        token,
-        role_arn,
-        host_path,
-        sub,
-        aud,
-        ..
-    } = *links;
-    let Ok(arn) = RoleArn::parse(role_arn) else {
-        r.fail(
-            "iam: role ARN",
-            format!("{role_arn:?} is not a role ARN"),
-            "use arn:aws:iam::ACCOUNT:role/[PATH/]NAME",
-        );
+    let Some(role) = iam::role_arn(r, links.role_arn) else {
         return Ok(());
     };
-    let (partition, account, role_name) = (arn.partition(), arn.account(), arn.name());
-    let provider_arn = irsa_core::arn::oidc_provider(partition, account, host_path);
     crate::net::rt::block_on(async {
         let aws = connect(a).await;
-        match aws.find_provider(host_path).await {
-            Ok(Some(p)) => {
-                r.pass("iam: OIDC provider", format!("{} exists", p.arn));
-                let missing: Vec<&String> = aud.iter().filter(|x| !p.client_ids.contains(*x)).collect();
-                r.check(
-                    missing.is_empty(),
-                    "iam: provider client IDs",
-                    format!("client IDs {:?} include the token's audience", p.client_ids),
-                    format!("the token's audience {missing:?} is not among the client IDs {:?} (STS: \"Incorrect token audience\")", p.client_ids),
-                    "add it: set the binding's `audience:` in irsa.yaml and `irsa apply`, or request the token with audience sts.amazonaws.com",
-                );
-                if p.arn != provider_arn {
-                    r.warn("iam: OIDC provider", format!("the provider is {} but the role is in account {account}", p.arn), "the provider must be in the role's account");
-                }
-            }
-            Ok(None) => r.fail(
-                "iam: OIDC provider",
-                format!("no IAM OIDC provider for {host_path} (STS: \"No OpenIDConnect provider found\")"),
-                format!("create it: `irsa apply` (provider URL https://{host_path}, no trailing slash)"),
-            ),
-            Err(e) => r.warn("iam: OIDC provider", format!("cannot read IAM: {e}"), "run doctor with credentials allowed iam:ListOpenIDConnectProviders and iam:GetOpenIDConnectProvider, or pass --no-aws"),
-        }
-        match aws.role(role_name).await {
-            Ok(Some(role)) => {
-                let req = Request {
-                    provider_arn: &provider_arn,
-                    host_path,
-                    sub,
-                    aud,
-                };
-                match trust::evaluate(&role.trust, &req) {
-                    Ok(()) => r.pass("iam: trust policy admits the token", format!("role {role_name} trusts {sub}")),
-                    Err(reasons) => r.fail(
-                        "iam: trust policy admits the token",
-                        reasons.join("; "),
-                        links.trust_fix.clone().unwrap_or_else(|| "fix the trust policy: `irsa plan` shows the repair for roles irsa manages (condition keys are host/path:sub without https://)".into()),
-                    ),
-                }
-            }
-            Ok(None) => r.fail(
-                "iam: role exists",
-                format!("no role {role_name}"),
-                "create it: add the binding (`irsa bind`) and `irsa apply`",
-            ),
-            Err(e) => r.warn(
-                "iam: trust policy admits the token",
-                format!("cannot read the role: {e}"),
-                "run doctor with iam:GetRole permission, or pass --no-aws",
-            ),
-        }
+        let provider = aws.find_provider(links.host_path).await;
+        iam::provider(
+            r,
+            &role,
+            links.host_path,
+            links.aud,
+            provider
+                .as_ref()
+                .map(Option::as_ref)
+                .map_err(ToString::to_string),
+        );
+        let actual = aws.role(role.name()).await;
+        iam::role_trust(
+            r,
+            &role,
+            iam::Token {
+                host_path: links.host_path,
+                sub: links.sub,
+                aud: links.aud,
+            },
+            actual
+                .as_ref()
+                .map(Option::as_ref)
+                .map_err(ToString::to_string),
+            links.trust_fix.clone(),
+        );
         if a.assume {
-            match aws.assume_role_with_web_identity(role_arn, token).await {
+            match aws
+                .assume_role_with_web_identity(links.role_arn, links.token)
+                .await
+            {
                 Ok(arn) => r.pass("sts: AssumeRoleWithWebIdentity", format!("assumed {arn}")),
                 Err(e) => {
                     let (link, fix) = sts_diagnosis(&e);
