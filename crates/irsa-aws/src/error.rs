@@ -55,6 +55,22 @@ pub(crate) fn call_err<E: ProvideErrorMetadata + std::fmt::Debug>(
 }
 
 impl AwsError {
+    /// Whether this error, from carrying out `action`, may have left a
+    /// bucket irsa created but did not tag: anything but S3 answering
+    /// `CreateBucket` with an error code (tagging after creation failed, or
+    /// no answer came).
+    pub fn may_leave_an_untagged_bucket(&self, action: &irsa_core::plan::Action) -> bool {
+        matches!(action, irsa_core::plan::Action::CreateBucket)
+            && !matches!(
+                self,
+                AwsError::Call {
+                    operation: "s3:CreateBucket",
+                    code: Some(_),
+                    ..
+                }
+            )
+    }
+
     /// The AWS error code, e.g. `EntityAlreadyExists`.
     pub fn code(&self) -> Option<&str> {
         match self {
@@ -77,6 +93,30 @@ mod tests {
     use aws_sdk_iam::error::ErrorMetadata;
 
     use super::*;
+
+    fn call(operation: &'static str, code: Option<&str>) -> AwsError {
+        AwsError::Call {
+            operation,
+            code: code.map(String::from),
+            message: code.unwrap_or("dispatch failure").to_string(),
+        }
+    }
+
+    #[test]
+    fn only_a_bucket_creation_s3_answered_leaves_no_untagged_bucket() {
+        use irsa_core::plan::Action;
+        let create = Action::CreateBucket;
+        assert!(!call("s3:CreateBucket", Some("BucketAlreadyExists"))
+            .may_leave_an_untagged_bucket(&create));
+        // No answer from S3: the bucket may exist.
+        assert!(call("s3:CreateBucket", None).may_leave_an_untagged_bucket(&create));
+        // Created, then tagging failed.
+        assert!(
+            call("s3:PutBucketTagging", Some("AccessDenied")).may_leave_an_untagged_bucket(&create)
+        );
+        assert!(AwsError::Unexpected("bad tag".into()).may_leave_an_untagged_bucket(&create));
+        assert!(!call("s3:PutBucketTagging", None).may_leave_an_untagged_bucket(&Action::TagBucket));
+    }
 
     fn sdk_error(code: Option<&str>, message: Option<&str>) -> ErrorMetadata {
         let mut b = ErrorMetadata::builder();

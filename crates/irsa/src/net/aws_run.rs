@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{bail, Context, Result};
-use irsa_aws::{Aws, AwsError, Connect};
+use irsa_aws::{Aws, Connect};
 use irsa_core::plan::{self, Desired, Effect, Plan};
 use irsa_core::IssuerUrl;
 
@@ -240,21 +240,6 @@ fn confirm(what: &str) -> Result<bool> {
     Ok(line.trim() == "yes")
 }
 
-/// Whether `action` failing with `error` may have left a bucket irsa
-/// created but did not tag: anything but S3 answering `CreateBucket` with
-/// an error code (tagging after creation failed, or no answer came).
-fn bucket_may_exist_untagged(action: &plan::Action, error: &AwsError) -> bool {
-    matches!(action, plan::Action::CreateBucket)
-        && !matches!(
-            error,
-            AwsError::Call {
-                operation: "s3:CreateBucket",
-                code: Some(_),
-                ..
-            }
-        )
-}
-
 async fn execute(ctx: &Context_, plan: &Plan, format: Format, verb: &str) -> Result<()> {
     let total = plan.changes.len();
     let started = std::sync::atomic::AtomicUsize::new(0);
@@ -281,7 +266,7 @@ async fn execute(ctx: &Context_, plan: &Plan, format: Format, verb: &str) -> Res
     // failed after reaching S3, or without a definite answer from it.
     let bucket_uncertain = failures
         .iter()
-        .any(|(c, e)| bucket_may_exist_untagged(&c.action, e));
+        .any(|(c, e)| e.may_leave_an_untagged_bucket(&c.action));
     if !bucket_uncertain {
         journal::clear(&ctx.bundle.dir);
     }
@@ -423,44 +408,4 @@ pub fn destroy(a: ApplyArgs) -> Result<()> {
         }
         Ok(())
     })?
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn call(operation: &'static str, code: Option<&str>) -> AwsError {
-        AwsError::Call {
-            operation,
-            code: code.map(String::from),
-            message: code.unwrap_or("dispatch failure").to_string(),
-        }
-    }
-
-    #[test]
-    fn only_a_bucket_creation_s3_answered_leaves_no_untagged_bucket() {
-        let create = plan::Action::CreateBucket;
-        assert!(!bucket_may_exist_untagged(
-            &create,
-            &call("s3:CreateBucket", Some("BucketAlreadyExists"))
-        ));
-        // No answer from S3: the bucket may exist.
-        assert!(bucket_may_exist_untagged(
-            &create,
-            &call("s3:CreateBucket", None)
-        ));
-        // Created, then tagging failed.
-        assert!(bucket_may_exist_untagged(
-            &create,
-            &call("s3:PutBucketTagging", Some("AccessDenied"))
-        ));
-        assert!(bucket_may_exist_untagged(
-            &create,
-            &AwsError::Unexpected("bad tag".into())
-        ));
-        assert!(!bucket_may_exist_untagged(
-            &plan::Action::TagBucket,
-            &call("s3:PutBucketTagging", None)
-        ));
-    }
 }
