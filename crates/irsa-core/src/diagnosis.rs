@@ -17,6 +17,7 @@ mod binding;
 pub mod iam;
 mod job;
 pub mod pod_identity;
+pub mod service_account;
 mod webhook;
 
 pub use binding::{judge_binding, subject_of, BindingFinding, RoleSource};

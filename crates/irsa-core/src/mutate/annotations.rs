@@ -37,6 +37,15 @@ impl SaIdentity {
         };
         (id != Self::default()).then_some(id)
     }
+
+    /// The audience the webhook gives this ServiceAccount's token: its
+    /// `audience` annotation, else `default` (the webhook's
+    /// `--token-audience`); `None` when that is empty (the token then
+    /// carries the API server's own audiences).
+    pub fn token_audience<'a>(this: Option<&'a Self>, default: &'a str) -> Option<&'a str> {
+        let audience = this.and_then(|s| s.audience.as_deref()).unwrap_or(default);
+        (!audience.is_empty()).then_some(audience)
+    }
 }
 
 /// Go `strconv.ParseBool`.

@@ -142,10 +142,9 @@ pub fn mutate_with<'a>(
     }
     let cc = &cfg.container_credentials;
     let audience = if pod_identity {
-        &cc.audience
+        cc.audience.as_str()
     } else {
-        sa.and_then(|s| s.audience.as_deref())
-            .unwrap_or(&cfg.audience)
+        SaIdentity::token_audience(sa, &cfg.audience).unwrap_or_default()
     };
     let regional = sa.and_then(|s| s.regional_sts).unwrap_or(cfg.regional_sts);
     let pod_skip = pod

@@ -11,15 +11,13 @@ use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
 use kube::api::{Api, PostParams};
 
-use irsa_core::arn::RoleArn;
+use irsa_core::diagnosis::service_account;
 
 use super::DoctorArgs;
 
 mod pods;
 pub(super) mod webhook;
 
-const ROLE_ANNOTATION: &str = "eks.amazonaws.com/role-arn";
-const AUDIENCE_ANNOTATION: &str = "eks.amazonaws.com/audience";
 const DEFAULT_AUDIENCE: &str = irsa_core::config::DEFAULT_AUDIENCE;
 
 /// What the cluster links found.
@@ -94,47 +92,22 @@ pub(super) async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Opti
         }
         None => {}
     }
-    let Some(sa) = sa else {
+    if sa.is_none() {
         r.fail(
             "serviceaccount: exists",
             format!("no ServiceAccount {ns}/{sa_name}"),
             format!("create it: `irsa bind -n {ns} -s {sa_name} ...` prints the manifest"),
         );
         return Ok(None);
-    };
-    let annotations = sa.metadata.annotations.clone().unwrap_or_default();
-    let role_arn = match annotations.get(ROLE_ANNOTATION) {
-        Some(arn) if RoleArn::parse(arn).is_ok() => {
-            r.pass(
-                "serviceaccount: role-arn annotation",
-                format!("{ns}/{sa_name}: {arn}"),
-            );
-            Some(arn.clone())
-        }
-        Some(arn) => {
-            r.fail(
-                "serviceaccount: role-arn annotation",
-                format!("{ROLE_ANNOTATION} is {arn:?}, not a role ARN"),
-                "set it to arn:aws:iam::ACCOUNT:role/[PATH/]NAME (`irsa bind` prints the exact value)",
-            );
-            None
-        }
-        None => {
-            r.fail(
-                "serviceaccount: role-arn annotation",
-                format!("{ns}/{sa_name} has no {ROLE_ANNOTATION} annotation, so the webhook leaves its pods alone"),
-                format!("kubectl annotate serviceaccount -n {ns} {sa_name} {ROLE_ANNOTATION}=arn:aws:iam::ACCOUNT:role/... (or `irsa bind -n {ns} -s {sa_name}`)"),
-            );
-            None
-        }
-    };
-    let audience = annotations
-        .get(AUDIENCE_ANNOTATION)
-        .cloned()
-        .unwrap_or_else(|| DEFAULT_AUDIENCE.to_string());
+    }
+    let role_arn =
+        service_account::role_annotation(r, ns, &sa_name, identity.as_ref(), DEFAULT_PREFIX);
+    let audience = SaIdentity::token_audience(identity.as_ref(), DEFAULT_AUDIENCE);
+    let audience_text =
+        audience.unwrap_or("the API server's own (the audience annotation is empty)");
     let request = TokenRequest {
         spec: TokenRequestSpec {
-            audiences: vec![audience.clone()],
+            audiences: audience.map(str::to_string).into_iter().collect(),
             expiration_seconds: Some(600),
             ..TokenRequestSpec::default()
         },
@@ -148,7 +121,7 @@ pub(super) async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Opti
         Err(e) => {
             r.fail(
                 "token: TokenRequest",
-                format!("the apiserver did not issue a token for {ns}/{sa_name} with audience {audience}: {e}"),
+                format!("the apiserver did not issue a token for {ns}/{sa_name} with audience {audience_text}: {e}"),
                 "the apiserver needs --service-account-signing-key-file and --service-account-issuer (`irsa cluster config`)",
             );
             None
@@ -159,7 +132,7 @@ pub(super) async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Opti
     };
     r.pass(
         "token: TokenRequest",
-        format!("token issued for {ns}/{sa_name}, audience {audience}"),
+        format!("token issued for {ns}/{sa_name}, audience {audience_text}"),
     );
     Ok(role_arn.map(|role_arn| FromCluster { token, role_arn }))
 }
