@@ -460,6 +460,58 @@ fn indexes(keys: &[KeyConfig], state: KeyState) -> Vec<usize> {
         .collect()
 }
 
+/// Where a rotation stands and what to do next, in words, for the bundle
+/// whose config is `file`: (state, next step). `signing` is what the
+/// cluster was observed signing with, when it was; `now` decides whether
+/// the token wait has passed.
+pub fn describe(
+    cfg: &crate::IrsaConfig,
+    wait: TokenWait,
+    file: &str,
+    signing: Option<&SigningFinding>,
+    now: Timestamp,
+) -> (String, String) {
+    let f = file;
+    match standing(&cfg.keys, wait) {
+        Standing::Published { next } => (
+            format!("stage publish done: {} is published as the next key", cfg.keys[next].public_key),
+            format!("1. `irsa apply -f {f}` (the JWKS now carries both keys); 2. give every apiserver both public keys (`irsa cluster config -f {f} ... -o DIR --force`, copy DIR/pki/, restart), still signing with the active key; 3. `irsa keys rotate -f {f} --stage switch`"),
+        ),
+        Standing::Switched { previous, retire_ready } => {
+            let rollout = format!("roll the new signing key out: `irsa cluster config -f {f} ... -o DIR --force`, copy DIR/pki/ to every control-plane node and restart every kube-apiserver and kube-controller-manager");
+            let wait = match retire_ready {
+                Some(t) if t > now => format!(
+                    "wait until {t} ({} s from now) so every token the old key signed has expired, then `irsa keys rotate -f {f} --stage retire`",
+                    t.unix() - now.unix()
+                ),
+                _ => format!("`irsa keys rotate -f {f} --stage retire` (the token wait has passed)"),
+            };
+            let next = match signing.map(|s| s.verdict) {
+                Some(Verdict::Expected) => wait,
+                Some(Verdict::Unexpected) => format!("1. {rollout}; 2. check with `irsa keys status -f {f}` until the cluster signs with the active key; 3. {wait}"),
+                Some(Verdict::Unobserved) | None => format!("1. {rollout} if not done; 2. check with `irsa keys status -f {f} --kubeconfig FILE` that the cluster signs with the active key; 3. {wait}"),
+            };
+            (
+                format!(
+                    "stage switch done: {} is irsa.yaml's active key; {} still verif{}",
+                    cfg.active_key().map_or("(none)", |k| k.public_key.as_str()),
+                    previous
+                        .iter()
+                        .map(|&i| cfg.keys[i].public_key.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if previous.len() == 1 { "ies" } else { "y" }
+                ),
+                next,
+            )
+        }
+        Standing::Idle => (
+            "no rotation in progress".into(),
+            format!("`irsa keys rotate -f {f} --stage publish` starts one"),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod signing_tests;
 #[cfg(test)]

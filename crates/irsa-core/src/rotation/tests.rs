@@ -340,3 +340,22 @@ fn token_wait_refuses_negative_seconds_and_never_overflows() {
     assert_eq!(retire_ready(&switched(), huge), Some(Timestamp::MAX));
     assert!(retire(&switched(), huge, t(0), false).is_err());
 }
+
+#[test]
+fn describe_names_the_stage_done_and_the_next_step_from_the_clock_and_the_observation() {
+    let mut cfg = crate::IrsaConfig::from_yaml(crate::config::tests::GOOD).unwrap();
+    cfg.keys = idle();
+    let (state, next) = describe(&cfg, wait(), "b/irsa.yaml", None, t(0));
+    assert_eq!(state, "no rotation in progress");
+    assert!(next.contains("irsa keys rotate -f b/irsa.yaml --stage publish"), "{next}");
+
+    cfg.keys = switched();
+    let (state, next) = describe(&cfg, wait(), "b/irsa.yaml", None, t(60));
+    assert!(state.starts_with("stage switch done: keys/"), "{state}");
+    assert!(
+        next.contains("wait until") && next.contains("--kubeconfig FILE"),
+        "not observed: roll out, check, wait: {next}"
+    );
+    let (_, after) = describe(&cfg, wait(), "b/irsa.yaml", None, t(READY + 60));
+    assert!(after.contains("(the token wait has passed)"), "{after}");
+}

@@ -1,14 +1,12 @@
 //! `irsa keys generate`, and staged rotation: `irsa keys rotate`,
 //! `irsa keys status`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use irsa_core::config::{KeyConfig, KeyState};
-use irsa_core::rotation::{
-    self, RetireOverrides, RotationError, Served, SigningFinding, Standing, TokenWait, Verdict,
-};
+use irsa_core::rotation::{self, RetireOverrides, RotationError, Served, TokenWait, Verdict};
 use irsa_core::{Algorithm, PrivateKey, Timestamp};
 
 use crate::bundle::Bundle;
@@ -133,56 +131,6 @@ pub fn run(cmd: KeysCommand) -> Result<()> {
     }
 }
 
-/// Where a rotation stands, and the next step; `signing` is what was
-/// observed of the cluster, when it was asked.
-fn describe(
-    cfg: &irsa_core::IrsaConfig,
-    wait: TokenWait,
-    file: &Path,
-    signing: Option<&SigningFinding>,
-) -> (String, String) {
-    let f = file.display();
-    match rotation::standing(&cfg.keys, wait) {
-        Standing::Published { next } => (
-            format!("stage publish done: {} is published as the next key", cfg.keys[next].public_key),
-            format!("1. `irsa apply -f {f}` (the JWKS now carries both keys); 2. give every apiserver both public keys (`irsa cluster config -f {f} ... -o DIR --force`, copy DIR/pki/, restart), still signing with the active key; 3. `irsa keys rotate -f {f} --stage switch`"),
-        ),
-        Standing::Switched { previous, retire_ready } => {
-            let now = Timestamp::saturating_from_unix(crate::cmd::now());
-            let rollout = format!("roll the new signing key out: `irsa cluster config -f {f} ... -o DIR --force`, copy DIR/pki/ to every control-plane node and restart every kube-apiserver and kube-controller-manager");
-            let wait = match retire_ready {
-                Some(t) if t > now => format!(
-                    "wait until {t} ({} s from now) so every token the old key signed has expired, then `irsa keys rotate -f {f} --stage retire`",
-                    t.unix() - now.unix()
-                ),
-                _ => format!("`irsa keys rotate -f {f} --stage retire` (the token wait has passed)"),
-            };
-            let next = match signing.map(|s| s.verdict) {
-                Some(Verdict::Expected) => wait,
-                Some(Verdict::Unexpected) => format!("1. {rollout}; 2. check with `irsa keys status -f {f}` until the cluster signs with the active key; 3. {wait}"),
-                Some(Verdict::Unobserved) | None => format!("1. {rollout} if not done; 2. check with `irsa keys status -f {f} --kubeconfig FILE` that the cluster signs with the active key; 3. {wait}"),
-            };
-            (
-                format!(
-                    "stage switch done: {} is irsa.yaml's active key; {} still verif{}",
-                    cfg.active_key().map_or("(none)", |k| k.public_key.as_str()),
-                    previous
-                        .iter()
-                        .map(|&i| cfg.keys[i].public_key.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    if previous.len() == 1 { "ies" } else { "y" }
-                ),
-                next,
-            )
-        }
-        Standing::Idle => (
-            "no rotation in progress".into(),
-            format!("`irsa keys rotate -f {f} --stage publish` starts one"),
-        ),
-    }
-}
-
 /// A stage's refusal as the CLI reports it: a failed safety check is
 /// printed and exits 1; anything else is an input error (exit 2).
 fn refused(e: RotationError) -> anyhow::Error {
@@ -255,7 +203,13 @@ fn rotate(a: RotateArgs) -> Result<()> {
                 "published next key {public} (kid {}); private key {private} (0600)",
                 key.public_key().kid()
             );
-            let (_, next) = describe(&bundle.config, wait, &a.file, None);
+            let (_, next) = rotation::describe(
+                &bundle.config,
+                wait,
+                &a.file.display().to_string(),
+                None,
+                Timestamp::saturating_from_unix(crate::cmd::now()),
+            );
             println!("next: {next}");
         }
         Stage::Switch => {
@@ -291,7 +245,13 @@ fn rotate(a: RotateArgs) -> Result<()> {
                 bundle.config.keys[switch.signing].public_key,
                 bundle.config.keys[switch.stopped].public_key
             );
-            let (_, next) = describe(&bundle.config, wait, &a.file, None);
+            let (_, next) = rotation::describe(
+                &bundle.config,
+                wait,
+                &a.file.display().to_string(),
+                None,
+                Timestamp::saturating_from_unix(crate::cmd::now()),
+            );
             println!("next: {next}");
         }
         Stage::Retire => {

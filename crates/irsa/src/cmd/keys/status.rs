@@ -8,7 +8,7 @@ use anyhow::Result;
 use irsa_core::rotation::{self, Observation, Record, Signer, SigningFinding, TokenWait, Verdict};
 use irsa_core::Timestamp;
 
-use super::{describe, save_keys, StatusArgs};
+use super::{save_keys, StatusArgs};
 use crate::bundle::Bundle;
 use crate::cfgedit::ConfigEdit;
 use crate::output::{status, Format};
@@ -97,7 +97,13 @@ pub(super) fn status(a: StatusArgs) -> Result<()> {
         },
     };
     let keys = bundle.keys()?;
-    let (state, next) = describe(&bundle.config, wait, &a.file, Some(&finding));
+    let (state, next) = irsa_core::rotation::describe(
+        &bundle.config,
+        wait,
+        &a.file.display().to_string(),
+        Some(&finding),
+        now,
+    );
     if a.output == Format::Json {
         let keys: Vec<serde_json::Value> = keys
             .iter()
