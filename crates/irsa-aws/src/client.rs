@@ -109,6 +109,21 @@ impl Aws {
         self.writes.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Makes one write call: counts it, sends it, and names `operation`
+    /// in the error if AWS refuses it. Every write irsa makes goes
+    /// through here.
+    pub(crate) async fn call<T, E>(
+        &self,
+        operation: &'static str,
+        send: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, crate::AwsError>
+    where
+        E: aws_sdk_iam::error::ProvideErrorMetadata + std::fmt::Debug,
+    {
+        self.write();
+        send.await.map_err(|e| crate::error::call_err(operation, e))
+    }
+
     /// (reads, writes) made so far.
     pub fn counts(&self) -> (usize, usize) {
         (

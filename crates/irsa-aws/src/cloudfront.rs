@@ -211,13 +211,14 @@ impl Aws {
         desired: &Desired,
         cf: &DesiredCloudFront,
     ) -> Result<(), AwsError> {
-        self.write();
-        self.cf
-            .create_origin_access_control()
-            .origin_access_control_config(Self::oac_config(desired, cf)?)
-            .send()
-            .await
-            .map_err(|e| call_err("cloudfront:CreateOriginAccessControl", e))?;
+        self.call(
+            "cloudfront:CreateOriginAccessControl",
+            self.cf
+                .create_origin_access_control()
+                .origin_access_control_config(Self::oac_config(desired, cf)?)
+                .send(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -229,29 +230,31 @@ impl Aws {
         id: &str,
     ) -> Result<(), AwsError> {
         let etag = self.oac_etag(id).await?;
-        self.write();
-        self.cf
-            .update_origin_access_control()
-            .id(id)
-            .if_match(etag)
-            .origin_access_control_config(Self::oac_config(desired, cf)?)
-            .send()
-            .await
-            .map_err(|e| call_err("cloudfront:UpdateOriginAccessControl", e))?;
+        self.call(
+            "cloudfront:UpdateOriginAccessControl",
+            self.cf
+                .update_origin_access_control()
+                .id(id)
+                .if_match(etag)
+                .origin_access_control_config(Self::oac_config(desired, cf)?)
+                .send(),
+        )
+        .await?;
         Ok(())
     }
 
     /// Deletes the OAC.
     pub(crate) async fn delete_oac(&self, id: &str) -> Result<(), AwsError> {
         let etag = self.oac_etag(id).await?;
-        self.write();
-        self.cf
-            .delete_origin_access_control()
-            .id(id)
-            .if_match(etag)
-            .send()
-            .await
-            .map_err(|e| call_err("cloudfront:DeleteOriginAccessControl", e))?;
+        self.call(
+            "cloudfront:DeleteOriginAccessControl",
+            self.cf
+                .delete_origin_access_control()
+                .id(id)
+                .if_match(etag)
+                .send(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -297,14 +300,15 @@ impl Aws {
             .distribution_config(config)
             .tags(Tags::builder().set_items(Some(tags)).build())
             .build();
-        self.write();
         let out = self
-            .cf
-            .create_distribution_with_tags()
-            .distribution_config_with_tags(with_tags)
-            .send()
-            .await
-            .map_err(|e| call_err("cloudfront:CreateDistributionWithTags", e))?;
+            .call(
+                "cloudfront:CreateDistributionWithTags",
+                self.cf
+                    .create_distribution_with_tags()
+                    .distribution_config_with_tags(with_tags)
+                    .send(),
+            )
+            .await?;
         let d = out.distribution().ok_or_else(|| {
             unexpected(
                 "cloudfront:CreateDistributionWithTags",
@@ -345,15 +349,16 @@ impl Aws {
         etag: String,
         config: DistributionConfig,
     ) -> Result<(), AwsError> {
-        self.write();
-        self.cf
-            .update_distribution()
-            .id(id)
-            .if_match(etag)
-            .distribution_config(config)
-            .send()
-            .await
-            .map_err(|e| call_err("cloudfront:UpdateDistribution", e))?;
+        self.call(
+            "cloudfront:UpdateDistribution",
+            self.cf
+                .update_distribution()
+                .id(id)
+                .if_match(etag)
+                .distribution_config(config)
+                .send(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -388,14 +393,11 @@ impl Aws {
             pause = (pause * 2).min(Duration::from_secs(30));
         }
         let (_, etag) = self.distribution_config(id).await?;
-        self.write();
-        self.cf
-            .delete_distribution()
-            .id(id)
-            .if_match(etag)
-            .send()
-            .await
-            .map_err(|e| call_err("cloudfront:DeleteDistribution", e))?;
+        self.call(
+            "cloudfront:DeleteDistribution",
+            self.cf.delete_distribution().id(id).if_match(etag).send(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -415,14 +417,15 @@ impl Aws {
             .caller_reference(format!("irsa-{stamp}"))
             .build()
             .map_err(|e| unexpected("invalidation", e))?;
-        self.write();
-        self.cf
-            .create_invalidation()
-            .distribution_id(id)
-            .invalidation_batch(batch)
-            .send()
-            .await
-            .map_err(|e| call_err("cloudfront:CreateInvalidation", e))?;
+        self.call(
+            "cloudfront:CreateInvalidation",
+            self.cf
+                .create_invalidation()
+                .distribution_id(id)
+                .invalidation_batch(batch)
+                .send(),
+        )
+        .await?;
         Ok(())
     }
 

@@ -5,7 +5,6 @@ use aws_sdk_s3::primitives::ByteStream;
 use irsa_core::plan::{role_path, Action, Change, Desired};
 
 use crate::convert::{arn_for, tags_iam};
-use crate::error::call_err;
 use crate::{Aws, AwsError};
 
 impl Aws {
@@ -32,10 +31,7 @@ impl Aws {
                         .build();
                     req = req.create_bucket_configuration(cfg);
                 }
-                self.write();
-                req.send()
-                    .await
-                    .map_err(|e| call_err("s3:CreateBucket", e))?;
+                self.call("s3:CreateBucket", req.send()).await?;
                 self.tag_bucket(desired, &bucket).await?;
             }
             Action::TagBucket => self.tag_bucket(desired, &bucket).await?,
@@ -46,176 +42,190 @@ impl Aws {
                     .block_public_policy(false)
                     .restrict_public_buckets(false)
                     .build();
-                self.write();
-                self.s3
-                    .put_public_access_block()
-                    .bucket(&bucket)
-                    .public_access_block_configuration(cfg)
-                    .send()
-                    .await
-                    .map_err(|e| call_err("s3:PutPublicAccessBlock", e))?;
+                self.call(
+                    "s3:PutPublicAccessBlock",
+                    self.s3
+                        .put_public_access_block()
+                        .bucket(&bucket)
+                        .public_access_block_configuration(cfg)
+                        .send(),
+                )
+                .await?;
             }
             Action::PutBucketPolicy { policy, .. } => {
-                self.write();
-                self.s3
-                    .put_bucket_policy()
-                    .bucket(&bucket)
-                    .policy(policy.to_string())
-                    .send()
-                    .await
-                    .map_err(|e| call_err("s3:PutBucketPolicy", e))?;
+                self.call(
+                    "s3:PutBucketPolicy",
+                    self.s3
+                        .put_bucket_policy()
+                        .bucket(&bucket)
+                        .policy(policy.to_string())
+                        .send(),
+                )
+                .await?;
             }
             Action::PutObject { key, body, .. } => {
-                self.write();
-                self.s3
-                    .put_object()
-                    .bucket(&bucket)
-                    .key(key)
-                    .content_type("application/json")
-                    .cache_control("max-age=300")
-                    .body(ByteStream::from(body.clone().into_bytes()))
-                    .send()
-                    .await
-                    .map_err(|e| call_err("s3:PutObject", e))?;
+                self.call(
+                    "s3:PutObject",
+                    self.s3
+                        .put_object()
+                        .bucket(&bucket)
+                        .key(key)
+                        .content_type("application/json")
+                        .cache_control("max-age=300")
+                        .body(ByteStream::from(body.clone().into_bytes()))
+                        .send(),
+                )
+                .await?;
             }
             Action::CreateProvider { host_path: host } => {
-                self.write();
-                self.iam
-                    .create_open_id_connect_provider()
-                    .url(format!("https://{host}"))
-                    .set_thumbprint_list(
-                        (!desired.thumbprints.is_empty()).then(|| desired.thumbprints.clone()),
-                    )
-                    .set_client_id_list(Some(desired.client_ids.iter().cloned().collect()))
-                    .set_tags(Some(tags_iam(&desired.owner_tags())))
-                    .send()
-                    .await
-                    .map_err(|e| call_err("iam:CreateOpenIDConnectProvider", e))?;
+                self.call(
+                    "iam:CreateOpenIDConnectProvider",
+                    self.iam
+                        .create_open_id_connect_provider()
+                        .url(format!("https://{host}"))
+                        .set_thumbprint_list(
+                            (!desired.thumbprints.is_empty()).then(|| desired.thumbprints.clone()),
+                        )
+                        .set_client_id_list(Some(desired.client_ids.iter().cloned().collect()))
+                        .set_tags(Some(tags_iam(&desired.owner_tags())))
+                        .send(),
+                )
+                .await?;
             }
             Action::AddClientId {
                 host_path: host,
                 client_id: id,
             } => {
                 let arn = self.provider_arn(host).await?;
-                self.write();
-                self.iam
-                    .add_client_id_to_open_id_connect_provider()
-                    .open_id_connect_provider_arn(arn)
-                    .client_id(id)
-                    .send()
-                    .await
-                    .map_err(|e| call_err("iam:AddClientIDToOpenIDConnectProvider", e))?;
+                self.call(
+                    "iam:AddClientIDToOpenIDConnectProvider",
+                    self.iam
+                        .add_client_id_to_open_id_connect_provider()
+                        .open_id_connect_provider_arn(arn)
+                        .client_id(id)
+                        .send(),
+                )
+                .await?;
             }
             Action::UpdateThumbprints {
                 host_path: host,
                 thumbprints,
             } => {
                 let arn = self.provider_arn(host).await?;
-                self.write();
-                self.iam
-                    .update_open_id_connect_provider_thumbprint()
-                    .open_id_connect_provider_arn(arn)
-                    .set_thumbprint_list(Some(thumbprints.clone()))
-                    .send()
-                    .await
-                    .map_err(|e| call_err("iam:UpdateOpenIDConnectProviderThumbprint", e))?;
+                self.call(
+                    "iam:UpdateOpenIDConnectProviderThumbprint",
+                    self.iam
+                        .update_open_id_connect_provider_thumbprint()
+                        .open_id_connect_provider_arn(arn)
+                        .set_thumbprint_list(Some(thumbprints.clone()))
+                        .send(),
+                )
+                .await?;
             }
             Action::TagProvider { host_path: host } => {
                 let arn = self.provider_arn(host).await?;
-                self.write();
-                self.iam
-                    .tag_open_id_connect_provider()
-                    .open_id_connect_provider_arn(arn)
-                    .set_tags(Some(tags_iam(&desired.owner_tags())))
-                    .send()
-                    .await
-                    .map_err(|e| call_err("iam:TagOpenIDConnectProvider", e))?;
+                self.call(
+                    "iam:TagOpenIDConnectProvider",
+                    self.iam
+                        .tag_open_id_connect_provider()
+                        .open_id_connect_provider_arn(arn)
+                        .set_tags(Some(tags_iam(&desired.owner_tags())))
+                        .send(),
+                )
+                .await?;
             }
             Action::CreateRole { role } => {
-                self.write();
-                self.iam
-                    .create_role()
-                    .role_name(&role.name)
-                    .path(role_path(&desired.cluster))
-                    .assume_role_policy_document(role.trust.to_string())
-                    .max_session_duration(role.max_session)
-                    .set_permissions_boundary(role.boundary.clone())
-                    .description(format!(
-                        "IRSA role for cluster {} (managed by irsa)",
-                        desired.cluster
-                    ))
-                    .set_tags(Some(tags_iam(&role.tags)))
-                    .send()
-                    .await
-                    .map_err(|e| call_err("iam:CreateRole", e))?;
+                self.call(
+                    "iam:CreateRole",
+                    self.iam
+                        .create_role()
+                        .role_name(&role.name)
+                        .path(role_path(&desired.cluster))
+                        .assume_role_policy_document(role.trust.to_string())
+                        .max_session_duration(role.max_session)
+                        .set_permissions_boundary(role.boundary.clone())
+                        .description(format!(
+                            "IRSA role for cluster {} (managed by irsa)",
+                            desired.cluster
+                        ))
+                        .set_tags(Some(tags_iam(&role.tags)))
+                        .send(),
+                )
+                .await?;
             }
             Action::UpdateTrust { role: name, trust } => {
-                self.write();
-                self.iam
-                    .update_assume_role_policy()
-                    .role_name(name)
-                    .policy_document(trust.to_string())
-                    .send()
-                    .await
-                    .map_err(|e| call_err("iam:UpdateAssumeRolePolicy", e))?;
+                self.call(
+                    "iam:UpdateAssumeRolePolicy",
+                    self.iam
+                        .update_assume_role_policy()
+                        .role_name(name)
+                        .policy_document(trust.to_string())
+                        .send(),
+                )
+                .await?;
             }
             Action::UpdateMaxSession {
                 role: name,
                 seconds: secs,
             } => {
-                self.write();
-                self.iam
-                    .update_role()
-                    .role_name(name)
-                    .max_session_duration(*secs)
-                    .send()
-                    .await
-                    .map_err(|e| call_err("iam:UpdateRole", e))?;
+                self.call(
+                    "iam:UpdateRole",
+                    self.iam
+                        .update_role()
+                        .role_name(name)
+                        .max_session_duration(*secs)
+                        .send(),
+                )
+                .await?;
             }
             Action::TagRole { role: name, tags } => {
-                self.write();
-                self.iam
-                    .tag_role()
-                    .role_name(name)
-                    .set_tags(Some(tags_iam(tags)))
-                    .send()
-                    .await
-                    .map_err(|e| call_err("iam:TagRole", e))?;
+                self.call(
+                    "iam:TagRole",
+                    self.iam
+                        .tag_role()
+                        .role_name(name)
+                        .set_tags(Some(tags_iam(tags)))
+                        .send(),
+                )
+                .await?;
             }
             Action::PutBoundary {
                 role: name,
                 policy_arn: arn,
             } => {
-                self.write();
-                self.iam
-                    .put_role_permissions_boundary()
-                    .role_name(name)
-                    .permissions_boundary(arn)
-                    .send()
-                    .await
-                    .map_err(|e| call_err("iam:PutRolePermissionsBoundary", e))?;
+                self.call(
+                    "iam:PutRolePermissionsBoundary",
+                    self.iam
+                        .put_role_permissions_boundary()
+                        .role_name(name)
+                        .permissions_boundary(arn)
+                        .send(),
+                )
+                .await?;
             }
             Action::DeleteBoundary { role: name } => {
-                self.write();
-                self.iam
-                    .delete_role_permissions_boundary()
-                    .role_name(name)
-                    .send()
-                    .await
-                    .map_err(|e| call_err("iam:DeleteRolePermissionsBoundary", e))?;
+                self.call(
+                    "iam:DeleteRolePermissionsBoundary",
+                    self.iam
+                        .delete_role_permissions_boundary()
+                        .role_name(name)
+                        .send(),
+                )
+                .await?;
             }
             Action::AttachPolicy {
                 role: name,
                 policy_arn: arn,
             } => {
-                self.write();
-                self.iam
-                    .attach_role_policy()
-                    .role_name(name)
-                    .policy_arn(arn)
-                    .send()
-                    .await
-                    .map_err(|e| call_err("iam:AttachRolePolicy", e))?;
+                self.call(
+                    "iam:AttachRolePolicy",
+                    self.iam
+                        .attach_role_policy()
+                        .role_name(name)
+                        .policy_arn(arn)
+                        .send(),
+                )
+                .await?;
             }
             Action::DetachPolicy {
                 role: name,
@@ -227,15 +237,16 @@ impl Aws {
                 document: doc,
                 ..
             } => {
-                self.write();
-                self.iam
-                    .put_role_policy()
-                    .role_name(name)
-                    .policy_name(policy)
-                    .policy_document(doc.to_string())
-                    .send()
-                    .await
-                    .map_err(|e| call_err("iam:PutRolePolicy", e))?;
+                self.call(
+                    "iam:PutRolePolicy",
+                    self.iam
+                        .put_role_policy()
+                        .role_name(name)
+                        .policy_name(policy)
+                        .policy_document(doc.to_string())
+                        .send(),
+                )
+                .await?;
             }
             Action::DeleteInline {
                 role: name,
@@ -249,42 +260,36 @@ impl Aws {
                     for policy in role.inline.keys() {
                         self.delete_inline(name, policy).await?;
                     }
-                    self.write();
-                    self.iam
-                        .delete_role()
-                        .role_name(name)
-                        .send()
-                        .await
-                        .map_err(|e| call_err("iam:DeleteRole", e))?;
+                    self.call(
+                        "iam:DeleteRole",
+                        self.iam.delete_role().role_name(name).send(),
+                    )
+                    .await?;
                 }
             }
             Action::DeleteProvider { arn } => {
-                self.write();
-                self.iam
-                    .delete_open_id_connect_provider()
-                    .open_id_connect_provider_arn(arn)
-                    .send()
-                    .await
-                    .map_err(|e| call_err("iam:DeleteOpenIDConnectProvider", e))?;
+                self.call(
+                    "iam:DeleteOpenIDConnectProvider",
+                    self.iam
+                        .delete_open_id_connect_provider()
+                        .open_id_connect_provider_arn(arn)
+                        .send(),
+                )
+                .await?;
             }
             Action::DeleteObject { key } => {
-                self.write();
-                self.s3
-                    .delete_object()
-                    .bucket(&bucket)
-                    .key(key)
-                    .send()
-                    .await
-                    .map_err(|e| call_err("s3:DeleteObject", e))?;
+                self.call(
+                    "s3:DeleteObject",
+                    self.s3.delete_object().bucket(&bucket).key(key).send(),
+                )
+                .await?;
             }
             Action::DeleteBucketPolicy => {
-                self.write();
-                self.s3
-                    .delete_bucket_policy()
-                    .bucket(&bucket)
-                    .send()
-                    .await
-                    .map_err(|e| call_err("s3:DeleteBucketPolicy", e))?;
+                self.call(
+                    "s3:DeleteBucketPolicy",
+                    self.s3.delete_bucket_policy().bucket(&bucket).send(),
+                )
+                .await?;
             }
             Action::BlockAllPublicAccess { .. } => {
                 let cfg = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
@@ -293,14 +298,15 @@ impl Aws {
                     .block_public_policy(true)
                     .restrict_public_buckets(true)
                     .build();
-                self.write();
-                self.s3
-                    .put_public_access_block()
-                    .bucket(&bucket)
-                    .public_access_block_configuration(cfg)
-                    .send()
-                    .await
-                    .map_err(|e| call_err("s3:PutPublicAccessBlock", e))?;
+                self.call(
+                    "s3:PutPublicAccessBlock",
+                    self.s3
+                        .put_public_access_block()
+                        .bucket(&bucket)
+                        .public_access_block_configuration(cfg)
+                        .send(),
+                )
+                .await?;
             }
             Action::CreateOac => self.create_oac(desired, cloudfront(desired)?).await?,
             Action::UpdateOac { id } => self.update_oac(desired, cloudfront(desired)?, id).await?,
@@ -316,39 +322,39 @@ impl Aws {
             Action::DeleteDistribution { id } => self.delete_distribution(id).await?,
             Action::DeleteOac { id } => self.delete_oac(id).await?,
             Action::DeleteBucket => {
-                self.write();
-                self.s3
-                    .delete_bucket()
-                    .bucket(&bucket)
-                    .send()
-                    .await
-                    .map_err(|e| call_err("s3:DeleteBucket", e))?;
+                self.call(
+                    "s3:DeleteBucket",
+                    self.s3.delete_bucket().bucket(&bucket).send(),
+                )
+                .await?;
             }
         }
         Ok(())
     }
 
     async fn detach_policy(&self, role: &str, arn: &str) -> Result<(), AwsError> {
-        self.write();
-        self.iam
-            .detach_role_policy()
-            .role_name(role)
-            .policy_arn(arn)
-            .send()
-            .await
-            .map_err(|e| call_err("iam:DetachRolePolicy", e))?;
+        self.call(
+            "iam:DetachRolePolicy",
+            self.iam
+                .detach_role_policy()
+                .role_name(role)
+                .policy_arn(arn)
+                .send(),
+        )
+        .await?;
         Ok(())
     }
 
     async fn delete_inline(&self, role: &str, policy: &str) -> Result<(), AwsError> {
-        self.write();
-        self.iam
-            .delete_role_policy()
-            .role_name(role)
-            .policy_name(policy)
-            .send()
-            .await
-            .map_err(|e| call_err("iam:DeleteRolePolicy", e))?;
+        self.call(
+            "iam:DeleteRolePolicy",
+            self.iam
+                .delete_role_policy()
+                .role_name(role)
+                .policy_name(policy)
+                .send(),
+        )
+        .await?;
         Ok(())
     }
 
@@ -371,14 +377,15 @@ impl Aws {
             .set_tag_set(Some(tags))
             .build()
             .map_err(|e| AwsError::Unexpected(e.to_string()))?;
-        self.write();
-        self.s3
-            .put_bucket_tagging()
-            .bucket(bucket)
-            .tagging(tagging)
-            .send()
-            .await
-            .map_err(|e| call_err("s3:PutBucketTagging", e))?;
+        self.call(
+            "s3:PutBucketTagging",
+            self.s3
+                .put_bucket_tagging()
+                .bucket(bucket)
+                .tagging(tagging)
+                .send(),
+        )
+        .await?;
         Ok(())
     }
 

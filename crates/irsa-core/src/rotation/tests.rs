@@ -347,7 +347,10 @@ fn describe_names_the_stage_done_and_the_next_step_from_the_clock_and_the_observ
     cfg.keys = idle();
     let (state, next) = describe(&cfg, wait(), "b/irsa.yaml", None, t(0));
     assert_eq!(state, "no rotation in progress");
-    assert!(next.contains("irsa keys rotate -f b/irsa.yaml --stage publish"), "{next}");
+    assert!(
+        next.contains("irsa keys rotate -f b/irsa.yaml --stage publish"),
+        "{next}"
+    );
 
     cfg.keys = switched();
     let (state, next) = describe(&cfg, wait(), "b/irsa.yaml", None, t(60));
