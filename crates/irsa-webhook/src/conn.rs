@@ -96,12 +96,16 @@ impl Activity {
 
     /// Since when the connection is idle, if it is: served, no request in
     /// flight, no part of a request received. The time is its last I/O
-    /// (HTTP/1.1) or the end of its last request (HTTP/2).
-    pub fn idle_since(&self) -> Option<u64> {
+    /// (HTTP/1.1) or the end of its last request (HTTP/2), as an instant,
+    /// so that connections opened at different times compare.
+    pub fn idle_since(&self) -> Option<Instant> {
         let idle = self.served.load(Ordering::Relaxed)
             && self.in_flight.load(Ordering::Relaxed) == 0
             && self.head_started.load(Ordering::Relaxed) == 0;
-        idle.then(|| self.last_io.load(Ordering::Relaxed))
+        idle.then(|| {
+            let ms = self.last_io.load(Ordering::Relaxed).saturating_sub(1);
+            self.opened + Duration::from_millis(ms)
+        })
     }
 
     fn multiplexed(&self) -> bool {

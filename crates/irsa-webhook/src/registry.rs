@@ -93,10 +93,15 @@ mod tests {
         let (_, mut busy_rx, busy) = Connections::open(&registry);
         busy.mark_served(crate::conn::Protocol::Http1);
         busy.begin_request();
+        // `old` is opened well before `recent` but served (idle from) only
+        // just before it: idle times compare as instants, not as offsets
+        // from each connection's own opening.
         let (_, mut old_rx, old) = Connections::open(&registry);
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let (_, mut recent_rx, recent) = Connections::open(&registry);
+        std::thread::sleep(std::time::Duration::from_millis(5));
         old.mark_served(crate::conn::Protocol::Http1);
         std::thread::sleep(std::time::Duration::from_millis(5));
-        let (_, mut recent_rx, recent) = Connections::open(&registry);
         recent.mark_served(crate::conn::Protocol::Http1);
 
         assert!(Connections::evict_idle(&registry));
