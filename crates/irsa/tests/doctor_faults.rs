@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::testbed::{free_port, register_webhook, Testbed, WebhookRegistration};
-use common::webhook::{Options, Webhook};
+use common::webhook::Webhook;
 use common::*;
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
@@ -166,17 +166,6 @@ async fn a_role_bound_to_another_service_account_is_named_with_the_right_one() {
     drop(bed);
 }
 
-fn start_webhook(d: &Path, kubeconfig: &Path, port: u16) -> Webhook {
-    Webhook::start(
-        d,
-        kubeconfig,
-        Options {
-            port: Some(port),
-            ..Options::default()
-        },
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs kube-apiserver (scripts/test provides it)"]
 async fn a_webhook_that_is_down_and_fails_open_is_named_and_no_pod_recreation_advised() {
@@ -255,7 +244,7 @@ async fn a_webhook_that_is_down_and_fails_open_is_named_and_no_pod_recreation_ad
     );
 
     // Up: a dry-run pod comes back mutated, and the pod's fix is to recreate it.
-    let _webhook = start_webhook(d, &bed.kubeconfig, port);
+    let _webhook = Webhook::on_port(d, &bed.kubeconfig, port);
     let deadline = Instant::now() + Duration::from_secs(30);
     let checks = loop {
         let (_, checks) = doctor(d, &bed.kubeconfig, &["-n", "default", "--pod", "echoer"]);

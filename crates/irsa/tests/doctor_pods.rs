@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::https::serve;
 use common::testbed::{free_port, register_webhook, Testbed, WebhookRegistration};
-use common::webhook::{Options, Webhook};
+use common::webhook::Webhook;
 use common::*;
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
@@ -89,17 +89,6 @@ async fn annotate(sas: &Api<ServiceAccount>, role: Option<&str>) {
     sas.patch(SA, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .unwrap();
-}
-
-fn start_webhook(d: &Path, kubeconfig: &Path, port: u16) -> Webhook {
-    Webhook::start(
-        d,
-        kubeconfig,
-        Options {
-            port: Some(port),
-            ..Options::default()
-        },
-    )
 }
 
 /// `irsa doctor ARGS --output json` with every link but the pods able to
@@ -190,7 +179,7 @@ async fn doctor_names_each_stale_pod_with_the_fix_for_its_owner() {
     let pods: Api<Pod> = Api::namespaced(client.clone(), NS);
     create(&sas, json!({"metadata": {"name": SA}})).await;
     let port = free_port();
-    let _webhook = start_webhook(d, &bed.kubeconfig, port);
+    let _webhook = Webhook::on_port(d, &bed.kubeconfig, port);
     register_webhook(
         &client,
         WebhookRegistration {

@@ -34,7 +34,7 @@ async fn out_of_file_descriptors_does_not_pin_a_core() {
     let kubeconfig = absent_apiserver_kubeconfig(d);
     // 64 descriptors, and a connection cap above that: accept runs out of
     // descriptors with connections still waiting in the kernel's queue.
-    let webhook = Webhook::start(
+    let webhook = webhook_process::start(
         d,
         &kubeconfig,
         64,
@@ -179,7 +179,7 @@ async fn idle_connections_and_stalled_uploads_leave_memory_bounded_and_admission
     // Default limits, as deployed; descriptors enough for the attack.
     let extra = std::env::var("IRSA_ATTACK_ARGS").unwrap_or_default();
     let extra: Vec<&str> = extra.split_whitespace().collect();
-    let webhook = Webhook::start(d, &bed.kubeconfig, 8192, &extra);
+    let webhook = webhook_process::start(d, &bed.kubeconfig, 8192, &extra);
     wait_healthy(d, &webhook, "/readyz").await;
     register_webhook(
         &client,

@@ -131,6 +131,14 @@ pub fn run(cmd: KeysCommand) -> Result<()> {
     }
 }
 
+/// After a stage: the step that follows it.
+fn print_next(bundle: &Bundle, wait: TokenWait, file: &std::path::Path) {
+    let now = Timestamp::saturating_from_unix(crate::cmd::now());
+    let (_, next) =
+        rotation::describe(&bundle.config, wait, &file.display().to_string(), None, now);
+    println!("next: {next}");
+}
+
 /// A stage's refusal as the CLI reports it: a failed safety check is
 /// printed and exits 1; anything else is an input error (exit 2).
 fn refused(e: RotationError) -> anyhow::Error {
@@ -203,14 +211,7 @@ fn rotate(a: RotateArgs) -> Result<()> {
                 "published next key {public} (kid {}); private key {private} (0600)",
                 key.public_key().kid()
             );
-            let (_, next) = rotation::describe(
-                &bundle.config,
-                wait,
-                &a.file.display().to_string(),
-                None,
-                Timestamp::saturating_from_unix(crate::cmd::now()),
-            );
-            println!("next: {next}");
+            print_next(&bundle, wait, &a.file);
         }
         Stage::Switch => {
             let switch = rotation::switch(&cfg.keys, now).map_err(refused)?;
@@ -245,14 +246,7 @@ fn rotate(a: RotateArgs) -> Result<()> {
                 bundle.config.keys[switch.signing].public_key,
                 bundle.config.keys[switch.stopped].public_key
             );
-            let (_, next) = rotation::describe(
-                &bundle.config,
-                wait,
-                &a.file.display().to_string(),
-                None,
-                Timestamp::saturating_from_unix(crate::cmd::now()),
-            );
-            println!("next: {next}");
+            print_next(&bundle, wait, &a.file);
         }
         Stage::Retire => {
             let observation = crate::net::signing_key(a.kubeconfig.as_deref());

@@ -30,6 +30,8 @@ pub struct Options<'a> {
     pub log: &'a str,
     /// More flags, after the defaults.
     pub flags: &'a [&'a str],
+    /// Its open-file limit (`ulimit -n`), when not inherited.
+    pub fd_limit: Option<u32>,
 }
 
 impl Default for Options<'_> {
@@ -38,6 +40,7 @@ impl Default for Options<'_> {
             port: None,
             log: "webhook.log",
             flags: &[],
+            fd_limit: None,
         }
     }
 }
@@ -48,7 +51,17 @@ impl Webhook {
         let port = options.port.unwrap_or_else(free_port);
         let metrics_port = free_port();
         let log = dir.join(options.log);
-        let child = super::irsa()
+        let mut command = match options.fd_limit {
+            None => super::irsa(),
+            Some(limit) => {
+                let mut sh = std::process::Command::new("sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(env!("CARGO_BIN_EXE_irsa"));
+                sh
+            }
+        };
+        let child = command
             .current_dir(dir)
             .args(["webhook", "serve", "--bind-address", "127.0.0.1"])
             .args(["--tls-cert", "certs/tls.crt", "--tls-key", "certs/tls.key"])
@@ -68,6 +81,18 @@ impl Webhook {
             log,
             dir: dir.to_path_buf(),
         }
+    }
+
+    /// [`Webhook::start`] on `port` (a test that registers it first).
+    pub fn on_port(dir: &Path, kubeconfig: &Path, port: u16) -> Self {
+        Self::start(
+            dir,
+            kubeconfig,
+            Options {
+                port: Some(port),
+                ..Options::default()
+            },
+        )
     }
 
     /// What it logged so far.

@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,60 +12,28 @@ use rustls::pki_types::pem::PemObject;
 
 use crate::common::*;
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+pub use crate::common::webhook::Webhook;
+
+/// `irsa webhook serve` under `ulimit -n fd_limit`, logging at info, with
+/// `extra` flags.
+pub fn start(dir: &Path, kubeconfig: &Path, fd_limit: u32, extra: &[&str]) -> Webhook {
+    let mut flags = vec!["--log", "info"];
+    flags.extend_from_slice(extra);
+    Webhook::start(
+        dir,
+        kubeconfig,
+        crate::common::webhook::Options {
+            flags: &flags,
+            fd_limit: Some(fd_limit),
+            ..Default::default()
+        },
+    )
 }
 
-/// The webhook process (under `sh -c 'ulimit -n N; exec irsa ...'`); killed on drop.
-pub struct Webhook {
-    pub child: Child,
-    pub port: u16,
-    pub metrics_port: u16,
-    pub log: PathBuf,
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// What the hostile-client tests read off the process.
 impl Webhook {
-    pub fn start(dir: &Path, kubeconfig: &Path, fd_limit: u32, extra: &[&str]) -> Self {
-        let (port, metrics_port) = (free_port(), free_port());
-        let log = dir.join(format!("webhook-{port}.log"));
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("ulimit -n {fd_limit} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_irsa"))
-            .current_dir(dir)
-            .args(["webhook", "serve", "--bind-address", "127.0.0.1"])
-            .args(["--tls-cert", "certs/tls.crt", "--tls-key", "certs/tls.key"])
-            .args(["--port", &port.to_string()])
-            .args(["--metrics-port", &metrics_port.to_string()])
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .args(["--log", "info"])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        Self {
-            child,
-            port,
-            metrics_port,
-            log,
-        }
-    }
-
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.0.id()
     }
 
     /// (VmRSS, VmHWM) in bytes.
