@@ -27,6 +27,133 @@ impl Document {
     }
 }
 
+/// A fetched response, owned (what a fetcher returns).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Response {
+    /// Final URL.
+    pub url: String,
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type` header.
+    pub content_type: Option<String>,
+    /// `Cache-Control` header.
+    pub cache_control: Option<String>,
+    /// `Location` header (for redirects).
+    pub location: Option<String>,
+    /// Body as text (lossy UTF-8).
+    pub body: String,
+}
+
+impl Response {
+    /// The response as the checks take it.
+    pub fn served(&self) -> Served<'_> {
+        Served {
+            url: &self.url,
+            status: self.status,
+            location: self.location.as_deref(),
+            content_type: self.content_type.as_deref(),
+            cache_control: self.cache_control.as_deref(),
+            body: self.body.as_bytes(),
+        }
+    }
+}
+
+/// What the issuer serves, as one walk judged it: each document once its
+/// links held.
+#[derive(Debug, Clone, Default)]
+pub struct Walked {
+    /// Whether the issuer's host answered the discovery request at all
+    /// (TLS and HTTP worked, whatever the status).
+    pub reached: bool,
+    /// The discovery document, parsed and checked.
+    pub discovery: Option<crate::discovery::Discovery>,
+    /// Its body, when it was served as STS needs.
+    pub discovery_body: Option<String>,
+    /// The JWKS, parsed and checked.
+    pub jwks: Option<crate::jwks::Jwks>,
+    /// Its body, when it was served as STS needs.
+    pub jwks_body: Option<String>,
+}
+
+/// The one walk over an issuer's documents, shared by `irsa validate
+/// --issuer` and `irsa doctor`: the discovery document at `issuer`, then
+/// the JWKS at its `jwks_uri`, each fetched with `get` once and judged
+/// with the same rules (served as STS needs, the document's content, the
+/// algorithms the discovery document advertises for the JWKS's keys).
+/// Lines are named `{discovery}: ...` and `{jwks}: ...` after `labels`.
+pub fn walk(
+    report: &mut Report,
+    issuer: &crate::issuer::IssuerUrl,
+    labels: (&str, &str),
+    get: &mut dyn FnMut(&str) -> Result<Response, String>,
+) -> Walked {
+    let (d, j) = labels;
+    let mut walked = Walked::default();
+    let url = issuer.discovery_url();
+    let disc = match get(&url) {
+        Ok(r) => r,
+        Err(e) => {
+            report.fail(
+                format!("{d}: {}", Rule::Status.title()),
+                format!("GET {url}: {e}"),
+                "STS fetches this URL from the internet: serve it over HTTPS with a certificate from a public CA (S3 and CloudFront have one); check DNS, TLS and the path (`irsa apply` publishes to S3)",
+            );
+            return walked;
+        }
+    };
+    walked.reached = true;
+    if !record(report, Document::Discovery, &disc.served(), |rule| {
+        format!("{d}: {}", rule.title())
+    }) {
+        return walked;
+    }
+    walked.discovery_body = Some(disc.body.clone());
+    let Some(doc) = crate::checks::check_discovery(d, &disc.body, Some(issuer), None, None, report)
+    else {
+        return walked;
+    };
+    let jwks_resp = match get(&doc.jwks_uri) {
+        Ok(r) => r,
+        Err(e) => {
+            report.fail(
+                format!("{j}: {}", Rule::Status.title()),
+                format!("GET {}: {e}", doc.jwks_uri),
+                "serve the JWKS over HTTPS at jwks_uri",
+            );
+            walked.discovery = Some(doc);
+            return walked;
+        }
+    };
+    let served_ok = record(report, Document::Jwks, &jwks_resp.served(), |rule| {
+        format!("{j}: {}", rule.title())
+    });
+    let jwks = if served_ok {
+        walked.jwks_body = Some(jwks_resp.body.clone());
+        crate::checks::check_jwks(j, &jwks_resp.body, report)
+    } else {
+        None
+    };
+    if let Some(jwks) = &jwks {
+        let algs = jwks.algorithms();
+        let missing: Vec<&String> = algs
+            .iter()
+            .filter(|a| !doc.id_token_signing_alg_values_supported.contains(a))
+            .collect();
+        report.check(
+            missing.is_empty(),
+            &format!("{d}: algorithms match JWKS"),
+            format!("{algs:?}"),
+            format!(
+                "served JWKS uses {missing:?}, not advertised by the served discovery document"
+            ),
+            "re-render and re-upload both documents together",
+        );
+    }
+    walked.discovery = Some(doc);
+    walked.jwks = jwks;
+    walked
+}
+
 /// A fetched response, as the checks need it.
 #[derive(Debug, Clone, Copy)]
 pub struct Served<'a> {
@@ -66,13 +193,14 @@ impl Rule {
         Rule::Body,
     ];
 
-    /// Short title, e.g. for a report line `remote jwks: Content-Type`.
+    /// The link's name after the document's, e.g. `jwks: Content-Type
+    /// application/json` (one naming for `validate` and `doctor`).
     pub fn title(self) -> &'static str {
         match self {
-            Rule::Status => "HTTP status",
-            Rule::ContentType => "Content-Type",
-            Rule::CacheControl => "Cache-Control",
-            Rule::Body => "body",
+            Rule::Status => "reachable over HTTPS",
+            Rule::ContentType => "Content-Type application/json",
+            Rule::CacheControl => "caching headers",
+            Rule::Body => "served body",
         }
     }
 }
@@ -265,6 +393,79 @@ fn uncacheable(value: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_walk_fetches_each_document_once_and_stops_at_the_first_broken_link() {
+        use crate::checks::Status;
+        let cfg = crate::IrsaConfig::from_yaml(crate::config::tests::GOOD).unwrap();
+        let key = crate::PrivateKey::generate(crate::Algorithm::ES256, 0).unwrap();
+        let docs =
+            crate::documents::render(&cfg, &[(key.public_key().clone(), crate::Algorithm::ES256)])
+                .unwrap();
+        let issuer = cfg.issuer.url().unwrap().clone();
+        let ok = |url: &str, body: &str| Response {
+            url: url.to_string(),
+            status: 200,
+            content_type: Some("application/json".into()),
+            cache_control: Some("max-age=300".into()),
+            location: None,
+            body: body.to_string(),
+        };
+        let (disc, jwks) = (docs.discovery.clone(), docs.jwks.clone());
+        let mut asked = Vec::new();
+        let mut report = Report::default();
+        let walked = walk(&mut report, &issuer, ("discovery", "jwks"), &mut |url| {
+            asked.push(url.to_string());
+            Ok(if url.ends_with("openid-configuration") {
+                ok(url, &disc)
+            } else {
+                ok(url, &jwks)
+            })
+        });
+        assert!(!report.failed(), "{report:?}");
+        assert_eq!(asked.len(), 2, "each document fetched once: {asked:?}");
+        assert!(walked.reached && walked.discovery.is_some() && walked.jwks.is_some());
+        assert!(report
+            .checks
+            .iter()
+            .any(|c| c.name == "discovery: algorithms match JWKS"));
+
+        // A discovery document not publicly readable: one failed link,
+        // the JWKS never asked for, no body kept for later links.
+        let mut asked = 0;
+        let mut report = Report::default();
+        let walked = walk(&mut report, &issuer, ("discovery", "jwks"), &mut |url| {
+            asked += 1;
+            Ok(Response {
+                status: 403,
+                ..ok(url, "<Error>AccessDenied</Error>")
+            })
+        });
+        let failed: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(failed, ["discovery: reachable over HTTPS"]);
+        assert_eq!(asked, 1);
+        assert!(walked.reached && walked.discovery_body.is_none() && walked.jwks.is_none());
+
+        // Unreachable: named with the URL, not reached.
+        let mut report = Report::default();
+        let walked = walk(
+            &mut report,
+            &issuer,
+            ("remote discovery", "remote jwks"),
+            &mut |_| Err("connection refused".into()),
+        );
+        assert!(!walked.reached);
+        assert!(report.checks[0].detail.contains("connection refused"));
+        assert_eq!(
+            report.checks[0].name,
+            "remote discovery: reachable over HTTPS"
+        );
+    }
     use super::*;
     use crate::checks::Status;
 
@@ -422,9 +623,9 @@ mod tests {
         assert_eq!(
             lines,
             [
-                ("jwks: HTTP status", Status::Pass),
-                ("jwks: Content-Type", Status::Pass),
-                ("jwks: Cache-Control", Status::Pass),
+                ("jwks: reachable over HTTPS", Status::Pass),
+                ("jwks: Content-Type application/json", Status::Pass),
+                ("jwks: caching headers", Status::Pass),
             ]
         );
 
@@ -440,7 +641,7 @@ mod tests {
             .iter()
             .map(|c| (c.name.as_str(), c.status))
             .collect();
-        assert_eq!(lines, [("jwks: HTTP status", Status::Fail)]);
+        assert_eq!(lines, [("jwks: reachable over HTTPS", Status::Fail)]);
 
         let mut report = Report::default();
         let served = Served {
@@ -457,9 +658,9 @@ mod tests {
         assert_eq!(
             lines,
             [
-                ("jwks: HTTP status", Status::Pass),
-                ("jwks: Content-Type", Status::Fail),
-                ("jwks: Cache-Control", Status::Warn),
+                ("jwks: reachable over HTTPS", Status::Pass),
+                ("jwks: Content-Type application/json", Status::Fail),
+                ("jwks: caching headers", Status::Warn),
             ]
         );
     }

@@ -5,21 +5,8 @@ use std::net::SocketAddr;
 
 use anyhow::Result;
 
-/// One HTTP response.
-pub struct Fetched {
-    /// Final URL.
-    pub url: String,
-    /// HTTP status.
-    pub status: u16,
-    /// `Content-Type` header.
-    pub content_type: Option<String>,
-    /// `Cache-Control` header.
-    pub cache_control: Option<String>,
-    /// `Location` header (for redirects).
-    pub location: Option<String>,
-    /// Body as text (lossy UTF-8), at most 1 MiB.
-    pub body: String,
-}
+/// One HTTP response (the type the shared issuer-document walk takes).
+pub use irsa_core::served::Response as Fetched;
 
 pub use crate::net::Fetcher;
 
@@ -63,18 +50,4 @@ pub fn parse_resolve(s: &str) -> Result<Resolve, String> {
         host: host.to_string(),
         addr,
     })
-}
-
-impl Fetched {
-    /// The response as the served-document checks take it.
-    pub fn served(&self) -> irsa_core::served::Served<'_> {
-        irsa_core::served::Served {
-            url: &self.url,
-            status: self.status,
-            location: self.location.as_deref(),
-            content_type: self.content_type.as_deref(),
-            cache_control: self.cache_control.as_deref(),
-            body: self.body.as_bytes(),
-        }
-    }
 }

@@ -241,8 +241,8 @@ fn remote_issuer_served_over_https() {
         .collect();
     for want in [
         "remote: TLS certificate",
-        "remote discovery: Content-Type",
-        "remote jwks: Content-Type",
+        "remote discovery: Content-Type application/json",
+        "remote jwks: Content-Type application/json",
         "remote jwks: has every local key",
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
@@ -254,15 +254,15 @@ fn remote_issuer_served_over_https() {
     assert_eq!(
         failed_checks(&out),
         [
-            "remote discovery: Content-Type",
-            "remote jwks: Content-Type"
+            "remote discovery: Content-Type application/json",
+            "remote jwks: Content-Type application/json"
         ]
     );
     *server.behaviour.lock().unwrap() = Behaviour::default();
 
     server.behaviour.lock().unwrap().redirect = vec!["/cluster/openid/v1/jwks".into()];
     let out = validate(&[]);
-    assert_eq!(failed_checks(&out), ["remote jwks: HTTP status"]);
+    assert_eq!(failed_checks(&out), ["remote jwks: reachable over HTTPS"]);
     *server.behaviour.lock().unwrap() = Behaviour::default();
 
     // The served JWKS lacks the local key (stale upload).
@@ -361,7 +361,8 @@ fn remote_certificate_problems_are_reported() {
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(
-        text.contains("✗ remote: discovery fetch") && text.to_lowercase().contains("certificate"),
+        text.contains("✗ remote discovery: reachable over HTTPS")
+            && text.to_lowercase().contains("certificate"),
         "{text}"
     );
     // Untrusted CA (the platform roots do not know the test CA).
@@ -371,7 +372,7 @@ fn remote_certificate_problems_are_reported() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stdout(&out).contains("✗ remote: discovery fetch"),
+        stdout(&out).contains("✗ remote discovery: reachable over HTTPS"),
         "{}",
         stdout(&out)
     );
@@ -425,14 +426,17 @@ fn served_headers_are_judged_by_the_rules_doctor_shares() {
     // No Cache-Control at all: a warning for each document, not a failure.
     let out = validate();
     assert!(out.status.success(), "{}", stdout(&out));
-    assert_eq!(statuses(&out, "remote discovery: Cache-Control"), ["warn"]);
-    assert_eq!(statuses(&out, "remote jwks: Cache-Control"), ["warn"]);
+    assert_eq!(
+        statuses(&out, "remote discovery: caching headers"),
+        ["warn"]
+    );
+    assert_eq!(statuses(&out, "remote jwks: caching headers"), ["warn"]);
 
     // What irsa apply sets passes.
     server.behaviour.lock().unwrap().cache_control = Some("max-age=300".into());
     let out = validate();
     assert!(out.status.success(), "{}", stdout(&out));
-    assert_eq!(statuses(&out, "remote jwks: Cache-Control"), ["pass"]);
+    assert_eq!(statuses(&out, "remote jwks: caching headers"), ["pass"]);
 
     // Directives that stop reuse warn, in any case.
     for cc in ["No-Store", "no-cache", "max-age=0"] {
@@ -440,7 +444,7 @@ fn served_headers_are_judged_by_the_rules_doctor_shares() {
         let out = validate();
         assert!(out.status.success(), "{}", stdout(&out));
         assert_eq!(
-            statuses(&out, "remote jwks: Cache-Control"),
+            statuses(&out, "remote jwks: caching headers"),
             ["warn"],
             "{cc}"
         );
@@ -450,5 +454,8 @@ fn served_headers_are_judged_by_the_rules_doctor_shares() {
     server.behaviour.lock().unwrap().content_type = "Application/JSON; charset=utf-8".into();
     let out = validate();
     assert!(out.status.success(), "{}", stdout(&out));
-    assert_eq!(statuses(&out, "remote jwks: Content-Type"), ["pass"]);
+    assert_eq!(
+        statuses(&out, "remote jwks: Content-Type application/json"),
+        ["pass"]
+    );
 }

@@ -25,14 +25,13 @@ use anyhow::{Context, Result};
 use clap::Args;
 use irsa_core::checks::{Report, Status};
 use irsa_core::diagnosis;
-use irsa_core::issuer::DISCOVERY_PATH;
 use irsa_core::jwt::{self, VerifyOptions};
-use irsa_core::served::{self, Document, Rule};
-use irsa_core::{IrsaConfig, Jwks};
+use irsa_core::served;
+use irsa_core::{IrsaConfig, IssuerUrl};
 
 use crate::bundle::{Bundle, CONFIG_FILE};
 use crate::exit::Exit;
-use crate::fetch::{Fetched, Fetcher, Network};
+use crate::fetch::{Fetcher, Network};
 use crate::output::{print_report, Format};
 
 mod aws;
@@ -94,21 +93,9 @@ pub struct DoctorArgs {
     pub output: Format,
 }
 
-/// Judges a fetched document with the rules `irsa validate` applies too,
-/// under doctor's link names.
-fn served_links(r: &mut Report, document: Document, fetched: &Fetched) -> bool {
-    let link = match document {
-        Document::Discovery => "discovery",
-        Document::Jwks => "jwks",
-    };
-    served::record(r, document, &fetched.served(), |rule| match rule {
-        Rule::Status => format!("{link}: reachable over HTTPS"),
-        Rule::ContentType => format!("{link}: Content-Type application/json"),
-        Rule::CacheControl => format!("{link}: caching headers"),
-        Rule::Body => format!("{link}: served body"),
-    })
-}
-
+/// The issuer's documents, walked and judged as `irsa validate --issuer`
+/// does (`irsa_core::served::walk`), then the token checked against the
+/// JWKS served.
 fn document_links(
     r: &mut Report,
     fetcher: &Fetcher,
@@ -117,73 +104,28 @@ fn document_links(
     audience: &str,
     bodies: &mut ServedBodies,
 ) -> Option<()> {
-    let discovery_url = format!("{iss}/{DISCOVERY_PATH}");
-    let fetched = match fetcher.get(&discovery_url) {
-        Ok(f) => f,
+    let issuer = match IssuerUrl::parse(iss) {
+        Ok(u) => u,
         Err(e) => {
             r.fail(
                 "discovery: reachable over HTTPS",
-                format!("GET {discovery_url}: {e}"),
-                "STS fetches this URL from the internet: serve it over HTTPS with a publicly trusted certificate (`irsa apply` publishes to S3)",
+                format!("the token's iss {iss:?} is not an issuer URL STS accepts: {e}"),
+                "set the apiserver's --service-account-issuer to the https URL irsa.yaml names (`irsa cluster config`)",
             );
             return None;
         }
     };
-    if !served_links(r, Document::Discovery, &fetched) {
-        return None;
-    }
-    bodies.discovery = Some(fetched.body.clone());
-    let doc: serde_json::Value = match serde_json::from_str(&fetched.body) {
-        Ok(v) => v,
-        Err(e) => {
-            r.fail(
-                "discovery: issuer matches the token",
-                format!("not JSON: {e}"),
-                "re-publish with `irsa render` and `irsa apply`",
-            );
-            return None;
-        }
-    };
-    let doc_issuer = doc["issuer"].as_str().unwrap_or_default();
-    r.check(
-        doc_issuer == iss,
-        "discovery: issuer matches the token",
-        format!("issuer {doc_issuer}"),
-        format!("the document says issuer {doc_issuer:?}, the token says {iss:?}"),
-        "they must be byte-equal (a trailing slash counts): regenerate the documents from the apiserver's --service-account-issuer",
-    );
-    let jwks_uri = doc["jwks_uri"].as_str().unwrap_or_default().to_string();
-    let fetched = match fetcher.get(&jwks_uri) {
-        Ok(f) => f,
-        Err(e) => {
-            r.fail(
-                "jwks: reachable over HTTPS",
-                format!("GET {jwks_uri}: {e}"),
-                "serve the JWKS over HTTPS at jwks_uri",
-            );
-            return None;
-        }
-    };
-    if !served_links(r, Document::Jwks, &fetched) {
-        return None;
-    }
-    bodies.jwks = Some(fetched.body.clone());
-    let jwks = match Jwks::from_json(&fetched.body) {
-        Ok(j) => j,
-        Err(e) => {
-            r.fail(
-                "jwks: token kid published",
-                format!("the JWKS does not parse: {e}"),
-                "re-publish it: `irsa render` then `irsa apply`",
-            );
-            return None;
-        }
-    };
+    let walked = served::walk(r, &issuer, ("discovery", "jwks"), &mut |url| {
+        fetcher.get(url)
+    });
+    bodies.discovery = walked.discovery_body;
+    bodies.jwks = walked.jwks_body;
+    let jwks = walked.jwks?;
     let opts = VerifyOptions {
         issuer: iss.to_string(),
         audience: audience.to_string(),
         now: crate::cmd::now(),
-        leeway: 60,
+        leeway: irsa_core::jwt::DEFAULT_LEEWAY,
     };
     match jwt::verify(token, &jwks, &opts) {
         Ok(_) => {

@@ -8,12 +8,12 @@ use clap::Args;
 use irsa_core::bundle as bundle_check;
 use irsa_core::checks::{self, Report};
 use irsa_core::parse::parse_private_key;
-use irsa_core::served::{self, Document};
+use irsa_core::served;
 use irsa_core::{IssuerUrl, Jwks, PrivateKey};
 
 use crate::bundle::{Bundle, CONFIG_FILE, ISSUER_DIR};
 use crate::exit::Exit;
-use crate::fetch::{Fetched, Fetcher, Network};
+use crate::fetch::{Fetcher, Network};
 use crate::output::{print_report, Format};
 
 /// Arguments of `irsa validate`.
@@ -153,12 +153,6 @@ fn check_documents_dir(
 }
 
 /// Judges a fetched document with the rules `irsa doctor` applies too.
-fn check_response(report: &mut Report, label: &str, document: Document, resp: &Fetched) -> bool {
-    served::record(report, document, &resp.served(), |rule| {
-        format!("{label}: {}", rule.title())
-    })
-}
-
 fn check_remote(
     fetcher: &Fetcher,
     url: &str,
@@ -194,66 +188,24 @@ fn check_remote(
             "AWS STS trusts only public CAs; a private CA works here but not at AWS",
         );
     }
-    let disc = match fetcher.get(&issuer.discovery_url()) {
-        Ok(r) => r,
-        Err(e) => {
-            report.fail(
-                "remote: discovery fetch",
-                format!("{}: {e}", issuer.discovery_url()),
-                "the issuer must be reachable over HTTPS with a certificate from a public CA (S3 and CloudFront are); check DNS, TLS and the path",
-            );
-            return;
-        }
-    };
-    report.pass(
-        "remote: TLS certificate",
-        format!(
-            "valid for {}",
-            issuer.host_path().split('/').next().unwrap_or_default()
-        ),
-    );
-    if !check_response(report, "remote discovery", Document::Discovery, &disc) {
-        return;
-    }
-    let Some(doc) = checks::check_discovery(
-        "remote discovery",
-        &disc.body,
-        Some(&issuer),
-        None,
-        None,
+    let walked = served::walk(
         report,
-    ) else {
-        return;
-    };
-    let jwks_resp = match fetcher.get(&doc.jwks_uri) {
-        Ok(r) => r,
-        Err(e) => {
-            report.fail(
-                "remote: JWKS fetch",
-                format!("{}: {e}", doc.jwks_uri),
-                "serve the JWKS at jwks_uri over HTTPS",
-            );
-            return;
-        }
-    };
-    if !check_response(report, "remote jwks", Document::Jwks, &jwks_resp) {
-        return;
-    }
-    let Some(remote) = checks::check_jwks("remote jwks", &jwks_resp.body, report) else {
-        return;
-    };
-    let algs = remote.algorithms();
-    let missing: Vec<&String> = algs
-        .iter()
-        .filter(|a| !doc.id_token_signing_alg_values_supported.contains(a))
-        .collect();
-    report.check(
-        missing.is_empty(),
-        "remote discovery: algorithms match JWKS",
-        format!("{algs:?}"),
-        format!("served JWKS uses {missing:?}, not advertised by the served discovery document"),
-        "re-render and re-upload both documents together",
+        &issuer,
+        ("remote discovery", "remote jwks"),
+        &mut |url| fetcher.get(url),
     );
+    if walked.reached {
+        report.pass(
+            "remote: TLS certificate",
+            format!(
+                "valid for {}",
+                issuer.host_path().split('/').next().unwrap_or_default()
+            ),
+        );
+    }
+    let Some(remote) = walked.jwks else {
+        return;
+    };
     if let Some(local) = local {
         let remote_kids: Vec<&str> = remote
             .keys
