@@ -392,6 +392,7 @@ fn uncacheable(value: &str) -> Option<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
 
     #[test]
