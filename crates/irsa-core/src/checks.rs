@@ -287,23 +287,29 @@ pub fn check_discovery(
         "set subject_types_supported to [\"public\"]",
     );
     if let Some(jwks) = jwks {
-        let algs = jwks.algorithms();
-        let missing: Vec<&String> = algs
-            .iter()
-            .filter(|a| !doc.id_token_signing_alg_values_supported.contains(a))
-            .collect();
-        report.check(
-            missing.is_empty() && !algs.is_empty(),
-            &format!("{label}: algorithms match JWKS"),
-            format!("{:?}", doc.id_token_signing_alg_values_supported),
-            format!(
-                "JWKS uses {algs:?} but id_token_signing_alg_values_supported is {:?}",
-                doc.id_token_signing_alg_values_supported
-            ),
-            "run `irsa render` to list every algorithm of the published keys",
-        );
+        check_algorithms(label, &doc, jwks, report);
     }
     Some(doc)
+}
+
+/// The discovery document advertises every algorithm the JWKS's keys use
+/// (`id_token_signing_alg_values_supported`), and the keys name one.
+pub fn check_algorithms(label: &str, doc: &Discovery, jwks: &Jwks, report: &mut Report) {
+    let algs = jwks.algorithms();
+    let missing: Vec<&String> = algs
+        .iter()
+        .filter(|a| !doc.id_token_signing_alg_values_supported.contains(a))
+        .collect();
+    report.check(
+        missing.is_empty() && !algs.is_empty(),
+        &format!("{label}: algorithms match JWKS"),
+        format!("{:?}", doc.id_token_signing_alg_values_supported),
+        format!(
+            "JWKS uses {algs:?} but id_token_signing_alg_values_supported is {:?}",
+            doc.id_token_signing_alg_values_supported
+        ),
+        "run `irsa render` to list every algorithm of the published keys, and publish both documents together",
+    );
 }
 
 /// Checks that every expected public key is in the JWKS with the right kid and alg.

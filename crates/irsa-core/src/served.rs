@@ -134,20 +134,7 @@ pub fn walk(
         None
     };
     if let Some(jwks) = &jwks {
-        let algs = jwks.algorithms();
-        let missing: Vec<&String> = algs
-            .iter()
-            .filter(|a| !doc.id_token_signing_alg_values_supported.contains(a))
-            .collect();
-        report.check(
-            missing.is_empty(),
-            &format!("{d}: algorithms match JWKS"),
-            format!("{algs:?}"),
-            format!(
-                "served JWKS uses {missing:?}, not advertised by the served discovery document"
-            ),
-            "re-render and re-upload both documents together",
-        );
+        crate::checks::check_algorithms(d, &doc, jwks, report);
     }
     walked.discovery = Some(doc);
     walked.jwks = jwks;
