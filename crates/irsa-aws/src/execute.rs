@@ -36,21 +36,7 @@ impl Aws {
             }
             Action::TagBucket => self.tag_bucket(desired, &bucket).await?,
             Action::AllowPublicPolicy { .. } => {
-                let cfg = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
-                    .block_public_acls(true)
-                    .ignore_public_acls(true)
-                    .block_public_policy(false)
-                    .restrict_public_buckets(false)
-                    .build();
-                self.call(
-                    "s3:PutPublicAccessBlock",
-                    self.s3
-                        .put_public_access_block()
-                        .bucket(&bucket)
-                        .public_access_block_configuration(cfg)
-                        .send(),
-                )
-                .await?;
+                self.put_public_access_block(&bucket, false).await?;
             }
             Action::PutBucketPolicy { policy, .. } => {
                 self.call(
@@ -292,21 +278,7 @@ impl Aws {
                 .await?;
             }
             Action::BlockAllPublicAccess { .. } => {
-                let cfg = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
-                    .block_public_acls(true)
-                    .ignore_public_acls(true)
-                    .block_public_policy(true)
-                    .restrict_public_buckets(true)
-                    .build();
-                self.call(
-                    "s3:PutPublicAccessBlock",
-                    self.s3
-                        .put_public_access_block()
-                        .bucket(&bucket)
-                        .public_access_block_configuration(cfg)
-                        .send(),
-                )
-                .await?;
+                self.put_public_access_block(&bucket, true).await?;
             }
             Action::CreateOac => self.create_oac(desired, cloudfront(desired)?).await?,
             Action::UpdateOac { id } => self.update_oac(desired, cloudfront(desired)?, id).await?,
@@ -402,4 +374,29 @@ fn cloudfront(desired: &Desired) -> Result<&irsa_core::plan::DesiredCloudFront, 
     desired.cloudfront.as_ref().ok_or_else(|| {
         AwsError::Unexpected("a CloudFront change in a plan without issuer.cloudfront".into())
     })
+}
+
+impl Aws {
+    /// The bucket's public access block: ACLs always blocked and ignored;
+    /// public bucket policies blocked too when `policies` is set (the
+    /// private bucket behind CloudFront), else allowed (the public issuer
+    /// bucket's one statement).
+    async fn put_public_access_block(&self, bucket: &str, policies: bool) -> Result<(), AwsError> {
+        let cfg = aws_sdk_s3::types::PublicAccessBlockConfiguration::builder()
+            .block_public_acls(true)
+            .ignore_public_acls(true)
+            .block_public_policy(policies)
+            .restrict_public_buckets(policies)
+            .build();
+        self.call(
+            "s3:PutPublicAccessBlock",
+            self.s3
+                .put_public_access_block()
+                .bucket(bucket)
+                .public_access_block_configuration(cfg)
+                .send(),
+        )
+        .await?;
+        Ok(())
+    }
 }
