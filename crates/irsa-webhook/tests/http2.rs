@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use irsa_webhook::{run, Settings};
+use irsa_webhook::{run, Running, Settings};
 use rustls::pki_types::pem::PemObject;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,6 +40,17 @@ fn with_limits(dir: &std::path::Path, f: impl FnOnce(&mut Settings)) -> Settings
     s.limits.idle_timeout_seconds = 30;
     f(&mut s);
     s
+}
+
+/// The webhook with HTTP/2 on, certificates for `cn` in a new directory,
+/// a ServiceAccount with a role, and the test's limits changed by `f`.
+async fn start(cn: &str, f: impl FnOnce(&mut Settings)) -> (tempfile::TempDir, Running) {
+    let t = tempfile::tempdir().unwrap();
+    write_certs(t.path(), cn);
+    let running = run(with_limits(t.path(), f), None, Some(store_with_role()))
+        .await
+        .unwrap();
+    (t, running)
 }
 
 /// A TLS client trusting `dir/ca.crt` that offers `alpn`.
@@ -216,11 +227,7 @@ async fn admitted_over_raw_h2(addr: std::net::SocketAddr, dir: &std::path::Path)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admissions_over_one_http2_connection_are_answered_and_counted() {
-    let t = tempfile::tempdir().unwrap();
-    write_certs(t.path(), "h2");
-    let running = run(with_limits(t.path(), |_| {}), None, Some(store_with_role()))
-        .await
-        .unwrap();
+    let (t, running) = start("h2", |_| {}).await;
 
     let tls = tls(
         running.addr,
@@ -294,15 +301,7 @@ async fn admissions_over_one_http2_connection_are_answered_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_http2_off_as_by_default_only_http1_is_offered() {
-    let t = tempfile::tempdir().unwrap();
-    write_certs(t.path(), "h1-only");
-    let running = run(
-        with_limits(t.path(), |s| s.http2 = false),
-        None,
-        Some(store_with_role()),
-    )
-    .await
-    .unwrap();
+    let (t, running) = start("h1-only", |s| s.http2 = false).await;
     let tls = tls(
         running.addr,
         &connector_offering(t.path(), &[b"h2", b"http/1.1"]),
@@ -327,11 +326,7 @@ async fn with_http2_off_as_by_default_only_http1_is_offered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rapid_resets_close_the_connection_with_enhance_your_calm() {
-    let t = tempfile::tempdir().unwrap();
-    write_certs(t.path(), "rapid-reset");
-    let running = run(with_limits(t.path(), |_| {}), None, Some(store_with_role()))
-        .await
-        .unwrap();
+    let (t, running) = start("rapid-reset", |_| {}).await;
     let mut raw = Raw::open(running.addr, t.path()).await;
     // 1,000 streams opened and cancelled at once (CVE-2023-44487).
     let block = post_block(10, 0);
@@ -363,11 +358,7 @@ async fn rapid_resets_close_the_connection_with_enhance_your_calm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_beyond_the_cap_are_refused_and_the_rest_answered() {
-    let t = tempfile::tempdir().unwrap();
-    write_certs(t.path(), "streams");
-    let running = run(with_limits(t.path(), |_| {}), None, Some(store_with_role()))
-        .await
-        .unwrap();
+    let (t, running) = start("streams", |_| {}).await;
     let mut raw = Raw::open(running.addr, t.path()).await;
     let cap = irsa_webhook::conn::HTTP2_MAX_CONCURRENT_STREAMS;
     // cap + 50 streams whose declared 10-byte bodies never come.
@@ -403,11 +394,7 @@ async fn streams_beyond_the_cap_are_refused_and_the_rest_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_header_blocks_get_431_and_endless_ones_are_cut() {
-    let t = tempfile::tempdir().unwrap();
-    write_certs(t.path(), "headers");
-    let running = run(with_limits(t.path(), |_| {}), None, Some(store_with_role()))
-        .await
-        .unwrap();
+    let (t, running) = start("headers", |_| {}).await;
 
     // 20 KiB of headers, over the 16 KiB cap, in HEADERS + CONTINUATION.
     let mut raw = Raw::open(running.addr, t.path()).await;
@@ -477,10 +464,7 @@ async fn oversized_header_blocks_get_431_and_endless_ones_are_cut() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pings_alone_do_not_keep_an_http2_connection_open() {
-    let t = tempfile::tempdir().unwrap();
-    write_certs(t.path(), "pings");
-    let settings = with_limits(t.path(), |s| s.limits.idle_timeout_seconds = 3);
-    let running = run(settings, None, Some(store_with_role())).await.unwrap();
+    let (t, running) = start("pings", |s| s.limits.idle_timeout_seconds = 3).await;
     let mut raw = Raw::open(running.addr, t.path()).await;
     let body = serde_json::to_vec(&review_for("s3")).unwrap();
     let mut out = frame(HEADERS, END_HEADERS, 1, &post_block(body.len(), 0));

@@ -282,8 +282,8 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
-    if std::env::var_os("KUBEBUILDER_ASSETS").is_none() && which("kube-apiserver").is_none() {
-        println!("pod_create: skipped, no kube-apiserver (set KUBEBUILDER_ASSETS; scripts/test prepares it)");
+    if let Err(why) = common::testbed::assets_available() {
+        println!("pod_create: skipped: {why} (scripts/test prepares KUBEBUILDER_ASSETS)");
         return;
     }
     let creates = env_count("IRSA_BENCH_CREATES", 500);
@@ -429,10 +429,4 @@ fn main() {
             );
         }
     });
-}
-
-fn which(program: &str) -> Option<std::path::PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
 }

@@ -391,22 +391,11 @@ fn unbind_waits_for_an_edit_in_progress_and_keeps_it() {
     ignore = "reads the served JWKS over HTTPS: a full-build command"
 )]
 fn keys_rotate_refuses_a_file_changed_while_it_checked_the_jwks() {
-    const HOST: &str = "oidc.irsa.test";
+    // init's issuer host, reached on 127.0.0.1 through --resolve.
+    const HOST: &str = "oidc.example.com";
     let t = tempdir();
     let d = t.path();
-    let out = run_in(
-        d,
-        &[
-            "init",
-            "--cluster",
-            "prod",
-            "--issuer",
-            &format!("https://{HOST}/prod"),
-            "--dir",
-            ".",
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    init(d);
     let out = run_in(d, &["keys", "rotate", "--stage", "publish"]);
     assert!(out.status.success(), "{}", stderr(&out));
     // The issuer host serves the JWKS with the next key.

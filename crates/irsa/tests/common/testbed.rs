@@ -52,6 +52,14 @@ fn find(name: &str) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("no {name} on PATH and KUBEBUILDER_ASSETS is not set"))
 }
 
+/// Whether kube-apiserver and etcd can be found (`KUBEBUILDER_ASSETS`,
+/// then `PATH`), or why not: for a caller that skips rather than fails.
+pub fn assets_available() -> Result<(), String> {
+    find("kube-apiserver")?;
+    find("etcd")?;
+    Ok(())
+}
+
 impl Assets {
     fn locate() -> Self {
         match (find("kube-apiserver"), find("etcd")) {
