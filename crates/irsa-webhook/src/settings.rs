@@ -80,8 +80,8 @@ pub struct Settings {
     pub tls_min_version: Option<String>,
     /// Offer HTTP/2 (h2) in ALPN beside HTTP/1.1, served with the limits
     /// of docs/security.md. Off by default: kube-apiserver's webhook client
-    /// offers only http/1.1 (so that its calls spread over a webhook's
-    /// replicas), so only other clients would use it.
+    /// (v1.28, as tested) offers only http/1.1, so only other clients would
+    /// use it.
     #[arg(long, env = "IRSA_HTTP2", help_heading = "Server", num_args = 0..=1, require_equals = true, default_value = "false", default_missing_value = "true", value_parser = parse_bool, action = clap::ArgAction::Set)]
     pub http2: bool,
     /// Serve /debug/alpha/cache (the cached ServiceAccount settings, JSON)
