@@ -124,6 +124,40 @@ impl Aws {
         send.await.map_err(|e| crate::error::call_err(operation, e))
     }
 
+    /// Makes one read call: counts it, sends it, and names `operation` in
+    /// the error.
+    pub(crate) async fn get<T, E>(
+        &self,
+        operation: &'static str,
+        send: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, crate::AwsError>
+    where
+        E: aws_sdk_iam::error::ProvideErrorMetadata + std::fmt::Debug,
+    {
+        self.read();
+        send.await.map_err(|e| crate::error::call_err(operation, e))
+    }
+
+    /// Reads something that may not exist: as [`Aws::get`], with an error
+    /// whose code is one of `absent` (`NoSuchEntity`, `NoSuchKey`...)
+    /// read as `None`.
+    pub(crate) async fn get_opt<T, E>(
+        &self,
+        operation: &'static str,
+        absent: &[&str],
+        send: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<Option<T>, crate::AwsError>
+    where
+        E: aws_sdk_iam::error::ProvideErrorMetadata + std::fmt::Debug,
+    {
+        self.read();
+        match send.await {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.code().is_some_and(|c| absent.contains(&c)) => Ok(None),
+            Err(e) => Err(crate::error::call_err(operation, e)),
+        }
+    }
+
     /// (reads, writes) made so far.
     pub fn counts(&self) -> (usize, usize) {
         (

@@ -9,14 +9,12 @@ use aws_sdk_cloudfront::types::{
     OriginAccessControlOriginTypes, OriginAccessControlSigningBehaviors,
     OriginAccessControlSigningProtocols, Origins, Paths, Tag, Tags,
 };
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use irsa_core::hosting::distribution_arn;
 use irsa_core::plan::{
     Actual, ActualDistribution, ActualOac, Desired, DesiredCloudFront, OWNER_TAG,
 };
 
 use crate::cloudfront_shape::{distribution_config, shape_of};
-use crate::error::call_err;
 use crate::{Aws, AwsError};
 
 /// How long `destroy` waits for a disabled distribution to be deployed.
@@ -36,35 +34,34 @@ impl Aws {
         actual: &mut Actual,
     ) -> Result<(), AwsError> {
         if let (Some(s3), Some(_)) = (&desired.s3, &actual.bucket) {
-            self.read();
-            actual.bucket_fully_private = match self
-                .s3
-                .get_public_access_block()
-                .bucket(&s3.bucket)
-                .send()
-                .await
-            {
-                Ok(r) => r.public_access_block_configuration().is_some_and(|c| {
+            let block = self
+                .get_opt(
+                    "s3:GetPublicAccessBlock",
+                    &["NoSuchPublicAccessBlockConfiguration"],
+                    self.s3.get_public_access_block().bucket(&s3.bucket).send(),
+                )
+                .await?;
+            actual.bucket_fully_private = block.is_some_and(|r| {
+                r.public_access_block_configuration().is_some_and(|c| {
                     c.block_public_acls() == Some(true)
                         && c.ignore_public_acls() == Some(true)
                         && c.block_public_policy() == Some(true)
                         && c.restrict_public_buckets() == Some(true)
-                }),
-                Err(e) if e.code() == Some("NoSuchPublicAccessBlockConfiguration") => false,
-                Err(e) => return Err(call_err("s3:GetPublicAccessBlock", e)),
-            };
+                })
+            });
         }
         actual.oac = self.find_oac(&cf.names.oac_name).await?;
         let mut marker: Option<String> = None;
         loop {
-            self.read();
             let page = self
-                .cf
-                .list_distributions()
-                .set_marker(marker.clone())
-                .send()
-                .await
-                .map_err(|e| call_err("cloudfront:ListDistributions", e))?;
+                .get(
+                    "cloudfront:ListDistributions",
+                    self.cf
+                        .list_distributions()
+                        .set_marker(marker.clone())
+                        .send(),
+                )
+                .await?;
             let Some(list) = page.distribution_list() else {
                 break;
             };
@@ -119,14 +116,12 @@ impl Aws {
     }
 
     async fn distribution_tags(&self, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
-        self.read();
         let out = self
-            .cf
-            .list_tags_for_resource()
-            .resource(arn)
-            .send()
-            .await
-            .map_err(|e| call_err("cloudfront:ListTagsForResource", e))?;
+            .get(
+                "cloudfront:ListTagsForResource",
+                self.cf.list_tags_for_resource().resource(arn).send(),
+            )
+            .await?;
         Ok(out
             .tags()
             .map(|t| {
@@ -142,14 +137,12 @@ impl Aws {
         &self,
         id: &str,
     ) -> Result<(DistributionConfig, String), AwsError> {
-        self.read();
         let out = self
-            .cf
-            .get_distribution_config()
-            .id(id)
-            .send()
-            .await
-            .map_err(|e| call_err("cloudfront:GetDistributionConfig", e))?;
+            .get(
+                "cloudfront:GetDistributionConfig",
+                self.cf.get_distribution_config().id(id).send(),
+            )
+            .await?;
         let etag = out.e_tag().unwrap_or("").to_string();
         let config = out.distribution_config.ok_or_else(|| {
             unexpected(
@@ -164,14 +157,15 @@ impl Aws {
     async fn find_oac(&self, name: &str) -> Result<Option<ActualOac>, AwsError> {
         let mut marker: Option<String> = None;
         loop {
-            self.read();
             let page = self
-                .cf
-                .list_origin_access_controls()
-                .set_marker(marker.clone())
-                .send()
-                .await
-                .map_err(|e| call_err("cloudfront:ListOriginAccessControls", e))?;
+                .get(
+                    "cloudfront:ListOriginAccessControls",
+                    self.cf
+                        .list_origin_access_controls()
+                        .set_marker(marker.clone())
+                        .send(),
+                )
+                .await?;
             let Some(list) = page.origin_access_control_list() else {
                 return Ok(None);
             };
@@ -259,14 +253,12 @@ impl Aws {
     }
 
     async fn oac_etag(&self, id: &str) -> Result<String, AwsError> {
-        self.read();
         let out = self
-            .cf
-            .get_origin_access_control()
-            .id(id)
-            .send()
-            .await
-            .map_err(|e| call_err("cloudfront:GetOriginAccessControl", e))?;
+            .get(
+                "cloudfront:GetOriginAccessControl",
+                self.cf.get_origin_access_control().id(id).send(),
+            )
+            .await?;
         Ok(out.e_tag().unwrap_or("").to_string())
     }
 
@@ -368,14 +360,12 @@ impl Aws {
         let deadline = tokio::time::Instant::now() + DEPLOY_WAIT;
         let mut pause = Duration::from_millis(200);
         loop {
-            self.read();
             let out = self
-                .cf
-                .get_distribution()
-                .id(id)
-                .send()
-                .await
-                .map_err(|e| call_err("cloudfront:GetDistribution", e))?;
+                .get(
+                    "cloudfront:GetDistribution",
+                    self.cf.get_distribution().id(id).send(),
+                )
+                .await?;
             let status = out
                 .distribution()
                 .map(|d| d.status().to_string())

@@ -31,50 +31,41 @@ impl Aws {
             };
             if exists {
                 actual.bucket = Some(self.bucket_tags(&s3.bucket).await?);
-                self.read();
-                actual.public_policy_allowed = match self
-                    .s3
-                    .get_public_access_block()
-                    .bucket(&s3.bucket)
-                    .send()
-                    .await
-                {
-                    Ok(r) => public_policy_allowed(r.public_access_block_configuration()),
-                    Err(e) if e.code() == Some("NoSuchPublicAccessBlockConfiguration") => false,
-                    Err(e) => return Err(call_err("s3:GetPublicAccessBlock", e)),
-                };
-                self.read();
+                let block = self
+                    .get_opt(
+                        "s3:GetPublicAccessBlock",
+                        &["NoSuchPublicAccessBlockConfiguration"],
+                        self.s3.get_public_access_block().bucket(&s3.bucket).send(),
+                    )
+                    .await?;
+                actual.public_policy_allowed = block
+                    .is_some_and(|r| public_policy_allowed(r.public_access_block_configuration()));
+                let policy = self
+                    .get_opt(
+                        "s3:GetBucketPolicy",
+                        &["NoSuchBucketPolicy"],
+                        self.s3.get_bucket_policy().bucket(&s3.bucket).send(),
+                    )
+                    .await?;
                 actual.bucket_policy =
-                    match self.s3.get_bucket_policy().bucket(&s3.bucket).send().await {
-                        Ok(p) => p.policy().and_then(|p| serde_json::from_str(p).ok()),
-                        Err(e) if e.code() == Some("NoSuchBucketPolicy") => None,
-                        Err(e) => return Err(call_err("s3:GetBucketPolicy", e)),
-                    };
+                    policy.and_then(|p| p.policy().and_then(|p| serde_json::from_str(p).ok()));
                 for key in desired.objects.keys() {
-                    self.read();
-                    match self
-                        .s3
-                        .get_object()
-                        .bucket(&s3.bucket)
-                        .key(key)
-                        .send()
-                        .await
-                    {
-                        Ok(o) => {
-                            let ct = o.content_type().unwrap_or("").to_string();
-                            let body = o.body.collect().await.map_err(|e| {
-                                AwsError::Unexpected(format!(
-                                    "reading s3://{}/{key}: {e}",
-                                    s3.bucket
-                                ))
-                            })?;
-                            actual.objects.insert(
-                                key.clone(),
-                                (String::from_utf8_lossy(&body.into_bytes()).into_owned(), ct),
-                            );
-                        }
-                        Err(e) if e.code() == Some("NoSuchKey") => {}
-                        Err(e) => return Err(call_err("s3:GetObject", e)),
+                    let object = self
+                        .get_opt(
+                            "s3:GetObject",
+                            &["NoSuchKey"],
+                            self.s3.get_object().bucket(&s3.bucket).key(key).send(),
+                        )
+                        .await?;
+                    if let Some(o) = object {
+                        let ct = o.content_type().unwrap_or("").to_string();
+                        let body = o.body.collect().await.map_err(|e| {
+                            AwsError::Unexpected(format!("reading s3://{}/{key}: {e}", s3.bucket))
+                        })?;
+                        actual.objects.insert(
+                            key.clone(),
+                            (String::from_utf8_lossy(&body.into_bytes()).into_owned(), ct),
+                        );
                     }
                 }
             }
@@ -115,16 +106,17 @@ impl Aws {
         let mut sessions: BTreeMap<String, i32> = BTreeMap::new();
         let mut marker: Option<String> = None;
         loop {
-            self.read();
             let page = self
-                .iam
-                .list_roles()
-                .path_prefix(&path)
-                .max_items(1000)
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| call_err("iam:ListRoles", e))?;
+                .get(
+                    "iam:ListRoles",
+                    self.iam
+                        .list_roles()
+                        .path_prefix(&path)
+                        .max_items(1000)
+                        .set_marker(marker.take())
+                        .send(),
+                )
+                .await?;
             for r in page.roles() {
                 sessions.insert(
                     r.role_name().to_string(),
@@ -208,16 +200,17 @@ impl Aws {
         let mut out = BTreeMap::new();
         let mut marker: Option<String> = None;
         loop {
-            self.read();
             let page = self
-                .iam
-                .get_account_authorization_details()
-                .filter(aws_sdk_iam::types::EntityType::Role)
-                .max_items(1000)
-                .set_marker(marker.take())
-                .send()
-                .await
-                .map_err(|e| call_err("iam:GetAccountAuthorizationDetails", e))?;
+                .get(
+                    "iam:GetAccountAuthorizationDetails",
+                    self.iam
+                        .get_account_authorization_details()
+                        .filter(aws_sdk_iam::types::EntityType::Role)
+                        .max_items(1000)
+                        .set_marker(marker.take())
+                        .send(),
+                )
+                .await?;
             for r in page.role_detail_list() {
                 let Some(name) = r.role_name() else { continue };
                 if !wanted.contains(name) && !sessions.contains_key(name) {
@@ -235,13 +228,12 @@ impl Aws {
 
     /// ARNs of every IAM OIDC provider in the account.
     pub(crate) async fn provider_arns(&self) -> Result<Vec<String>, AwsError> {
-        self.read();
         let providers = self
-            .iam
-            .list_open_id_connect_providers()
-            .send()
-            .await
-            .map_err(|e| call_err("iam:ListOpenIDConnectProviders", e))?;
+            .get(
+                "iam:ListOpenIDConnectProviders",
+                self.iam.list_open_id_connect_providers().send(),
+            )
+            .await?;
         Ok(providers
             .open_id_connect_provider_list()
             .iter()
@@ -251,14 +243,15 @@ impl Aws {
 
     /// One provider's client IDs, thumbprints and tags.
     async fn get_provider(&self, arn: &str) -> Result<ActualProvider, AwsError> {
-        self.read();
         let p = self
-            .iam
-            .get_open_id_connect_provider()
-            .open_id_connect_provider_arn(arn)
-            .send()
-            .await
-            .map_err(|e| call_err("iam:GetOpenIDConnectProvider", e))?;
+            .get(
+                "iam:GetOpenIDConnectProvider",
+                self.iam
+                    .get_open_id_connect_provider()
+                    .open_id_connect_provider_arn(arn)
+                    .send(),
+            )
+            .await?;
         Ok(ActualProvider {
             arn: arn.to_string(),
             client_ids: p.client_id_list().iter().cloned().collect(),
@@ -322,50 +315,49 @@ impl Aws {
     }
 
     pub(crate) async fn read_role(&self, name: &str) -> Result<Option<ActualRole>, AwsError> {
-        self.read();
-        let role = match self.iam.get_role().role_name(name).send().await {
-            Ok(r) => r,
-            Err(e) if e.code() == Some("NoSuchEntity") => return Ok(None),
-            Err(e) => return Err(call_err("iam:GetRole", e)),
-        };
-        let Some(role) = role.role() else {
+        let role = self
+            .get_opt(
+                "iam:GetRole",
+                &["NoSuchEntity"],
+                self.iam.get_role().role_name(name).send(),
+            )
+            .await?;
+        let Some(role) = role.as_ref().and_then(|r| r.role()) else {
             return Ok(None);
         };
-        self.read();
         let tags = self
-            .iam
-            .list_role_tags()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(|e| call_err("iam:ListRoleTags", e))?;
-        self.read();
+            .get(
+                "iam:ListRoleTags",
+                self.iam.list_role_tags().role_name(name).send(),
+            )
+            .await?;
         let attached = self
-            .iam
-            .list_attached_role_policies()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(|e| call_err("iam:ListAttachedRolePolicies", e))?;
-        self.read();
+            .get(
+                "iam:ListAttachedRolePolicies",
+                self.iam
+                    .list_attached_role_policies()
+                    .role_name(name)
+                    .send(),
+            )
+            .await?;
         let inline_names = self
-            .iam
-            .list_role_policies()
-            .role_name(name)
-            .send()
-            .await
-            .map_err(|e| call_err("iam:ListRolePolicies", e))?;
+            .get(
+                "iam:ListRolePolicies",
+                self.iam.list_role_policies().role_name(name).send(),
+            )
+            .await?;
         let mut inline = BTreeMap::new();
         for policy in inline_names.policy_names() {
-            self.read();
             let doc = self
-                .iam
-                .get_role_policy()
-                .role_name(name)
-                .policy_name(policy)
-                .send()
-                .await
-                .map_err(|e| call_err("iam:GetRolePolicy", e))?;
+                .get(
+                    "iam:GetRolePolicy",
+                    self.iam
+                        .get_role_policy()
+                        .role_name(name)
+                        .policy_name(policy)
+                        .send(),
+                )
+                .await?;
             inline.insert(policy.clone(), decode_policy(doc.policy_document()));
         }
         Ok(Some(ActualRole {
@@ -397,44 +389,48 @@ impl Aws {
         &self,
         account: &str,
     ) -> Result<AccountPublicAccess, AwsError> {
-        self.read();
-        match self
-            .s3control
-            .get_public_access_block()
-            .account_id(account)
-            .send()
-            .await
-        {
-            Ok(r) => Ok(r
-                .public_access_block_configuration()
-                .map(|c| AccountPublicAccess {
-                    block_public_policy: c.block_public_policy().unwrap_or(false),
-                    restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
-                })
-                .unwrap_or_default()),
-            Err(e) if e.code() == Some("NoSuchPublicAccessBlockConfiguration") => {
-                Ok(AccountPublicAccess::default())
-            }
-            Err(e) => Err(call_err("s3:GetAccountPublicAccessBlock", e)),
-        }
+        let block = self
+            .get_opt(
+                "s3:GetAccountPublicAccessBlock",
+                &["NoSuchPublicAccessBlockConfiguration"],
+                self.s3control
+                    .get_public_access_block()
+                    .account_id(account)
+                    .send(),
+            )
+            .await?;
+        Ok(block
+            .and_then(|r| {
+                r.public_access_block_configuration()
+                    .map(|c| AccountPublicAccess {
+                        block_public_policy: c.block_public_policy().unwrap_or(false),
+                        restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
+                    })
+            })
+            .unwrap_or_default())
     }
 
     /// The body of one object, `None` when the bucket or the key does not
     /// exist (doctor compares it with what the bundle renders).
     pub async fn stored_object(&self, bucket: &str, key: &str) -> Result<Option<String>, AwsError> {
-        self.read();
-        match self.s3.get_object().bucket(bucket).key(key).send().await {
-            Ok(o) => {
-                let body = o.body.collect().await.map_err(|e| {
-                    AwsError::Unexpected(format!("reading s3://{bucket}/{key}: {e}"))
-                })?;
-                Ok(Some(
-                    String::from_utf8_lossy(&body.into_bytes()).into_owned(),
-                ))
-            }
-            Err(e) if matches!(e.code(), Some("NoSuchKey" | "NoSuchBucket")) => Ok(None),
-            Err(e) => Err(call_err("s3:GetObject", e)),
-        }
+        let object = self
+            .get_opt(
+                "s3:GetObject",
+                &["NoSuchKey", "NoSuchBucket"],
+                self.s3.get_object().bucket(bucket).key(key).send(),
+            )
+            .await?;
+        let Some(o) = object else {
+            return Ok(None);
+        };
+        let body = o
+            .body
+            .collect()
+            .await
+            .map_err(|e| AwsError::Unexpected(format!("reading s3://{bucket}/{key}: {e}")))?;
+        Ok(Some(
+            String::from_utf8_lossy(&body.into_bytes()).into_owned(),
+        ))
     }
 
     /// Whether the bucket holds objects other than `ours`.
@@ -443,18 +439,15 @@ impl Aws {
         bucket: &str,
         ours: &BTreeSet<String>,
     ) -> Result<bool, AwsError> {
-        self.read();
-        let list = match self
-            .s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .max_keys(10)
-            .send()
-            .await
-        {
-            Ok(l) => l,
-            Err(e) if e.code() == Some("NoSuchBucket") => return Ok(false),
-            Err(e) => return Err(call_err("s3:ListObjectsV2", e)),
+        let list = self
+            .get_opt(
+                "s3:ListObjectsV2",
+                &["NoSuchBucket"],
+                self.s3.list_objects_v2().bucket(bucket).max_keys(10).send(),
+            )
+            .await?;
+        let Some(list) = list else {
+            return Ok(false);
         };
         Ok(list
             .contents()
@@ -468,15 +461,20 @@ impl Aws {
         &self,
         bucket: &str,
     ) -> Result<BTreeMap<String, String>, AwsError> {
-        self.read();
-        match self.s3.get_bucket_tagging().bucket(bucket).send().await {
-            Ok(t) => Ok(t
-                .tag_set()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect()),
-            Err(e) if e.code() == Some("NoSuchTagSet") => Ok(BTreeMap::new()),
-            Err(e) => Err(call_err("s3:GetBucketTagging", e)),
-        }
+        let tagging = self
+            .get_opt(
+                "s3:GetBucketTagging",
+                &["NoSuchTagSet"],
+                self.s3.get_bucket_tagging().bucket(bucket).send(),
+            )
+            .await?;
+        Ok(tagging
+            .map(|t| {
+                t.tag_set()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string()))
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 }

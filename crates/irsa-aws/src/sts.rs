@@ -7,13 +7,12 @@ use crate::{Aws, AwsError};
 impl Aws {
     /// The caller's account ID.
     pub async fn account_id(&self) -> Result<String, AwsError> {
-        self.read();
         let who = self
-            .sts
-            .get_caller_identity()
-            .send()
-            .await
-            .map_err(|e| call_err("sts:GetCallerIdentity", e))?;
+            .get(
+                "sts:GetCallerIdentity",
+                self.sts.get_caller_identity().send(),
+            )
+            .await?;
         who.account()
             .map(String::from)
             .ok_or_else(|| AwsError::Unexpected("GetCallerIdentity returned no account".into()))
