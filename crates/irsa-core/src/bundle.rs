@@ -9,6 +9,7 @@
 use crate::checks::{self, Report};
 use crate::config::{IrsaConfig, KeyState};
 use crate::hosting::PendingUrl;
+use crate::issuer::IssuerUrl;
 use crate::jwks::Jwks;
 use crate::key::{Algorithm, PublicKey};
 use crate::parse::{parse_keys, parse_private_key};
@@ -69,7 +70,7 @@ pub fn check(
     files: &BundleFiles<'_>,
     extra: Option<&PrivateKey>,
     now: i64,
-) -> Result<Report, PendingUrl> {
+) -> Result<Checked, PendingUrl> {
     let mut report = Report::default();
     let cfg = files.config;
     let url = cfg.issuer.url()?;
@@ -213,7 +214,68 @@ pub fn check(
             .is_some_and(|(k, _)| k.public_key() == extra.public_key());
         check_extra_private(extra, url, jwks, !signed_already, now, &mut report);
     }
-    Ok(report)
+    Ok(Checked { report, jwks })
+}
+
+/// What [`check`] found: the report, and the bundle's JWKS when it parsed
+/// (what `irsa validate --issuer` compares the served one with).
+#[derive(Debug)]
+pub struct Checked {
+    /// The lines.
+    pub report: Report,
+    /// The JWKS as the bundle holds it.
+    pub jwks: Option<Jwks>,
+}
+
+/// The checks of a directory laid out as an issuer serves it, without
+/// irsa.yaml: the JWKS and the discovery document (each `None` when the
+/// directory has no such file), the discovery document's issuer against
+/// `issuer` when given, and `extra` (the key an API server signs with)
+/// against the JWKS. The JWKS when it parsed.
+pub fn check_documents(
+    jwks_text: Option<&str>,
+    discovery_text: Option<&str>,
+    issuer: Option<&IssuerUrl>,
+    extra: Option<&PrivateKey>,
+    now: i64,
+) -> Checked {
+    let mut report = Report::default();
+    let jwks = match jwks_text {
+        Some(t) => checks::check_jwks("jwks", t, &mut report),
+        None => {
+            report.fail(
+                "jwks: exists",
+                "no openid/v1/jwks or keys.json",
+                "generate it with `irsa jwks`",
+            );
+            None
+        }
+    };
+    let doc = match discovery_text {
+        Some(t) => {
+            checks::check_discovery("discovery", t, issuer, None, jwks.as_ref(), &mut report)
+        }
+        None => {
+            report.fail(
+                "discovery: exists",
+                "no .well-known/openid-configuration",
+                "generate it with `irsa discovery`",
+            );
+            None
+        }
+    };
+    let parsed;
+    let issuer = match issuer {
+        Some(u) => Some(u),
+        None => {
+            parsed = doc.as_ref().and_then(|d| IssuerUrl::parse(&d.issuer).ok());
+            parsed.as_ref()
+        }
+    };
+    if let (Some(jwks), Some(extra), Some(issuer)) = (&jwks, extra, issuer) {
+        check_extra_private(extra, issuer, jwks, true, now, &mut report);
+    }
+    Checked { report, jwks }
 }
 
 /// A private key file: present, readable by its owner only, parses.
@@ -292,5 +354,53 @@ fn state_name(state: KeyState) -> &'static str {
         KeyState::Next => "next",
         KeyState::Previous => "previous",
         KeyState::Retired => "retired",
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::checks::Status;
+
+    #[test]
+    fn a_served_layout_is_checked_for_both_documents_and_the_signing_key() {
+        let cfg = IrsaConfig::from_yaml(crate::config::tests::GOOD).unwrap();
+        let key = PrivateKey::generate(Algorithm::ES256, 0).unwrap();
+        let docs = crate::documents::render(&cfg, &[(key.public_key().clone(), Algorithm::ES256)])
+            .unwrap();
+        let issuer = cfg.issuer.url().unwrap();
+        let now = 1_800_000_000;
+        let checked = check_documents(
+            Some(&docs.jwks),
+            Some(&docs.discovery),
+            Some(issuer),
+            Some(&key),
+            now,
+        );
+        assert!(!checked.report.failed(), "{:?}", checked.report);
+        assert_eq!(checked.jwks.unwrap().keys.len(), 1);
+        // Without --issuer, the discovery document's own issuer is the one
+        // the key is checked against.
+        let checked = check_documents(
+            Some(&docs.jwks),
+            Some(&docs.discovery),
+            None,
+            Some(&key),
+            now,
+        );
+        assert!(!checked.report.failed(), "{:?}", checked.report);
+        // A key the JWKS does not publish fails; a missing document is named.
+        let other = PrivateKey::generate(Algorithm::ES256, 0).unwrap();
+        let checked = check_documents(Some(&docs.jwks), None, Some(issuer), Some(&other), now);
+        let failed: Vec<&str> = checked
+            .report
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert!(failed.contains(&"discovery: exists"), "{failed:?}");
+        assert!(failed.len() >= 2, "the foreign key fails too: {failed:?}");
     }
 }

@@ -81,6 +81,21 @@ impl Report {
             fix: Some(fix.into()),
         });
     }
+    /// Records a line with the status a judgement gave; `fix` is kept for
+    /// warnings and failures only.
+    pub fn record(
+        &mut self,
+        name: impl Into<String>,
+        status: Status,
+        detail: impl Into<String>,
+        fix: impl Into<String>,
+    ) {
+        match status {
+            Status::Pass => self.pass(name, detail),
+            Status::Warn => self.warn(name, detail, fix),
+            Status::Fail => self.fail(name, detail, fix),
+        }
+    }
     /// Pass or fail depending on `ok`.
     pub fn check(
         &mut self,

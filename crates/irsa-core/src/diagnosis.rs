@@ -7,6 +7,7 @@
 //! served → the JWKS verifies the token → the IAM OIDC provider lists the
 //! audience → the role's trust policy admits the token → STS.
 
+use crate::checks::Status;
 use crate::jwt::{self, JwtError};
 use crate::key::Algorithm;
 use crate::rotation::{SigningFinding, Verdict};
@@ -18,6 +19,7 @@ pub mod iam;
 mod job;
 pub mod pod_identity;
 pub mod service_account;
+pub mod token;
 mod webhook;
 
 pub use binding::{judge_binding, subject_of, BindingFinding, RoleSource};
@@ -26,43 +28,130 @@ pub use webhook::{
     is_pod_identity_hook, judge_webhook, selects, DryRun, Hook, Reach, WebhookFinding,
 };
 
-/// Links of the chain whose judgement is a finding of this module (the
-/// others are still named by the constants below).
+/// Every link doctor reports, in the order of the chain. The enum is the
+/// one place a link's report line is written: doctor, its tests and the
+/// fixes that point at another link all take the name from here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Link {
+    /// `--pod` names a pod that exists.
+    PodExists,
+    /// The webhook mutated the pod when it was created.
+    PodMutated,
+    /// The role the pod was given is the one its ServiceAccount names now.
+    PodRoleCurrent,
+    /// The ServiceAccount's unfinished pods carry its current role.
+    Pods,
+    /// The ServiceAccount exists.
+    ServiceAccountExists,
+    /// The ServiceAccount's role-arn annotation names a role ARN.
+    RoleAnnotation,
     /// The role the ServiceAccount names is the one irsa.yaml binds to it.
     RoleBound,
     /// The pod identity webhook mutates new pods of the ServiceAccount.
     WebhookMutates,
+    /// The TokenRequest API issues a token for the audience.
+    TokenRequest,
+    /// The key the cluster signs with is irsa.yaml's active key.
+    SigningKey,
+    /// The token decodes as a JWT.
+    TokenDecodes,
+    /// The token has not expired.
+    TokenNotExpired,
+    /// The token's times agree with this machine's clock.
+    TokenClock,
+    /// The token's `iss` is irsa.yaml's issuer.
+    TokenIssuer,
+    /// The token's `iss`, with no irsa.yaml to compare it with.
+    TokenIss,
+    /// A key of irsa.yaml verifies the token (nothing fetched).
+    BundleKey,
+    /// The token's `iss` is an issuer URL whose discovery document is
+    /// reachable over HTTPS (the served walk's first line).
+    DiscoveryReachable,
+    /// The served JWKS holds the token's kid and verifies its signature.
+    JwksVerifies,
+    /// The served JWKS holds the token's kid (what STS names when it
+    /// cannot fetch the keys).
+    JwksKid,
+    /// The issuer serves the documents irsa.yaml renders.
+    Publication,
+    /// The role ARN parses.
+    IamRoleArn,
+    /// The IAM OIDC provider exists in the role's account.
+    IamProvider,
+    /// The provider's client IDs hold the token's audience.
+    IamClientIds,
+    /// The role exists.
+    IamRoleExists,
+    /// The role's trust policy admits the token.
+    IamTrust,
+    /// STS AssumeRoleWithWebIdentity itself.
+    Sts,
 }
 
 impl Link {
     /// The report line's name.
     pub const fn name(self) -> &'static str {
         match self {
+            Self::PodExists => "pod: exists",
+            Self::PodMutated => "pod: mutated by the webhook",
+            Self::PodRoleCurrent => "pod: role is the ServiceAccount's current one",
+            Self::Pods => "pods: of the ServiceAccount carry its current role",
+            Self::ServiceAccountExists => "serviceaccount: exists",
+            Self::RoleAnnotation => "serviceaccount: role-arn annotation",
             Self::RoleBound => "serviceaccount: role is the one irsa.yaml binds to it",
             Self::WebhookMutates => "webhook: mutates new pods of the ServiceAccount",
+            Self::TokenRequest => "token: TokenRequest",
+            Self::SigningKey => "cluster: signs with irsa.yaml's active key",
+            Self::TokenDecodes => "token: decodes",
+            Self::TokenNotExpired => "token: not expired",
+            Self::TokenClock => "token: clocks of the apiserver and this machine agree",
+            Self::TokenIssuer => "token: iss is the configured issuer",
+            Self::TokenIss => "token: iss",
+            Self::BundleKey => "bundle: token signed by a key of irsa.yaml",
+            Self::DiscoveryReachable => "discovery: reachable over HTTPS",
+            Self::JwksVerifies => "jwks: token kid published and signature verifies",
+            Self::JwksKid => "jwks: token kid published",
+            Self::Publication => "issuer: serves the documents irsa.yaml renders",
+            Self::IamRoleArn => "iam: role ARN",
+            Self::IamProvider => "iam: OIDC provider",
+            Self::IamClientIds => "iam: provider client IDs",
+            Self::IamRoleExists => "iam: role exists",
+            Self::IamTrust => "iam: trust policy admits the token",
+            Self::Sts => "sts: AssumeRoleWithWebIdentity",
         }
     }
-}
 
-/// Report line of the JWKS link: the token's kid is published and its
-/// signature verifies.
-pub const JWKS_VERIFIES: &str = "jwks: token kid published and signature verifies";
-/// Report line of the IAM OIDC provider.
-pub const IAM_PROVIDER: &str = "iam: OIDC provider";
-/// Report line of the provider's client IDs (the audiences it accepts).
-pub const IAM_CLIENT_IDS: &str = "iam: provider client IDs";
-/// Report line of the role's trust policy.
-pub const IAM_TRUST: &str = "iam: trust policy admits the token";
-/// Report line of the token's expiry.
-pub const TOKEN_NOT_EXPIRED: &str = "token: not expired";
-/// Report line of the token's times against this machine's clock.
-pub const TOKEN_CLOCK: &str = "token: clocks of the apiserver and this machine agree";
-/// Report line of the STS call itself.
-pub const STS: &str = "sts: AssumeRoleWithWebIdentity";
-/// The link STS names when it cannot fetch the keys or they lack the kid.
-pub const JWKS_KID: &str = "jwks: token kid published";
+    /// Every link, in the order of the chain.
+    pub const ALL: [Link; 26] = [
+        Self::PodExists,
+        Self::PodMutated,
+        Self::PodRoleCurrent,
+        Self::Pods,
+        Self::ServiceAccountExists,
+        Self::RoleAnnotation,
+        Self::RoleBound,
+        Self::WebhookMutates,
+        Self::TokenRequest,
+        Self::SigningKey,
+        Self::TokenDecodes,
+        Self::TokenNotExpired,
+        Self::TokenClock,
+        Self::TokenIssuer,
+        Self::TokenIss,
+        Self::BundleKey,
+        Self::DiscoveryReachable,
+        Self::JwksVerifies,
+        Self::JwksKid,
+        Self::Publication,
+        Self::IamRoleArn,
+        Self::IamProvider,
+        Self::IamClientIds,
+        Self::IamRoleExists,
+        Self::IamTrust,
+        Self::Sts,
+    ];
+}
 
 /// Which link of the token-to-role chain STS named when it refused a web
 /// identity token. STS gives the same code (`InvalidIdentityToken`) for
@@ -110,24 +199,40 @@ impl StsRefusal {
     }
 
     /// The broken link this refusal points at, and its fix.
-    pub fn diagnosis(self) -> (&'static str, &'static str) {
+    pub fn diagnosis(self) -> (Link, &'static str) {
         match self {
             Self::NoProvider => (
-                IAM_PROVIDER,
+                Link::IamProvider,
                 "create the provider for the token's issuer host/path: `irsa apply`",
             ),
-            Self::KeyUnavailable => (JWKS_KID, "STS cannot fetch the JWKS or it lacks the kid: publish it publicly (`irsa apply`) and check the discovery document's jwks_uri"),
-            Self::Audience => (IAM_CLIENT_IDS, "add the token's audience to the provider's client IDs (`audience:` in irsa.yaml, then `irsa apply`)"),
-            Self::TrustPolicy => (IAM_TRUST, "the trust policy's Federated principal, :sub or :aud condition does not match: `irsa plan` shows the repair"),
+            Self::KeyUnavailable => (Link::JwksKid, "STS cannot fetch the JWKS or it lacks the kid: publish it publicly (`irsa apply`) and check the discovery document's jwks_uri"),
+            Self::Audience => (Link::IamClientIds, "add the token's audience to the provider's client IDs (`audience:` in irsa.yaml, then `irsa apply`)"),
+            Self::TrustPolicy => (Link::IamTrust, "the trust policy's Federated principal, :sub or :aud condition does not match: `irsa plan` shows the repair"),
             Self::Expired => (
-                TOKEN_NOT_EXPIRED,
+                Link::TokenNotExpired,
                 "use a fresh token; kubelet refreshes projected tokens",
             ),
             Self::NotYetValid => (
-                TOKEN_CLOCK,
+                Link::TokenClock,
                 "the token's nbf/iat is ahead of AWS's clock: the apiserver host's clock runs ahead; sync it (NTP, chrony)",
             ),
-            Self::Other => (STS, "see the message"),
+            Self::Other => (Link::Sts, "see the message"),
+        }
+    }
+}
+
+/// The STS link: the role STS gave (`Ok`), or its refusal and message,
+/// with the link the refusal points at.
+pub fn sts(report: &mut crate::checks::Report, outcome: Result<&str, (StsRefusal, &str)>) {
+    match outcome {
+        Ok(assumed) => report.pass(Link::Sts.name(), format!("assumed {assumed}")),
+        Err((refusal, message)) => {
+            let (link, fix) = refusal.diagnosis();
+            report.fail(
+                Link::Sts.name(),
+                format!("{message} (broken link: {})", link.name()),
+                fix,
+            );
         }
     }
 }
@@ -211,10 +316,6 @@ pub fn jwt_fix(error: &JwtError) -> &'static str {
     }
 }
 
-/// Report line of the token against the keys of `irsa.yaml` (the JWKS
-/// `irsa apply` publishes), judged without fetching anything.
-pub const BUNDLE_KEY: &str = "bundle: token signed by a key of irsa.yaml";
-
 /// What the bundle's own JWKS says about a token's `kid` and signature.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BundleKeyFinding {
@@ -288,26 +389,26 @@ impl BundleKeyFinding {
         }
     }
 
-    /// Whether the link holds, its detail, and the fix when it does not.
-    pub fn explain(&self) -> (bool, String, &'static str) {
+    /// The link's status, its detail, and the fix when it does not hold.
+    pub fn explain(&self) -> (Status, String, &'static str) {
         match self {
             Self::Verifies { kid } => (
-                true,
+                Status::Pass,
                 format!("kid {kid:?} is a key of irsa.yaml and the signature verifies"),
                 "",
             ),
             Self::UnknownKid { kid, known } => (
-                false,
+                Status::Fail,
                 format!("kid not in the bundle: the token's kid {kid:?} is none of irsa.yaml's keys {known:?}, so the JWKS irsa publishes cannot verify it"),
                 "the cluster signs with a key irsa does not know: point kube-apiserver's --service-account-signing-key-file at the bundle's active private key (`irsa cluster config` prints the flags), or add the cluster's public key to irsa.yaml's keys and `irsa apply`",
             ),
             Self::BadSignature { kid } => (
-                false,
+                Status::Fail,
                 format!("irsa.yaml has a key with kid {kid:?}, but it does not verify the token's signature"),
                 "the token was signed by another private key under the same kid: check --service-account-signing-key-file and the public key irsa.yaml lists",
             ),
             Self::Unreadable(why) => (
-                false,
+                Status::Fail,
                 why.clone(),
                 "pass a service-account token (a JWT signed with RS256, ES256 or ES384)",
             ),
@@ -315,20 +416,15 @@ impl BundleKeyFinding {
     }
 }
 
-/// Report line of the key the cluster signs with, observed with a token it
-/// just issued, against irsa.yaml's active key.
-pub const SIGNING_KEY: &str = "cluster: signs with irsa.yaml's active key";
-
-/// Whether the signing-key link holds, its detail and its fix. Anything
-/// but the active key signing (a `previous` key after the switch, a `next`
-/// key before it, a retired or unknown key), or no observation, is a
-/// warning: pods may still get credentials, but a rotation is not where
-/// irsa.yaml says it is.
-pub fn signing_key(finding: &SigningFinding) -> (bool, String, String) {
+/// The signing-key link's status, detail and fix. Anything but the active
+/// key signing (a `previous` key after the switch, a `next` key before it,
+/// a retired or unknown key), or no observation, is a warning: pods may
+/// still get credentials, but a rotation is not where irsa.yaml says it is.
+pub fn signing_key(finding: &SigningFinding) -> (Status, String, String) {
     match finding.verdict {
-        Verdict::Expected => (true, finding.detail.clone(), String::new()),
+        Verdict::Expected => (Status::Pass, finding.detail.clone(), String::new()),
         Verdict::Unexpected | Verdict::Unobserved => {
-            (false, finding.detail.clone(), finding.fix.clone())
+            (Status::Warn, finding.detail.clone(), finding.fix.clone())
         }
     }
 }
@@ -354,30 +450,62 @@ mod tests {
         let keys = [key("old", KeyState::Previous), key("new", KeyState::Active)];
         let now = crate::Timestamp::saturating_from_unix(0);
         let link = |o: Observation| signing_key(&judge(&keys, &["k-old", "k-new"], &o, now));
-        let (ok, detail, _) = link(Observation::Kid("k-new".into()));
-        assert!(ok, "{detail}");
-        let (ok, detail, fix) = link(Observation::Kid("k-old".into()));
-        assert!(!ok);
+        let (status, detail, _) = link(Observation::Kid("k-new".into()));
+        assert_eq!(status, Status::Pass, "{detail}");
+        let (status, detail, fix) = link(Observation::Kid("k-old".into()));
+        assert_eq!(status, Status::Warn);
         assert!(
             detail.contains("still signs with the previous key keys/old.pub"),
             "{detail}"
         );
         assert!(fix.contains("kube-apiserver"), "{fix}");
-        let (ok, detail, _) = link(Observation::Unobserved("forbidden".into()));
-        assert!(!ok);
+        let (status, detail, _) = link(Observation::Unobserved("forbidden".into()));
+        assert_eq!(status, Status::Warn);
         assert!(detail.contains("could not observe"), "{detail}");
+    }
+
+    #[test]
+    fn every_link_has_a_line_of_its_own() {
+        let names: std::collections::BTreeSet<&str> = Link::ALL.iter().map(|l| l.name()).collect();
+        assert_eq!(names.len(), Link::ALL.len());
+        for link in Link::ALL {
+            let (area, what) = link.name().split_once(": ").expect("area: what");
+            assert!(!area.is_empty() && !what.is_empty(), "{link:?}");
+        }
+    }
+
+    #[test]
+    fn sts_names_the_broken_link_in_its_line() {
+        let mut r = crate::checks::Report::default();
+        sts(&mut r, Ok("arn:aws:sts::111122223333:assumed-role/app/s"));
+        sts(
+            &mut r,
+            Err((
+                StsRefusal::Audience,
+                "InvalidIdentityToken: Incorrect token audience",
+            )),
+        );
+        assert_eq!(r.checks[0].status, Status::Pass);
+        assert_eq!(r.checks[1].status, Status::Fail);
+        assert!(
+            r.checks[1]
+                .detail
+                .ends_with("(broken link: iam: provider client IDs)"),
+            "{:?}",
+            r.checks[1]
+        );
     }
 
     #[test]
     fn each_refusal_points_at_its_link() {
         for (refusal, link, fix) in [
-            (StsRefusal::NoProvider, IAM_PROVIDER, "irsa apply"),
-            (StsRefusal::KeyUnavailable, JWKS_KID, "jwks_uri"),
-            (StsRefusal::Audience, IAM_CLIENT_IDS, "audience:"),
-            (StsRefusal::TrustPolicy, IAM_TRUST, "irsa plan"),
-            (StsRefusal::Expired, TOKEN_NOT_EXPIRED, "fresh token"),
-            (StsRefusal::NotYetValid, TOKEN_CLOCK, "clock"),
-            (StsRefusal::Other, STS, "see the message"),
+            (StsRefusal::NoProvider, Link::IamProvider, "irsa apply"),
+            (StsRefusal::KeyUnavailable, Link::JwksKid, "jwks_uri"),
+            (StsRefusal::Audience, Link::IamClientIds, "audience:"),
+            (StsRefusal::TrustPolicy, Link::IamTrust, "irsa plan"),
+            (StsRefusal::Expired, Link::TokenNotExpired, "fresh token"),
+            (StsRefusal::NotYetValid, Link::TokenClock, "clock"),
+            (StsRefusal::Other, Link::Sts, "see the message"),
         ] {
             let (l, f) = refusal.diagnosis();
             assert_eq!(l, link, "{refusal:?}");
@@ -473,7 +601,7 @@ mod tests {
                 kid: our_kid.clone()
             }
         );
-        assert!(good.explain().0);
+        assert_eq!(good.explain().0, Status::Pass);
 
         let foreign = BundleKeyFinding::of(&sign(&theirs), &jwks);
         assert_eq!(
@@ -483,8 +611,8 @@ mod tests {
                 known: vec![our_kid.clone()],
             }
         );
-        let (ok, detail, fix) = foreign.explain();
-        assert!(!ok);
+        let (status, detail, fix) = foreign.explain();
+        assert_eq!(status, Status::Fail);
         assert!(detail.contains("kid not in the bundle"), "{detail}");
         assert!(fix.contains("--service-account-signing-key-file"), "{fix}");
 
@@ -495,7 +623,7 @@ mod tests {
         let forged = format!("{header}.{}", rest.join("."));
         let bad = BundleKeyFinding::of(&forged, &jwks);
         assert_eq!(bad, BundleKeyFinding::BadSignature { kid: our_kid });
-        assert!(!bad.explain().0);
+        assert_eq!(bad.explain().0, Status::Fail);
 
         assert!(matches!(
             BundleKeyFinding::of("not a token", &jwks),

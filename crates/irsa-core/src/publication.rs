@@ -8,9 +8,6 @@ use serde_json::Value;
 
 use crate::served::{Document, CACHE_CONTROL};
 
-/// Report line of the publication check.
-pub const PUBLICATION: &str = "issuer: serves the documents irsa.yaml renders";
-
 /// One document: what the bundle renders, what the URL served, what the
 /// bucket stores.
 #[derive(Debug, Clone, Copy)]

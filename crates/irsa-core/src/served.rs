@@ -141,6 +141,78 @@ pub fn walk(
     walked
 }
 
+/// `irsa validate --issuer URL`: `url` is an issuer URL, the one
+/// irsa.yaml names (`configured`, when there is an irsa.yaml), then the
+/// [`walk`] over what it serves, and the served JWKS holds every key of
+/// the local one (`local`). With `private_ca` the certificate was verified
+/// against a CA the caller gave, which AWS does not trust: a warning.
+pub fn check_issuer(
+    report: &mut Report,
+    url: &str,
+    configured: Option<&crate::issuer::IssuerUrl>,
+    private_ca: bool,
+    local: Option<&crate::jwks::Jwks>,
+    get: &mut dyn FnMut(&str) -> Result<Response, String>,
+) {
+    let issuer = match crate::issuer::IssuerUrl::parse(url) {
+        Ok(u) => u,
+        Err(e) => {
+            report.fail(
+                "remote: issuer URL",
+                e.to_string(),
+                "pass the issuer exactly as --service-account-issuer",
+            );
+            return;
+        }
+    };
+    if let Some(cfg) = configured {
+        report.check(
+            cfg == &issuer,
+            "remote: --issuer equals irsa.yaml issuer",
+            issuer.to_string(),
+            format!("--issuer {issuer} differs from irsa.yaml issuer {cfg}"),
+            "check the issuer the apiserver and IAM use; they must be the same string",
+        );
+    }
+    if private_ca {
+        report.warn(
+            "remote: certificate trust",
+            "verified against --ca-cert only",
+            "AWS STS trusts only public CAs; a private CA works here but not at AWS",
+        );
+    }
+    let walked = walk(report, &issuer, ("remote discovery", "remote jwks"), get);
+    if walked.reached {
+        report.pass(
+            "remote: TLS certificate",
+            format!(
+                "valid for {}",
+                issuer.host_path().split('/').next().unwrap_or_default()
+            ),
+        );
+    }
+    if let (Some(remote), Some(local)) = (&walked.jwks, local) {
+        let served: Vec<&str> = remote
+            .keys
+            .iter()
+            .filter_map(|k| k.kid.as_deref())
+            .collect();
+        let missing: Vec<&str> = local
+            .keys
+            .iter()
+            .filter_map(|k| k.kid.as_deref())
+            .filter(|k| !served.contains(k))
+            .collect();
+        report.check(
+            missing.is_empty(),
+            "remote jwks: has every local key",
+            format!("{} kid(s) served", served.len()),
+            format!("served JWKS lacks kid(s) {missing:?} from the local bundle"),
+            "upload the bundle's JWKS (irsa apply)",
+        );
+    }
+}
+
 /// A fetched response, as the checks need it.
 #[derive(Debug, Clone, Copy)]
 pub struct Served<'a> {
@@ -651,5 +723,81 @@ mod tests {
                 ("jwks: caching headers", Status::Warn),
             ]
         );
+    }
+
+    #[test]
+    fn validate_issuer_checks_the_url_the_configured_issuer_and_every_local_key() {
+        let cfg = crate::IrsaConfig::from_yaml(crate::config::tests::GOOD).unwrap();
+        let key = |_| crate::PrivateKey::generate(crate::Algorithm::ES256, 0).unwrap();
+        let (a, b) = (key(0), key(1));
+        let pairs = |keys: &[&crate::PrivateKey]| -> Vec<(crate::PublicKey, crate::Algorithm)> {
+            keys.iter()
+                .map(|k| (k.public_key().clone(), crate::Algorithm::ES256))
+                .collect()
+        };
+        let served = crate::documents::render(&cfg, &pairs(&[&a])).unwrap();
+        let both = pairs(&[&a, &b]);
+        let local = crate::jwks::Jwks::build(both.iter().map(|(k, al)| (k, *al)), false);
+        let issuer = cfg.issuer.url().unwrap().clone();
+        let mut get = |url: &str| {
+            Ok(Response {
+                url: url.to_string(),
+                status: 200,
+                content_type: Some("application/json".into()),
+                cache_control: Some("max-age=300".into()),
+                location: None,
+                body: if url.ends_with("openid-configuration") {
+                    served.discovery.clone()
+                } else {
+                    served.jwks.clone()
+                },
+            })
+        };
+        let line =
+            |r: &Report, name: &str| r.checks.iter().find(|c| c.name == name).map(|c| c.status);
+        // The served JWKS lacks the local key b: that line fails, naming it.
+        let mut r = Report::default();
+        check_issuer(
+            &mut r,
+            issuer.as_str(),
+            Some(&issuer),
+            true,
+            Some(&local),
+            &mut get,
+        );
+        assert_eq!(
+            line(&r, "remote: --issuer equals irsa.yaml issuer"),
+            Some(Status::Pass)
+        );
+        assert_eq!(line(&r, "remote: certificate trust"), Some(Status::Warn));
+        assert_eq!(line(&r, "remote: TLS certificate"), Some(Status::Pass));
+        assert_eq!(
+            line(&r, "remote jwks: has every local key"),
+            Some(Status::Fail)
+        );
+        let b_kid = b.public_key().kid().to_string();
+        assert!(r.checks.iter().any(|c| c.detail.contains(&b_kid)), "{r:?}");
+        // Another issuer than irsa.yaml's; no private CA; nothing local.
+        let other = crate::issuer::IssuerUrl::parse("https://other.example.com/x").unwrap();
+        let mut r = Report::default();
+        check_issuer(&mut r, issuer.as_str(), Some(&other), false, None, &mut get);
+        assert_eq!(
+            line(&r, "remote: --issuer equals irsa.yaml issuer"),
+            Some(Status::Fail)
+        );
+        assert_eq!(line(&r, "remote: certificate trust"), None);
+        assert_eq!(line(&r, "remote jwks: has every local key"), None);
+        // Not an issuer URL: one line, nothing fetched.
+        let mut r = Report::default();
+        check_issuer(
+            &mut r,
+            "http://plain.example.com",
+            None,
+            false,
+            None,
+            &mut |_| panic!("nothing is fetched for a URL STS refuses"),
+        );
+        assert_eq!(line(&r, "remote: issuer URL"), Some(Status::Fail));
+        assert_eq!(r.checks.len(), 1);
     }
 }

@@ -122,7 +122,7 @@ impl Bundle {
     pub fn check(
         &self,
         extra: Option<&irsa_core::PrivateKey>,
-    ) -> anyhow::Result<irsa_core::checks::Report> {
+    ) -> anyhow::Result<irsa_core::bundle::Checked> {
         Ok(irsa_core::bundle::check(
             &self.files(),
             extra,

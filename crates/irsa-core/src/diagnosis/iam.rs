@@ -6,6 +6,7 @@
 
 use crate::arn::RoleArn;
 use crate::checks::Report;
+use crate::diagnosis::Link;
 use crate::plan::{ActualProvider, ActualRole};
 use crate::trust::{self, Request};
 
@@ -15,7 +16,7 @@ pub fn role_arn(report: &mut Report, role_arn: &str) -> Option<RoleArn> {
         Ok(arn) => Some(arn),
         Err(_) => {
             report.fail(
-                "iam: role ARN",
+                Link::IamRoleArn.name(),
                 format!("{role_arn:?} is not a role ARN"),
                 "use arn:aws:iam::ACCOUNT:role/[PATH/]NAME",
             );
@@ -42,18 +43,18 @@ pub fn provider(
 ) {
     match found {
         Ok(Some(p)) => {
-            report.pass("iam: OIDC provider", format!("{} exists", p.arn));
+            report.pass(Link::IamProvider.name(), format!("{} exists", p.arn));
             let missing: Vec<&String> = aud.iter().filter(|x| !p.client_ids.contains(*x)).collect();
             report.check(
                 missing.is_empty(),
-                "iam: provider client IDs",
+                Link::IamClientIds.name(),
                 format!("client IDs {:?} include the token's audience", p.client_ids),
                 format!("the token's audience {missing:?} is not among the client IDs {:?} (STS: \"Incorrect token audience\")", p.client_ids),
                 "add it: set the binding's `audience:` in irsa.yaml and `irsa apply`, or request the token with audience sts.amazonaws.com",
             );
             if p.arn != expected_provider(role, host_path) {
                 report.warn(
-                    "iam: OIDC provider",
+                    Link::IamProvider.name(),
                     format!(
                         "the provider is {} but the role is in account {}",
                         p.arn,
@@ -64,12 +65,12 @@ pub fn provider(
             }
         }
         Ok(None) => report.fail(
-            "iam: OIDC provider",
+            Link::IamProvider.name(),
             format!("no IAM OIDC provider for {host_path} (STS: \"No OpenIDConnect provider found\")"),
             format!("create it: `irsa apply` (provider URL https://{host_path}, no trailing slash)"),
         ),
         Err(e) => report.warn(
-            "iam: OIDC provider",
+            Link::IamProvider.name(),
             format!("cannot read IAM: {e}"),
             "run doctor with credentials allowed iam:ListOpenIDConnectProviders and iam:GetOpenIDConnectProvider, or pass --no-aws",
         ),
@@ -110,23 +111,23 @@ pub fn role_trust(
             };
             match trust::evaluate(&actual.trust, &request) {
                 Ok(()) => report.pass(
-                    "iam: trust policy admits the token",
+                    Link::IamTrust.name(),
                     format!("role {name} trusts {}", token.sub),
                 ),
                 Err(reasons) => report.fail(
-                    "iam: trust policy admits the token",
+                    Link::IamTrust.name(),
                     reasons.join("; "),
                     fix.unwrap_or_else(|| "fix the trust policy: `irsa plan` shows the repair for roles irsa manages (condition keys are host/path:sub without https://)".into()),
                 ),
             }
         }
         Ok(None) => report.fail(
-            "iam: role exists",
+            Link::IamRoleExists.name(),
             format!("no role {name}"),
             "create it: add the binding (`irsa bind`) and `irsa apply`",
         ),
         Err(e) => report.warn(
-            "iam: trust policy admits the token",
+            Link::IamTrust.name(),
             format!("cannot read the role: {e}"),
             "run doctor with iam:GetRole permission, or pass --no-aws",
         ),

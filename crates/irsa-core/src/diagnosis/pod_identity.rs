@@ -280,6 +280,73 @@ pub fn judge_broker_trust(
     }
 }
 
+/// What doctor read from IAM for the broker link.
+#[derive(Debug, Clone, Copy)]
+pub enum BrokerIam<'a> {
+    /// Not read (`--no-aws`).
+    NotRead,
+    /// IAM or STS could not be read; why.
+    Unreadable(&'a str),
+    /// What IAM holds.
+    Read {
+        /// The bound role (`None`: IAM has no such role) and its name.
+        role: (Option<&'a TrustPolicy>, &'a str),
+        /// The broker role (`None`: no such role), its name and its tags.
+        broker: (Option<&'a BTreeMap<String, String>>, &'a str),
+        /// The broker role's ARN in the credentials' account, or why it
+        /// cannot be named.
+        broker_arn: Result<&'a str, &'a str>,
+    },
+}
+
+/// The broker link for `ns/sa` in `cluster` from what IAM holds: both
+/// roles exist and the bound role's trust admits the broker's tagged
+/// AssumeRole ([`judge_broker_trust`]). What was not read is a warning
+/// that says what the risk is.
+pub fn judge_broker_iam(iam: BrokerIam<'_>, ns: &str, sa: &str, cluster: &str) -> Finding {
+    use PodIdentityLink::BrokerMayAssume as L;
+    match iam {
+        BrokerIam::NotRead => found(
+            L,
+            Status::Warn,
+            "not checked (--no-aws): a trust without the broker or its tag conditions makes STS refuse the broker",
+            "run doctor without --no-aws, with credentials allowed iam:GetRole and iam:ListRoleTags",
+        ),
+        BrokerIam::Unreadable(e) => found(
+            L,
+            Status::Warn,
+            format!("cannot read IAM: {e}"),
+            "run doctor with credentials allowed iam:GetRole, iam:ListRoleTags and sts:GetCallerIdentity, or pass --no-aws",
+        ),
+        BrokerIam::Read {
+            role: (None, name),
+            ..
+        } => found(L, Status::Fail, format!("IAM has no role {name}"), "create it: `irsa apply`"),
+        BrokerIam::Read {
+            broker: (None, name),
+            ..
+        } => found(
+            L,
+            Status::Fail,
+            format!("IAM has no broker role {name}"),
+            "create it: `irsa apply`",
+        ),
+        BrokerIam::Read {
+            broker_arn: Err(e), ..
+        } => found(
+            L,
+            Status::Warn,
+            format!("cannot name the broker role: {e}"),
+            "check podIdentity.roleName and the credentials' account",
+        ),
+        BrokerIam::Read {
+            role: (Some(trust), _),
+            broker: (Some(tags), _),
+            broker_arn: Ok(arn),
+        } => judge_broker_trust(trust, arn, tags, ns, sa, cluster),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,5 +441,40 @@ mod tests {
         let f = judge_broker_trust(&trust, broker, &BTreeMap::new(), "app", "reader", "prod");
         assert_eq!(f.status, Status::Fail);
         assert!(f.detail.contains("eks-cluster-name"), "{f:?}");
+    }
+
+    #[test]
+    fn the_broker_link_says_what_iam_was_not_read_for() {
+        let trust = TrustPolicy::default();
+        let tags = BTreeMap::new();
+        let read = |role, broker, arn| BrokerIam::Read {
+            role: (role, "prod-app-reader"),
+            broker: (broker, "prod-irsa-agent"),
+            broker_arn: arn,
+        };
+        let judged = |iam| judge_broker_iam(iam, "app", "reader", "prod");
+        assert_eq!(judged(BrokerIam::NotRead).status, Status::Warn);
+        let f = judged(BrokerIam::Unreadable("AccessDenied"));
+        assert_eq!(f.status, Status::Warn);
+        assert!(f.detail.contains("AccessDenied"), "{f:?}");
+        let f = judged(read(None, Some(&tags), Ok("arn")));
+        assert_eq!(
+            (f.status, f.detail.as_str()),
+            (Status::Fail, "IAM has no role prod-app-reader")
+        );
+        let f = judged(read(Some(&trust), None, Ok("arn")));
+        assert_eq!(
+            (f.status, f.detail.as_str()),
+            (Status::Fail, "IAM has no broker role prod-irsa-agent")
+        );
+        let f = judged(read(Some(&trust), Some(&tags), Err("no account")));
+        assert_eq!(f.status, Status::Warn);
+        // Both read: the trust is evaluated (an empty trust admits no one).
+        let f = judged(read(
+            Some(&trust),
+            Some(&tags),
+            Ok("arn:aws:iam::111122223333:role/b"),
+        ));
+        assert_eq!(f.status, Status::Fail);
     }
 }

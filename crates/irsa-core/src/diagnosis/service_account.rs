@@ -4,10 +4,11 @@
 
 use crate::arn::RoleArn;
 use crate::checks::Report;
+use crate::diagnosis::Link;
 use crate::mutate::SaIdentity;
 
 /// The link's name.
-pub const ROLE_LINK: &str = "serviceaccount: role-arn annotation";
+const ROLE_LINK: &str = Link::RoleAnnotation.name();
 
 /// Judges ServiceAccount `ns/sa`'s role annotation under `prefix`; the
 /// role ARN when it is one.
@@ -40,6 +41,48 @@ pub fn role_annotation(
             );
             None
         }
+    }
+}
+
+/// `--pod` named a pod the API server does not have.
+pub fn pod_missing(report: &mut Report, ns: &str, pod: &str) {
+    report.fail(
+        Link::PodExists.name(),
+        format!("no pod {ns}/{pod}"),
+        "check the name and namespace (-n)",
+    );
+}
+
+/// The ServiceAccount doctor was asked about (or the pod's) is not there.
+pub fn service_account_missing(report: &mut Report, ns: &str, sa: &str) {
+    report.fail(
+        Link::ServiceAccountExists.name(),
+        format!("no ServiceAccount {ns}/{sa}"),
+        format!("create it: `irsa bind -n {ns} -s {sa} ...` prints the manifest"),
+    );
+}
+
+/// The TokenRequest link: whether the API server issued a token for
+/// `ns/sa` with `audience` (`None`: the API server's own, because the
+/// audience annotation is empty), or why not.
+pub fn token_request(
+    report: &mut Report,
+    ns: &str,
+    sa: &str,
+    audience: Option<&str>,
+    issued: Result<(), String>,
+) {
+    let audience = audience.unwrap_or("the API server's own (the audience annotation is empty)");
+    match issued {
+        Ok(()) => report.pass(
+            Link::TokenRequest.name(),
+            format!("token issued for {ns}/{sa}, audience {audience}"),
+        ),
+        Err(e) => report.fail(
+            Link::TokenRequest.name(),
+            format!("the apiserver did not issue a token for {ns}/{sa} with audience {audience}: {e}"),
+            "the apiserver needs --service-account-signing-key-file and --service-account-issuer (`irsa cluster config`)",
+        ),
     }
 }
 
@@ -105,6 +148,52 @@ mod tests {
         assert_eq!(
             SaIdentity::token_audience(empty.as_ref(), "sts.amazonaws.com"),
             None
+        );
+    }
+
+    #[test]
+    fn missing_objects_and_the_token_request_name_their_link_and_fix() {
+        let mut r = Report::default();
+        pod_missing(&mut r, "app", "web-1");
+        service_account_missing(&mut r, "app", "s3");
+        token_request(&mut r, "app", "s3", None, Ok(()));
+        token_request(
+            &mut r,
+            "app",
+            "s3",
+            Some("sts.amazonaws.com"),
+            Err("forbidden".into()),
+        );
+        let lines: Vec<(&str, Status)> = r
+            .checks
+            .iter()
+            .map(|c| (c.name.as_str(), c.status))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                (Link::PodExists.name(), Status::Fail),
+                (Link::ServiceAccountExists.name(), Status::Fail),
+                (Link::TokenRequest.name(), Status::Pass),
+                (Link::TokenRequest.name(), Status::Fail),
+            ]
+        );
+        assert!(r.checks[1]
+            .fix
+            .as_deref()
+            .unwrap()
+            .contains("irsa bind -n app -s s3"));
+        assert!(
+            r.checks[2].detail.contains("the API server's own"),
+            "{:?}",
+            r.checks[2]
+        );
+        assert!(
+            r.checks[3]
+                .detail
+                .ends_with("audience sts.amazonaws.com: forbidden"),
+            "{:?}",
+            r.checks[3]
         );
     }
 }

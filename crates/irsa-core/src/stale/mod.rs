@@ -7,6 +7,8 @@
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use crate::checks::Status;
+use crate::diagnosis::Link;
 use crate::mutate::{parse_csv_record, EnvKind, SaIdentity, VOLUME_NAME};
 
 /// The env var holding the role the webhook injected.
@@ -15,11 +17,6 @@ pub const ROLE_ARN_ENV: &str = EnvKind::RoleArn.name();
 pub const TOKEN_FILE_ENV: &str = EnvKind::TokenFile.name();
 /// The env var the webhook injects in EKS Pod Identity mode.
 pub const CONTAINER_CREDENTIALS_ENV: &str = EnvKind::FullUri.name();
-
-/// Report line of a pod the webhook never mutated.
-pub const POD_MUTATED: &str = "pod: mutated by the webhook";
-/// Report line of a pod whose injected role is not the ServiceAccount's.
-pub const POD_ROLE_CURRENT: &str = "pod: role is the ServiceAccount's current one";
 
 /// One container's injected `AWS_ROLE_ARN`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,7 +220,7 @@ pub fn fix(ns: &str, pod: &str, owners: &[Owner]) -> String {
 
 /// The report line and detail for `verdict` of `ns/pod`, `None` when the
 /// pod is not stale.
-pub fn explain(verdict: &Verdict, ns: &str, pod: &str) -> Option<(&'static str, String)> {
+pub fn explain(verdict: &Verdict, ns: &str, pod: &str) -> Option<(Link, String)> {
     let list = |injected: &[Injected]| {
         injected
             .iter()
@@ -234,7 +231,7 @@ pub fn explain(verdict: &Verdict, ns: &str, pod: &str) -> Option<(&'static str, 
     match verdict {
         Verdict::Current | Verdict::OutOfScope | Verdict::PodIdentity => None,
         Verdict::RoleChanged { injected, current } => Some((
-            POD_ROLE_CURRENT,
+            Link::PodRoleCurrent,
             format!(
                 "{ns}/{pod}: {ROLE_ARN_ENV} is {} but the ServiceAccount now says {current}; a pod keeps the role it was created with",
                 list(injected)
@@ -255,7 +252,7 @@ pub fn explain(verdict: &Verdict, ns: &str, pod: &str) -> Option<(&'static str, 
                 ));
             }
             Some((
-                POD_MUTATED,
+                Link::PodMutated,
                 format!(
                     "{ns}/{pod}: no {} although its ServiceAccount names a role: created before the webhook was installed or while it was down",
                     missing.join(", no ")
@@ -263,13 +260,99 @@ pub fn explain(verdict: &Verdict, ns: &str, pod: &str) -> Option<(&'static str, 
             ))
         }
         Verdict::RoleRemoved { injected } => Some((
-            POD_ROLE_CURRENT,
+            Link::PodRoleCurrent,
             format!(
                 "{ns}/{pod}: {ROLE_ARN_ENV} is {} but the ServiceAccount no longer names a role (unless the webhook takes it from its ConfigMap, --watch-config-map)",
                 list(injected)
             ),
         )),
     }
+}
+
+/// The line for one pod doctor was asked about (`--pod`): a pass for a
+/// pod that holds, else the failure and the fix. `owners` is the pod's
+/// controller chain, nearest first (read only for a stale pod, see
+/// [`Verdict::is_stale`]).
+pub fn pod_line(
+    verdict: &Verdict,
+    ns: &str,
+    pod: &str,
+    owners: &[Owner],
+) -> (Link, Status, String, String) {
+    match verdict {
+        Verdict::Current => (
+            Link::PodMutated,
+            Status::Pass,
+            format!("{ns}/{pod}: {ROLE_ARN_ENV}, {TOKEN_FILE_ENV} and volume {VOLUME_NAME} present, with the ServiceAccount's role"),
+            String::new(),
+        ),
+        Verdict::PodIdentity => (
+            Link::PodMutated,
+            Status::Pass,
+            format!("{ns}/{pod}: EKS Pod Identity ({CONTAINER_CREDENTIALS_ENV}) injected, which takes precedence over the role-arn annotation"),
+            String::new(),
+        ),
+        Verdict::OutOfScope => (
+            Link::PodMutated,
+            Status::Fail,
+            format!("{ns}/{pod}: not mutated (no volume {VOLUME_NAME} with {ROLE_ARN_ENV}) and its ServiceAccount names no role"),
+            "pods are mutated only when created: make sure the webhook is installed and the ServiceAccount annotated (below), then delete the pod so its controller recreates it (kubectl rollout restart)".into(),
+        ),
+        stale => {
+            let (link, detail) = explain(stale, ns, pod).unwrap_or((Link::PodMutated, String::new()));
+            (link, Status::Fail, detail, fix(ns, pod, owners))
+        }
+    }
+}
+
+/// What one listing of a ServiceAccount's unfinished pods found, for the
+/// summary line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing<'a> {
+    /// The label selector that narrowed the listing.
+    pub selector: Option<&'a str>,
+    /// Pods judged.
+    pub judged: usize,
+    /// Of them, in phase Running.
+    pub running: usize,
+    /// Of them, in phase Pending.
+    pub pending: usize,
+    /// Of them, stale (each has a line of its own).
+    pub stale: usize,
+    /// The API server had more pods than the listing's limit.
+    pub truncated: bool,
+}
+
+/// The summary line of the listing of `ns/sa`'s pods: a warning when it
+/// was cut short (the pods past the limit were not judged), a pass when
+/// none is stale, nothing when the stale pods' own lines say it.
+pub fn listing_line(ns: &str, sa: &str, l: &Listing<'_>) -> Option<(Status, String, String)> {
+    let judged = l.judged;
+    let narrowed = l
+        .selector
+        .map_or(String::new(), |s| format!(" matching {s}"));
+    if l.truncated {
+        return Some((
+            Status::Warn,
+            format!("more than {judged} unfinished pods of {ns}/{sa}{narrowed}: only the first {judged} were judged"),
+            "narrow the listing with --selector LABELS, or raise --max-pods".into(),
+        ));
+    }
+    if l.stale > 0 {
+        return None;
+    }
+    let other = match judged.saturating_sub(l.running + l.pending) {
+        0 => String::new(),
+        n => format!(", {n} in another phase"),
+    };
+    Some((
+        Status::Pass,
+        format!(
+            "{judged} unfinished pod(s) of {ns}/{sa}{narrowed} ({} running, {} pending{other}), none stale",
+            l.running, l.pending
+        ),
+        String::new(),
+    ))
 }
 
 #[cfg(test)]

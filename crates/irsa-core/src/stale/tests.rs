@@ -81,7 +81,7 @@ fn a_role_changed_since_creation_is_stale_also_in_an_init_container() {
     );
     assert!(verdict.is_stale());
     let (line, detail) = explain(&verdict, "app", "web-1").unwrap();
-    assert_eq!(line, POD_ROLE_CURRENT);
+    assert_eq!(line, Link::PodRoleCurrent);
     assert!(
         detail.starts_with("app/web-1: ") && detail.contains(OLD) && detail.contains(NEW),
         "{detail}"
@@ -106,7 +106,7 @@ fn a_pod_created_before_the_webhook_is_not_mutated() {
         }
     );
     let (line, detail) = explain(&verdict, "app", "old").unwrap();
-    assert_eq!(line, POD_MUTATED);
+    assert_eq!(line, Link::PodMutated);
     assert!(
         detail.contains("volume aws-iam-token") && detail.contains("app, sidecar"),
         "{detail}"
@@ -177,7 +177,7 @@ fn a_role_removed_from_the_account_is_stale_only_when_the_webhook_set_it() {
         }
     );
     let (line, detail) = explain(&verdict, "app", "p").unwrap();
-    assert_eq!(line, POD_ROLE_CURRENT);
+    assert_eq!(line, Link::PodRoleCurrent);
     assert!(detail.contains("no longer names a role"), "{detail}");
     // Annotations without a role count as none.
     let audience_only = account(&[("audience", "sts.amazonaws.com")]);
@@ -285,4 +285,55 @@ fn a_pod_given_pod_identity_is_not_stale_although_the_account_names_a_role() {
     // Without the variable the same pod is one the webhook never mutated.
     let bare = pod(vec![container("app", None)], vec![], false, json!({}));
     assert!(judge_default(&bare, sa.as_ref()).is_stale());
+}
+
+#[test]
+fn the_pod_line_passes_what_holds_and_fixes_a_stale_pod_through_its_owner() {
+    let current = pod(vec![container("app", Some(NEW))], vec![], true, json!({}));
+    let sa = account(&[("role-arn", NEW)]);
+    let (link, status, detail, _) =
+        pod_line(&judge_default(&current, sa.as_ref()), "app", "web-1", &[]);
+    assert_eq!((link, status), (Link::PodMutated, Status::Pass));
+    assert!(detail.starts_with("app/web-1: AWS_ROLE_ARN"), "{detail}");
+    let (link, status, _, fix) = pod_line(&Verdict::OutOfScope, "app", "web-1", &[]);
+    assert_eq!((link, status), (Link::PodMutated, Status::Fail));
+    assert!(fix.contains("delete the pod"), "{fix}");
+    let old = account(&[("role-arn", OLD)]);
+    let verdict = judge_default(&current, old.as_ref());
+    let deployment = Owner {
+        kind: "Deployment".into(),
+        name: "web".into(),
+    };
+    let (link, status, detail, fix) = pod_line(&verdict, "app", "web-1", &[deployment]);
+    assert_eq!((link, status), (Link::PodRoleCurrent, Status::Fail));
+    assert!(detail.contains(OLD), "{detail}");
+    assert_eq!(
+        fix,
+        "restart its Deployment web: kubectl rollout restart deployment/web -n app"
+    );
+}
+
+#[test]
+fn the_listing_line_warns_when_cut_short_and_is_left_to_stale_pods_lines() {
+    let mut l = Listing {
+        selector: Some("app=web"),
+        judged: 4,
+        running: 2,
+        pending: 1,
+        stale: 0,
+        truncated: false,
+    };
+    let (status, detail, _) = listing_line("app", "web", &l).unwrap();
+    assert_eq!(status, Status::Pass);
+    assert_eq!(
+        detail,
+        "4 unfinished pod(s) of app/web matching app=web (2 running, 1 pending, 1 in another phase), none stale"
+    );
+    l.stale = 1;
+    assert_eq!(listing_line("app", "web", &l), None);
+    l.truncated = true;
+    let (status, detail, fix) = listing_line("app", "web", &l).unwrap();
+    assert_eq!(status, Status::Warn);
+    assert!(detail.contains("only the first 4 were judged"), "{detail}");
+    assert!(fix.contains("--max-pods"), "{fix}");
 }

@@ -23,11 +23,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use irsa_core::checks::{Report, Status};
-use irsa_core::diagnosis;
-use irsa_core::jwt::{self, VerifyOptions};
+use irsa_core::checks::Report;
+use irsa_core::diagnosis::{self, token};
 use irsa_core::served;
-use irsa_core::{IrsaConfig, IssuerUrl};
+use irsa_core::IrsaConfig;
 
 use crate::bundle::{Bundle, CONFIG_FILE};
 use crate::exit::Exit;
@@ -99,50 +98,20 @@ pub struct DoctorArgs {
 fn document_links(
     r: &mut Report,
     fetcher: &Fetcher,
-    iss: &str,
     token: &str,
-    audience: &str,
+    claims: &token::Claims,
     bodies: &mut ServedBodies,
-) -> Option<()> {
-    let issuer = match IssuerUrl::parse(iss) {
-        Ok(u) => u,
-        Err(e) => {
-            r.fail(
-                "discovery: reachable over HTTPS",
-                format!("the token's iss {iss:?} is not an issuer URL STS accepts: {e}"),
-                "set the apiserver's --service-account-issuer to the https URL irsa.yaml names (`irsa cluster config`)",
-            );
-            return None;
-        }
+) {
+    let Some(issuer) = token::issuer_to_walk(r, &claims.iss) else {
+        return;
     };
     let walked = served::walk(r, &issuer, ("discovery", "jwks"), &mut |url| {
         fetcher.get(url)
     });
     bodies.discovery = walked.discovery_body;
     bodies.jwks = walked.jwks_body;
-    let jwks = walked.jwks?;
-    let opts = VerifyOptions {
-        issuer: iss.to_string(),
-        audience: audience.to_string(),
-        now: crate::cmd::now(),
-        leeway: irsa_core::jwt::DEFAULT_LEEWAY,
-    };
-    match jwt::verify(token, &jwks, &opts) {
-        Ok(_) => {
-            r.pass(
-                "jwks: token kid published and signature verifies",
-                "the published key verifies the token",
-            );
-            Some(())
-        }
-        Err(e) => {
-            r.fail(
-                "jwks: token kid published and signature verifies",
-                e.to_string(),
-                diagnosis::jwt_fix(&e),
-            );
-            None
-        }
+    if let Some(jwks) = walked.jwks {
+        token::served_jwks_verifies(r, token, claims, &jwks, crate::cmd::now());
     }
 }
 
@@ -222,86 +191,30 @@ fn token_links(r: &mut Report, a: &DoctorArgs, links: &TokenLinks<'_>) -> Result
         just_issued,
     } = *links;
     let config: Option<&IrsaConfig> = bundle.map(|b| &b.config);
-    let decoded = match jwt::decode(token) {
-        Ok(d) => d,
-        Err(e) => {
-            r.fail(
-                "token: decodes",
-                e.to_string(),
-                "pass the token file's content (a JWT with three dot-separated parts)",
-            );
-            return Ok(());
-        }
+    let expected = match config {
+        Some(cfg) => Some(cfg.issuer.url()?.as_str()),
+        None => None,
     };
-    let iss = decoded.claim_str("iss").unwrap_or_default().to_string();
-    let sub = decoded.claim_str("sub").unwrap_or_default().to_string();
-    let aud = decoded.audiences();
-    let exp = decoded.claim_time("exp").unwrap_or(0);
-    let now = crate::cmd::now();
-    r.check(
-        exp > now - 60,
-        "token: not expired",
-        format!("{sub}, audience {aud:?}, expires in {} s", exp - now),
-        format!("expired {} s ago", now - exp),
-        "use a fresh token (kubelet refreshes projected tokens; the SDK must re-read the file)",
-    );
-    let clock = diagnosis::ClockFinding::of(
-        decoded.claim_time("iat"),
-        decoded.claim_time("nbf"),
-        decoded.claim_time("exp"),
-        now,
-        60,
+    let cx = token::Context {
+        now: crate::cmd::now(),
+        issuer: expected,
         just_issued,
-    );
-    match clock.explain() {
-        None => r.pass(
-            diagnosis::TOKEN_CLOCK,
-            "iat and nbf are not ahead of this machine's clock",
-        ),
-        Some((detail, fix)) => r.fail(diagnosis::TOKEN_CLOCK, detail, fix),
-    }
-    match config {
-        Some(cfg) => {
-            let expected = cfg.issuer.url()?.as_str();
-            let hint = if iss.trim_end_matches('/') == expected.trim_end_matches('/') {
-                " (they differ only by a trailing slash)"
-            } else {
-                ""
-            };
-            r.check(
-                iss == expected,
-                "token: iss is the configured issuer",
-                format!("iss {iss}"),
-                format!("the token's iss is {iss:?} but irsa.yaml's issuer is {expected:?}{hint}"),
-                format!("set kube-apiserver --service-account-issuer={expected} exactly (`irsa cluster config` renders it), or fix issuer.url"),
-            );
-        }
-        None => r.pass(
-            "token: iss",
-            format!("iss {iss} (no irsa.yaml to compare with)"),
-        ),
-    }
+    };
+    let Some(claims) = token::claims(r, token, cx) else {
+        return Ok(());
+    };
+    let (iss, sub) = (claims.iss.as_str(), claims.sub.as_str());
     let role_elsewhere = match (config, role_arn) {
-        (Some(cfg), Some(arn)) => binding_link(r, cfg, &sub, arn, a.token.is_some()),
+        (Some(cfg), Some(arn)) => binding_link(r, cfg, sub, arn, a.token.is_some()),
         _ => false,
     };
     let rendered = bundle.and_then(|b| publish::render(r, b));
     if let Some(rendered) = &rendered {
         publish::bundle_key_link(r, token, rendered);
     }
-    let audience = aud.first().cloned().unwrap_or_default();
     let fetcher = a.net.fetcher()?;
     let mut served = ServedBodies::default();
-    // A trailing slash is the token link's fault (above); the documents
-    // are still walked at the issuer without it.
-    document_links(
-        r,
-        &fetcher,
-        iss.trim_end_matches('/'),
-        token,
-        &audience,
-        &mut served,
-    );
+    document_links(r, &fetcher, token, &claims, &mut served);
     // The documents at the token's issuer are irsa.yaml's only when the
     // token names irsa.yaml's issuer (else that link has failed already).
     if let (Some(bundle), Some(rendered)) = (bundle, &rendered) {
@@ -315,10 +228,6 @@ fn token_links(r: &mut Report, a: &DoctorArgs, links: &TokenLinks<'_>) -> Result
     let Some(role_arn) = role_arn else {
         return Ok(());
     };
-    let host_path = iss
-        .trim_start_matches("https://")
-        .trim_end_matches('/')
-        .to_string();
     let trust_fix = role_elsewhere.then(|| {
         format!(
             "the role is bound to another ServiceAccount (the line \"{}\"): name the right role rather than changing this one's trust policy",
@@ -328,9 +237,9 @@ fn token_links(r: &mut Report, a: &DoctorArgs, links: &TokenLinks<'_>) -> Result
     let links = aws::RoleLinks {
         token,
         role_arn,
-        host_path: &host_path,
-        sub: &sub,
-        aud: &aud,
+        host_path: claims.host_path(),
+        sub,
+        aud: &claims.aud,
         trust_fix,
     };
     aws_links(r, a, &links)
@@ -359,54 +268,30 @@ fn binding_link(
         diagnosis::RoleSource::Annotation
     };
     let (status, detail, fix) = finding.explain(source);
-    let link = finding.link().name();
-    match status {
-        Status::Pass => r.pass(link, detail),
-        Status::Warn => r.warn(link, detail, fix),
-        Status::Fail => r.fail(link, detail, fix),
-    }
+    r.record(finding.link().name(), status, detail, fix);
     finding.names_another_bindings_role()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::aws::sts_diagnosis;
+    use super::aws::sts_refusal;
     use irsa_aws::{AwsError, StsRefusal};
-    use irsa_core::arn::RoleArn;
 
     #[test]
-    fn role_arns_and_sts_errors() {
-        let arn = RoleArn::parse("arn:aws:iam::123456789012:role/irsa/prod/prod-app-web")
-            .expect("a role ARN");
-        assert_eq!(
-            (arn.partition(), arn.account(), arn.name()),
-            ("aws", "123456789012", "prod-app-web")
-        );
-        assert!(RoleArn::parse("arn:aws:iam::1234:role/x").is_err());
-        assert!(RoleArn::parse("arn:aws:s3:::bucket").is_err());
-        let refused = |refusal| AwsError::WebIdentityRefused {
-            refusal,
-            code: Some("InvalidIdentityToken".into()),
-            message: String::new(),
-        };
-        for (refusal, link) in [
-            (StsRefusal::NoProvider, "iam: OIDC provider"),
-            (StsRefusal::Audience, "iam: provider client IDs"),
-            (
-                StsRefusal::TrustPolicy,
-                "iam: trust policy admits the token",
-            ),
-            (StsRefusal::KeyUnavailable, "jwks: token kid published"),
-            (StsRefusal::Expired, "token: not expired"),
-            (
-                StsRefusal::NotYetValid,
-                "token: clocks of the apiserver and this machine agree",
-            ),
-            (StsRefusal::Other, "sts: AssumeRoleWithWebIdentity"),
+    fn sts_errors_name_their_refusal() {
+        for refusal in [
+            StsRefusal::NoProvider,
+            StsRefusal::Audience,
+            StsRefusal::Other,
         ] {
-            assert_eq!(sts_diagnosis(&refused(refusal)).0, link, "{refusal:?}");
+            let refused = AwsError::WebIdentityRefused {
+                refusal,
+                code: Some("InvalidIdentityToken".into()),
+                message: String::new(),
+            };
+            assert_eq!(sts_refusal(&refused), refusal);
         }
         let other = AwsError::Unexpected("no assumed role user".into());
-        assert_eq!(sts_diagnosis(&other).0, "sts: AssumeRoleWithWebIdentity");
+        assert_eq!(sts_refusal(&other), StsRefusal::Other);
     }
 }

@@ -258,7 +258,8 @@ pub fn demo(a: DemoArgs) -> Result<()> {
     let report = created
         .bundle
         .check(None)
-        .context("validating the demo bundle")?;
+        .context("validating the demo bundle")?
+        .report;
     if report.failed() {
         crate::output::print_report(&report, crate::output::Format::Text);
         bail!("the demo bundle failed its own validation; this is a bug in irsa");

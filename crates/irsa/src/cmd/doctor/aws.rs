@@ -5,15 +5,15 @@
 use anyhow::Result;
 use irsa_aws::{AwsError, StsRefusal};
 use irsa_core::checks::Report;
-use irsa_core::diagnosis::iam;
+use irsa_core::diagnosis::{self, iam};
 
 use super::DoctorArgs;
 
-/// Maps an STS refusal to the link it points at and its fix.
-pub fn sts_diagnosis(error: &AwsError) -> (&'static str, &'static str) {
+/// The refusal an STS error is (anything but a refusal is `Other`).
+pub fn sts_refusal(error: &AwsError) -> StsRefusal {
     match error {
-        AwsError::WebIdentityRefused { refusal, .. } => refusal.diagnosis(),
-        _ => StsRefusal::Other.diagnosis(),
+        AwsError::WebIdentityRefused { refusal, .. } => *refusal,
+        _ => StsRefusal::Other,
     }
 }
 
@@ -72,19 +72,12 @@ pub(super) fn aws_links(r: &mut Report, a: &DoctorArgs, links: &RoleLinks<'_>) -
             links.trust_fix.clone(),
         );
         if a.assume {
-            match aws
+            let assumed = aws
                 .assume_role_with_web_identity(links.role_arn, links.token)
-                .await
-            {
-                Ok(arn) => r.pass("sts: AssumeRoleWithWebIdentity", format!("assumed {arn}")),
-                Err(e) => {
-                    let (link, fix) = sts_diagnosis(&e);
-                    r.fail(
-                        "sts: AssumeRoleWithWebIdentity",
-                        format!("{e} (broken link: {link})"),
-                        fix,
-                    );
-                }
+                .await;
+            match &assumed {
+                Ok(arn) => diagnosis::sts(r, Ok(arn)),
+                Err(e) => diagnosis::sts(r, Err((sts_refusal(e), &e.to_string()))),
             }
         }
         Ok(())

@@ -50,11 +50,7 @@ pub(super) async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Opti
                 pod = Some(found);
             }
             Ok(None) => {
-                r.fail(
-                    "pod: exists",
-                    format!("no pod {ns}/{pod_name}"),
-                    "check the name and namespace (-n)",
-                );
+                service_account::pod_missing(r, ns, pod_name);
                 return Ok(None);
             }
             Err(e) => bail!("cannot read pod {ns}/{pod_name}: {e}"),
@@ -93,18 +89,12 @@ pub(super) async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Opti
         None => {}
     }
     if sa.is_none() {
-        r.fail(
-            "serviceaccount: exists",
-            format!("no ServiceAccount {ns}/{sa_name}"),
-            format!("create it: `irsa bind -n {ns} -s {sa_name} ...` prints the manifest"),
-        );
+        service_account::service_account_missing(r, ns, &sa_name);
         return Ok(None);
     }
     let role_arn =
         service_account::role_annotation(r, ns, &sa_name, identity.as_ref(), DEFAULT_PREFIX);
     let audience = SaIdentity::token_audience(identity.as_ref(), DEFAULT_AUDIENCE);
-    let audience_text =
-        audience.unwrap_or("the API server's own (the audience annotation is empty)");
     let request = TokenRequest {
         spec: TokenRequestSpec {
             audiences: audience.map(str::to_string).into_iter().collect(),
@@ -113,26 +103,26 @@ pub(super) async fn cluster_links(a: &DoctorArgs, r: &mut Report) -> Result<Opti
         },
         ..TokenRequest::default()
     };
-    let token = match sas
+    let issued = sas
         .create_token_request(&sa_name, &PostParams::default(), &request)
-        .await
-    {
-        Ok(t) => t.status.map(|s| s.token),
+        .await;
+    let token = match issued {
+        Ok(t) => t.status.map(|s| s.token).filter(|t| !t.is_empty()),
         Err(e) => {
-            r.fail(
-                "token: TokenRequest",
-                format!("the apiserver did not issue a token for {ns}/{sa_name} with audience {audience_text}: {e}"),
-                "the apiserver needs --service-account-signing-key-file and --service-account-issuer (`irsa cluster config`)",
-            );
-            None
+            service_account::token_request(r, ns, &sa_name, audience, Err(e.to_string()));
+            return Ok(None);
         }
     };
     let Some(token) = token else {
+        service_account::token_request(
+            r,
+            ns,
+            &sa_name,
+            audience,
+            Err("the response carries no token".into()),
+        );
         return Ok(None);
     };
-    r.pass(
-        "token: TokenRequest",
-        format!("token issued for {ns}/{sa_name}, audience {audience_text}"),
-    );
+    service_account::token_request(r, ns, &sa_name, audience, Ok(()));
     Ok(role_arn.map(|role_arn| FromCluster { token, role_arn }))
 }

@@ -5,7 +5,7 @@
 //! records their findings.
 
 use anyhow::{Context, Result};
-use irsa_core::checks::{Report, Status};
+use irsa_core::checks::Report;
 use irsa_core::config::Binding;
 use irsa_core::diagnosis::pod_identity::{self as pi, DryRunPod, Finding};
 use irsa_core::podidentity::{ASSOCIATIONS_CONFIGMAP, ASSOCIATIONS_KEY, BROKER_NAME};
@@ -17,12 +17,7 @@ use kube::api::{Api, ListParams, PostParams};
 use super::DoctorArgs;
 
 fn record(r: &mut Report, f: Finding) {
-    let name = f.link.name();
-    match f.status {
-        Status::Pass => r.pass(name, f.detail),
-        Status::Warn => r.warn(name, f.detail, f.fix),
-        Status::Fail => r.fail(name, f.detail, f.fix),
-    }
+    r.record(f.link.name(), f.status, f.detail, f.fix);
 }
 
 fn env_names(spec: Option<&PodSpec>) -> Vec<Vec<String>> {
@@ -138,9 +133,12 @@ pub(super) fn links(
         anyhow::Ok(())
     })??;
 
-    let may_assume = pi::PodIdentityLink::BrokerMayAssume.name();
+    let (ns, sa, cluster) = (&binding.namespace, &binding.service_account, &cfg.cluster);
     if a.no_aws {
-        r.warn(may_assume, "not checked (--no-aws): a trust without the broker or its tag conditions makes STS refuse the broker", "run doctor without --no-aws, with credentials allowed iam:GetRole and iam:ListRoleTags");
+        record(
+            r,
+            pi::judge_broker_iam(pi::BrokerIam::NotRead, ns, sa, cluster),
+        );
         return Ok(());
     }
     crate::net::rt::block_on(async {
@@ -148,21 +146,30 @@ pub(super) fn links(
         let broker_name = pic.role_name(&cfg.cluster);
         let (role, broker) = (aws.role(&role_name).await, aws.role(&broker_name).await);
         let account = aws.account_id().await;
-        match (role, broker, account) {
-            (Ok(Some(role)), Ok(Some(broker)), Ok(account)) => {
-                match cfg.role_arn(&broker_name, Some(&account), "") {
-                    Ok(broker_arn) => record(r, pi::judge_broker_trust(&role.trust, &broker_arn, &broker.tags, &binding.namespace, &binding.service_account, &cfg.cluster)),
-                    Err(e) => r.warn(may_assume, format!("cannot name the broker role in account {account}: {e}"), "check podIdentity.roleName and the credentials' account"),
-                }
+        // A missing role is named before an unreadable account: the
+        // account only names the broker's ARN.
+        let missing = |r: &Option<irsa_core::plan::ActualRole>| r.is_none();
+        let account = match (&role, &broker) {
+            (Ok(role), Ok(broker)) if missing(role) || missing(broker) => Ok(String::new()),
+            _ => account,
+        };
+        let finding = match (&role, &broker, &account) {
+            (Ok(role), Ok(broker), Ok(account)) => {
+                let broker_arn = cfg
+                    .role_arn(&broker_name, Some(account), "")
+                    .map_err(|e| format!("in account {account}: {e}"));
+                let iam = pi::BrokerIam::Read {
+                    role: (role.as_ref().map(|r| &r.trust), &role_name),
+                    broker: (broker.as_ref().map(|b| &b.tags), &broker_name),
+                    broker_arn: broker_arn.as_deref().map_err(String::as_str),
+                };
+                pi::judge_broker_iam(iam, ns, sa, cluster)
             }
-            (Ok(None), _, _) => r.fail(may_assume, format!("IAM has no role {role_name}"), "create it: `irsa apply`"),
-            (_, Ok(None), _) => r.fail(may_assume, format!("IAM has no broker role {broker_name}"), "create it: `irsa apply`"),
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => r.warn(
-                may_assume,
-                format!("cannot read IAM: {e}"),
-                "run doctor with credentials allowed iam:GetRole, iam:ListRoleTags and sts:GetCallerIdentity, or pass --no-aws",
-            ),
-        }
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                pi::judge_broker_iam(pi::BrokerIam::Unreadable(&e.to_string()), ns, sa, cluster)
+            }
+        };
+        record(r, finding);
     })?;
     Ok(())
 }

@@ -5,9 +5,9 @@
 
 use anyhow::Result;
 use irsa_core::checks::Report;
-use irsa_core::diagnosis::{BundleKeyFinding, BUNDLE_KEY};
+use irsa_core::diagnosis::{BundleKeyFinding, Link};
 use irsa_core::issuer::DISCOVERY_PATH;
-use irsa_core::publication::{self, Copies, Stored, PUBLICATION};
+use irsa_core::publication::{self, Copies, Stored};
 use irsa_core::served::Document;
 use irsa_core::Jwks;
 
@@ -32,7 +32,7 @@ pub(super) fn render(r: &mut Report, bundle: &Bundle) -> Option<Rendered> {
         }),
         Err(e) => {
             r.warn(
-                BUNDLE_KEY,
+                Link::BundleKey.name(),
                 format!("cannot render irsa.yaml's documents: {e:#}"),
                 "fix the keys irsa.yaml lists (`irsa validate` says what is wrong)",
             );
@@ -43,12 +43,8 @@ pub(super) fn render(r: &mut Report, bundle: &Bundle) -> Option<Rendered> {
 
 /// The token's kid and signature against irsa.yaml's JWKS.
 pub(super) fn bundle_key_link(r: &mut Report, token: &str, rendered: &Rendered) {
-    let (ok, detail, fix) = BundleKeyFinding::of(token, &rendered.jwks).explain();
-    if ok {
-        r.pass(BUNDLE_KEY, detail);
-    } else {
-        r.fail(BUNDLE_KEY, detail, fix);
-    }
+    let (status, detail, fix) = BundleKeyFinding::of(token, &rendered.jwks).explain();
+    r.record(Link::BundleKey.name(), status, detail, fix);
 }
 
 /// Bodies the issuer URL answered with a usable 200.
@@ -92,7 +88,7 @@ pub(super) fn publication_link(
                 read = true;
             }
             Err(e) => r.warn(
-                PUBLICATION,
+                Link::Publication.name(),
                 format!("cannot read the documents stored in s3://{}: {e}", s3.bucket),
                 "run doctor with credentials allowed s3:GetObject on the issuer bucket, or pass --no-aws",
             ),
@@ -113,8 +109,8 @@ pub(super) fn publication_link(
         })
         .collect();
     match publication::judge(&copies).explain() {
-        Some((true, detail, _)) => r.pass(PUBLICATION, detail),
-        Some((false, detail, fix)) => r.fail(PUBLICATION, detail, fix),
+        Some((true, detail, _)) => r.pass(Link::Publication.name(), detail),
+        Some((false, detail, fix)) => r.fail(Link::Publication.name(), detail, fix),
         None => {}
     }
     Ok(())

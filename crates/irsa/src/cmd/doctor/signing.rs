@@ -5,7 +5,7 @@
 //! not where irsa.yaml says it is, and retiring then breaks them.
 
 use irsa_core::checks::Report;
-use irsa_core::diagnosis::{self, SIGNING_KEY};
+use irsa_core::diagnosis::{self, Link};
 use irsa_core::rotation::{self, Observation};
 use irsa_core::Timestamp;
 
@@ -34,7 +34,7 @@ pub(super) fn signing_link(
         Ok(keys) => keys.iter().map(|k| k.public.kid().to_string()).collect(),
         Err(e) => {
             r.warn(
-                SIGNING_KEY,
+                Link::SigningKey.name(),
                 format!("cannot read irsa.yaml's keys: {e:#}"),
                 "fix the keys irsa.yaml lists (`irsa validate` says what is wrong)",
             );
@@ -44,8 +44,6 @@ pub(super) fn signing_link(
     let kids: Vec<&str> = kids.iter().map(String::as_str).collect();
     let now = Timestamp::saturating_from_unix(crate::cmd::now());
     let finding = rotation::judge(&bundle.config.keys, &kids, &observation, now);
-    match diagnosis::signing_key(&finding) {
-        (true, detail, _) => r.pass(SIGNING_KEY, detail),
-        (false, detail, fix) => r.warn(SIGNING_KEY, detail, fix),
-    }
+    let (status, detail, fix) = diagnosis::signing_key(&finding);
+    r.record(Link::SigningKey.name(), status, detail, fix);
 }

@@ -5,20 +5,17 @@
 use std::collections::HashMap;
 
 use irsa_core::checks::Report;
+use irsa_core::checks::Status;
+use irsa_core::diagnosis::Link;
 use irsa_core::mutate::SaIdentity;
-use irsa_core::stale::{
-    self, Owner, Verdict, CONTAINER_CREDENTIALS_ENV, POD_MUTATED, ROLE_ARN_ENV, TOKEN_FILE_ENV,
-};
+use irsa_core::stale::{self, Listing, Owner};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 use kube::Client;
 
-use irsa_core::mutate::{DEFAULT_PREFIX, VOLUME_NAME};
-
-/// Report line of the listing of the ServiceAccount's pods.
-const PODS: &str = "pods: of the ServiceAccount carry its current role";
+use irsa_core::mutate::DEFAULT_PREFIX;
 
 /// Where the pods of one ServiceAccount are judged.
 pub(super) struct Scope<'a> {
@@ -87,40 +84,39 @@ impl Owners {
     }
 }
 
-/// Records the verdict on one pod; `true` when it is stale.
-async fn record(r: &mut Report, scope: &Scope<'_>, owners: &mut Owners, pod: &Pod) -> bool {
+/// Records the verdict on one pod: every verdict with `all` (`--pod`),
+/// else only a stale pod's. `true` when it is stale.
+async fn record(
+    r: &mut Report,
+    scope: &Scope<'_>,
+    owners: &mut Owners,
+    pod: &Pod,
+    all: bool,
+) -> bool {
     let verdict = stale::judge(pod, scope.sa, DEFAULT_PREFIX);
-    let name = pod.metadata.name.as_deref().unwrap_or_default();
-    let Some((line, detail)) = stale::explain(&verdict, scope.ns, name) else {
+    let is_stale = verdict.is_stale();
+    if !is_stale && !all {
         return false;
+    }
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let chain = if is_stale {
+        owners.chain(scope, pod).await
+    } else {
+        Vec::new()
     };
-    let chain = owners.chain(scope, pod).await;
-    r.fail(line, detail, scope.fix(stale::fix(scope.ns, name, &chain)));
-    true
+    let (link, status, detail, fix) = stale::pod_line(&verdict, scope.ns, name, &chain);
+    let fix = if status == Status::Pass {
+        fix
+    } else {
+        scope.fix(fix)
+    };
+    r.record(link.name(), status, detail, fix);
+    is_stale
 }
 
 /// `--pod`: judges that pod alone.
 pub(super) async fn judge_pod(r: &mut Report, scope: &Scope<'_>, pod: &Pod) {
-    let ns = scope.ns;
-    let name = pod.metadata.name.as_deref().unwrap_or_default();
-    match stale::judge(pod, scope.sa, DEFAULT_PREFIX) {
-        Verdict::Current => r.pass(
-            POD_MUTATED,
-            format!("{ns}/{name}: {ROLE_ARN_ENV}, {TOKEN_FILE_ENV} and volume {VOLUME_NAME} present, with the ServiceAccount's role"),
-        ),
-        Verdict::PodIdentity => r.pass(
-            POD_MUTATED,
-            format!("{ns}/{name}: EKS Pod Identity ({CONTAINER_CREDENTIALS_ENV}) injected, which takes precedence over the role-arn annotation"),
-        ),
-        Verdict::OutOfScope => r.fail(
-            POD_MUTATED,
-            format!("{ns}/{name}: not mutated (no volume {VOLUME_NAME} with {ROLE_ARN_ENV}) and its ServiceAccount names no role"),
-            scope.fix("pods are mutated only when created: make sure the webhook is installed and the ServiceAccount annotated (below), then delete the pod so its controller recreates it (kubectl rollout restart)".into()),
-        ),
-        _ => {
-            record(r, scope, &mut Owners::default(), pod).await;
-        }
-    }
+    record(r, scope, &mut Owners::default(), pod, true).await;
 }
 
 /// `-s`: lists the ServiceAccount's pods that have not finished (at most
@@ -148,7 +144,7 @@ pub(super) async fn judge_pods(
         Ok(list) => list,
         Err(e) => {
             r.warn(
-                PODS,
+                Link::Pods.name(),
                 format!("cannot list the pods of {ns}/{sa_name}: {e}"),
                 "run doctor with a kubeconfig allowed to list pods in the namespace, and check --selector",
             );
@@ -158,42 +154,30 @@ pub(super) async fn judge_pods(
     let mut owners = Owners::default();
     let mut stale_pods = 0;
     for pod in &list.items {
-        if record(r, scope, &mut owners, pod).await {
+        if record(r, scope, &mut owners, pod, false).await {
             stale_pods += 1;
         }
     }
-    let judged = list.items.len();
     let phase = |p: &Pod| p.status.as_ref().and_then(|s| s.phase.clone());
-    let running = list
-        .items
-        .iter()
-        .filter(|p| phase(p).as_deref() == Some("Running"))
-        .count();
-    let pending = list
-        .items
-        .iter()
-        .filter(|p| phase(p).as_deref() == Some("Pending"))
-        .count();
-    let other = match judged - running - pending {
-        0 => String::new(),
-        n => format!(", {n} in another phase"),
+    let in_phase = |want: &str| {
+        list.items
+            .iter()
+            .filter(|p| phase(p).as_deref() == Some(want))
+            .count()
     };
-    let narrowed = selector.map_or(String::new(), |s| format!(" matching {s}"));
-    if list
-        .metadata
-        .continue_
-        .as_deref()
-        .is_some_and(|c| !c.is_empty())
-    {
-        r.warn(
-            PODS,
-            format!("more than {judged} unfinished pods of {ns}/{sa_name}{narrowed}: only the first {judged} were judged"),
-            "narrow the listing with --selector LABELS, or raise --max-pods",
-        );
-    } else if stale_pods == 0 {
-        r.pass(
-            PODS,
-            format!("{judged} unfinished pod(s) of {ns}/{sa_name}{narrowed} ({running} running, {pending} pending{other}), none stale"),
-        );
+    let listing = Listing {
+        selector,
+        judged: list.items.len(),
+        running: in_phase("Running"),
+        pending: in_phase("Pending"),
+        stale: stale_pods,
+        truncated: list
+            .metadata
+            .continue_
+            .as_deref()
+            .is_some_and(|c| !c.is_empty()),
+    };
+    if let Some((status, detail, fix)) = stale::listing_line(ns, sa_name, &listing) {
+        r.record(Link::Pods.name(), status, detail, fix);
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use irsa_core::checks::{Report, Status};
+use irsa_core::checks::Report;
 use irsa_core::diagnosis::{self, DryRun, Hook, Reach, WebhookFinding};
 use irsa_core::mutate::{SaIdentity, DEFAULT_PREFIX};
 use irsa_core::stale::{self, Verdict};
@@ -195,10 +195,6 @@ pub(super) async fn webhook_link(
     let finding: WebhookFinding =
         diagnosis::judge_webhook(&hooks, ns, namespace_labels.as_ref(), labels, &answer);
     let (status, detail, fix) = finding.explain(&format!("{ns}/{sa_name}"));
-    match status {
-        Status::Pass => r.pass(link, detail),
-        Status::Warn => r.warn(link, detail, fix),
-        Status::Fail => r.fail(link, detail, fix),
-    }
+    r.record(link, status, detail, fix);
     finding.mutates()
 }
