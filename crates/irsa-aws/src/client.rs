@@ -124,8 +124,7 @@ impl Aws {
         send.await.map_err(|e| crate::error::call_err(operation, e))
     }
 
-    /// Makes one read call: counts it, sends it, and names `operation` in
-    /// the error.
+    /// Makes one read call: as [`Aws::call`], counted as a read.
     pub(crate) async fn get<T, E>(
         &self,
         operation: &'static str,

@@ -25,31 +25,15 @@ fn unexpected(what: &str, e: impl std::fmt::Display) -> AwsError {
 }
 
 impl Aws {
-    /// Reads the bucket's Block Public Access, the OAC with this issuer's
-    /// name and the distributions whose origin is this issuer's bucket.
+    /// Reads the OAC with this issuer's name and the distributions whose
+    /// origin is this issuer's bucket (the bucket's Block Public Access is
+    /// read with the bucket).
     pub(crate) async fn read_cloudfront(
         &self,
         desired: &Desired,
         cf: &DesiredCloudFront,
         actual: &mut Actual,
     ) -> Result<(), AwsError> {
-        if let (Some(s3), Some(_)) = (&desired.s3, &actual.bucket) {
-            let block = self
-                .get_opt(
-                    "s3:GetPublicAccessBlock",
-                    &["NoSuchPublicAccessBlockConfiguration"],
-                    self.s3.get_public_access_block().bucket(&s3.bucket).send(),
-                )
-                .await?;
-            actual.bucket_fully_private = block.is_some_and(|r| {
-                r.public_access_block_configuration().is_some_and(|c| {
-                    c.block_public_acls() == Some(true)
-                        && c.ignore_public_acls() == Some(true)
-                        && c.block_public_policy() == Some(true)
-                        && c.restrict_public_buckets() == Some(true)
-                })
-            });
-        }
         actual.oac = self.find_oac(&cf.names.oac_name).await?;
         let mut marker: Option<String> = None;
         loop {

@@ -88,6 +88,17 @@ pub(crate) fn public_policy_allowed(block: Option<&PublicAccessBlockConfiguratio
     })
 }
 
+/// Whether all four Block Public Access settings are on, as a bucket
+/// behind CloudFront keeps them.
+pub(crate) fn fully_private(block: Option<&PublicAccessBlockConfiguration>) -> bool {
+    block.is_some_and(|c| {
+        c.block_public_acls() == Some(true)
+            && c.ignore_public_acls() == Some(true)
+            && c.block_public_policy() == Some(true)
+            && c.restrict_public_buckets() == Some(true)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use aws_sdk_iam::types::{AttachedPermissionsBoundary, AttachedPolicy, PolicyDetail, Tag};

@@ -13,7 +13,7 @@ use irsa_core::plan::{
 use serde_json::Value;
 
 use crate::convert::{
-    arn_for, decode_policy, iam_tag_map, public_policy_allowed, role_from_detail,
+    arn_for, decode_policy, fully_private, iam_tag_map, public_policy_allowed, role_from_detail,
 };
 use crate::error::call_err;
 use crate::{Aws, AwsError};
@@ -38,8 +38,11 @@ impl Aws {
                         self.s3.get_public_access_block().bucket(&s3.bucket).send(),
                     )
                     .await?;
-                actual.public_policy_allowed = block
-                    .is_some_and(|r| public_policy_allowed(r.public_access_block_configuration()));
+                let config = block
+                    .as_ref()
+                    .and_then(|r| r.public_access_block_configuration());
+                actual.public_policy_allowed = public_policy_allowed(config);
+                actual.bucket_fully_private = fully_private(config);
                 let policy = self
                     .get_opt(
                         "s3:GetBucketPolicy",
