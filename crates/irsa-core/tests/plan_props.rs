@@ -378,23 +378,6 @@ fn world(c: &Case) -> World {
     }
 }
 
-fn role_of(action: &Action) -> Option<&str> {
-    match action {
-        Action::UpdateTrust { role: n, .. }
-        | Action::UpdateMaxSession { role: n, .. }
-        | Action::TagRole { role: n, .. }
-        | Action::PutBoundary { role: n, .. }
-        | Action::DeleteBoundary { role: n }
-        | Action::AttachPolicy { role: n, .. }
-        | Action::DetachPolicy { role: n, .. }
-        | Action::PutInline { role: n, .. }
-        | Action::DeleteInline { role: n, .. }
-        | Action::DeleteRole { role: n } => Some(n),
-        Action::CreateRole { role: r } => Some(&r.name),
-        _ => None,
-    }
-}
-
 /// Checks every change of `p` against the ground truth of `w`.
 fn check(w: &World, p: &plan::Plan, destroying: bool) -> Result<(), TestCaseError> {
     let managed: Vec<&str> = w.desired.managed_providers();
@@ -414,7 +397,7 @@ fn check(w: &World, p: &plan::Plan, destroying: bool) -> Result<(), TestCaseErro
         .collect();
     for (i, c) in p.changes.iter().enumerate() {
         let shown = c.to_string();
-        if let Some(role) = role_of(&c.action) {
+        if let Some(role) = c.action.role() {
             prop_assert!(
                 !w.roles.contains(role) || w.our_roles.contains(role),
                 "{shown}: role {role} is not this bundle's"

@@ -181,23 +181,6 @@ fn world(c: &Case) -> World {
     }
 }
 
-fn role_of(action: &Action) -> Option<&str> {
-    match action {
-        Action::CreateRole { role } => Some(&role.name),
-        Action::UpdateTrust { role, .. }
-        | Action::UpdateMaxSession { role, .. }
-        | Action::TagRole { role, .. }
-        | Action::PutBoundary { role, .. }
-        | Action::DeleteBoundary { role }
-        | Action::AttachPolicy { role, .. }
-        | Action::DetachPolicy { role, .. }
-        | Action::PutInline { role, .. }
-        | Action::DeleteInline { role, .. }
-        | Action::DeleteRole { role } => Some(role),
-        _ => None,
-    }
-}
-
 fn names_broker(trust: &TrustPolicy) -> bool {
     trust.aws_principals().contains(&broker_arn())
 }
@@ -223,7 +206,7 @@ fn check(w: &World, p: &Plan) -> Result<(), TestCaseError> {
         .collect();
     for c in &p.changes {
         let shown = c.to_string();
-        if let Some(role) = role_of(&c.action) {
+        if let Some(role) = c.action.role() {
             prop_assert!(
                 !w.actual.roles.contains_key(role) || w.ours.contains(role),
                 "{shown}: {role} is not this bundle's"
@@ -293,7 +276,7 @@ fn apply(actual: &Actual, p: &Plan) -> Actual {
                 roles.remove(role);
             }
             other => {
-                let Some(r) = role_of(other).and_then(|n| roles.get_mut(n)) else {
+                let Some(r) = other.role().and_then(|n| roles.get_mut(n)) else {
                     continue;
                 };
                 match other {
@@ -355,7 +338,7 @@ proptest! {
         let role_writes: Vec<String> = again
             .changes
             .iter()
-            .filter(|ch| role_of(&ch.action).is_some())
+            .filter(|ch| ch.action.role().is_some())
             .map(ToString::to_string)
             .collect();
         prop_assert!(role_writes.is_empty(), "not converged: {role_writes:?}");

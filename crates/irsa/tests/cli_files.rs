@@ -487,22 +487,7 @@ fn demo_creates_a_new_directory_each_time() {
 fn export_terraform_and_cloudformation_match_the_plan() {
     let t = tempdir();
     let d = t.path();
-    let out = run_in(
-        d,
-        &[
-            "init",
-            "--cluster",
-            "prod",
-            "--bucket",
-            "acme-oidc",
-            "--region",
-            "eu-west-1",
-            "--prefix",
-            "prod",
-            "--dir",
-            ".",
-        ],
-    );
+    let out = init_prod(d, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let yaml = std::fs::read_to_string(d.join("irsa.yaml")).unwrap().replace(
         "bindings: []",

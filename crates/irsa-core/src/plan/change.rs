@@ -304,6 +304,48 @@ impl Action {
     }
 }
 
+impl Action {
+    /// The role the action creates, changes or deletes; `None` for the
+    /// bucket, the provider and CloudFront.
+    pub fn role(&self) -> Option<&str> {
+        match self {
+            Action::CreateRole { role: r } => Some(&r.name),
+            Action::UpdateTrust { role: n, .. }
+            | Action::UpdateMaxSession { role: n, .. }
+            | Action::TagRole { role: n, .. }
+            | Action::PutBoundary { role: n, .. }
+            | Action::DeleteBoundary { role: n }
+            | Action::AttachPolicy { role: n, .. }
+            | Action::DetachPolicy { role: n, .. }
+            | Action::PutInline { role: n, .. }
+            | Action::DeleteInline { role: n, .. }
+            | Action::DeleteRole { role: n } => Some(n),
+            Action::CreateProvider { .. }
+            | Action::AddClientId { .. }
+            | Action::TagProvider { .. }
+            | Action::UpdateThumbprints { .. }
+            | Action::DeleteProvider { .. }
+            | Action::CreateBucket
+            | Action::TagBucket
+            | Action::AllowPublicPolicy { .. }
+            | Action::PutBucketPolicy { .. }
+            | Action::PutObject { .. }
+            | Action::DeleteObject { .. }
+            | Action::DeleteBucketPolicy
+            | Action::DeleteBucket
+            | Action::BlockAllPublicAccess { .. }
+            | Action::Invalidate { .. }
+            | Action::CreateOac
+            | Action::UpdateOac { .. }
+            | Action::CreateDistribution
+            | Action::UpdateDistribution { .. }
+            | Action::DisableDistribution { .. }
+            | Action::DeleteDistribution { .. }
+            | Action::DeleteOac { .. } => None,
+        }
+    }
+}
+
 impl Change {
     /// `+` create, `~` update, `-` delete: derived from the action.
     pub fn symbol(&self) -> char {
@@ -314,18 +356,10 @@ impl Change {
     /// may run concurrently: the bucket and its objects, the provider,
     /// and each role.
     pub fn lane(&self) -> String {
+        if let Some(role) = self.action.role() {
+            return format!("role:{role}");
+        }
         match &self.action {
-            Action::CreateRole { role: r } => format!("role:{}", r.name),
-            Action::UpdateTrust { role: n, .. }
-            | Action::UpdateMaxSession { role: n, .. }
-            | Action::TagRole { role: n, .. }
-            | Action::PutBoundary { role: n, .. }
-            | Action::DeleteBoundary { role: n }
-            | Action::AttachPolicy { role: n, .. }
-            | Action::DetachPolicy { role: n, .. }
-            | Action::PutInline { role: n, .. }
-            | Action::DeleteInline { role: n, .. }
-            | Action::DeleteRole { role: n } => format!("role:{n}"),
             Action::CreateProvider { host_path: h }
             | Action::AddClientId { host_path: h, .. }
             | Action::TagProvider { host_path: h }
@@ -350,6 +384,18 @@ impl Change {
             | Action::DisableDistribution { .. }
             | Action::DeleteDistribution { .. }
             | Action::DeleteOac { .. } => "cloudfront".into(),
+            // The role's actions, answered above.
+            Action::CreateRole { .. }
+            | Action::UpdateTrust { .. }
+            | Action::UpdateMaxSession { .. }
+            | Action::TagRole { .. }
+            | Action::PutBoundary { .. }
+            | Action::DeleteBoundary { .. }
+            | Action::AttachPolicy { .. }
+            | Action::DetachPolicy { .. }
+            | Action::PutInline { .. }
+            | Action::DeleteInline { .. }
+            | Action::DeleteRole { .. } => "role".into(),
         }
     }
 }
