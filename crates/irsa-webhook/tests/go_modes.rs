@@ -8,29 +8,18 @@ use std::path::Path;
 use std::sync::Arc;
 
 use irsa_webhook::run;
-use rustls::pki_types::pem::PemObject;
 use support::*;
 
 /// A TLS 1.2 client offering only `suite`, trusting `dir/ca.crt`.
 fn tls12_client(dir: &Path, suite: rustls::CipherSuite) -> tokio_rustls::TlsConnector {
-    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
-    provider.cipher_suites.retain(|s| s.suite() == suite);
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(dir.join("ca.crt")).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
-        .with_protocol_versions(&[&rustls::version::TLS12])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
-async fn handshake(addr: std::net::SocketAddr, c: &tokio_rustls::TlsConnector) -> bool {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    c.connect(name, tcp).await.is_ok()
+    connector_offering(
+        dir,
+        Offer {
+            versions: Some(&[&rustls::version::TLS12]),
+            suite: Some(suite),
+            ..Offer::default()
+        },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -43,8 +32,8 @@ async fn tls_cipher_suites_limits_what_the_server_negotiates() {
     let mut s = settings(t.path());
     s.tls_cipher_suites = Some("TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256".into());
     let running = run(s, None, Some(store_with_role())).await.unwrap();
-    assert!(handshake(running.addr, &tls12_client(t.path(), aes128)).await);
-    assert!(!handshake(running.addr, &tls12_client(t.path(), aes256)).await);
+    assert!(handshakes(running.addr, &tls12_client(t.path(), aes128)).await);
+    assert!(!handshakes(running.addr, &tls12_client(t.path(), aes256)).await);
     // TLS 1.3 stays on with its own suites, as in Go: a client offering
     // every version gets 1.3 and one of its suites.
     let stream = tls(running.addr, &connector(t.path())).await;
@@ -70,7 +59,7 @@ async fn tls_cipher_suites_limits_what_the_server_negotiates() {
     let running = run(settings(t.path()), None, Some(store_with_role()))
         .await
         .unwrap();
-    assert!(handshake(running.addr, &tls12_client(t.path(), aes256)).await);
+    assert!(handshakes(running.addr, &tls12_client(t.path(), aes256)).await);
     running.shutdown();
     running.wait().await;
 }

@@ -295,7 +295,7 @@ async fn certificate_reload_without_failed_requests() {
     std::os::unix::fs::symlink(&gen2, t.path().join("tmp-link")).unwrap();
     std::fs::rename(t.path().join("tmp-link"), live.join("..data")).unwrap();
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let served = fetch_leaf(addr, &gen2.join("ca.crt")).await;
+    let served = fetch_leaf(addr, &gen2).await;
     assert_eq!(
         served,
         peer_cert_cn_marker(&std::fs::read_to_string(gen2.join("tls.crt")).unwrap()),
@@ -324,7 +324,7 @@ async fn certificate_reload_without_failed_requests() {
     );
     assert!(ok > 10, "load loop ran ({ok} requests)");
     assert_eq!(
-        fetch_leaf(addr, &gen2.join("ca.crt")).await.len(),
+        fetch_leaf(addr, &gen2).await.len(),
         served.len(),
         "still serving after a bad key"
     );
@@ -347,24 +347,8 @@ async fn certificate_reload_without_failed_requests() {
 }
 
 /// The DER of the leaf certificate a fresh TLS connection receives.
-async fn fetch_leaf(addr: std::net::SocketAddr, ca: &Path) -> Vec<u8> {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(ca).unwrap();
-    use rustls::pki_types::pem::PemObject;
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let tls = connector.connect(name, tcp).await.unwrap();
+async fn fetch_leaf(addr: std::net::SocketAddr, dir: &Path) -> Vec<u8> {
+    let tls = tls(addr, &connector(dir)).await;
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }
 

@@ -8,13 +8,11 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use irsa_webhook::{run, Running, Settings};
-use rustls::pki_types::pem::PemObject;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -51,23 +49,6 @@ async fn start(cn: &str, f: impl FnOnce(&mut Settings)) -> (tempfile::TempDir, R
         .await
         .unwrap();
     (t, running)
-}
-
-/// A TLS client trusting `dir/ca.crt` that offers `alpn`.
-fn connector_offering(dir: &std::path::Path, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(dir.join("ca.crt")).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
 }
 
 fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -143,7 +124,17 @@ struct Raw {
 
 impl Raw {
     async fn open(addr: std::net::SocketAddr, dir: &std::path::Path) -> Self {
-        let tls = tls(addr, &connector_offering(dir, &[b"h2"])).await;
+        let tls = tls(
+            addr,
+            &connector_offering(
+                dir,
+                Offer {
+                    alpn: &[b"h2"],
+                    ..Offer::default()
+                },
+            ),
+        )
+        .await;
         assert_eq!(tls.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()));
         let mut raw = Self {
             tls,
@@ -231,7 +222,13 @@ async fn admissions_over_one_http2_connection_are_answered_and_counted() {
 
     let tls = tls(
         running.addr,
-        &connector_offering(t.path(), &[b"h2", b"http/1.1"]),
+        &connector_offering(
+            t.path(),
+            Offer {
+                alpn: &[b"h2", b"http/1.1"],
+                ..Offer::default()
+            },
+        ),
     )
     .await;
     assert_eq!(
@@ -304,7 +301,13 @@ async fn with_http2_off_as_by_default_only_http1_is_offered() {
     let (t, running) = start("h1-only", |s| s.http2 = false).await;
     let tls = tls(
         running.addr,
-        &connector_offering(t.path(), &[b"h2", b"http/1.1"]),
+        &connector_offering(
+            t.path(),
+            Offer {
+                alpn: &[b"h2", b"http/1.1"],
+                ..Offer::default()
+            },
+        ),
     )
     .await;
     assert_eq!(
@@ -313,9 +316,15 @@ async fn with_http2_off_as_by_default_only_http1_is_offered() {
     );
     let tcp = tokio::net::TcpStream::connect(running.addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    let h2_only = connector_offering(t.path(), &[b"h2"])
-        .connect(name, tcp)
-        .await;
+    let h2_only = connector_offering(
+        t.path(),
+        Offer {
+            alpn: &[b"h2"],
+            ..Offer::default()
+        },
+    )
+    .connect(name, tcp)
+    .await;
     assert!(
         h2_only.is_err(),
         "a client that speaks only h2 is refused in the handshake"

@@ -5,11 +5,9 @@
 mod support;
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use irsa_webhook::run;
-use rustls::pki_types::pem::PemObject;
 use serde_json::Value;
 use support::*;
 
@@ -18,23 +16,13 @@ fn client_of(
     dir: &Path,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls::pki_types::CertificateDer::pem_file_iter(dir.join("ca.crt")).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[version])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
-async fn handshake(addr: std::net::SocketAddr, c: &tokio_rustls::TlsConnector) -> bool {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
-    c.connect(name, tcp).await.is_ok()
+    connector_offering(
+        dir,
+        Offer {
+            versions: Some(&[version]),
+            ..Offer::default()
+        },
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -54,11 +42,11 @@ async fn tls_min_version_13_refuses_a_tls12_client() {
         s.tls_min_version = min.map(str::to_string);
         let running = run(s, None, None).await.unwrap();
         assert_eq!(
-            handshake(running.addr, &tls12).await,
+            handshakes(running.addr, &tls12).await,
             tls12_served,
             "TLS 1.2 client, --tls-min-version={min:?}"
         );
-        assert!(handshake(running.addr, &tls13).await, "TLS 1.3, {min:?}");
+        assert!(handshakes(running.addr, &tls13).await, "TLS 1.3, {min:?}");
         running.shutdown();
         running.wait().await;
     }

@@ -122,20 +122,51 @@ pub fn review_for(sa: &str) -> Value {
     })
 }
 
-/// A TLS client trusting only `dir/ca.crt`.
-pub fn connector(dir: &Path) -> tokio_rustls::TlsConnector {
+/// What a test's TLS client offers; the default is rustls's safe
+/// protocol versions, every cipher suite and no ALPN.
+#[derive(Default)]
+pub struct Offer<'a> {
+    /// Only these protocol versions.
+    pub versions: Option<&'a [&'static rustls::SupportedProtocolVersion]>,
+    /// Only this cipher suite.
+    pub suite: Option<rustls::CipherSuite>,
+    /// The ALPN protocols, in order of preference.
+    pub alpn: &'a [&'a [u8]],
+}
+
+/// A TLS client trusting only `dir/ca.crt` that offers `offer`.
+pub fn connector_offering(dir: &Path, offer: Offer<'_>) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for c in rustls::pki_types::CertificateDer::pem_file_iter(dir.join("ca.crt")).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    if let Some(suite) = offer.suite {
+        provider.cipher_suites.retain(|s| s.suite() == suite);
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(provider));
+    let builder = match offer.versions {
+        Some(versions) => builder.with_protocol_versions(versions),
+        None => builder.with_safe_default_protocol_versions(),
+    };
+    let mut config = builder
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = offer.alpn.iter().map(|p| p.to_vec()).collect();
     tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+/// A TLS client trusting only `dir/ca.crt`.
+pub fn connector(dir: &Path) -> tokio_rustls::TlsConnector {
+    connector_offering(dir, Offer::default())
+}
+
+/// Whether a TLS handshake with `addr` completes.
+pub async fn handshakes(addr: SocketAddr, connector: &tokio_rustls::TlsConnector) -> bool {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    connector.connect(name, tcp).await.is_ok()
 }
 
 pub type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
