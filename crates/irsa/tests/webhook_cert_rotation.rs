@@ -17,7 +17,6 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::testbed::{register_webhook, Testbed, WebhookRegistration};
@@ -84,18 +83,11 @@ async fn served(port: u16, cas: &[&Ca]) -> Option<Vec<u8>> {
     for ca in cas {
         roots.add(ca.der().clone()).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .ok()?;
     let name = ServerName::try_from("127.0.0.1").unwrap();
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let tls = common::webhook::tls_client(roots)
         .connect(name, tcp)
         .await
         .ok()?;

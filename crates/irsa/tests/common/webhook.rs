@@ -106,3 +106,15 @@ impl Webhook {
         super::pods::wait_ready(&self.dir.join("certs/ca.crt"), self.port, || self.log()).await;
     }
 }
+
+/// A TLS client trusting only `roots` (rustls's safe defaults otherwise).
+pub fn tls_client(roots: rustls::RootCertStore) -> tokio_rustls::TlsConnector {
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
@@ -75,14 +74,7 @@ pub fn connector(dir: &Path) -> tokio_rustls::TlsConnector {
     for c in rustls::pki_types::CertificateDer::pem_file_iter(dir.join("certs/ca.crt")).unwrap() {
         roots.add(c.unwrap()).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
+    super::common::webhook::tls_client(roots)
 }
 
 pub type Tls = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
