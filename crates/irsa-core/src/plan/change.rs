@@ -320,28 +320,7 @@ impl Action {
             | Action::PutInline { role: n, .. }
             | Action::DeleteInline { role: n, .. }
             | Action::DeleteRole { role: n } => Some(n),
-            Action::CreateProvider { .. }
-            | Action::AddClientId { .. }
-            | Action::TagProvider { .. }
-            | Action::UpdateThumbprints { .. }
-            | Action::DeleteProvider { .. }
-            | Action::CreateBucket
-            | Action::TagBucket
-            | Action::AllowPublicPolicy { .. }
-            | Action::PutBucketPolicy { .. }
-            | Action::PutObject { .. }
-            | Action::DeleteObject { .. }
-            | Action::DeleteBucketPolicy
-            | Action::DeleteBucket
-            | Action::BlockAllPublicAccess { .. }
-            | Action::Invalidate { .. }
-            | Action::CreateOac
-            | Action::UpdateOac { .. }
-            | Action::CreateDistribution
-            | Action::UpdateDistribution { .. }
-            | Action::DisableDistribution { .. }
-            | Action::DeleteDistribution { .. }
-            | Action::DeleteOac { .. } => None,
+            _ => None,
         }
     }
 }
@@ -367,16 +346,6 @@ impl Change {
                 format!("provider:{h}")
             }
             Action::DeleteProvider { arn } => format!("provider:{arn}"),
-            Action::CreateBucket
-            | Action::TagBucket
-            | Action::AllowPublicPolicy { .. }
-            | Action::PutBucketPolicy { .. }
-            | Action::PutObject { .. }
-            | Action::DeleteObject { .. }
-            | Action::DeleteBucketPolicy
-            | Action::DeleteBucket
-            | Action::BlockAllPublicAccess { .. }
-            | Action::Invalidate { .. } => "s3".into(),
             Action::CreateOac
             | Action::UpdateOac { .. }
             | Action::CreateDistribution
@@ -384,18 +353,9 @@ impl Change {
             | Action::DisableDistribution { .. }
             | Action::DeleteDistribution { .. }
             | Action::DeleteOac { .. } => "cloudfront".into(),
-            // The role's actions, answered above.
-            Action::CreateRole { .. }
-            | Action::UpdateTrust { .. }
-            | Action::UpdateMaxSession { .. }
-            | Action::TagRole { .. }
-            | Action::PutBoundary { .. }
-            | Action::DeleteBoundary { .. }
-            | Action::AttachPolicy { .. }
-            | Action::DetachPolicy { .. }
-            | Action::PutInline { .. }
-            | Action::DeleteInline { .. }
-            | Action::DeleteRole { .. } => "role".into(),
+            // The bucket, its policy, its public access block, its objects
+            // and their invalidation.
+            _ => "s3".into(),
         }
     }
 }

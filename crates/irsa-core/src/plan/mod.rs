@@ -146,7 +146,7 @@ pub(crate) fn order_broker_steps(plan: &mut Plan, desired: &Desired, actual: &Ac
         if c.phase != Phase::Main {
             continue;
         }
-        let Some(role) = c.lane().strip_prefix("role:").map(String::from) else {
+        let Some(role) = c.action.role().map(String::from) else {
             continue;
         };
         if let Action::DeleteRole { .. } = c.action {
