@@ -280,70 +280,75 @@ pub fn judge_broker_trust(
     }
 }
 
-/// What doctor read from IAM for the broker link.
-#[derive(Debug, Clone, Copy)]
-pub enum BrokerIam<'a> {
-    /// Not read (`--no-aws`).
-    NotRead,
-    /// IAM or STS could not be read; why.
-    Unreadable(&'a str),
-    /// What IAM holds.
-    Read {
-        /// The bound role (`None`: IAM has no such role) and its name.
-        role: (Option<&'a TrustPolicy>, &'a str),
-        /// The broker role (`None`: no such role), its name and its tags.
-        broker: (Option<&'a BTreeMap<String, String>>, &'a str),
-        /// The broker role's ARN in the credentials' account, or why it
-        /// cannot be named.
-        broker_arn: Result<&'a str, &'a str>,
-    },
+/// What doctor read for the broker link; each `Err` says why a read
+/// failed.
+#[derive(Debug, Clone)]
+pub struct BrokerIam<'a> {
+    /// The bound role's trust policy (`None`: IAM has no such role).
+    pub role: Result<Option<&'a TrustPolicy>, String>,
+    /// The broker role's tags (`None`: IAM has no such role).
+    pub broker: Result<Option<&'a BTreeMap<String, String>>, String>,
+    /// The credentials' account, which names the broker role's ARN.
+    pub account: Result<&'a str, String>,
 }
 
-/// The broker link for `ns/sa` in `cluster` from what IAM holds: both
-/// roles exist and the bound role's trust admits the broker's tagged
-/// AssumeRole ([`judge_broker_trust`]). What was not read is a warning
-/// that says what the risk is.
-pub fn judge_broker_iam(iam: BrokerIam<'_>, ns: &str, sa: &str, cluster: &str) -> Finding {
+/// The broker link for `binding` of `cfg` from what IAM holds (`None`:
+/// not read, `--no-aws`): both roles exist and the bound role's trust
+/// admits the broker's tagged AssumeRole ([`judge_broker_trust`]). A
+/// missing role is named before a read that failed; what was not read is
+/// a warning that says what the risk is.
+pub fn judge_broker_iam(
+    read: Option<BrokerIam<'_>>,
+    cfg: &crate::IrsaConfig,
+    binding: &crate::config::Binding,
+) -> Finding {
     use PodIdentityLink::BrokerMayAssume as L;
-    match iam {
-        BrokerIam::NotRead => found(
+    let Some(read) = read else {
+        return found(
             L,
             Status::Warn,
             "not checked (--no-aws): a trust without the broker or its tag conditions makes STS refuse the broker",
             "run doctor without --no-aws, with credentials allowed iam:GetRole and iam:ListRoleTags",
+        );
+    };
+    let broker_name = cfg.pod_identity().role_name(&cfg.cluster);
+    match (read.role, read.broker, read.account) {
+        (Ok(Some(trust)), Ok(Some(tags)), Ok(account)) => {
+            match cfg.role_arn(&broker_name, Some(account), "") {
+                Ok(arn) => judge_broker_trust(
+                    trust,
+                    &arn,
+                    tags,
+                    &binding.namespace,
+                    &binding.service_account,
+                    &cfg.cluster,
+                ),
+                Err(e) => found(
+                    L,
+                    Status::Warn,
+                    format!("cannot name the broker role in account {account}: {e}"),
+                    "check podIdentity.roleName and the credentials' account",
+                ),
+            }
+        }
+        (Ok(None), _, _) => found(
+            L,
+            Status::Fail,
+            format!("IAM has no role {}", binding.role_name(&cfg.cluster)),
+            "create it: `irsa apply`",
         ),
-        BrokerIam::Unreadable(e) => found(
+        (_, Ok(None), _) => found(
+            L,
+            Status::Fail,
+            format!("IAM has no broker role {broker_name}"),
+            "create it: `irsa apply`",
+        ),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => found(
             L,
             Status::Warn,
             format!("cannot read IAM: {e}"),
             "run doctor with credentials allowed iam:GetRole, iam:ListRoleTags and sts:GetCallerIdentity, or pass --no-aws",
         ),
-        BrokerIam::Read {
-            role: (None, name),
-            ..
-        } => found(L, Status::Fail, format!("IAM has no role {name}"), "create it: `irsa apply`"),
-        BrokerIam::Read {
-            broker: (None, name),
-            ..
-        } => found(
-            L,
-            Status::Fail,
-            format!("IAM has no broker role {name}"),
-            "create it: `irsa apply`",
-        ),
-        BrokerIam::Read {
-            broker_arn: Err(e), ..
-        } => found(
-            L,
-            Status::Warn,
-            format!("cannot name the broker role: {e}"),
-            "check podIdentity.roleName and the credentials' account",
-        ),
-        BrokerIam::Read {
-            role: (Some(trust), _),
-            broker: (Some(tags), _),
-            broker_arn: Ok(arn),
-        } => judge_broker_trust(trust, arn, tags, ns, sa, cluster),
     }
 }
 
@@ -444,37 +449,60 @@ mod tests {
     }
 
     #[test]
-    fn the_broker_link_says_what_iam_was_not_read_for() {
+    fn the_broker_link_names_a_missing_role_before_a_failed_read() {
+        let cfg = crate::IrsaConfig::from_yaml(&format!(
+            "{}  - {{namespace: app, serviceAccount: reader, mode: pod-identity}}\n",
+            crate::config::tests::GOOD
+        ))
+        .expect("a pod-identity binding");
+        let binding = cfg
+            .bindings
+            .iter()
+            .find(|b| b.is_pod_identity())
+            .expect("the pod-identity binding");
+        let role = binding.role_name(&cfg.cluster);
+        let broker = cfg.pod_identity().role_name(&cfg.cluster);
         let trust = TrustPolicy::default();
         let tags = BTreeMap::new();
-        let read = |role, broker, arn| BrokerIam::Read {
-            role: (role, "prod-app-reader"),
-            broker: (broker, "prod-irsa-agent"),
-            broker_arn: arn,
+        let judged = |read| judge_broker_iam(read, &cfg, binding);
+        let read = |role, broker, account| {
+            Some(BrokerIam {
+                role,
+                broker,
+                account,
+            })
         };
-        let judged = |iam| judge_broker_iam(iam, "app", "reader", "prod");
-        assert_eq!(judged(BrokerIam::NotRead).status, Status::Warn);
-        let f = judged(BrokerIam::Unreadable("AccessDenied"));
-        assert_eq!(f.status, Status::Warn);
-        assert!(f.detail.contains("AccessDenied"), "{f:?}");
-        let f = judged(read(None, Some(&tags), Ok("arn")));
-        assert_eq!(
-            (f.status, f.detail.as_str()),
-            (Status::Fail, "IAM has no role prod-app-reader")
-        );
-        let f = judged(read(Some(&trust), None, Ok("arn")));
-        assert_eq!(
-            (f.status, f.detail.as_str()),
-            (Status::Fail, "IAM has no broker role prod-irsa-agent")
-        );
-        let f = judged(read(Some(&trust), Some(&tags), Err("no account")));
-        assert_eq!(f.status, Status::Warn);
-        // Both read: the trust is evaluated (an empty trust admits no one).
+        assert_eq!(judged(None).status, Status::Warn);
         let f = judged(read(
-            Some(&trust),
-            Some(&tags),
-            Ok("arn:aws:iam::111122223333:role/b"),
+            Ok(None),
+            Err("AccessDenied".into()),
+            Ok("111122223333"),
         ));
+        assert_eq!(
+            (f.status, f.detail),
+            (Status::Fail, format!("IAM has no role {role}"))
+        );
+        let f = judged(read(
+            Err("AccessDenied".into()),
+            Ok(None),
+            Ok("111122223333"),
+        ));
+        assert_eq!(
+            (f.status, f.detail),
+            (Status::Fail, format!("IAM has no broker role {broker}"))
+        );
+        let f = judged(read(
+            Ok(Some(&trust)),
+            Ok(Some(&tags)),
+            Err("ExpiredToken".into()),
+        ));
+        assert_eq!(
+            (f.status, f.detail.as_str()),
+            (Status::Warn, "cannot read IAM: ExpiredToken")
+        );
+        // Everything read: the trust is evaluated (an empty trust admits no one).
+        let f = judged(read(Ok(Some(&trust)), Ok(Some(&tags)), Ok("111122223333")));
         assert_eq!(f.status, Status::Fail);
+        assert_eq!(f.link, PodIdentityLink::BrokerMayAssume);
     }
 }

@@ -133,12 +133,8 @@ pub(super) fn links(
         anyhow::Ok(())
     })??;
 
-    let (ns, sa, cluster) = (&binding.namespace, &binding.service_account, &cfg.cluster);
     if a.no_aws {
-        record(
-            r,
-            pi::judge_broker_iam(pi::BrokerIam::NotRead, ns, sa, cluster),
-        );
+        record(r, pi::judge_broker_iam(None, cfg, binding));
         return Ok(());
     }
     crate::net::rt::block_on(async {
@@ -146,30 +142,18 @@ pub(super) fn links(
         let broker_name = pic.role_name(&cfg.cluster);
         let (role, broker) = (aws.role(&role_name).await, aws.role(&broker_name).await);
         let account = aws.account_id().await;
-        // A missing role is named before an unreadable account: the
-        // account only names the broker's ARN.
-        let missing = |r: &Option<irsa_core::plan::ActualRole>| r.is_none();
-        let account = match (&role, &broker) {
-            (Ok(role), Ok(broker)) if missing(role) || missing(broker) => Ok(String::new()),
-            _ => account,
+        let read = pi::BrokerIam {
+            role: role
+                .as_ref()
+                .map(|r| r.as_ref().map(|r| &r.trust))
+                .map_err(ToString::to_string),
+            broker: broker
+                .as_ref()
+                .map(|b| b.as_ref().map(|b| &b.tags))
+                .map_err(ToString::to_string),
+            account: account.as_deref().map_err(ToString::to_string),
         };
-        let finding = match (&role, &broker, &account) {
-            (Ok(role), Ok(broker), Ok(account)) => {
-                let broker_arn = cfg
-                    .role_arn(&broker_name, Some(account), "")
-                    .map_err(|e| format!("in account {account}: {e}"));
-                let iam = pi::BrokerIam::Read {
-                    role: (role.as_ref().map(|r| &r.trust), &role_name),
-                    broker: (broker.as_ref().map(|b| &b.tags), &broker_name),
-                    broker_arn: broker_arn.as_deref().map_err(String::as_str),
-                };
-                pi::judge_broker_iam(iam, ns, sa, cluster)
-            }
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                pi::judge_broker_iam(pi::BrokerIam::Unreadable(&e.to_string()), ns, sa, cluster)
-            }
-        };
-        record(r, finding);
+        record(r, pi::judge_broker_iam(Some(read), cfg, binding));
     })?;
     Ok(())
 }
