@@ -264,15 +264,9 @@ pub fn check_documents(
             None
         }
     };
-    let parsed;
-    let issuer = match issuer {
-        Some(u) => Some(u),
-        None => {
-            parsed = doc.as_ref().and_then(|d| IssuerUrl::parse(&d.issuer).ok());
-            parsed.as_ref()
-        }
-    };
-    if let (Some(jwks), Some(extra), Some(issuer)) = (&jwks, extra, issuer) {
+    // Without a given issuer, the discovery document's own names it.
+    let named = doc.and_then(|d| IssuerUrl::parse(&d.issuer).ok());
+    if let (Some(jwks), Some(extra), Some(issuer)) = (&jwks, extra, issuer.or(named.as_ref())) {
         check_extra_private(extra, issuer, jwks, true, now, &mut report);
     }
     Checked { report, jwks }

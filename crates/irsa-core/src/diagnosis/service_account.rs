@@ -7,9 +7,6 @@ use crate::checks::Report;
 use crate::diagnosis::Link;
 use crate::mutate::SaIdentity;
 
-/// The link's name.
-const ROLE_LINK: &str = Link::RoleAnnotation.name();
-
 /// Judges ServiceAccount `ns/sa`'s role annotation under `prefix`; the
 /// role ARN when it is one.
 pub fn role_annotation(
@@ -22,12 +19,12 @@ pub fn role_annotation(
     let annotation = format!("{prefix}/role-arn");
     match identity.and_then(|i| i.role_arn.as_deref()) {
         Some(arn) if RoleArn::parse(arn).is_ok() => {
-            report.pass(ROLE_LINK, format!("{ns}/{sa}: {arn}"));
+            report.pass(Link::RoleAnnotation.name(), format!("{ns}/{sa}: {arn}"));
             Some(arn.to_string())
         }
         Some(arn) => {
             report.fail(
-                ROLE_LINK,
+                Link::RoleAnnotation.name(),
                 format!("{annotation} is {arn:?}, not a role ARN"),
                 "set it to arn:aws:iam::ACCOUNT:role/[PATH/]NAME (`irsa bind` prints the exact value)",
             );
@@ -35,7 +32,7 @@ pub fn role_annotation(
         }
         None => {
             report.fail(
-                ROLE_LINK,
+                Link::RoleAnnotation.name(),
                 format!("{ns}/{sa} has no {annotation} annotation, so the webhook leaves its pods alone"),
                 format!("kubectl annotate serviceaccount -n {ns} {sa} {annotation}=arn:aws:iam::ACCOUNT:role/... (or `irsa bind -n {ns} -s {sa}`)"),
             );

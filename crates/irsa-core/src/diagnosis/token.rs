@@ -7,7 +7,6 @@ use crate::checks::Report;
 use crate::diagnosis::{jwt_fix, ClockFinding, Link};
 use crate::issuer::IssuerUrl;
 use crate::jwt::{self, VerifyOptions, DEFAULT_LEEWAY};
-use crate::served::Rule;
 use crate::Jwks;
 
 /// The claims the later links of the chain need.
@@ -123,7 +122,7 @@ pub fn issuer_to_walk(report: &mut Report, iss: &str) -> Option<IssuerUrl> {
         Ok(url) => Some(url),
         Err(e) => {
             report.fail(
-                format!("discovery: {}", Rule::Status.title()),
+                Link::DiscoveryReachable.name(),
                 format!("the token's iss {iss:?} is not an issuer URL STS accepts: {e}"),
                 "set the apiserver's --service-account-issuer to the https URL irsa.yaml names (`irsa cluster config`)",
             );
@@ -283,6 +282,11 @@ mod tests {
         let mut r = Report::default();
         assert!(issuer_to_walk(&mut r, "http://oidc.example.com").is_none());
         assert_eq!(lines(&r), [(Link::DiscoveryReachable.name(), Status::Fail)]);
+        // The same line the walk writes when the discovery document fails.
+        assert_eq!(
+            Link::DiscoveryReachable.name(),
+            format!("discovery: {}", crate::served::Rule::Status.title())
+        );
     }
 
     #[test]
